@@ -1,0 +1,119 @@
+"""Builds every component from the settings and runs a worker.
+
+This is the one place that chooses implementations; tests pass their own components in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+
+import structlog
+
+from streamproc.bus.base import Sink, Source
+from streamproc.bus.local import JsonlSink, JsonlSource
+from streamproc.cache.base import Cache
+from streamproc.cache.memory import MemoryCache
+from streamproc.errors import ConfigError
+from streamproc.generation.base import Generator
+from streamproc.generation.wan import WanGenerator
+from streamproc.processor import Processor, ProcessorObserver, RunSummary
+from streamproc.settings import Settings
+from streamproc.storage.base import ObjectStore
+from streamproc.storage.local import LocalObjectStore
+
+log = structlog.get_logger(__name__)
+
+
+def build_source(settings: Settings) -> Source:
+    """The configured source of prompt records."""
+    if settings.local.input is None:
+        raise ConfigError("no input: pass --input FILE (or '-' for stdin)")
+    return JsonlSource(settings.local.input, max_record_bytes=settings.local.max_record_bytes)
+
+
+def build_sink(settings: Settings) -> Sink:
+    """The configured sink for results and dead letters."""
+    return JsonlSink(settings.local.results, settings.local.dead_letters)
+
+
+def build_store(settings: Settings) -> ObjectStore:
+    """The configured object store."""
+    return LocalObjectStore(settings.storage.local_dir)
+
+
+def build_cache(settings: Settings) -> Cache:
+    """The configured cache."""
+    return MemoryCache(settings.cache.max_entries)
+
+
+def build_generator(settings: Settings) -> Generator:
+    """The configured video generator."""
+    return WanGenerator(settings.generation)
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    source: Source | None = None,
+    sink: Sink | None = None,
+    store: ObjectStore | None = None,
+    cache: Cache | None = None,
+    generator: Generator | None = None,
+    observers: Sequence[ProcessorObserver] = (),
+    handle_signals: bool = True,
+) -> RunSummary:
+    """Start everything, process until the input ends or SIGINT/SIGTERM, drain, stop."""
+    async with AsyncExitStack() as stack:
+        generator = generator if generator is not None else build_generator(settings)
+        await generator.start()
+        stack.push_async_callback(generator.stop)
+        sink = await stack.enter_async_context(sink if sink is not None else build_sink(settings))
+        source = await stack.enter_async_context(
+            source if source is not None else build_source(settings)
+        )
+        processor = Processor(
+            settings,
+            source=source,
+            sink=sink,
+            store=store if store is not None else build_store(settings),
+            generator=generator,
+            cache=cache if cache is not None else build_cache(settings),
+            observers=observers,
+        )
+        if handle_signals:
+            _install_signal_handlers(processor, stack)
+        log.info("worker_started", worker_id=settings.worker_id, model_id=generator.model_id)
+        summary = await processor.run()
+        log.info(
+            "worker_stopped",
+            received=summary.received,
+            **{k.value.replace("-", "_"): v for k, v in summary.outcomes.items()},
+            batches=summary.batches,
+            abandoned=summary.abandoned,
+        )
+        return summary
+
+
+def _install_signal_handlers(processor: Processor, stack: AsyncExitStack) -> None:
+    loop = asyncio.get_running_loop()
+    count = 0
+
+    def on_signal(signame: str) -> None:
+        nonlocal count
+        count += 1
+        log.info("signal_received", signal=signame, count=count)
+        # A second signal abandons in-flight work (it stays uncommitted and is re-delivered).
+        processor.request_stop(force=count > 1)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, on_signal, sig.name)
+
+            def remove(s: signal.Signals = sig) -> None:
+                loop.remove_signal_handler(s)
+
+            stack.callback(remove)

@@ -1,0 +1,1 @@
+"""Sources of prompt records and sinks for results and dead letters."""

@@ -1,0 +1,124 @@
+"""The transport seam: where prompt records come from and where answers go.
+
+A :class:`Source` yields :class:`Record` s and later receives commits of the positions up to
+which every record is finished. A :class:`Sink` makes results and dead letters durable. The
+processor never commits a position before the sink has acknowledged everything below it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Protocol, Self
+
+from streamproc.events import DeadLetter, VideoResult
+
+
+@dataclass(frozen=True, order=True)
+class Partition:
+    """A topic partition (the local transport uses the file name and partition 0)."""
+
+    topic: str
+    partition: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One raw input record, exactly as read."""
+
+    value: bytes
+    partition: Partition
+    offset: int
+    key: bytes | None = None
+    timestamp_ms: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = field(default=())
+
+
+class PartitionListener(Protocol):
+    """Told by a source when partitions come and go (consumer-group rebalances)."""
+
+    async def partitions_revoked(self, partitions: Sequence[Partition]) -> None:
+        """Called before ``partitions`` are taken away; returns once their work is settled."""
+
+    async def partitions_assigned(self, partitions: Sequence[Partition]) -> None:
+        """Called after ``partitions`` were given to this worker."""
+
+
+class _Resource:
+    """``start``/``stop`` plus the async-context-manager protocol; ``stop`` is idempotent."""
+
+    async def start(self) -> None:
+        """Open connections; called once before use."""
+
+    async def stop(self) -> None:
+        """Close connections; safe to call more than once."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class Source(_Resource, ABC):
+    """Yields prompt records; takes commits of finished positions."""
+
+    @abstractmethod
+    def records(self) -> AsyncIterator[Record]:
+        """Yield records until the input ends or :meth:`close_input` is called.
+
+        While paused, yields nothing but keeps the connection alive (a consumer keeps polling
+        so its group membership survives long GPU work).
+        """
+
+    @abstractmethod
+    async def commit(self, positions: Mapping[Partition, int]) -> None:
+        """Record that every offset below ``positions[p]`` of partition ``p`` is finished.
+
+        Raising :class:`~streamproc.errors.TransportError` means nothing was committed; the
+        processor tries again with the same or later positions.
+        """
+
+    def pause(self) -> None:
+        """Stop handing out records (back-pressure); the source keeps its session alive."""
+
+    def resume(self) -> None:
+        """Hand out records again after :meth:`pause`."""
+
+    def close_input(self) -> None:
+        """Stop reading new input; :meth:`records` ends soon after (graceful shutdown)."""
+
+    def set_listener(self, listener: PartitionListener) -> None:
+        """Register the processor for rebalance callbacks (sources without groups ignore it)."""
+
+    @property
+    def input_size(self) -> int | None:
+        """How many records the input holds, when known up front (for progress bars)."""
+        return None
+
+
+class Sink(_Resource, ABC):
+    """Makes results and dead letters durable."""
+
+    @abstractmethod
+    async def publish(self, result: VideoResult, key: bytes | None) -> None:
+        """Publish ``result``; returns only once it is durable (acked by the broker).
+
+        Raising :class:`~streamproc.errors.TransportError` means it may not be durable;
+        the processor retries (results are idempotent on ``event_id``).
+        """
+
+    @abstractmethod
+    async def dead_letter(self, letter: DeadLetter, key: bytes | None) -> None:
+        """Publish ``letter`` to the dead letters; returns once durable, like :meth:`publish`."""

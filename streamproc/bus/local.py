@@ -1,0 +1,204 @@
+"""The embedded transport: prompt events from a JSONL file or stdin, answers to JSONL files.
+
+Each input line is one record of partition 0 of a "topic" named after the file (``stdin`` for
+standard input); its offset is the 0-based line number. Blank lines are skipped. A line longer
+than ``max_record_bytes`` is cut there and flagged, so it becomes a dead letter instead of
+exhausting memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import threading
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import IO, TextIO
+
+from streamproc.bus.base import Partition, Record, Sink, Source
+from streamproc.errors import ConfigError, TransportError
+from streamproc.events import DeadLetter, VideoResult
+
+#: Header set on a record whose line exceeded ``max_record_bytes``.
+TRUNCATED_HEADER = "streamproc-truncated"
+_EOF = None
+
+
+class JsonlSource(Source):
+    """Reads prompt records, one JSON document per line, from a file or ``-`` (stdin)."""
+
+    def __init__(self, path: str, *, max_record_bytes: int = 1 << 20) -> None:
+        self._path = path
+        self._max = max_record_bytes
+        topic = "stdin" if path == "-" else Path(path).name
+        self.partition = Partition(topic, 0)
+        self._queue: asyncio.Queue[list[tuple[int, bytes, bool]] | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._stream: IO[bytes] | None = None
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self._closing = False
+        self._committed: dict[Partition, int] = {}
+        self._size: int | None = None
+
+    async def start(self) -> None:
+        if self._thread is not None:
+            return
+        if self._path == "-":
+            self._stream = sys.stdin.buffer
+            batch = 1  # interactive: hand over every line as soon as it is typed
+        else:
+            try:
+                self._stream = await asyncio.to_thread(open, self._path, "rb")
+            except OSError as exc:
+                raise ConfigError(f"cannot open input {self._path}: {exc.strerror}") from None
+            self._size = await asyncio.to_thread(_count_lines, self._path)
+            batch = 256
+        loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue(maxsize=8)
+        # A daemon thread, not the default executor: a read blocked on stdin must not keep the
+        # process alive at exit.
+        self._thread = threading.Thread(
+            target=self._read_lines,
+            args=(loop, self._stream, batch),
+            daemon=True,
+            name="streamproc-input",
+        )
+        self._thread.start()
+
+    def _read_lines(self, loop: asyncio.AbstractEventLoop, stream: IO[bytes], batch: int) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        offset = 0
+        chunk: list[tuple[int, bytes, bool]] = []
+        try:
+            while not self._closing:
+                line = stream.readline(self._max + 1)
+                if not line:
+                    break
+                truncated = len(line) > self._max and not line.endswith(b"\n")
+                if truncated:
+                    line = line[: self._max]
+                    while True:  # skip the rest of the over-long line
+                        rest = stream.readline(1 << 16)
+                        if not rest or rest.endswith(b"\n"):
+                            break
+                if line.strip() or truncated:
+                    chunk.append((offset, line.rstrip(b"\r\n"), truncated))
+                offset += 1
+                if len(chunk) >= batch:
+                    asyncio.run_coroutine_threadsafe(queue.put(chunk), loop).result()
+                    chunk = []
+        except (OSError, ValueError):
+            pass  # stream closed under us during shutdown
+        finally:
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                if chunk:
+                    asyncio.run_coroutine_threadsafe(queue.put(chunk), loop).result()
+                asyncio.run_coroutine_threadsafe(queue.put(_EOF), loop).result()
+
+    async def records(self) -> AsyncIterator[Record]:
+        if self._queue is None:
+            raise TransportError("source not started")
+        while not self._closing:
+            chunk = await self._queue.get()
+            if chunk is _EOF:
+                return
+            for offset, value, truncated in chunk:
+                await self._resumed.wait()
+                if self._closing:
+                    return
+                headers = ((TRUNCATED_HEADER, b"1"),) if truncated else ()
+                yield Record(value=value, partition=self.partition, offset=offset, headers=headers)
+
+    async def commit(self, positions: Mapping[Partition, int]) -> None:
+        # A file has nothing to commit to; the positions are kept so runs can report them.
+        self._committed.update(positions)
+
+    @property
+    def committed(self) -> dict[Partition, int]:
+        """Positions committed so far."""
+        return dict(self._committed)
+
+    def pause(self) -> None:
+        self._resumed.clear()
+
+    def resume(self) -> None:
+        self._resumed.set()
+
+    def close_input(self) -> None:
+        self._closing = True
+        self._resumed.set()
+
+    @property
+    def input_size(self) -> int | None:
+        return self._size
+
+    async def stop(self) -> None:
+        self._closing = True
+        self._resumed.set()
+        if self._stream is not None and self._stream is not sys.stdin.buffer:
+            self._stream.close()
+        self._stream = None
+
+
+def _count_lines(path: str) -> int:
+    count = 0
+    with open(path, "rb") as f:
+        for line in f:
+            if line.strip():
+                count += 1
+    return count
+
+
+class JsonlSink(Sink):
+    """Appends results and dead letters as JSON lines to two files (or stdout for ``-``)."""
+
+    def __init__(self, results: str, dead_letters: str) -> None:
+        self._paths = (results, dead_letters)
+        self._results: TextIO | None = None
+        self._dead: TextIO | None = None
+        self.published = 0
+        self.dead_lettered = 0
+
+    async def start(self) -> None:
+        if self._results is not None:
+            return
+        self._results = _open_out(self._paths[0])
+        self._dead = _open_out(self._paths[1]) if self._paths[1] != self._paths[0] else None
+
+    async def publish(self, result: VideoResult, key: bytes | None) -> None:
+        self._write(self._results, result.model_dump_json())
+        self.published += 1
+
+    async def dead_letter(self, letter: DeadLetter, key: bytes | None) -> None:
+        self._write(self._dead or self._results, letter.model_dump_json())
+        self.dead_lettered += 1
+
+    @staticmethod
+    def _write(stream: TextIO | None, line: str) -> None:
+        if stream is None:
+            raise TransportError("sink not started")
+        try:
+            stream.write(line + "\n")
+            stream.flush()
+        except OSError as exc:
+            raise TransportError(f"cannot write output: {exc.strerror}") from exc
+
+    async def stop(self) -> None:
+        for stream in (self._results, self._dead):
+            if stream is not None and stream is not sys.stdout:
+                stream.close()
+        self._results = self._dead = None
+
+
+def _open_out(path: str) -> TextIO:
+    if path == "-":
+        return sys.stdout
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return open(target, "a", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot open output {path}: {exc.strerror}") from None

@@ -1,0 +1,1 @@
+"""The result cache: answers repeated prompts without generating."""

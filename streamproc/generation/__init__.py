@@ -1,0 +1,1 @@
+"""The resident text-to-video pipeline and MP4 encoding."""

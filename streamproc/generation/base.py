@@ -1,0 +1,68 @@
+"""The generator seam: turns one batch of same-shape requests into frames.
+
+Implementations keep their model resident between calls and never run it on the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from streamproc.batching import ShapeKey
+
+Frames = npt.NDArray[np.uint8]
+"""One video: ``(frames, height, width, 3)`` RGB, uint8."""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One video to make (the prompt already canonical, the seed already chosen)."""
+
+    event_id: str
+    prompt: str
+    negative_prompt: str | None
+    seed: int
+
+
+@dataclass(frozen=True)
+class GeneratedBatch:
+    """Frames for each request, in request order, and where the time went."""
+
+    videos: list[Frames]
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+class Generator(Protocol):
+    """A resident video model."""
+
+    @property
+    def model_id(self) -> str:
+        """Identifies the weights (part of every object key and cache scope)."""
+        ...
+
+    @property
+    def scheduler_name(self) -> str:
+        """The sampler in use (part of every object key)."""
+        ...
+
+    async def start(self) -> None:
+        """Load the model; returns when it is ready to generate."""
+        ...
+
+    async def stop(self) -> None:
+        """Release the model; idempotent."""
+        ...
+
+    async def generate(
+        self, shape: ShapeKey, requests: Sequence[GenerationRequest]
+    ) -> GeneratedBatch:
+        """Generate one video per request, all of ``shape``.
+
+        Each video depends only on its own request (per-event seeds), not on the rest of the
+        batch. Raises :class:`~streamproc.errors.GenerationError` when the call fails.
+        """
+        ...

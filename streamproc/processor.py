@@ -1,0 +1,681 @@
+"""The wiring: source → validate → cache → batcher → generator → store → cache → sink → commit.
+
+Delivery invariants (see ``docs/delivery.md``):
+
+1. **Store, then publish, then commit.** A result is published only after its video is
+   durable in the store, and an offset is committed only after the result (or dead letter) of
+   that event and of every earlier event of its partition is acknowledged by the sink
+   (:class:`~streamproc.bus.offsets.OffsetTracker`).
+2. **Nothing is lost.** Every record ends as a published result or a dead letter. A record
+   whose outcome is not durable — the process dies, the store or sink keeps failing until the
+   shutdown grace runs out — stays uncommitted and is delivered again.
+3. **Idempotent outputs.** Re-processing an event gives the same result id, seed and object
+   key, so a retry overwrites rather than duplicates.
+4. **Bad input never stops a partition.** It becomes a dead letter and its offset is committed.
+
+One task per record carries it through every stage; GPU work happens in one loop that takes
+ready batches from the :class:`~streamproc.batching.MicroBatcher` and resolves each event's
+future, so storing and publishing of one batch overlaps with generating the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol, TypeVar
+
+import structlog
+
+from streamproc.batching import MicroBatcher, ShapeKey
+from streamproc.bus.base import Partition, Record, Sink, Source
+from streamproc.bus.local import TRUNCATED_HEADER
+from streamproc.bus.offsets import OffsetTracker
+from streamproc.cache.base import Cache, CacheEntry, CacheHit, CacheScope, exact_key
+from streamproc.errors import (
+    DeadlineExceeded,
+    GenerationError,
+    InvalidEventError,
+    StorageError,
+    TransportError,
+)
+from streamproc.events import (
+    CacheMode,
+    CacheOutcome,
+    DeadLetter,
+    DeadLetterReason,
+    GenerationParameters,
+    Origin,
+    PromptEvent,
+    Timings,
+    VideoResult,
+    b64,
+    canonical_prompt,
+    decode_prompt,
+    event_id_of,
+    utcnow,
+)
+from streamproc.generation.base import Frames, GenerationRequest, Generator
+from streamproc.generation.encode import encode_mp4
+from streamproc.settings import Settings
+from streamproc.storage.base import ObjectStore, object_key
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+
+class Outcome(StrEnum):
+    """How one record ended."""
+
+    HIT_EXACT = "hit-exact"
+    HIT_SEMANTIC = "hit-semantic"
+    GENERATED = "generated"
+    DEAD_LETTERED = "dead-lettered"
+    FAILED = "failed"
+
+
+class ProcessorObserver(Protocol):
+    """Watches records flow (progress display, metrics)."""
+
+    def record_received(self) -> None:
+        """A record was admitted."""
+
+    def record_finished(self, outcome: Outcome, seconds: float) -> None:
+        """A record's outcome is durable; ``seconds`` since it was admitted."""
+
+
+@dataclass
+class RunSummary:
+    """Counts of a run, by outcome."""
+
+    received: int = 0
+    outcomes: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
+    batches: int = 0
+    abandoned: int = 0
+
+    @property
+    def finished(self) -> int:
+        """Records whose outcome is durable."""
+        return sum(self.outcomes.values())
+
+
+@dataclass
+class _Job:
+    """A cache miss waiting for the GPU."""
+
+    request: GenerationRequest
+    partition: Partition
+    deadline: float | None
+    future: asyncio.Future[_Generated]
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class _Generated:
+    frames: Frames
+    batch_size: int
+    batched_at: datetime
+    generated_at: datetime
+
+
+class _Abandoned(Exception):
+    """The job was taken away (partition revoked) before it ran."""
+
+
+class Processor:
+    """Runs the flow until the input ends or :meth:`request_stop` is called."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        source: Source,
+        sink: Sink,
+        store: ObjectStore,
+        generator: Generator,
+        cache: Cache,
+        observers: Sequence[ProcessorObserver] = (),
+    ) -> None:
+        self._settings = settings
+        self.source = source
+        self._sink = sink
+        self._store = store
+        self._generator = generator
+        self._cache = cache
+        self._observers = list(observers)
+        self.tracker = OffsetTracker()
+        self.summary = RunSummary()
+        self._batcher: MicroBatcher[_Job] = MicroBatcher(
+            window_s=settings.batch.window_ms / 1000.0,
+            max_batch_size=settings.batch.max_batch_size,
+            capacity=max(settings.batch.max_in_flight, 1),
+            deadline_slack_s=settings.batch.deadline_slack_ms / 1000.0,
+        )
+        self._tasks: dict[asyncio.Task[None], Record] = {}
+        self._leaders: dict[str, asyncio.Future[CacheEntry | None]] = {}
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._paused = False
+        self._encode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="streamproc-enc")
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def request_stop(self, *, force: bool = False) -> None:
+        """Stop reading input, finish in-flight work, commit, return from :meth:`run`.
+
+        With ``force`` in-flight work is abandoned at once (it stays uncommitted).
+        """
+        self._stop.set()
+        if force:
+            self._force.set()
+
+    async def run(self) -> RunSummary:
+        """Process records until the input ends or a stop is requested; then drain."""
+        self.source.set_listener(self)
+        consume = asyncio.create_task(self._consume(), name="streamproc-consume")
+        gpu = asyncio.create_task(self._gpu_loop(), name="streamproc-gpu")
+        committer = asyncio.create_task(self._commit_loop(), name="streamproc-commit")
+        stop_wait = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({consume, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if not consume.done():
+                log.info("stop_requested", in_flight=len(self._tasks))
+                self.source.close_input()
+                consume.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consume  # re-raises a source failure after the drain below
+        finally:
+            stop_wait.cancel()
+            await self._drain(gpu)
+            committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committer
+            await self._commit_now()
+            self._encode_pool.shutdown(wait=False)
+        return self.summary
+
+    async def _drain(self, gpu: asyncio.Task[None]) -> None:
+        self._batcher.close()
+        pending = set(self._tasks)
+        if pending:
+            await self._wait_or_force(pending, self._settings.shutdown_grace_s)
+            late = {t for t in pending if not t.done()}
+            if late:
+                log.warning("shutdown_abandoned", events=len(late))
+                self.summary.abandoned += len(late)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
+        if not gpu.done():
+            try:
+                await asyncio.wait_for(gpu, timeout=max(self._settings.shutdown_grace_s, 0.1))
+            except TimeoutError:
+                log.warning("shutdown_gpu_abandoned")
+
+    async def _wait_or_force(self, tasks: set[asyncio.Task[None]], seconds: float) -> None:
+        """Wait until ``tasks`` are done, ``seconds`` passed or a forced stop was requested."""
+        deadline = time.monotonic() + seconds
+        forced = asyncio.create_task(self._force.wait())
+        try:
+            remaining = {t for t in tasks if not t.done()}
+            while remaining and not forced.done():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                await asyncio.wait(
+                    {*remaining, forced}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+                remaining = {t for t in remaining if not t.done()}
+        finally:
+            forced.cancel()
+
+    # -- consuming -----------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        async for record in self.source.records():
+            self._admit(record)
+
+    def _admit(self, record: Record) -> None:
+        self.tracker.track(record.partition, record.offset)
+        self.summary.received += 1
+        for observer in self._observers:
+            observer.record_received()
+        task = asyncio.create_task(self._handle(record))
+        self._tasks[task] = record
+        task.add_done_callback(self._tasks.pop)
+        if not self._paused and len(self._tasks) >= self._settings.batch.max_in_flight:
+            self._paused = True
+            self.source.pause()
+            log.debug("source_paused", in_flight=len(self._tasks))
+
+    def _maybe_resume(self) -> None:
+        if self._paused and len(self._tasks) <= self._settings.batch.max_in_flight * 3 // 4:
+            self._paused = False
+            self.source.resume()
+            log.debug("source_resumed", in_flight=len(self._tasks))
+
+    async def _handle(self, record: Record) -> None:
+        """Carry one record to a durable outcome; its offset is finished only then."""
+        started = time.monotonic()
+        structlog.contextvars.bind_contextvars(
+            topic=record.partition.topic,
+            partition=record.partition.partition,
+            offset=record.offset,
+        )
+        outcome: Outcome | None = None
+        try:
+            outcome = await self._process(record)
+        except asyncio.CancelledError:
+            raise  # abandoned: the offset stays unfinished and is delivered again
+        except _Abandoned:
+            pass
+        except Exception:
+            # A bug, not an input problem: keep the offset unfinished rather than guess.
+            log.exception("event_crashed")
+        finally:
+            if outcome is not None:
+                self.tracker.finish(record.partition, record.offset)
+                self.summary.outcomes[outcome] += 1
+                seconds = time.monotonic() - started
+                for observer in self._observers:
+                    observer.record_finished(outcome, seconds)
+            self._maybe_resume_soon()
+
+    def _maybe_resume_soon(self) -> None:
+        # The task is still registered while its finally block runs; resume after removal.
+        asyncio.get_running_loop().call_soon(self._maybe_resume)
+
+    async def _process(self, record: Record) -> Outcome:
+        received = utcnow()
+        try:
+            if any(name == TRUNCATED_HEADER for name, _ in record.headers):
+                raise InvalidEventError(
+                    DeadLetterReason.MALFORMED,
+                    f"record longer than {self._settings.local.max_record_bytes} bytes",
+                    "RecordTooLarge",
+                )
+            event = decode_prompt(record.value, self._settings.event_limits(self._model_id))
+        except InvalidEventError as exc:
+            log.info("event_rejected", reason=exc.reason, detail=exc.detail[:300])
+            await self._dead_letter(
+                record, exc.reason, exc.detail, exc.error_class, event_id_of(record.value)
+            )
+            return Outcome.DEAD_LETTERED
+        structlog.contextvars.bind_contextvars(event_id=event.event_id)
+        return await self._answer(record, event, received)
+
+    @property
+    def _model_id(self) -> str:
+        return self._generator.model_id
+
+    # -- answering one event -------------------------------------------------------------
+
+    async def _answer(self, record: Record, event: PromptEvent, received: datetime) -> Outcome:
+        prompt = canonical_prompt(event.prompt)
+        negative = canonical_prompt(event.negative_prompt) if event.negative_prompt else None
+        params = GenerationParameters(
+            width=event.width,
+            height=event.height,
+            num_frames=event.num_frames,
+            num_inference_steps=event.num_inference_steps,
+            guidance_scale=event.guidance_scale,
+            seed=event.effective_seed(),
+            negative_prompt=negative,
+            scheduler=self._generator.scheduler_name,
+            fps=self._settings.generation.fps,
+        )
+        scope = CacheScope(
+            model_id=self._model_id,
+            width=event.width,
+            height=event.height,
+            num_frames=event.num_frames,
+            num_inference_steps=event.num_inference_steps,
+            guidance_scale=event.guidance_scale,
+            negative_prompt=negative,
+            tenant=event.tenant,
+        )
+        mode = event.cache_mode or self._settings.cache.mode
+        leader: asyncio.Future[CacheEntry | None] | None = None
+        if mode is CacheMode.REUSE:
+            hit = await self._lookup(prompt, scope)
+            key = exact_key(prompt, scope)
+            while hit is None and key in self._leaders:
+                # The same request is already being generated: share its video.
+                entry = await asyncio.shield(self._leaders[key])
+                if entry is not None:
+                    hit = CacheHit(entry=entry, outcome=CacheOutcome.HIT_EXACT, similarity=1.0)
+            if hit is not None:
+                await self._publish_hit(record, event, params, hit, received)
+                return (
+                    Outcome.HIT_SEMANTIC
+                    if hit.outcome is CacheOutcome.HIT_SEMANTIC
+                    else Outcome.HIT_EXACT
+                )
+            leader = asyncio.get_running_loop().create_future()
+            self._leaders[key] = leader
+        made: CacheEntry | None = None
+        try:
+            made = await self._generate(record, event, prompt, params, scope, mode, received)
+        finally:
+            if leader is not None:
+                self._leaders.pop(exact_key(prompt, scope), None)
+                leader.set_result(made)
+        return Outcome.GENERATED if made is not None else Outcome.FAILED
+
+    async def _lookup(self, prompt: str, scope: CacheScope) -> CacheHit | None:
+        try:
+            return await self._cache.lookup(prompt, scope)
+        except Exception as exc:  # a cache fault costs a generation, never the event
+            log.warning("cache_lookup_failed", error=repr(exc))
+            return None
+
+    async def _publish_hit(
+        self,
+        record: Record,
+        event: PromptEvent,
+        params: GenerationParameters,
+        hit: CacheHit,
+        received: datetime,
+    ) -> None:
+        url = await self._retry(lambda: self._store.url_for(hit.entry.object_key), "store_url")
+        result = self._result(
+            event,
+            params,
+            received,
+            status="ok",
+            url=url,
+            key=hit.entry.object_key,
+            cache=hit.outcome,
+            similarity=hit.similarity,
+            matched=hit.entry.event_id,
+        )
+        await self._retry(lambda: self._sink.publish(result, record.key), "publish")
+        log.info(
+            "event_answered_from_cache",
+            cache=hit.outcome.value,
+            matched_event_id=hit.entry.event_id,
+            similarity=hit.similarity,
+        )
+
+    async def _generate(
+        self,
+        record: Record,
+        event: PromptEvent,
+        prompt: str,
+        params: GenerationParameters,
+        scope: CacheScope,
+        mode: CacheMode,
+        received: datetime,
+    ) -> CacheEntry | None:
+        """Generate, store, remember and publish; returns the new cache entry, or None when
+        the event failed (then a dead letter and a failed result were published)."""
+        loop = asyncio.get_running_loop()
+        job = _Job(
+            request=GenerationRequest(event.event_id, prompt, params.negative_prompt, params.seed),
+            partition=record.partition,
+            deadline=_monotonic_deadline(event.deadline),
+            future=loop.create_future(),
+        )
+        shape = ShapeKey(
+            self._model_id,
+            event.width,
+            event.height,
+            event.num_frames,
+            event.num_inference_steps,
+            event.guidance_scale,
+        )
+        await self._batcher.submit(job, shape, priority=event.priority, deadline=job.deadline)
+        try:
+            generated = await job.future
+        except GenerationError as exc:
+            reason = (
+                DeadLetterReason.DEADLINE_EXCEEDED
+                if isinstance(exc, DeadlineExceeded)
+                else DeadLetterReason.GENERATION_FAILED
+            )
+            log.warning("event_failed", reason=reason.value, error=str(exc)[:300])
+            await self._dead_letter(
+                record, reason, str(exc), type(exc.__cause__ or exc).__name__, event.event_id
+            )
+            failed = self._result(
+                event,
+                params,
+                received,
+                status="failed",
+                url=None,
+                key=None,
+                cache=CacheOutcome.MISS,
+                error=f"{reason.value}: {exc}",
+            )
+            await self._retry(lambda: self._sink.publish(failed, record.key), "publish")
+            return None
+        data = await loop.run_in_executor(
+            self._encode_pool, encode_mp4, generated.frames, params.fps
+        )
+        key = object_key(self._model_id, prompt, params)
+        metadata = {
+            "event_id": event.event_id,
+            "model_id": self._model_id,
+            "parameters": params.model_dump_json(),
+        }
+        url = await self._retry(lambda: self._store.put(key, data, metadata), "store_put")
+        stored_at = utcnow()
+        entry = CacheEntry(
+            object_key=key,
+            video_url=url,
+            event_id=event.event_id,
+            prompt=prompt,
+            created_at=time.time(),
+        )
+        if mode is not CacheMode.BYPASS:
+            try:
+                await self._cache.insert(prompt, scope, entry)
+            except Exception as exc:
+                log.warning("cache_insert_failed", error=repr(exc))
+        result = self._result(
+            event,
+            params,
+            received,
+            status="ok",
+            url=url,
+            key=key,
+            cache=CacheOutcome.MISS,
+            batch_size=generated.batch_size,
+            batched_at=generated.batched_at,
+            generated_at=generated.generated_at,
+            stored_at=stored_at,
+        )
+        await self._retry(lambda: self._sink.publish(result, record.key), "publish")
+        log.info("event_generated", object_key=key, batch_size=generated.batch_size)
+        return entry
+
+    def _result(
+        self,
+        event: PromptEvent,
+        params: GenerationParameters,
+        received: datetime,
+        *,
+        status: str,
+        url: str | None,
+        key: str | None,
+        cache: CacheOutcome,
+        similarity: float | None = None,
+        matched: str | None = None,
+        batch_size: int | None = None,
+        batched_at: datetime | None = None,
+        generated_at: datetime | None = None,
+        stored_at: datetime | None = None,
+        error: str | None = None,
+    ) -> VideoResult:
+        return VideoResult.model_validate(
+            {
+                "result_id": VideoResult.result_id_for(event.event_id),
+                "event_id": event.event_id,
+                "status": status,
+                "video_url": url,
+                "object_key": key,
+                "cache": cache,
+                "similarity": similarity,
+                "matched_event_id": matched,
+                "model_id": self._model_id,
+                "parameters": params,
+                "timings": Timings(
+                    received_at=received,
+                    batched_at=batched_at,
+                    generated_at=generated_at,
+                    stored_at=stored_at,
+                    completed_at=utcnow(),
+                ),
+                "batch_size": batch_size,
+                "worker_id": self._settings.worker_id,
+                "tenant": event.tenant,
+                "attributes": event.attributes,
+                "error": error,
+            }
+        )
+
+    async def _dead_letter(
+        self,
+        record: Record,
+        reason: str,
+        detail: str,
+        error_class: str,
+        event_id: str | None,
+    ) -> None:
+        letter = DeadLetter(
+            reason=DeadLetterReason(reason),
+            detail=detail,
+            error_class=error_class,
+            event_id=event_id,
+            original=b64(record.value),
+            origin=Origin(
+                topic=record.partition.topic,
+                partition=record.partition.partition,
+                offset=record.offset,
+                key=b64(record.key) if record.key is not None else None,
+            ),
+            worker_id=self._settings.worker_id,
+            failed_at=utcnow(),
+        )
+        await self._retry(lambda: self._sink.dead_letter(letter, record.key), "dead_letter")
+
+    async def _retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
+        """Run ``op`` until it succeeds; transient store/transport faults back off and retry.
+
+        Only cancellation (shutdown grace exhausted, partition revoked) ends the attempts, and
+        then the event stays unfinished.
+        """
+        delay = self._settings.storage.retry_initial_s
+        attempt = 0
+        while True:
+            try:
+                return await op()
+            except (StorageError, TransportError) as exc:
+                attempt += 1
+                log.warning("retrying", operation=what, attempt=attempt, error=str(exc)[:300])
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, self._settings.storage.retry_max_s)
+
+    # -- the GPU loop --------------------------------------------------------------------
+
+    async def _gpu_loop(self) -> None:
+        while True:
+            batch = await self._batcher.next_batch()
+            if batch is None:
+                return
+            now = time.monotonic()
+            live: list[_Job] = []
+            for job in batch.items:
+                if job.future.done():
+                    continue  # its event was abandoned
+                if job.deadline is not None and now > job.deadline:
+                    job.future.set_exception(DeadlineExceeded("deadline passed before generation"))
+                else:
+                    live.append(job)
+            if live:
+                self.summary.batches += 1
+                await self._run_batch(batch.shape, live)
+
+    async def _run_batch(self, shape: ShapeKey, jobs: list[_Job]) -> None:
+        """Generate ``jobs``; a failed batch is split and each event retried on its own, so
+        one poisonous prompt cannot fail its neighbours."""
+        batched_at = utcnow()
+        log.debug("batch_started", shape=str(shape), size=len(jobs))
+        try:
+            output = await self._generator.generate(shape, [j.request for j in jobs])
+        except Exception as exc:
+            log.warning("batch_failed", shape=str(shape), size=len(jobs), error=repr(exc)[:300])
+            if len(jobs) > 1:
+                for job in jobs:
+                    await self._run_batch(shape, [job])
+                return
+            job = jobs[0]
+            job.attempts += 1
+            if job.attempts <= self._settings.generation.retries:
+                await self._run_batch(shape, [job])
+            elif not job.future.done():
+                error = exc if isinstance(exc, GenerationError) else GenerationError(repr(exc))
+                if error is not exc:
+                    error.__cause__ = exc
+                job.future.set_exception(error)
+            return
+        generated_at = utcnow()
+        for job, frames in zip(jobs, output.videos, strict=True):
+            if not job.future.done():
+                job.future.set_result(_Generated(frames, len(jobs), batched_at, generated_at))
+
+    # -- commits and rebalances ----------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        interval = self._settings.commit_interval_ms / 1000.0
+        while True:
+            await asyncio.sleep(interval)
+            await self._commit_now()
+
+    async def _commit_now(self, only: Sequence[Partition] | None = None) -> None:
+        positions = self.tracker.committable()
+        if only is not None:
+            positions = {p: o for p, o in positions.items() if p in only}
+        if not positions:
+            return
+        try:
+            await self.source.commit(positions)
+        except TransportError as exc:
+            log.warning("commit_failed", error=str(exc)[:300])
+            return
+        self.tracker.mark_committed(positions)
+        log.debug("committed", positions={str(p): o for p, o in positions.items()})
+
+    async def partitions_revoked(self, partitions: Sequence[Partition]) -> None:
+        """Stop new work for ``partitions``, let started work finish within the grace period,
+        commit what is finished, and forget them. Unfinished events are abandoned, uncommitted:
+        the partition's next owner processes them again."""
+        revoked = set(partitions)
+        for job in self._batcher.remove(lambda j: j.partition in revoked):
+            if not job.future.done():
+                job.future.set_exception(_Abandoned())
+        tasks = [t for t, r in self._tasks.items() if r.partition in revoked]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self._settings.shutdown_grace_s)
+            for task in late:
+                task.cancel()
+            self.summary.abandoned += len(late)
+        await self._commit_now(only=list(revoked))
+        self.tracker.forget(revoked)
+        log.info("partitions_revoked", partitions=[str(p) for p in partitions])
+
+    async def partitions_assigned(self, partitions: Sequence[Partition]) -> None:
+        """New partitions start from their committed offsets; nothing to prepare here."""
+        log.info("partitions_assigned", partitions=[str(p) for p in partitions])
+
+
+def _monotonic_deadline(deadline: datetime | None) -> float | None:
+    if deadline is None:
+        return None
+    return time.monotonic() + (deadline - utcnow()).total_seconds()

@@ -1,0 +1,63 @@
+"""The storage seam and the content address of a video.
+
+A video's key is a hash of everything that decides its bytes (model id, generation parameters,
+seed, the prompt as the model saw it, encoder settings). Re-processing an event after a crash
+therefore writes the same key: a retry overwrites, it never duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Protocol
+
+from streamproc.events import GenerationParameters
+
+#: Bump when the MP4 encoding changes in a way that changes bytes for the same inputs.
+ENCODING_VERSION = 1
+
+
+def object_key(model_id: str, prompt: str, params: GenerationParameters, prefix: str = "") -> str:
+    """Content-addressed key ``[prefix]videos/<model-slug>/<h[:2]>/<h>.mp4``."""
+    material = json.dumps(
+        {
+            "model": model_id,
+            "prompt": prompt,
+            "params": params.model_dump(mode="json"),
+            "encoding": ENCODING_VERSION,
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    digest = hashlib.sha256(material.encode("utf-8")).hexdigest()
+    return f"{prefix}videos/{_slug(model_id)}/{digest[:2]}/{digest}.mp4"
+
+
+def _slug(model_id: str) -> str:
+    tail = model_id.rstrip("/").rsplit("/", 2)[-2:]
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(tail)).strip("-.")
+    return slug[:64] or "model"
+
+
+class ObjectStore(Protocol):
+    """Keeps MP4s under content-addressed keys and says where they can be fetched."""
+
+    async def put(self, key: str, data: bytes, metadata: Mapping[str, str]) -> str:
+        """Store ``data`` under ``key`` (idempotent) and return its URL.
+
+        Returns only once the object is durable. Raises
+        :class:`~streamproc.errors.StorageError` on failure: the caller retries and never
+        publishes a result for an object that is not stored.
+        """
+        ...
+
+    async def url_for(self, key: str) -> str:
+        """A URL for an already stored ``key`` (fresh, for stores with expiring URLs)."""
+        ...
+
+    async def exists(self, key: str) -> bool:
+        """Whether ``key`` is stored."""
+        ...

@@ -1,0 +1,60 @@
+"""The embedded object store: a directory, ``file://`` URLs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from streamproc.errors import StorageError
+
+
+class LocalObjectStore:
+    """Writes each object atomically (temp file + rename) under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root.resolve()
+
+    def path_for(self, key: str) -> Path:
+        """The file that holds ``key``."""
+        path = (self._root / key).resolve()
+        if self._root not in path.parents:
+            raise StorageError(f"key escapes the store: {key!r}")
+        return path
+
+    async def put(self, key: str, data: bytes, metadata: Mapping[str, str]) -> str:
+        path = self.path_for(key)
+        try:
+            await asyncio.to_thread(_write_atomic, path, data, dict(metadata))
+        except OSError as exc:
+            raise StorageError(f"cannot write {path}: {exc.strerror}") from exc
+        return path.as_uri()
+
+    async def url_for(self, key: str) -> str:
+        return self.path_for(key).as_uri()
+
+    async def exists(self, key: str) -> bool:
+        return self.path_for(key).is_file()
+
+
+def _write_atomic(path: Path, data: bytes, metadata: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and path.stat().st_size == len(data):
+        return  # same content address, same bytes: already there
+    for target, payload in (
+        (path.with_suffix(path.suffix + ".json"), json.dumps(metadata, sort_keys=True).encode()),
+        (path, data),  # the video last, so an existing video always has its metadata
+    ):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -1,0 +1,66 @@
+"""Shared fixtures: settings in a temporary directory, one tiny pipeline per session."""
+
+from __future__ import annotations
+
+import os
+
+# Nothing is ever downloaded: models come from packages or are built from config.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+
+from streamproc.generation.wan import load_pipeline
+from streamproc.settings import GenerationSettings, Settings, load_settings
+
+MakeSettings = Callable[..., Settings]
+
+# Two shared cores: wall-clock health checks and deadlines would make property tests flaky.
+hypothesis_settings.register_profile(
+    "streamproc", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("streamproc")
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> MakeSettings:
+    """Settings writing everything under ``tmp_path``; keyword arguments override sections."""
+
+    def make(**overrides: Any) -> Settings:
+        base: dict[str, Any] = {
+            "worker_id": "test-worker",
+            "commit_interval_ms": 20,
+            "shutdown_grace_s": 20,
+            "local": {
+                "results": str(tmp_path / "results.jsonl"),
+                "dead_letters": str(tmp_path / "dead-letters.jsonl"),
+            },
+            "storage": {"local_dir": str(tmp_path / "store"), "retry_initial_s": 0.01},
+            "generation": {"device": "cpu"},
+            "batch": {"window_ms": 30},
+        }
+        return load_settings(None, **_merge(base, overrides))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline() -> tuple[Any, str]:
+    """The tiny random-weight Wan pipeline, loaded once (it is never mutated by tests)."""
+    return load_pipeline(GenerationSettings(device="cpu"))

@@ -1,0 +1,149 @@
+"""Test helpers: a generator spy around the real pipeline, JSONL helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from streamproc.batching import ShapeKey
+from streamproc.errors import GenerationError
+from streamproc.events import (
+    CacheOutcome,
+    DeadLetter,
+    DeadLetterReason,
+    GenerationParameters,
+    Origin,
+    Timings,
+    VideoResult,
+    b64,
+    utcnow,
+)
+from streamproc.generation.base import GeneratedBatch, GenerationRequest, Generator
+
+SMALL = {"width": 64, "height": 32, "num_frames": 5, "num_inference_steps": 2}
+
+
+def event(event_id: str, prompt: str = "a red fox in the snow", **fields: Any) -> dict[str, Any]:
+    """A valid prompt event dict of a small, fast shape."""
+    return {"event_id": event_id, "prompt": prompt, **SMALL, **fields}
+
+
+def write_jsonl(path: Path, lines: Iterable[dict[str, Any] | str | bytes]) -> Path:
+    with open(path, "wb") as f:
+        for line in lines:
+            if isinstance(line, dict):
+                line = json.dumps(line)
+            if isinstance(line, str):
+                line = line.encode()
+            f.write(line + b"\n")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class SpyGenerator:
+    """Wraps a real generator: records every call, can fail or slow down chosen events."""
+
+    def __init__(
+        self,
+        inner: Generator,
+        *,
+        fail: Callable[[GenerationRequest], bool] = lambda r: False,
+        delay_s: float | Callable[[Sequence[GenerationRequest]], float] = 0.0,
+    ) -> None:
+        self.inner = inner
+        self.calls: list[list[str]] = []
+        self.shapes: list[ShapeKey] = []
+        self._fail = fail
+        self._delay = delay_s
+        self.release = threading.Event()
+        self.release.set()
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    @property
+    def scheduler_name(self) -> str:
+        return self.inner.scheduler_name
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def stop(self) -> None:
+        await self.inner.stop()
+
+    async def generate(
+        self, shape: ShapeKey, requests: Sequence[GenerationRequest]
+    ) -> GeneratedBatch:
+        self.calls.append([r.event_id for r in requests])
+        self.shapes.append(shape)
+        delay = self._delay(requests) if callable(self._delay) else self._delay
+        if delay:
+            await asyncio.sleep(delay)
+        # A threading.Event so tests can hold the "GPU" from any thread.
+        await asyncio.to_thread(self.release.wait)
+        if any(self._fail(r) for r in requests):
+            raise GenerationError("injected failure")
+        return await self.inner.generate(shape, requests)
+
+    @property
+    def generated_ids(self) -> list[str]:
+        return [i for call in self.calls for i in call]
+
+
+async def wait_for(predicate: Callable[[], bool], seconds: float = 20.0) -> None:
+    """Poll ``predicate`` until true or fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+def sample_result(event_id: str) -> VideoResult:
+    """A well-formed ok result (for sink tests)."""
+    now = utcnow()
+    return VideoResult(
+        result_id=VideoResult.result_id_for(event_id),
+        event_id=event_id,
+        status="ok",
+        video_url="file:///v.mp4",
+        object_key="videos/m/ab/abc.mp4",
+        cache=CacheOutcome.MISS,
+        model_id="m",
+        parameters=GenerationParameters(
+            width=64,
+            height=32,
+            num_frames=5,
+            num_inference_steps=2,
+            guidance_scale=5.0,
+            seed=1,
+            scheduler="unipc",
+            fps=16,
+        ),
+        timings=Timings(received_at=now, completed_at=now),
+        worker_id="w",
+    )
+
+
+def sample_dead_letter() -> DeadLetter:
+    """A well-formed dead letter (for sink tests)."""
+    return DeadLetter(
+        reason=DeadLetterReason.MALFORMED,
+        detail="bad",
+        error_class="JSONDecodeError",
+        original=b64(b"bad"),
+        origin=Origin(topic="t", partition=0, offset=0),
+        worker_id="w",
+        failed_at=utcnow(),
+    )
