@@ -52,7 +52,7 @@ def build_cache(settings: Settings) -> Cache:
 
 def build_generator(settings: Settings) -> Generator:
     """The configured video generator."""
-    return WanGenerator(settings.generation)
+    return WanGenerator(settings.generation, max_batch_size=settings.batch.max_batch_size)
 
 
 async def run_worker(

@@ -102,6 +102,24 @@ def main() -> None:
     help="Weights precision; auto = float16 on CUDA, float32 on CPU.",
 )
 @click.option("--fps", type=int, help="Frame rate of the MP4s. [default: 16]")
+@click.option(
+    "--compile/--no-compile",
+    "compile_blocks",
+    default=None,
+    help="Regionally compile the transformer blocks (warmed up at start).",
+)
+@click.option(
+    "--attention-backend",
+    metavar="NAME",
+    help="diffusers attention backend, e.g. _native_cudnn or _native_flash.",
+)
+@click.option(
+    "--warmup-shape",
+    "warmup_shapes",
+    multiple=True,
+    metavar="WxHxF[/STEPS]",
+    help="Shape to warm up (compile, autotune) before reading events; repeatable.",
+)
 @click.option("--window-ms", type=float, help="Batching window per shape. [default: 100]")
 @click.option("--max-batch-size", type=int, help="Most videos per pipeline call. [default: 4]")
 @click.option(
@@ -132,6 +150,9 @@ def run(
     device: str | None,
     dtype: str | None,
     fps: int | None,
+    compile_blocks: bool | None,
+    attention_backend: str | None,
+    warmup_shapes: tuple[str, ...],
     window_ms: float | None,
     max_batch_size: int | None,
     max_in_flight: int | None,
@@ -159,6 +180,9 @@ def run(
             "device": device,
             "dtype": dtype,
             "fps": fps,
+            "compile": compile_blocks,
+            "attention_backend": attention_backend,
+            "warmup_shapes": list(warmup_shapes) or None,
         },
         batch={
             "window_ms": window_ms,

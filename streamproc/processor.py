@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -62,7 +62,7 @@ from streamproc.events import (
     utcnow,
 )
 from streamproc.generation.base import Frames, GenerationRequest, Generator
-from streamproc.generation.encode import encode_mp4
+from streamproc.generation.encode import encode_mp4, make_encode_pool, warm_pool
 from streamproc.settings import Settings
 from streamproc.storage.base import ObjectStore, object_key
 
@@ -97,7 +97,11 @@ class RunSummary:
     received: int = 0
     outcomes: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
     batches: int = 0
+    videos: int = 0
     abandoned: int = 0
+    #: Total seconds per stage: text_encode, denoise, vae_decode (per batch, summed over
+    #: batches), mp4_encode and store (per video, summed).
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def finished(self) -> int:
@@ -153,7 +157,7 @@ class Processor:
         self.summary = RunSummary()
         self._batcher: MicroBatcher[_Job] = MicroBatcher(
             window_s=settings.batch.window_ms / 1000.0,
-            max_batch_size=settings.batch.max_batch_size,
+            max_batch_size=self._max_batch_size,
             capacity=max(settings.batch.max_in_flight, 1),
             deadline_slack_s=settings.batch.deadline_slack_ms / 1000.0,
         )
@@ -162,7 +166,16 @@ class Processor:
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._paused = False
-        self._encode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="streamproc-enc")
+        self._encode_pool = make_encode_pool(settings.encoding)
+
+    def _max_batch_size(self, shape: ShapeKey) -> int:
+        # The configured ceiling, lowered where the GPU memory budget says a shape is large.
+        fits = self._generator.max_batch_size(shape)
+        ceiling = self._settings.batch.max_batch_size
+        return ceiling if fits is None else max(1, min(ceiling, fits))
+
+    def _add_stage(self, name: str, seconds: float) -> None:
+        self.summary.stage_seconds[name] = self.summary.stage_seconds.get(name, 0.0) + seconds
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -178,6 +191,7 @@ class Processor:
     async def run(self) -> RunSummary:
         """Process records until the input ends or a stop is requested; then drain."""
         self.source.set_listener(self)
+        await warm_pool(self._encode_pool, self._settings.encoding.workers)
         consume = asyncio.create_task(self._consume(), name="streamproc-consume")
         gpu = asyncio.create_task(self._gpu_loop(), name="streamproc-gpu")
         committer = asyncio.create_task(self._commit_loop(), name="streamproc-commit")
@@ -197,12 +211,22 @@ class Processor:
             with contextlib.suppress(asyncio.CancelledError):
                 await committer
             await self._commit_now()
-            self._encode_pool.shutdown(wait=False)
+            await asyncio.to_thread(self._encode_pool.shutdown, wait=True, cancel_futures=True)
         return self.summary
 
     async def _drain(self, gpu: asyncio.Task[None]) -> None:
+        """Finish admitted work. When the input simply ended, everything is finished however
+        long it takes (until a stop is requested); after a stop request, only for
+        ``shutdown_grace_s``."""
         self._batcher.close()
         pending = set(self._tasks)
+        if pending and not self._stop.is_set():
+            stop_wait = asyncio.create_task(self._stop.wait())
+            remaining = {t for t in pending if not t.done()}
+            while remaining and not self._stop.is_set():
+                await asyncio.wait({*remaining, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                remaining = {t for t in remaining if not t.done()}
+            stop_wait.cancel()
         if pending:
             await self._wait_or_force(pending, self._settings.shutdown_grace_s)
             late = {t for t in pending if not t.done()}
@@ -455,16 +479,31 @@ class Processor:
             )
             await self._retry(lambda: self._sink.publish(failed, record.key), "publish")
             return None
+        started = time.perf_counter()
+        enc = self._settings.encoding
         data = await loop.run_in_executor(
-            self._encode_pool, encode_mp4, generated.frames, params.fps
+            self._encode_pool,
+            functools.partial(
+                encode_mp4,
+                generated.frames,
+                params.fps,
+                crf=enc.crf,
+                preset=enc.preset,
+                threads=enc.threads,
+            ),
         )
-        key = object_key(self._model_id, prompt, params)
+        self._add_stage("mp4_encode", time.perf_counter() - started)
+        key = object_key(
+            self._model_id, prompt, params, encoding={"preset": enc.preset, "crf": enc.crf}
+        )
         metadata = {
             "event_id": event.event_id,
             "model_id": self._model_id,
             "parameters": params.model_dump_json(),
         }
+        started = time.perf_counter()
         url = await self._retry(lambda: self._store.put(key, data, metadata), "store_put")
+        self._add_stage("store", time.perf_counter() - started)
         stored_at = utcnow()
         entry = CacheEntry(
             object_key=key,
@@ -585,22 +624,41 @@ class Processor:
     # -- the GPU loop --------------------------------------------------------------------
 
     async def _gpu_loop(self) -> None:
-        while True:
-            batch = await self._batcher.next_batch()
-            if batch is None:
-                return
-            now = time.monotonic()
-            live: list[_Job] = []
-            for job in batch.items:
-                if job.future.done():
-                    continue  # its event was abandoned
-                if job.deadline is not None and now > job.deadline:
-                    job.future.set_exception(DeadlineExceeded("deadline passed before generation"))
-                else:
-                    live.append(job)
-            if live:
+        """Hand ready batches to the generator, at most ``max_concurrent_batches`` at a time
+        (two when decoding overlaps: one batch decodes while the next denoises)."""
+        slots = asyncio.Semaphore(max(1, self._generator.max_concurrent_batches))
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await slots.acquire()
+                batch = await self._batcher.next_batch()
+                if batch is None:
+                    slots.release()
+                    break
+                now = time.monotonic()
+                live: list[_Job] = []
+                for job in batch.items:
+                    if job.future.done():
+                        continue  # its event was abandoned
+                    if job.deadline is not None and now > job.deadline:
+                        job.future.set_exception(
+                            DeadlineExceeded("deadline passed before generation")
+                        )
+                    else:
+                        live.append(job)
+                if not live:
+                    slots.release()
+                    continue
                 self.summary.batches += 1
-                await self._run_batch(batch.shape, live)
+                task = asyncio.create_task(self._run_batch(batch.shape, live))
+                running.add(task)
+                task.add_done_callback(running.discard)
+                task.add_done_callback(lambda _: slots.release())
+            if running:
+                await asyncio.gather(*running)
+        finally:
+            for task in running:
+                task.cancel()
 
     async def _run_batch(self, shape: ShapeKey, jobs: list[_Job]) -> None:
         """Generate ``jobs``; a failed batch is split and each event retried on its own, so
@@ -626,6 +684,9 @@ class Processor:
                 job.future.set_exception(error)
             return
         generated_at = utcnow()
+        self.summary.videos += len(jobs)
+        for stage, seconds in output.stage_seconds.items():
+            self._add_stage(stage, seconds)
         for job, frames in zip(jobs, output.videos, strict=True):
             if not job.future.done():
                 job.future.set_result(_Generated(frames, len(jobs), batched_at, generated_at))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -35,6 +35,23 @@ from streamproc.events import (
 
 TINY_MODEL = "tiny"
 DEFAULT_OUT = Path("streamproc-out")
+
+
+def parse_shape_spec(spec: str) -> tuple[int, int, int, int, float]:
+    """``'832x480x17/16/5.0'`` → (width, height, frames, steps, guidance); steps default 16,
+    guidance 5.0. Raises ValueError with a readable message."""
+    size, _, rest = spec.partition("/")
+    parts = size.lower().split("x")
+    extra = rest.split("/") if rest else []
+    try:
+        width, height, frames = (int(p) for p in parts)
+        steps = int(extra[0]) if extra else 16
+        guidance = float(extra[1]) if len(extra) > 1 else 5.0
+    except ValueError:
+        raise ValueError(f"shape {spec!r} is not WIDTHxHEIGHTxFRAMES[/STEPS[/GUIDANCE]]") from None
+    if width % 32 or height % 32 or (frames - 1) % 4 or steps < 1 or len(extra) > 2:
+        raise ValueError(f"shape {spec!r}: sizes must be multiples of 32, frames 4k+1")
+    return width, height, frames, steps, guidance
 
 
 class _Section(BaseModel):
@@ -73,7 +90,8 @@ class GenerationSettings(_Section):
 
     model: str = Field(
         TINY_MODEL,
-        description="'tiny' (random-weight Wan2.2-TI2V-5B architecture, built locally) or a "
+        description="'tiny' (random-weight Wan2.2-TI2V-5B architecture, built locally), "
+        "'random-5b' (the full-size architecture with random weights, GPU benchmarks) or a "
         "path / hub id for WanPipeline.from_pretrained.",
     )
     device: str = Field("auto", description="'auto' (cuda when present), 'cpu', 'cuda', 'cuda:1'.")
@@ -89,7 +107,87 @@ class GenerationSettings(_Section):
     retries: int = Field(
         2, ge=0, le=10, description="Extra attempts for an event whose generation raised."
     )
-    tiny_seed: int = Field(0, ge=0, description="Weight seed of the tiny model.")
+    tiny_seed: int = Field(
+        0, ge=0, description="Weight seed of the random-weight models (tiny, random-5b)."
+    )
+    batched_cfg: bool = Field(
+        True, description="Run cond and uncond as one batched transformer call per step."
+    )
+    vae_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="VAE decode precision; auto = bfloat16 on CUDA, float32 on CPU."
+    )
+    compile: bool = Field(
+        False,
+        description="Regionally compile the repeated transformer blocks (torch.compile), "
+        "warmed up at start for warmup_shapes.",
+    )
+    attention_backend: str | None = Field(
+        None,
+        description="diffusers attention backend, e.g. '_native_flash' (best compiled) "
+        "or '_native_cudnn' (best eager); null keeps diffusers' default.",
+    )
+    vae_channels_last: bool = Field(
+        False, description="Run the VAE decoder in channels-last (NDHWC) memory format."
+    )
+    overlap_decode: bool = Field(
+        True,
+        description="Decode one batch on its own thread (and CUDA stream) while the "
+        "next batch denoises.",
+    )
+    fp8: bool = Field(
+        False,
+        description="Opt-in: float8 linear layers in the transformer blocks (torchao; "
+        "CUDA, compute capability >= 8.9; needs dtype bfloat16, which 'auto' then picks).",
+    )
+    tf32: bool = Field(
+        True, description="Let float32 matmuls (the fp32-only time embedding) use TF32 on CUDA."
+    )
+    warmup_shapes: list[str] = Field(
+        default_factory=list,
+        description="Shapes 'WIDTHxHEIGHTxFRAMES[/STEPS[/GUIDANCE]]' run at start (compile, "
+        "cuDNN autotune, memory measurement) so the first real event does not pay for them.",
+    )
+    memory_fraction: float = Field(
+        0.85,
+        gt=0,
+        le=1,
+        description="Share of GPU memory a batch may use; the batch size of "
+        "each shape is capped to fit (measured at warm-up).",
+    )
+
+    @model_validator(mode="after")
+    def _fp8_needs_bf16(self) -> GenerationSettings:
+        if self.fp8 and self.dtype in ("float16", "float32"):
+            raise ValueError("fp8 needs dtype 'bfloat16' (or 'auto')")
+        return self
+
+    @field_validator("warmup_shapes")
+    @classmethod
+    def _shapes_parse(cls, value: list[str]) -> list[str]:
+        for spec in value:
+            parse_shape_spec(spec)
+        return value
+
+
+class EncodingSettings(_Section):
+    """MP4 encoding of the frames (H.264 through PyAV/libx264, on CPU threads)."""
+
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = (
+        Field("veryfast", description="x264 speed/size trade-off; part of the object key.")
+    )
+    crf: int = Field(
+        18,
+        ge=0,
+        le=51,
+        description="x264 quality (lower is better, bigger); part of the object key.",
+    )
+    threads: int = Field(0, ge=0, le=64, description="x264 threads per video (0: x264 picks).")
+    workers: int = Field(2, ge=1, le=32, description="Videos encoded at the same time.")
+    executor: Literal["process", "thread"] = Field(
+        "process",
+        description="Encode in worker processes (keeps the GIL free for the GPU "
+        "thread) or threads.",
+    )
 
 
 class StorageSettings(_Section):
@@ -162,6 +260,7 @@ class Settings(BaseSettings):
     local: LocalTransportSettings = LocalTransportSettings()
     batch: BatchSettings = BatchSettings()
     generation: GenerationSettings = GenerationSettings()
+    encoding: EncodingSettings = EncodingSettings()
     storage: StorageSettings = StorageSettings()
     cache: CacheSettings = CacheSettings()
     limits: LimitSettings = LimitSettings()

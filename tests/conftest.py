@@ -54,6 +54,9 @@ def make_settings(tmp_path: Path) -> MakeSettings:
             "storage": {"local_dir": str(tmp_path / "store"), "retry_initial_s": 0.01},
             "generation": {"device": "cpu"},
             "batch": {"window_ms": 30},
+            # Threads keep the many short processor tests fast; the CLI tests and one
+            # processor test use the default process pool.
+            "encoding": {"executor": "thread"},
         }
         return load_settings(None, **_merge(base, overrides))
 

@@ -76,6 +76,13 @@ class SpyGenerator:
     def scheduler_name(self) -> str:
         return self.inner.scheduler_name
 
+    @property
+    def max_concurrent_batches(self) -> int:
+        return self.inner.max_concurrent_batches
+
+    def max_batch_size(self, shape: ShapeKey) -> int | None:
+        return self.inner.max_batch_size(shape)
+
     async def start(self) -> None:
         await self.inner.start()
 

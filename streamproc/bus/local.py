@@ -9,7 +9,7 @@ exhausting memory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import concurrent.futures
 import sys
 import threading
 from collections.abc import AsyncIterator, Mapping
@@ -70,6 +70,24 @@ class JsonlSource(Source):
     def _read_lines(self, loop: asyncio.AbstractEventLoop, stream: IO[bytes], batch: int) -> None:
         assert self._queue is not None
         queue = self._queue
+
+        def hand_over(item: list[tuple[int, bytes, bool]] | None) -> bool:
+            # False once the source is closing or its loop is gone: the thread then ends
+            # quietly (no un-awaited coroutine, no exception escaping the thread).
+            if self._closing or loop.is_closed():
+                return False
+            put = queue.put(item)
+            try:
+                future = asyncio.run_coroutine_threadsafe(put, loop)
+            except RuntimeError:
+                put.close()
+                return False
+            try:
+                future.result()
+            except (concurrent.futures.CancelledError, RuntimeError):
+                return False
+            return True
+
         offset = 0
         chunk: list[tuple[int, bytes, bool]] = []
         try:
@@ -88,15 +106,14 @@ class JsonlSource(Source):
                     chunk.append((offset, line.rstrip(b"\r\n"), truncated))
                 offset += 1
                 if len(chunk) >= batch:
-                    asyncio.run_coroutine_threadsafe(queue.put(chunk), loop).result()
+                    if not hand_over(chunk):
+                        return
                     chunk = []
         except (OSError, ValueError):
-            pass  # stream closed under us during shutdown
-        finally:
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                if chunk:
-                    asyncio.run_coroutine_threadsafe(queue.put(chunk), loop).result()
-                asyncio.run_coroutine_threadsafe(queue.put(_EOF), loop).result()
+            return  # stream closed under us during shutdown
+        if chunk and not hand_over(chunk):
+            return
+        hand_over(_EOF)
 
     async def records(self) -> AsyncIterator[Record]:
         if self._queue is None:
@@ -138,6 +155,9 @@ class JsonlSource(Source):
     async def stop(self) -> None:
         self._closing = True
         self._resumed.set()
+        if self._queue is not None:
+            while not self._queue.empty():  # unblock a reader waiting for queue space
+                self._queue.get_nowait()
         if self._stream is not None and self._stream is not sys.stdin.buffer:
             self._stream.close()
         self._stream = None

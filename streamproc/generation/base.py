@@ -49,8 +49,17 @@ class Generator(Protocol):
         """The sampler in use (part of every object key)."""
         ...
 
+    @property
+    def max_concurrent_batches(self) -> int:
+        """How many :meth:`generate` calls may be in flight (2 when decoding overlaps)."""
+        ...
+
+    def max_batch_size(self, shape: ShapeKey) -> int | None:
+        """The largest batch of ``shape`` that fits in memory, or None when unknown."""
+        ...
+
     async def start(self) -> None:
-        """Load the model; returns when it is ready to generate."""
+        """Load the model (and warm it up); returns when it is ready to generate."""
         ...
 
     async def stop(self) -> None:

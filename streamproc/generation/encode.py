@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import io
+import multiprocessing
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
 
 from streamproc.generation.base import Frames
+
+if TYPE_CHECKING:
+    from streamproc.settings import EncodingSettings
 
 
 def to_uint8(video: np.ndarray) -> Frames:
@@ -16,10 +22,13 @@ def to_uint8(video: np.ndarray) -> Frames:
     return np.clip(np.rint(video * 255.0), 0, 255).astype(np.uint8)
 
 
-def encode_mp4(frames: Frames, fps: int, *, crf: int = 18) -> bytes:
+def encode_mp4(
+    frames: Frames, fps: int, *, crf: int = 18, preset: str = "veryfast", threads: int = 1
+) -> bytes:
     """Encode ``(F, H, W, 3)`` uint8 frames as an MP4 (yuv420p, every frame kept).
 
-    Deterministic for the same frames and settings, so a content address stays valid.
+    Deterministic for the same frames, settings and thread count (``threads=0`` lets x264
+    choose from the CPU count, so bytes may differ between machines, never the picture).
     """
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"expected (F, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
@@ -30,9 +39,8 @@ def encode_mp4(frames: Frames, fps: int, *, crf: int = 18) -> bytes:
         stream.width = width
         stream.height = height
         stream.pix_fmt = "yuv420p"
-        # One thread and no scene-cut randomness: identical input gives identical bytes.
-        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
-        stream.codec_context.thread_count = 1
+        stream.options = {"crf": str(crf), "preset": preset, "threads": str(threads)}
+        stream.codec_context.thread_count = threads
         for i in range(n):
             frame = av.VideoFrame.from_ndarray(frames[i], format="rgb24")
             for packet in stream.encode(frame):
@@ -40,3 +48,29 @@ def encode_mp4(frames: Frames, fps: int, *, crf: int = 18) -> bytes:
         for packet in stream.encode():
             container.mux(packet)
     return buffer.getvalue()
+
+
+def make_encode_pool(settings: EncodingSettings) -> Executor:
+    """The pool that encodes MP4s: separate processes by default.
+
+    x264 itself runs without the GIL, but the frame conversion around it does not; in worker
+    processes the encoder never competes with the thread that launches GPU kernels.
+    Processes are spawned (not forked): the parent may hold CUDA and many threads.
+    """
+    if settings.executor == "process":
+        return ProcessPoolExecutor(
+            max_workers=settings.workers, mp_context=multiprocessing.get_context("spawn")
+        )
+    return ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="streamproc-enc")
+
+
+def _ready() -> bool:
+    return True
+
+
+async def warm_pool(pool: Executor, workers: int) -> None:
+    """Start the pool's workers now, so the first video does not wait for a process spawn."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*(loop.run_in_executor(pool, _ready) for _ in range(workers)))

@@ -1,17 +1,20 @@
 """The resident ``diffusers.WanPipeline``, run on its own thread.
 
-The pipeline is loaded once in :meth:`WanGenerator.start` and kept on the device. Every call
-runs on a single dedicated thread, so the event loop keeps polling, heartbeating and publishing
-while the model works, and the pipeline (whose scheduler holds per-call state) is never used by
-two calls at once.
+The pipeline is loaded once in :meth:`WanGenerator.start`, optimised as configured, warmed up
+for the configured shapes and kept on the device. Text encoding and denoising run on one
+dedicated thread (the "GPU thread"), so the event loop keeps polling, heartbeating and
+publishing while the model works and the transformer is never entered twice at once. With
+``overlap_decode`` the VAE decode runs on a second thread with its own CUDA stream, so one
+batch decodes while the next denoises.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,9 +25,12 @@ from diffusers import DPMSolverMultistepScheduler, UniPCMultistepScheduler, WanP
 from streamproc.batching import ShapeKey
 from streamproc.errors import ConfigError, GenerationError
 from streamproc.generation.base import GeneratedBatch, GenerationRequest
-from streamproc.generation.encode import to_uint8
+from streamproc.generation.fullsize import FULL_MODEL, FULL_MODEL_ID, build_full_random_pipeline
+from streamproc.generation.memory import Measurement, MemoryBudget, latent_tokens
+from streamproc.generation.optimize import apply_optimizations, set_conv3d_memory_format
+from streamproc.generation.runner import RunnerOptions, StagedRunner
 from streamproc.generation.tiny import TINY_MODEL_ID, build_tiny_pipeline
-from streamproc.settings import TINY_MODEL, GenerationSettings
+from streamproc.settings import TINY_MODEL, GenerationSettings, parse_shape_spec
 
 log = structlog.get_logger(__name__)
 
@@ -41,10 +47,20 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``auto`` → float16 on CUDA (the product's default), float32 on the CPU."""
+def resolve_dtype(name: str, device: torch.device, *, fp8: bool = False) -> torch.dtype:
+    """``auto`` → float16 on CUDA (the product's default; bfloat16 under fp8, which
+    quantises from bf16), float32 on the CPU."""
     if name == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if fp8 else torch.float16
+    return _DTYPES[name]
+
+
+def resolve_vae_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto`` → bfloat16 on CUDA (as fast as fp16, no overflow), float32 on the CPU."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
     return _DTYPES[name]
 
 
@@ -67,8 +83,13 @@ def make_scheduler(name: str, base_config: Any, flow_shift: float) -> Any:
 def load_pipeline(settings: GenerationSettings) -> tuple[WanPipeline, str]:
     """Load the configured pipeline onto its device; returns it and its model id."""
     device = resolve_device(settings.device)
-    dtype = resolve_dtype(settings.dtype, device)
-    if settings.model == TINY_MODEL:
+    dtype = resolve_dtype(settings.dtype, device, fp8=settings.fp8)
+    if settings.model == FULL_MODEL:
+        if device.type != "cuda":
+            raise ConfigError(f"model {FULL_MODEL!r} (full size, random weights) needs a GPU")
+        pipe = build_full_random_pipeline(device, dtype, settings.tiny_seed)
+        model_id = f"{FULL_MODEL_ID}@seed{settings.tiny_seed}"
+    elif settings.model == TINY_MODEL:
         pipe = build_tiny_pipeline(settings.tiny_seed)
         model_id = f"{TINY_MODEL_ID}@seed{settings.tiny_seed}"
         if dtype != torch.float32:
@@ -84,9 +105,9 @@ def load_pipeline(settings: GenerationSettings) -> tuple[WanPipeline, str]:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot load model {settings.model!r}: {exc}") from None
         model_id = settings.model
-    if pipe.vae.dtype != torch.float32:
-        # The VAE decodes in float32, as the reference pipeline does.
-        pipe.vae.to(dtype=torch.float32)
+    vae_dtype = resolve_vae_dtype(settings.vae_dtype, device)
+    if pipe.vae.dtype != vae_dtype:
+        pipe.vae.to(dtype=vae_dtype)
     pipe.scheduler = make_scheduler(settings.scheduler, pipe.scheduler.config, settings.flow_shift)
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
@@ -97,15 +118,27 @@ class WanGenerator:
     """A resident WanPipeline behind the :class:`~streamproc.generation.base.Generator` seam."""
 
     def __init__(
-        self, settings: GenerationSettings, *, loaded: tuple[WanPipeline, str] | None = None
+        self,
+        settings: GenerationSettings,
+        *,
+        loaded: tuple[WanPipeline, str] | None = None,
+        max_batch_size: int = 4,
     ) -> None:
-        """``loaded`` is an already loaded ``(pipeline, model_id)`` to use instead of loading."""
+        """``loaded`` is an already loaded ``(pipeline, model_id)`` to use instead of loading;
+        ``max_batch_size`` is the largest batch warm-up prepares (compiled graphs are static
+        per batch size)."""
         self._settings = settings
-        self._executor: ThreadPoolExecutor | None = None
+        self._max_batch = max_batch_size
         self._loaded = loaded
         self._pipe: WanPipeline | None = None
+        self._runner: StagedRunner | None = None
         self._model_id = loaded[1] if loaded else settings.model
         self.device = resolve_device(settings.device)
+        self._gpu: ThreadPoolExecutor | None = None
+        self._decoder: ThreadPoolExecutor | None = None
+        self._decode_stream: Any = None
+        self.budget: MemoryBudget | None = None
+        self.startup_seconds: dict[str, float] = {}
 
     @property
     def model_id(self) -> str:
@@ -114,6 +147,15 @@ class WanGenerator:
     @property
     def scheduler_name(self) -> str:
         return self._settings.scheduler
+
+    @property
+    def max_concurrent_batches(self) -> int:
+        """Batches in flight at once: two when decoding overlaps the next denoise."""
+        return 2 if self._settings.overlap_decode else 1
+
+    def max_batch_size(self, shape: ShapeKey) -> int | None:
+        """The largest batch of ``shape`` that fits the memory budget (None: no limit known)."""
+        return self.budget.max_batch(shape) if self.budget is not None else None
 
     @property
     def pipeline(self) -> WanPipeline:
@@ -125,61 +167,138 @@ class WanGenerator:
     async def start(self) -> None:
         if self._pipe is not None:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamproc-gpu")
-        started = time.perf_counter()
+        self._gpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamproc-gpu")
+        if self._settings.overlap_decode:
+            self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamproc-vae")
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         if self._loaded is not None:
             self._pipe, self._model_id = self._loaded
         else:
             self._pipe, self._model_id = await loop.run_in_executor(
-                self._executor, load_pipeline, self._settings
+                self._gpu, load_pipeline, self._settings
             )
+        self.startup_seconds["load"] = time.perf_counter() - started
+        vae_dtype = resolve_vae_dtype(self._settings.vae_dtype, self.device)
+        if self.pipeline.vae.dtype != vae_dtype:
+            self.pipeline.vae.to(dtype=vae_dtype)
+        set_conv3d_memory_format(self.pipeline.vae, self._settings.vae_channels_last)
+        applied = await loop.run_in_executor(
+            self._gpu, apply_optimizations, self._pipe, self._settings, self.device
+        )
+        pipe = self.pipeline
+        self._runner = StagedRunner(
+            pipe,
+            RunnerOptions(
+                batched_cfg=self._settings.batched_cfg,
+                vae_dtype=pipe.vae.dtype,
+                max_sequence_length=self._settings.max_sequence_length,
+                vae_channels_last=self._settings.vae_channels_last,
+            ),
+        )
+        if self.device.type == "cuda":
+            self._decode_stream = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
+            total = torch.cuda.get_device_properties(self.device).total_memory
+            self.budget = MemoryBudget(int(total * self._settings.memory_fraction))
+        started = time.perf_counter()
+        await loop.run_in_executor(self._gpu, self._warm_up)
+        self.startup_seconds["warmup"] = time.perf_counter() - started
         log.info(
-            "model_loaded",
+            "model_ready",
             model_id=self._model_id,
             device=str(self.device),
-            seconds=round(time.perf_counter() - started, 3),
+            optimizations=applied,
+            load_s=round(self.startup_seconds["load"], 3),
+            warmup_s=round(self.startup_seconds["warmup"], 3),
         )
 
+    def _warm_up(self) -> None:
+        """Run each configured shape at the batch sizes that trigger compilation, then measure
+        memory for the budget. Runs on the GPU thread before any event is read."""
+        for spec in self._settings.warmup_shapes:
+            width, height, frames, steps, guidance = parse_shape_spec(spec)
+            shape = ShapeKey(self._model_id, width, height, frames, min(steps, 2), guidance)
+            runner = self._require_runner()
+            # Compiled graphs are specialised per batch size: prepare every size the batcher
+            # may hand over. Eager needs one call (cuDNN autotuning of the VAE).
+            sizes = range(1, self._max_batch + 1) if self._settings.compile else (1,)
+            for n in sizes:
+                self._warm_call(runner, shape, n)
+            if self.budget is None:
+                continue
+            measurement = self._measure(runner, shape)
+            self.budget.record(shape, measurement)
+            log.info(
+                "warmup_shape",
+                shape=spec,
+                max_batch=self.budget.max_batch(shape),
+                per_video_gib=round(measurement.per_video / 2**30, 2),
+            )
+
+    def _warm_call(self, runner: StagedRunner, shape: ShapeKey, n: int) -> None:
+        requests = [GenerationRequest(f"warmup-{i}", "warm-up", None, i) for i in range(n)]
+        latents = runner.latents_for(shape, requests, {})
+        with self._decode_context():
+            runner.frames_for(latents[:1], {})
+
+    def _measure(self, runner: StagedRunner, shape: ShapeKey) -> Measurement:
+        cuda = torch.cuda
+        cuda.synchronize(self.device)
+        resident = cuda.memory_allocated(self.device)
+        peaks = []
+        latents = None
+        for n in (1, 2):
+            cuda.reset_peak_memory_stats(self.device)
+            requests = [GenerationRequest(f"m-{i}", "warm-up", None, i) for i in range(n)]
+            latents = runner.latents_for(shape, requests, {})
+            peaks.append(cuda.max_memory_allocated(self.device))
+        assert latents is not None
+        cuda.reset_peak_memory_stats(self.device)
+        runner.frames_for(latents[:1], {})
+        decode_peak = cuda.max_memory_allocated(self.device)
+        return Measurement(latent_tokens(shape), resident, peaks[0], peaks[1], decode_peak)
+
+    def _require_runner(self) -> StagedRunner:
+        if self._runner is None or self._gpu is None:
+            raise GenerationError("generator not started")
+        return self._runner
+
+    @contextlib.contextmanager
+    def _decode_context(self) -> Iterator[None]:
+        if self._decode_stream is not None and self._settings.overlap_decode:
+            with torch.cuda.stream(self._decode_stream):
+                yield
+        else:
+            yield
+
     async def stop(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
-        self._pipe = None
+        for pool in (self._gpu, self._decoder):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._gpu = self._decoder = None
+        self._pipe = self._runner = None
 
     async def generate(
         self, shape: ShapeKey, requests: Sequence[GenerationRequest]
     ) -> GeneratedBatch:
-        if self._executor is None or self._pipe is None:
-            raise GenerationError("generator not started")
+        runner = self._require_runner()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._generate_sync, shape, requests)
-
-    def _generate_sync(
-        self, shape: ShapeKey, requests: Sequence[GenerationRequest]
-    ) -> GeneratedBatch:
-        pipe = self.pipeline
-        started = time.perf_counter()
-        # One CPU generator per event: the initial noise of a video depends on its seed alone,
-        # not on its neighbours in the batch nor on the device.
-        generators = [torch.Generator(device="cpu").manual_seed(r.seed) for r in requests]
+        stages: dict[str, float] = {}
         try:
-            with torch.inference_mode():
-                output = pipe(
-                    prompt=[r.prompt for r in requests],
-                    negative_prompt=[r.negative_prompt or "" for r in requests],
-                    height=shape.height,
-                    width=shape.width,
-                    num_frames=shape.num_frames,
-                    num_inference_steps=shape.num_inference_steps,
-                    guidance_scale=shape.guidance_scale,
-                    generator=generators,
-                    output_type="np",
-                    max_sequence_length=self._settings.max_sequence_length,
-                )
-        except (RuntimeError, ValueError) as exc:
+            latents = await loop.run_in_executor(
+                self._gpu, runner.latents_for, shape, requests, stages
+            )
+            videos = await loop.run_in_executor(
+                self._decoder or self._gpu, self._decode, runner, latents, stages
+            )
+        except (RuntimeError, ValueError) as exc:  # CUDA OOM is a RuntimeError too
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
             raise GenerationError(f"{type(exc).__name__}: {exc}") from exc
-        videos = [to_uint8(v) for v in output.frames]
-        return GeneratedBatch(
-            videos=videos, stage_seconds={"pipeline": time.perf_counter() - started}
-        )
+        return GeneratedBatch(videos=videos, stage_seconds=stages)
+
+    def _decode(
+        self, runner: StagedRunner, latents: torch.Tensor, stages: dict[str, float]
+    ) -> list[Any]:
+        with self._decode_context():
+            return runner.frames_for(latents, stages)

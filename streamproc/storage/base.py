@@ -19,14 +19,23 @@ from streamproc.events import GenerationParameters
 ENCODING_VERSION = 1
 
 
-def object_key(model_id: str, prompt: str, params: GenerationParameters, prefix: str = "") -> str:
-    """Content-addressed key ``[prefix]videos/<model-slug>/<h[:2]>/<h>.mp4``."""
+def object_key(
+    model_id: str,
+    prompt: str,
+    params: GenerationParameters,
+    prefix: str = "",
+    encoding: Mapping[str, object] | None = None,
+) -> str:
+    """Content-addressed key ``[prefix]videos/<model-slug>/<h[:2]>/<h>.mp4``.
+
+    ``encoding`` holds the encoder settings that change the picture (preset, crf).
+    """
     material = json.dumps(
         {
             "model": model_id,
             "prompt": prompt,
             "params": params.model_dump(mode="json"),
-            "encoding": ENCODING_VERSION,
+            "encoding": [ENCODING_VERSION, dict(encoding or {})],
         },
         sort_keys=True,
         ensure_ascii=False,

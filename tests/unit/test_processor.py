@@ -226,10 +226,12 @@ async def test_later_batch_finishing_first_never_moves_the_commit_past_the_earli
     await wait_for(lambda: {"b0", "c0"} <= {r["event_id"] for r in harness.results})
     await asyncio.sleep(0.1)
     assert source.position() is None or source.position() == 0
+    held_commits = list(source.commits)
     slow.release.set()
     await asyncio.wait_for(task, 30)
     assert source.position() == 4
-    assert all(c[source.partition] in (0, 4) for c in source.commits)
+    # While offsets 0-1 were on the GPU, no commit went past 0 although 2-3 were finished.
+    assert all(c[source.partition] == 0 for c in held_commits)
 
 
 async def test_stop_drains_in_flight_work_and_commits_it(
@@ -314,3 +316,26 @@ async def test_two_shapes_are_generated_in_separate_calls(harness: Harness) -> N
     assert sorted(sorted(c) for c in harness.spy.calls) == [["l1"], ["s1", "s2"]]
     widths = {s.width for s in harness.spy.shapes}
     assert widths == {64, 96}
+
+
+async def test_end_of_input_finishes_all_work_however_long_it_takes(
+    make_settings: MakeSettings, tmp_path: Path, tiny_pipeline: Any
+) -> None:
+    # The grace period is for stop requests; a file that simply ends is processed fully.
+    settings = make_settings(shutdown_grace_s=0.2, batch={"window_ms": 10, "max_batch_size": 1})
+    harness = Harness(settings, tmp_path, tiny_pipeline)
+    harness.spy = SpyGenerator(harness.spy.inner, delay_s=0.3)
+    summary = await harness.run([event(f"e{i}", f"prompt {i}") for i in range(4)])
+    assert summary.abandoned == 0
+    assert len(harness.results) == 4
+
+
+async def test_videos_are_encoded_in_worker_processes_by_default(
+    make_settings: MakeSettings, tmp_path: Path, tiny_pipeline: Any
+) -> None:
+    settings = make_settings(encoding={"executor": "process", "workers": 1})
+    harness = Harness(settings, tmp_path, tiny_pipeline)
+    summary = await harness.run([event("p0", "a kite"), event("p1", "a drum")])
+    assert summary.outcomes[Outcome.GENERATED] == 2
+    assert all(r["status"] == "ok" for r in harness.results)
+    assert summary.stage_seconds["mp4_encode"] > 0

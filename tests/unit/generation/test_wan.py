@@ -141,13 +141,14 @@ def test_generator_thread_is_not_the_main_thread(tiny_pipeline: tuple[Any, str])
     async def go() -> None:
         gen = WanGenerator(GenerationSettings(device="cpu"), loaded=tiny_pipeline)
         await gen.start()
-        original = gen._generate_sync
+        runner = gen._require_runner()
+        original = runner.latents_for
 
         def spy(*args: Any) -> Any:
             seen.append(threading.current_thread().name)
             return original(*args)
 
-        gen._generate_sync = spy  # type: ignore[method-assign]
+        runner.latents_for = spy  # type: ignore[method-assign]
         await gen.generate(shape(gen.model_id), requests(1))
         await gen.stop()
 

@@ -80,3 +80,9 @@ async def test_unwritable_store_raises_storage_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(StorageError):
         await LocalObjectStore(tmp_path / "file").put("videos/k.mp4", b"x", {})
+
+
+def test_encoder_settings_are_part_of_the_key() -> None:
+    fast = object_key("m", "p", PARAMS, encoding={"preset": "ultrafast", "crf": 18})
+    slow = object_key("m", "p", PARAMS, encoding={"preset": "veryfast", "crf": 18})
+    assert fast != slow

@@ -1,0 +1,570 @@
+"""GPU throughput of the processor itself, against plain diffusers, in one run.
+
+Builds the model once (the full-size Wan2.2-TI2V-5B architecture with random weights on a
+GPU, or the tiny one with ``--tiny``), measures the naive baseline (plain ``WanPipeline``, one
+prompt per call), then feeds prompt events through the real processor — embedded JSONL
+transport, in-memory cache, local store, MP4 encoding included — once per *variant* (a set of
+generation settings, from plain to fully optimised), and prints seconds per video, videos/s,
+p50/p95 event latency, peak GPU memory, denoise MFU and per-stage seconds per video.
+
+    python bench/gpu_throughput.py                      # full size, on the GPU
+    python bench/gpu_throughput.py --tiny               # CPU-sized smoke run
+    python bench/gpu_throughput.py --variants plain,optimised --events 32 --out result.json
+
+Variants run in the order given; compilation cannot be undone, so compiled variants go last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+
+from streamproc.app import run_worker
+from streamproc.bus.local import JsonlSource
+from streamproc.cache.memory import MemoryCache
+from streamproc.events import PromptEvent
+from streamproc.generation.encode import encode_mp4, to_uint8
+from streamproc.generation.wan import WanGenerator, load_pipeline
+from streamproc.logs import configure_logging
+from streamproc.samples import example_prompt
+from streamproc.settings import Settings, load_settings
+from streamproc.storage.local import LocalObjectStore
+
+#: name -> generation/batch settings. "plain" is the processor with every switch off.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "plain": {
+        "batched_cfg": False,
+        "vae_dtype": "float32",
+        "overlap_decode": False,
+        "attention_backend": "native",
+        "batch": 1,
+    },
+    "cfg": {
+        "batched_cfg": True,
+        "vae_dtype": "float32",
+        "overlap_decode": False,
+        "attention_backend": "native",
+        "batch": 1,
+    },
+    "cfg-bf16vae": {
+        "batched_cfg": True,
+        "vae_dtype": "bfloat16",
+        "overlap_decode": False,
+        "attention_backend": "native",
+        "batch": 1,
+    },
+    "cfg-bf16vae-b4": {
+        "batched_cfg": True,
+        "vae_dtype": "bfloat16",
+        "overlap_decode": False,
+        "attention_backend": "native",
+        "batch": 4,
+    },
+    "eager-best": {
+        "batched_cfg": True,
+        "vae_dtype": "bfloat16",
+        "overlap_decode": True,
+        "attention_backend": "_native_cudnn",
+        "batch": 4,
+    },
+    "eager-best-nooverlap": {
+        "batched_cfg": True,
+        "vae_dtype": "bfloat16",
+        "overlap_decode": False,
+        "attention_backend": "_native_cudnn",
+        "batch": 4,
+    },
+    "compiled": {
+        "batched_cfg": True,
+        "vae_dtype": "bfloat16",
+        "overlap_decode": True,
+        "attention_backend": "_native_flash",
+        "compile": True,
+        "batch": 4,
+    },
+    "compiled-nooverlap": {
+        "batched_cfg": True,
+        "vae_dtype": "bfloat16",
+        "overlap_decode": False,
+        "attention_backend": "_native_flash",
+        "compile": True,
+        "batch": 4,
+    },
+    "compiled-b8-nooverlap": {
+        "batched_cfg": True,
+        "vae_dtype": "bfloat16",
+        "overlap_decode": False,
+        "attention_backend": "_native_flash",
+        "compile": True,
+        "batch": 8,
+    },
+    "compiled-vaecl": {
+        "batched_cfg": True,
+        "vae_dtype": "bfloat16",
+        "overlap_decode": False,
+        "attention_backend": "_native_flash",
+        "compile": True,
+        "vae_channels_last": True,
+        "batch": 4,
+    },
+    "compiled-cudnn": {
+        "batched_cfg": True,
+        "vae_dtype": "bfloat16",
+        "overlap_decode": False,
+        "attention_backend": "_native_cudnn",
+        "compile": True,
+        "vae_channels_last": True,
+        "batch": 4,
+    },
+    "compiled-fp8-b2": {
+        "batched_cfg": True,
+        "vae_dtype": "bfloat16",
+        "overlap_decode": False,
+        "attention_backend": "_native_cudnn",
+        "compile": True,
+        "fp8": True,
+        "vae_channels_last": True,
+        "batch": 2,
+    },
+    "compiled-fp8": {
+        "batched_cfg": True,
+        "vae_dtype": "bfloat16",
+        "overlap_decode": False,
+        "attention_backend": "_native_cudnn",
+        "compile": True,
+        "fp8": True,
+        "vae_channels_last": True,
+        "batch": 4,
+    },
+}
+
+
+def transformer_flops(config: Any, tokens: int, text_tokens: int) -> float:
+    """Matmul FLOPs of one transformer forward for one video (2 per multiply-add)."""
+    d = config.num_attention_heads * config.attention_head_dim
+    per_layer = (
+        2 * tokens * d * d * 4  # self-attention q, k, v, o
+        + 2 * 2 * tokens * tokens * d  # scores and weighted sum
+        + 2 * tokens * d * d * 2  # cross-attention q, o
+        + 2 * text_tokens * d * d * 2  # cross-attention k, v over the text
+        + 2 * 2 * tokens * text_tokens * d  # cross-attention scores and sum
+        + 2 * tokens * d * config.ffn_dim * 2  # feed-forward
+    )
+    return float(per_layer * config.num_layers)
+
+
+def matmul_tflops(device: torch.device) -> float | None:
+    """Measured fp16 matmul rate (8192³), the ceiling MFU is reported against."""
+    if device.type != "cuda":
+        return None
+    a = torch.randn(8192, 8192, device=device, dtype=torch.float16)
+    b = torch.randn(8192, 8192, device=device, dtype=torch.float16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(20):
+        a @ b
+    torch.cuda.synchronize()
+    return 20 * 2 * 8192**3 / (time.perf_counter() - started) / 1e12
+
+
+def events(n: int, shape: dict[str, Any], tag: str) -> list[PromptEvent]:
+    import random
+
+    rng = random.Random(tag)
+    return [
+        PromptEvent(
+            event_id=f"{tag}-{i:04d}",
+            prompt=f"{example_prompt(rng)} #{tag}-{i}",
+            seed=rng.randrange(2**31),
+            **shape,
+        )
+        for i in range(n)
+    ]
+
+
+def naive_baseline(pipe: Any, shape: dict[str, Any], n: int) -> dict[str, Any]:
+    """Plain diffusers: one prompt per ``pipe(...)`` call, the pipeline's own defaults."""
+    device = pipe.transformer.device
+    vae_dtype = pipe.vae.dtype
+    pipe.vae.to(dtype=torch.float32)  # what WanPipeline does out of the box
+    times = []
+    output: Any = None
+    for i, event in enumerate(events(n + 1, shape, "naive")):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        output = pipe(
+            prompt=event.prompt,
+            negative_prompt="",
+            height=event.height,
+            width=event.width,
+            num_frames=event.num_frames,
+            num_inference_steps=event.num_inference_steps,
+            guidance_scale=event.guidance_scale,
+            output_type="np",
+            generator=torch.Generator().manual_seed(event.effective_seed()),
+        )
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i > 0:  # the first call pays cuDNN autotuning and lazy initialisation
+            times.append(time.perf_counter() - started)
+    pipe.vae.to(dtype=vae_dtype)
+    frames = output.frames[0]
+    probe = {}
+    video = to_uint8(frames)
+    for preset in ("ultrafast", "superfast", "veryfast"):
+        for threads in (1, 0):
+            started = time.perf_counter()
+            size = len(encode_mp4(video, 16, preset=preset, threads=threads))
+            probe[f"{preset}/t{threads}"] = (round(time.perf_counter() - started, 3), size // 1024)
+    # Random weights make noise; say what kind (NaNs would flatter the MP4 encoder).
+    stats = {
+        "mean": float(frames.mean()),
+        "std": float(frames.std()),
+        "nan_fraction": float((frames != frames).mean()),
+    }
+    return {
+        "videos": len(times),
+        "s_per_video": statistics.mean(times),
+        "all_s": [round(t, 3) for t in times],
+        "frame_stats": stats,
+        "mp4_encode_s_kib": probe,
+    }
+
+
+def variant_settings(
+    name: str, shape: dict[str, Any], base: dict[str, Any], out: Path, window_ms: float
+) -> Settings:
+    spec = dict(VARIANTS[name])
+    batch = spec.pop("batch")
+    if base["device"] == "cpu":  # cuDNN/flash attention and fp8 exist only on the GPU
+        spec["attention_backend"] = "native"
+        spec["fp8"] = False
+    spec.setdefault("compile", False)
+    warmup = (
+        f"{shape['width']}x{shape['height']}x{shape['num_frames']}/"
+        f"{shape['num_inference_steps']}/{shape['guidance_scale']}"
+    )
+    return load_settings(
+        worker_id=f"bench-{name}",
+        generation={**base, **spec, "warmup_shapes": [warmup]},
+        batch={"max_batch_size": batch, "window_ms": window_ms, "max_in_flight": 256},
+        local={"results": str(out / "results.jsonl"), "dead_letters": str(out / "dead.jsonl")},
+        storage={"local_dir": str(out / "store")},
+        log={"level": "warning"},
+    )
+
+
+async def run_variant(
+    name: str,
+    loaded: tuple[Any, str],
+    shape: dict[str, Any],
+    n: int,
+    base: dict[str, Any],
+    window_ms: float,
+    compiled_already: bool,
+    single: bool,
+) -> dict[str, Any]:
+    pipe = loaded[0]
+    device = pipe.transformer.device
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+        out = Path(tmp)
+        settings = variant_settings(name, shape, base, out, window_ms)
+        if compiled_already:  # the blocks stay compiled; compiling again would re-wrap them
+            settings = settings.model_copy(
+                update={"generation": settings.generation.model_copy(update={"compile": False})}
+            )
+        generator = WanGenerator(
+            settings.generation, loaded=loaded, max_batch_size=settings.batch.max_batch_size
+        )
+        await generator.start()
+        store = LocalObjectStore(out / "store")
+        report: dict[str, Any] = {
+            "variant": name,
+            "settings": VARIANTS[name],
+            "startup_s": {k: round(v, 2) for k, v in generator.startup_seconds.items()},
+        }
+        try:
+            report["isolated"] = _isolated_denoise(generator, shape, loaded[1])
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            path = out / "in.jsonl"
+            path.write_text("".join(e.model_dump_json() + "\n" for e in events(n, shape, name)))
+            started = time.perf_counter()
+            summary = await run_worker(
+                settings,
+                source=JsonlSource(str(path)),
+                generator=generator,
+                cache=MemoryCache(),
+                store=store,
+                handle_signals=False,
+            )
+            # From the first event read to the last result published: the worker's start-up
+            # (encoder processes, warm-up) is not event time.
+            results_all = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+            wall = (
+                max(datetime.fromisoformat(r["timings"]["completed_at"]) for r in results_all)
+                - min(datetime.fromisoformat(r["timings"]["received_at"]) for r in results_all)
+            ).total_seconds()
+            report["run_s"] = round(time.perf_counter() - started, 3)
+            results = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+            latencies = sorted(_latency(r) for r in results)
+            done = sorted(datetime.fromisoformat(r["timings"]["completed_at"]) for r in results)
+            first_batch = min(n, int(VARIANTS[name]["batch"]))
+            steady = (
+                (done[-1] - done[0]).total_seconds() / (len(done) - first_batch)
+                if len(done) > first_batch
+                else None
+            )
+            videos = summary.videos
+            steps = shape["num_inference_steps"]
+            forwards = steps * (2 if shape["guidance_scale"] > 1 else 1)
+            flops = transformer_flops(pipe.transformer.config, _tokens(shape), 512)
+            denoise = summary.stage_seconds.get("denoise", 0.0)
+            report.update(
+                {
+                    "events": n,
+                    "videos": videos,
+                    "ok": sum(r["status"] == "ok" for r in results),
+                    "wall_s": round(wall, 3),
+                    "s_per_video": round(wall / max(videos, 1), 3),
+                    "steady_s_per_video": round(steady, 3) if steady else None,
+                    "mp4_kib": round(
+                        statistics.mean(
+                            (out / "store" / r["object_key"]).stat().st_size for r in results
+                        )
+                        / 1024
+                    ),
+                    "videos_per_s": round(videos / wall, 3),
+                    "latency_p50_s": round(_pct(latencies, 50), 3),
+                    "latency_p95_s": round(_pct(latencies, 95), 3),
+                    "batches": summary.batches,
+                    "stage_s_per_video": {
+                        k: round(v / max(videos, 1), 4)
+                        for k, v in sorted(summary.stage_seconds.items())
+                    },
+                    "denoise_tflops_per_s": round(forwards * flops * videos / denoise / 1e12, 1)
+                    if denoise
+                    else None,
+                    "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                    if device.type == "cuda"
+                    else None,
+                }
+            )
+            if single:
+                report["single_event"] = {
+                    preset: await _single_event(
+                        settings.model_copy(
+                            update={
+                                "encoding": settings.encoding.model_copy(update={"preset": preset})
+                            }
+                        ),
+                        generator,
+                        store,
+                        shape,
+                        out,
+                        tag=preset,
+                    )
+                    for preset in single
+                }
+        finally:
+            await generator.stop()
+        return report
+
+
+def _isolated_denoise(
+    generator: WanGenerator, shape: dict[str, Any], model_id: str
+) -> dict[str, Any]:
+    """Denoise and decode of 4 videos with nothing else running: the GPU's own pace."""
+    from streamproc.batching import ShapeKey
+    from streamproc.generation.base import GenerationRequest
+
+    runner = generator._require_runner()
+    key = ShapeKey(
+        model_id,
+        shape["width"],
+        shape["height"],
+        shape["num_frames"],
+        shape["num_inference_steps"],
+        shape["guidance_scale"],
+    )
+    requests = [GenerationRequest(f"iso-{i}", f"isolated prompt {i}", None, i) for i in range(4)]
+    stages: dict[str, float] = {}
+    for _ in range(2):
+        stages = {}
+        runner.frames_for(runner.latents_for(key, requests, stages), stages)
+    return {k: round(v / 4, 4) for k, v in stages.items()}
+
+
+async def _single_event(
+    settings: Settings,
+    generator: WanGenerator,
+    store: LocalObjectStore,
+    shape: dict[str, Any],
+    out: Path,
+    tag: str,
+) -> dict[str, Any]:
+    """One event arriving alone at an idle, warm worker: its end-to-end latency."""
+    await asyncio.sleep(1.0)
+    path = out / "single.jsonl"
+    path.write_text(events(1, shape, f"single-{tag}")[0].model_dump_json() + "\n")
+    results = out / "results.jsonl"
+    before = len(results.read_text().splitlines())
+    await generator.start()  # no-op when started; kept warm from the variant
+    await run_worker(
+        settings,
+        source=JsonlSource(str(path)),
+        generator=generator,
+        cache=MemoryCache(),
+        store=store,
+        handle_signals=False,
+    )
+    result = json.loads(results.read_text().splitlines()[before])
+    t = {k: datetime.fromisoformat(v) for k, v in result["timings"].items() if v}
+    return {
+        "latency_s": round(_latency(result), 3),
+        "status": result["status"],
+        "wait_s": round((t["batched_at"] - t["received_at"]).total_seconds(), 3),
+        "generate_s": round((t["generated_at"] - t["batched_at"]).total_seconds(), 3),
+        "encode_store_s": round((t["stored_at"] - t["generated_at"]).total_seconds(), 3),
+        "publish_s": round((t["completed_at"] - t["stored_at"]).total_seconds(), 3),
+    }
+
+
+def _latency(result: dict[str, Any]) -> float:
+    timings = result["timings"]
+    return (
+        datetime.fromisoformat(timings["completed_at"])
+        - datetime.fromisoformat(timings["received_at"])
+    ).total_seconds()
+
+
+def _pct(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    index = min(len(values) - 1, max(0, round(pct / 100 * (len(values) - 1))))
+    return values[index]
+
+
+def _tokens(shape: dict[str, Any]) -> int:
+    frames = (shape["num_frames"] - 1) // 4 + 1
+    return frames * (shape["height"] // 32) * (shape["width"] // 32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tiny", action="store_true", help="tiny model on the CPU")
+    parser.add_argument("--events", type=int, default=16, help="events per variant")
+    parser.add_argument(
+        "--final-events",
+        type=int,
+        default=32,
+        help="events of the last variant (the sustained figure)",
+    )
+    parser.add_argument("--baseline-events", type=int, default=6)
+    parser.add_argument(
+        "--variants",
+        default="plain,cfg-bf16vae-b4,compiled",
+        help=f"comma-separated, from: {', '.join(VARIANTS)}",
+    )
+    parser.add_argument(
+        "--shape",
+        default=None,
+        help="WxHxF/STEPS/GUIDANCE [default: 832x480x17/16/5.0, tiny: 256x256x9/4/5.0]",
+    )
+    parser.add_argument("--window-ms", type=float, default=20.0)
+    parser.add_argument("--dtype", default="auto", help="weights dtype (fp8 needs bfloat16)")
+    parser.add_argument(
+        "--single",
+        default="",
+        help="after the last variant, time one event arriving alone, once per "
+        "listed encoder preset (e.g. veryfast,superfast)",
+    )
+    parser.add_argument("--out", type=Path, help="write the JSON report here")
+    args = parser.parse_args()
+
+    from streamproc.settings import parse_shape_spec
+
+    spec = args.shape or ("256x256x9/4/5.0" if args.tiny else "832x480x17/16/5.0")
+    w, h, f, s, g = parse_shape_spec(spec)
+    shape = {
+        "width": w,
+        "height": h,
+        "num_frames": f,
+        "num_inference_steps": s,
+        "guidance_scale": g,
+    }
+    base = {
+        "model": "tiny" if args.tiny else "random-5b",
+        "device": "cpu" if args.tiny else "cuda",
+        "dtype": args.dtype,
+    }
+    names = [n.strip() for n in args.variants.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        sys.exit(f"unknown variants: {unknown}")
+
+    configure_logging(load_settings(log={"level": "warning"}).log)
+    started = time.perf_counter()
+    loaded = load_pipeline(load_settings(generation=base).generation)
+    device = loaded[0].transformer.device
+    report: dict[str, Any] = {
+        "date": datetime.now().isoformat(timespec="seconds"),
+        "shape": spec,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "build_s": round(time.perf_counter() - started, 1),
+        "matmul_tflops": matmul_tflops(device),
+        "variants": [],
+    }
+    print(json.dumps({k: v for k, v in report.items() if k != "variants"}), flush=True)
+    if args.baseline_events:
+        report["naive"] = naive_baseline(loaded[0], shape, args.baseline_events)
+        print(json.dumps({"naive": report["naive"]}), flush=True)
+    compiled = False
+    for i, name in enumerate(names):
+        n = args.final_events if i == len(names) - 1 else args.events
+        result = asyncio.run(
+            run_variant(
+                name,
+                loaded,
+                shape,
+                n,
+                base,
+                args.window_ms,
+                compiled,
+                single=[p for p in args.single.split(",") if p] if i == len(names) - 1 else [],
+            )
+        )
+        compiled = compiled or bool(VARIANTS[name].get("compile"))
+        if report.get("matmul_tflops") and result.get("denoise_tflops_per_s"):
+            result["denoise_mfu_vs_matmul"] = round(
+                result["denoise_tflops_per_s"] / report["matmul_tflops"], 3
+            )
+        if "naive" in report:
+            result["speedup_vs_naive"] = round(
+                report["naive"]["s_per_video"] / result["s_per_video"], 2
+            )
+        report["variants"].append(result)
+        print(json.dumps(result), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

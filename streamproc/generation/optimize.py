@@ -1,0 +1,122 @@
+"""Speed switches applied to a loaded pipeline, each a setting (see docs/benchmarks.md).
+
+* ``attention_backend`` — diffusers' attention dispatcher (``_native_flash``, ``_native_cudnn``,
+  ``flash``, …); the measured best was flash attention compiled and cuDNN eager.
+* ``compile`` — regional compilation: ``torch.compile`` of the repeated transformer block
+  (compiled once, reused by all 30 blocks), warmed up at start for the configured shapes.
+* ``fp8`` — float8 dynamic-activation, float8-weight linear layers through torchao (opt-in,
+  CUDA with compute capability ≥ 8.9 only).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+import torch
+
+from streamproc.errors import ConfigError
+from streamproc.settings import GenerationSettings
+
+log = structlog.get_logger(__name__)
+
+
+def apply_attention_backend(pipe: Any, backend: str | None) -> None:
+    """Select diffusers' attention backend for the transformer (None keeps the default)."""
+    if not backend:
+        return
+    try:
+        pipe.transformer.set_attention_backend(backend)
+        _probe_attention(backend, pipe.transformer.device, pipe.transformer.dtype)
+    except (ValueError, RuntimeError, ImportError) as exc:
+        raise ConfigError(f"attention backend {backend!r} is not usable here: {exc}") from None
+
+
+def _probe_attention(backend: str, device: torch.device, dtype: torch.dtype) -> None:
+    # Backends fail only when called (e.g. cuDNN on a CPU): try one tiny call at start rather
+    # than dead-lettering every event later.
+    from diffusers.models.attention_dispatch import AttentionBackendName, dispatch_attention_fn
+
+    q = torch.zeros(1, 16, 2, 64, device=device, dtype=dtype)  # (batch, tokens, heads, dim)
+    with torch.inference_mode():
+        dispatch_attention_fn(q, q, q, backend=AttentionBackendName(backend))
+
+
+def apply_fp8(pipe: Any, device: torch.device) -> None:
+    """Quantise the transformer's linear layers to float8 (weights and activations, per row)."""
+    if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9):
+        raise ConfigError("generation.fp8 needs a CUDA GPU with compute capability 8.9 or newer")
+    try:
+        from torchao.quantization import (  # type: ignore[import-not-found,unused-ignore]
+            Float8DynamicActivationFloat8WeightConfig,
+            PerRow,
+            quantize_,
+        )
+    except ImportError as exc:
+        raise ConfigError(f"generation.fp8 needs torchao installed: {exc}") from None
+
+    def is_block_linear(module: torch.nn.Module, name: str) -> bool:
+        # Only the repeated blocks' large matmuls; embeddings and the output head stay exact.
+        return isinstance(module, torch.nn.Linear) and name.startswith("blocks.")
+
+    quantize_(
+        pipe.transformer,
+        Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()),
+        filter_fn=is_block_linear,
+    )
+
+
+def apply_compile(pipe: Any) -> None:
+    """Regionally compile the transformer's repeated blocks (compiled lazily, at warm-up).
+
+    Shapes stay static: a graph per batch size and frame size, each specialised (measured
+    faster than one dynamic-batch graph), all compiled at warm-up. The recompile limit is
+    raised so that many shapes never silently fall back to eager.
+    """
+    import torch._dynamo
+
+    torch._dynamo.config.automatic_dynamic_shapes = False
+    for limit in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, limit):
+            setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 256))
+    pipe.transformer.compile_repeated_blocks(fullgraph=True)
+
+
+def apply_optimizations(pipe: Any, settings: GenerationSettings, device: torch.device) -> list[str]:
+    """Apply every enabled switch; returns their names for the start-up log.
+
+    Idempotent on the same pipeline (a generator may be started again): a switch already
+    applied is not applied twice — re-quantising or re-compiling would break or recompile.
+    """
+    done: set[str] = pipe.__dict__.setdefault("_streamproc_applied", set())
+    applied = []
+    backend = settings.attention_backend
+    if backend and f"attention={backend}" not in done:
+        apply_attention_backend(pipe, backend)
+        done -= {d for d in done if d.startswith("attention=")}
+        done.add(f"attention={backend}")
+    if settings.fp8 and "fp8" not in done:
+        apply_fp8(pipe, device)
+        done.add("fp8")
+    if settings.compile and "compile" not in done:
+        apply_compile(pipe)
+        done.add("compile")
+    applied = sorted(done)
+    if device.type == "cuda":
+        # Convolution algorithms of the VAE are picked once per shape, then reused.
+        torch.backends.cudnn.benchmark = True
+        # The time embedding stays in fp32 (diffusers keeps it there) and runs on every token
+        # under expand_timesteps: TF32 makes those matmuls several times cheaper.
+        torch.backends.cuda.matmul.allow_tf32 = settings.tf32
+    return applied
+
+
+def set_conv3d_memory_format(model: torch.nn.Module, channels_last: bool) -> None:
+    """Lay out every 3-D convolution weight channels-last (NDHWC) or back to contiguous.
+
+    ``Module.to(memory_format=...)`` refuses models that also hold 1-D parameters.
+    """
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv3d):
+            module.weight.data = module.weight.data.contiguous(memory_format=fmt)
