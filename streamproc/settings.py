@@ -330,5 +330,6 @@ def _describe(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors(include_url=False):
         where = ".".join(str(p) for p in error["loc"])
-        parts.append(f"{where}: {error['msg']}")
+        message = error["msg"].removeprefix("Value error, ")  # our validators' own words
+        parts.append(f"{where}: {message}" if where else message)
     return "invalid settings: " + "; ".join(parts)
