@@ -45,6 +45,9 @@ class MotoS3:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        """Start the server (no-op when it runs)."""
+        if self._server is not None:
+            return
         server = ThreadedMotoServer("127.0.0.1", self.port, verbose=False)
         # ThreadedMotoServer.start waits forever if the port cannot be bound: bound the wait.
         starter = threading.Thread(target=server.start, daemon=True)
