@@ -32,8 +32,7 @@ from urllib.request import urlopen
 import aioboto3
 import structlog
 from aiobotocore.config import AioConfig
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, SSLError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
 from streamproc import __version__
@@ -41,6 +40,7 @@ from streamproc.errors import ConfigError, StorageError
 from streamproc.settings import S3Settings
 from streamproc.storage.base import CheckStep
 from streamproc.storage.metadata import METADATA_LIMIT, encode_metadata
+from streamproc.storage.s3faults import DENIED, NOT_FOUND, brief, error_code, explain, is_transient
 
 if TYPE_CHECKING:
     from aiobotocore.session import ClientCreatorContext
@@ -57,50 +57,6 @@ CACHE_CONTROL = "public, max-age=31536000, immutable"
 HASH_KEY = "sha256"
 #: Where ``storage check`` writes its probe objects, below the prefix.
 CHECK_FOLDER = ".streamproc-check/"
-
-_TRANSIENT_CODES = frozenset(
-    {
-        "BandwidthLimitExceeded",
-        "InternalError",
-        "OperationAborted",
-        "PriorRequestNotComplete",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "ServiceUnavailable",
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "TooManyRequestsException",
-        "XMinioServerNotInitialized",
-    }
-)
-_MISSING_BUCKET = frozenset({"NoSuchBucket"})
-_DENIED = frozenset(
-    {
-        "403",
-        "AccessDenied",
-        "AllAccessDisabled",
-        "ExpiredToken",
-        "Forbidden",
-        "InvalidAccessKeyId",
-        "InvalidToken",
-        "SignatureDoesNotMatch",
-    }
-)
-_WRONG_REGION = frozenset({"301", "AuthorizationHeaderMalformed", "PermanentRedirect"})
-_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether retrying the request that raised ``exc`` soon may succeed."""
-    if isinstance(exc, ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return _code(exc) in _TRANSIENT_CODES or status >= 500 or status == 429
-    if isinstance(exc, SSLError):
-        return False  # a certificate problem does not heal within seconds
-    return isinstance(exc, BotoConnectionError | HTTPClientError | OSError | TimeoutError)
 
 
 class _RequestFailed(StorageError):
@@ -281,7 +237,7 @@ class S3ObjectStore:
                 partial(self._s3.head_object, Bucket=self.bucket, Key=self.prefix + key),
             )
         except _RequestFailed as exc:
-            if exc.code in _NOT_FOUND:
+            if exc.code in NOT_FOUND:
                 return False
             raise
         return True
@@ -301,7 +257,7 @@ class S3ObjectStore:
             )
         except _RequestFailed as exc:
             # 403: without s3:ListBucket S3 answers a missing key with 403; just upload.
-            if exc.code in _NOT_FOUND or exc.code in _DENIED:
+            if exc.code in NOT_FOUND or exc.code in DENIED:
                 return False
             raise
         stored = head.get("Metadata", {}).get(HASH_KEY)
@@ -380,8 +336,10 @@ class S3ObjectStore:
                 return await op()
             except (BotoCoreError, ClientError, OSError, TimeoutError) as exc:
                 if not is_transient(exc) or attempt >= s.max_attempts:
-                    code = _code(exc) if isinstance(exc, ClientError) else None
-                    raise _RequestFailed(self._explain(what, exc, attempt), code) from exc
+                    code = error_code(exc) if isinstance(exc, ClientError) else None
+                    raise _RequestFailed(
+                        explain(what, exc, attempt, self.bucket, self.endpoint), code
+                    ) from exc
                 cap = min(s.backoff_max_s, s.backoff_initial_s * 2 ** (attempt - 1))
                 delay = random.uniform(0, cap)  # full jitter: workers do not retry in step
                 log.warning(
@@ -390,36 +348,9 @@ class S3ObjectStore:
                     attempt=attempt,
                     max_attempts=s.max_attempts,
                     delay_s=round(delay, 3),
-                    error=_brief(exc),
+                    error=brief(exc),
                 )
                 await asyncio.sleep(delay)
-
-    def _explain(self, what: str, exc: Exception, attempts: int) -> str:
-        where = f"bucket {self.bucket!r} at {self.endpoint}"
-        tries = f" (after {attempts} attempts)" if attempts > 1 else ""
-        if isinstance(exc, ClientError):
-            code = _code(exc)
-            if code in _MISSING_BUCKET or (what == "head_bucket" and code in _NOT_FOUND):
-                return f"{where} does not exist: create it or fix storage.s3.bucket"
-            if code in _DENIED:
-                return (
-                    f"access denied to {where} ({code} on {what}): check the storage.s3 "
-                    "credentials and the bucket policy"
-                )
-            if code in _WRONG_REGION:
-                headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-                region = headers.get("x-amz-bucket-region")
-                actual = f" ({region})" if region else ""
-                return f"{where} is in another region{actual}: fix storage.s3.region"
-            return f"S3 {what} on {where} failed{tries}: {_brief(exc)}"
-        if isinstance(exc, BotoCoreError) and "credentials" in type(exc).__name__.lower():
-            return (
-                "no usable S3 credentials: set storage.s3.access_key_id and "
-                f"storage.s3.secret_access_key, or configure the AWS credential chain ({exc})"
-            )
-        if is_transient(exc):
-            return f"cannot reach S3 at {self.endpoint} ({what}){tries}: {exc}"
-        return f"S3 {what} on {where} failed: {exc}"
 
     # -- storage check -------------------------------------------------------------------
 
@@ -509,17 +440,6 @@ class S3ObjectStore:
             "delete_object", partial(self._s3.delete_object, Bucket=self.bucket, Key=full)
         )
         return f"deleted {full}"
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _brief(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{error.get('Code', '?')}: {error.get('Message') or 'no message'}"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _reveal(secret: SecretStr | None) -> str | None:

@@ -1,20 +1,11 @@
-"""S3 settings and the classification of S3 faults (no server needed)."""
+"""S3 settings: bucket, credentials, prefix, part sizes and secrets."""
 
 from __future__ import annotations
 
 import pytest
-from botocore.exceptions import (
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    ReadTimeoutError,
-    SSLError,
-)
 
 from streamproc.errors import ConfigError
 from streamproc.settings import S3Settings, load_settings
-from streamproc.storage.s3 import is_transient
 
 
 @pytest.mark.parametrize(
@@ -50,46 +41,3 @@ def test_secrets_from_the_environment_are_kept_but_never_shown(
     assert secret is not None and secret.get_secret_value() == "very-secret"
     assert "very-secret" not in settings.model_dump_json()
     assert "very-secret" not in repr(settings)
-
-
-def client_error(code: str, status: int) -> ClientError:
-    return ClientError(
-        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
-        "PutObject",
-    )
-
-
-@pytest.mark.parametrize(
-    "exc",
-    [
-        client_error("SlowDown", 503),
-        client_error("InternalError", 500),
-        client_error("ServiceUnavailable", 503),
-        client_error("RequestTimeout", 400),
-        client_error("TooManyRequestsException", 429),
-        client_error("XMinioServerNotInitialized", 503),
-        EndpointConnectionError(endpoint_url="http://x"),
-        ConnectTimeoutError(endpoint_url="http://x"),
-        ReadTimeoutError(endpoint_url="http://x"),
-        ConnectionResetError(),
-        TimeoutError(),
-    ],
-)
-def test_transient_faults_are_retried(exc: BaseException) -> None:
-    assert is_transient(exc)
-
-
-@pytest.mark.parametrize(
-    "exc",
-    [
-        client_error("NoSuchBucket", 404),
-        client_error("AccessDenied", 403),
-        client_error("InvalidAccessKeyId", 403),
-        client_error("SignatureDoesNotMatch", 403),
-        client_error("404", 404),
-        NoCredentialsError(),
-        SSLError(endpoint_url="https://x", error="certificate verify failed"),
-    ],
-)
-def test_permanent_faults_are_not_retried(exc: BaseException) -> None:
-    assert not is_transient(exc)
