@@ -57,6 +57,7 @@ CACHE_CONTROL = "public, max-age=31536000, immutable"
 HASH_KEY = "sha256"
 #: Where ``storage check`` writes its probe objects, below the prefix.
 CHECK_FOLDER = ".streamproc-check/"
+_ABORT_TIMEOUT_S = 5.0
 
 
 class _RequestFailed(StorageError):
@@ -80,11 +81,6 @@ class S3ObjectStore:
         self._stack: AsyncExitStack | None = None
         self._client: S3Client | None = None
         self._signer: S3Client | None = None
-
-    @property
-    def location(self) -> str:
-        """Where videos go, as ``s3://bucket/prefix``."""
-        return f"s3://{self.bucket}/{self.prefix}"
 
     @property
     def endpoint(self) -> str:
@@ -315,11 +311,15 @@ class S3ObjectStore:
                 ),
             )
         except BaseException:
-            # Best effort: stored parts cost money until aborted. What a crash leaves behind
-            # is removed by the bucket's AbortIncompleteMultipartUpload rule (docs/storage.md).
+            # Best effort, and brief (this may run during shutdown): stored parts cost money
+            # until aborted. What a crash leaves behind is removed by the bucket's
+            # AbortIncompleteMultipartUpload rule (docs/storage.md).
             with contextlib.suppress(Exception):
-                await self._s3.abort_multipart_upload(
-                    Bucket=self.bucket, Key=full, UploadId=upload_id
+                await asyncio.wait_for(
+                    self._s3.abort_multipart_upload(
+                        Bucket=self.bucket, Key=full, UploadId=upload_id
+                    ),
+                    _ABORT_TIMEOUT_S,
                 )
             raise
         return len(parts)

@@ -6,8 +6,8 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlparse
 from urllib.request import urlopen
 
@@ -30,6 +30,7 @@ PARAMS = GenerationParameters(
     scheduler="unipc",
     fps=16,
 )
+T = TypeVar("T")
 KEY = object_key("org/model", "a fox in the snow", PARAMS)
 META = {"event_id": "e1", "model_id": "org/model", "parameters": PARAMS.model_dump_json()}
 
@@ -114,6 +115,28 @@ async def test_large_video_goes_up_in_parts_and_arrives_whole(
     assert len(versions(moto_s3, bucket, KEY)) == 1
     assert moto_s3.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert fetch(url) == data
+
+
+class FailingSecondPart(S3ObjectStore):
+    """The real store, with its second part upload failing for good."""
+
+    async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+        if what == "upload_part" and getattr(op, "keywords", {}).get("PartNumber") == 2:
+            raise StorageError("injected part failure")
+        return await super()._call(what, op)
+
+
+async def test_failed_multipart_upload_is_aborted_and_leaves_nothing(
+    moto_s3: MotoS3, bucket: str
+) -> None:
+    settings = moto_s3.s3_settings(
+        bucket, multipart_threshold_bytes=1, multipart_chunk_bytes=5 << 20
+    )
+    async with FailingSecondPart(settings) as store:
+        with pytest.raises(StorageError, match="injected"):
+            await store.put(KEY, os.urandom(6 << 20), META)
+        assert not await store.exists(KEY)
+    assert moto_s3.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
 async def test_presigned_url_downloads_the_exact_bytes_with_plain_http(
