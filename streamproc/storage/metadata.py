@@ -22,7 +22,6 @@ TRUNCATED = "truncated"
 
 # Printable ASCII except space (trimmed by HTTP) and '%' (the escape character itself).
 _SAFE = "".join(c for c in string.punctuation if c != "%")
-_ESCAPE_TAIL = re.compile(r"%[0-9A-F]?$")
 
 
 def encode_metadata(values: Mapping[str, str], limit: int = METADATA_LIMIT) -> dict[str, str]:
@@ -30,7 +29,8 @@ def encode_metadata(values: Mapping[str, str], limit: int = METADATA_LIMIT) -> d
 
     Raises ``ValueError`` when the keys alone do not fit.
     """
-    out = {_key(name): quote(value, safe=_SAFE) for name, value in values.items()}
+    plain = {_key(name): value for name, value in values.items()}
+    out = {name: _encode(value) for name, value in plain.items()}
     cut: list[str] = []
     while (over := _size(out) + _marker_size(cut) - limit) > 0:
         name = max(out, key=lambda k: len(out[k]))
@@ -39,7 +39,7 @@ def encode_metadata(values: Mapping[str, str], limit: int = METADATA_LIMIT) -> d
             over = _size(out) + _marker_size(cut) - limit
         if not out[name]:
             raise ValueError("metadata keys alone exceed the size limit")
-        out[name] = _cut(out[name], max(len(out[name]) - over, 0))
+        out[name] = _encoded_prefix(plain[name], max(len(out[name]) - over, 0))
     if cut:
         out[TRUNCATED] = ",".join(sorted(cut))
     return out
@@ -62,6 +62,20 @@ def _marker_size(cut: list[str]) -> int:
     return len(TRUNCATED) + len(",".join(cut)) if cut else 0
 
 
-def _cut(value: str, length: int) -> str:
-    """``value[:length]``, shortened further so no ``%XX`` escape is split."""
-    return _ESCAPE_TAIL.sub("", value[:length])
+def _encode(value: str) -> str:
+    # errors="replace": a lone surrogate cannot be UTF-8; it must not fail the upload.
+    return quote(value, safe=_SAFE, errors="replace")
+
+
+def _encoded_prefix(value: str, length: int) -> str:
+    """The encoding of the longest prefix of ``value`` that fits in ``length`` characters;
+    cut between characters, so it decodes to a prefix of ``value``."""
+    pieces: list[str] = []
+    used = 0
+    for char in value:
+        piece = _encode(char)
+        used += len(piece)
+        if used > length:
+            break
+        pieces.append(piece)
+    return "".join(pieces)

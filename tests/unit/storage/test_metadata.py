@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from streamproc.storage.metadata import METADATA_LIMIT, decode_metadata, encode_metadata
@@ -30,6 +30,7 @@ def test_small_metadata_reads_back_exactly(meta: dict[str, str]) -> None:
 
 
 @given(st.text(min_size=1, max_size=4000))
+@example("é" * 400)  # a cut inside a two-byte character would not decode to a prefix
 def test_cut_values_are_listed_and_are_prefixes_of_the_original(value: str) -> None:
     encoded = encode_metadata({"event_id": "e1", "parameters": value}, limit=400)
     readable = decode_metadata(encoded)
@@ -44,3 +45,7 @@ def test_cut_values_are_listed_and_are_prefixes_of_the_original(value: str) -> N
 def test_printable_ascii_is_kept_readable() -> None:
     assert encode_metadata({"model_id": "org/model@v1"}) == {"model-id": "org/model@v1"}
     assert encode_metadata({"x": "100% sure"}) == {"x": "100%25%20sure"}
+
+
+def test_a_lone_surrogate_does_not_fail_the_upload() -> None:
+    assert encode_metadata({"x": "a\ud800b"}) == {"x": "a?b"}
