@@ -190,21 +190,18 @@ class S3ObjectStore:
             return await self.url_for(key)
         meta = encode_metadata(metadata, METADATA_LIMIT - len(HASH_KEY) - len(digest))
         meta[HASH_KEY] = digest
+        attributes: dict[str, Any] = {
+            "ContentType": CONTENT_TYPE,
+            "CacheControl": CACHE_CONTROL,
+            "Metadata": meta,
+        }
         if len(data) >= self._settings.multipart_threshold_bytes:
-            parts = await self._put_parts(full, data, meta)
+            parts = await self._put_parts(full, data, attributes)
         else:
             parts = 1
             await self._call(
                 "put_object",
-                partial(
-                    self._s3.put_object,
-                    Bucket=self.bucket,
-                    Key=full,
-                    Body=data,
-                    ContentType=CONTENT_TYPE,
-                    CacheControl=CACHE_CONTROL,
-                    Metadata=meta,
-                ),
+                partial(self._s3.put_object, Bucket=self.bucket, Key=full, Body=data, **attributes),
             )
         log.debug("s3_object_stored", key=full, size=len(data), parts=parts)
         return await self.url_for(key)
@@ -262,7 +259,7 @@ class S3ObjectStore:
         etag = head.get("ETag", "").strip('"')
         return head.get("ContentLength") == len(data) and etag == _md5(data)
 
-    async def _put_parts(self, full: str, data: bytes, meta: dict[str, str]) -> int:
+    async def _put_parts(self, full: str, data: bytes, attributes: dict[str, Any]) -> int:
         """A multipart upload of ``data``; aborted when any part finally fails."""
         crc: dict[str, Any] = (
             {"ChecksumAlgorithm": "CRC32"} if self._settings.checksums == "when_supported" else {}
@@ -273,9 +270,7 @@ class S3ObjectStore:
                 self._s3.create_multipart_upload,
                 Bucket=self.bucket,
                 Key=full,
-                ContentType=CONTENT_TYPE,
-                CacheControl=CACHE_CONTROL,
-                Metadata=meta,
+                **attributes,
                 **crc,
             ),
         )

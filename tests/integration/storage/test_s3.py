@@ -14,22 +14,12 @@ from urllib.request import urlopen
 import pytest
 
 from streamproc.errors import StorageError
-from streamproc.events import GenerationParameters
 from streamproc.storage.base import object_key
 from streamproc.storage.metadata import METADATA_LIMIT, decode_metadata
 from streamproc.storage.s3 import CACHE_CONTROL, S3ObjectStore
 from tests.integration.storage.conftest import MotoS3
+from tests.unit.storage.test_local import PARAMS
 
-PARAMS = GenerationParameters(
-    width=64,
-    height=32,
-    num_frames=5,
-    num_inference_steps=2,
-    guidance_scale=5.0,
-    seed=1,
-    scheduler="unipc",
-    fps=16,
-)
 T = TypeVar("T")
 KEY = object_key("org/model", "a fox in the snow", PARAMS)
 META = {"event_id": "e1", "model_id": "org/model", "parameters": PARAMS.model_dump_json()}
