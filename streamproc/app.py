@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Sequence
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 
 import structlog
 
@@ -19,11 +19,11 @@ from streamproc.cache.base import Cache
 from streamproc.cache.memory import MemoryCache
 from streamproc.errors import ConfigError
 from streamproc.generation.base import Generator
-from streamproc.generation.wan import WanGenerator
 from streamproc.processor import Processor, ProcessorObserver, RunSummary
 from streamproc.settings import Settings
-from streamproc.storage.base import ObjectStore
+from streamproc.storage.base import CheckableStore, ObjectStore
 from streamproc.storage.local import LocalObjectStore
+from streamproc.storage.s3 import S3ObjectStore
 
 log = structlog.get_logger(__name__)
 
@@ -40,8 +40,10 @@ def build_sink(settings: Settings) -> Sink:
     return JsonlSink(settings.local.results, settings.local.dead_letters)
 
 
-def build_store(settings: Settings) -> ObjectStore:
-    """The configured object store."""
+def build_store(settings: Settings) -> CheckableStore:
+    """The configured object store (S3's is an async context manager: enter it first)."""
+    if settings.storage.backend == "s3":
+        return S3ObjectStore(settings.storage.s3)
     return LocalObjectStore(settings.storage.local_dir)
 
 
@@ -52,6 +54,10 @@ def build_cache(settings: Settings) -> Cache:
 
 def build_generator(settings: Settings) -> Generator:
     """The configured video generator."""
+    # Imported here: torch and diffusers take seconds to load, and commands such as
+    # `storage check` build other components only.
+    from streamproc.generation.wan import WanGenerator
+
     return WanGenerator(settings.generation, max_batch_size=settings.batch.max_batch_size)
 
 
@@ -68,6 +74,10 @@ async def run_worker(
 ) -> RunSummary:
     """Start everything, process until the input ends or SIGINT/SIGTERM, drain, stop."""
     async with AsyncExitStack() as stack:
+        store = store if store is not None else build_store(settings)
+        if isinstance(store, AbstractAsyncContextManager):
+            # First: a store that cannot be used fails the start before the model loads.
+            await stack.enter_async_context(store)
         generator = generator if generator is not None else build_generator(settings)
         await generator.start()
         stack.push_async_callback(generator.stop)
@@ -79,7 +89,7 @@ async def run_worker(
             settings,
             source=source,
             sink=sink,
-            store=store if store is not None else build_store(settings),
+            store=store,
             generator=generator,
             cache=cache if cache is not None else build_cache(settings),
             observers=observers,

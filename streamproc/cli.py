@@ -87,6 +87,13 @@ def main() -> None:
     "[default: streamproc-out]",
 )
 @click.option(
+    "--storage",
+    "storage_backend",
+    type=click.Choice(["local", "s3"]),
+    help="Object store: 'local' (a directory) or 's3' (S3/MinIO, configured by the "
+    "storage.s3 settings, see docs/storage.md). [default: local]",
+)
+@click.option(
     "--model",
     metavar="PATH_OR_ID",
     help="'tiny' (default: random weights, runs on a CPU) or a Wan2.2 diffusers "
@@ -145,6 +152,7 @@ def run(
     results: str | None,
     dead_letters: str | None,
     store_dir: Path | None,
+    storage_backend: str | None,
     model: str | None,
     scheduler: str | None,
     device: str | None,
@@ -173,7 +181,7 @@ def run(
         config_file,
         worker_id=worker_id,
         local={"input": input_path, "results": results, "dead_letters": dead_letters},
-        storage={"local_dir": store_dir},
+        storage={"local_dir": store_dir, "backend": storage_backend},
         generation={
             "model": model,
             "scheduler": scheduler,
@@ -212,7 +220,7 @@ def run(
             f"streamproc: {summary.received} events: {counts or 'nothing done'}"
             f"{f', {summary.abandoned} abandoned (not committed)' if summary.abandoned else ''}"
             f" | results: {settings.local.results}, dead letters: "
-            f"{settings.local.dead_letters}, videos: {settings.storage.local_dir / 'videos'}",
+            f"{settings.local.dead_letters}, videos: {_videos_at(settings)}",
             err=True,
         )
 
@@ -222,6 +230,12 @@ def run(
         _fail(str(exc))
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _videos_at(settings: Settings) -> str:
+    if settings.storage.backend == "s3":
+        return f"s3://{settings.storage.s3.bucket}/{settings.storage.s3.key_prefix}videos"
+    return str(settings.storage.local_dir / "videos")
 
 
 @main.command(context_settings=_CONTEXT)
@@ -336,3 +350,43 @@ def config_reference() -> None:
     from streamproc.reference import settings_reference
 
     click.echo(settings_reference(), nl=False)
+
+
+@main.group(context_settings=_CONTEXT)
+def storage() -> None:
+    """Inspect the object store."""
+
+
+@storage.command("check", context_settings=_CONTEXT)
+@click.option(
+    "--storage",
+    "backend",
+    type=click.Choice(["local", "s3"]),
+    help="Check this backend instead of storage.backend.",
+)
+@_config_option
+def storage_check(backend: str | None, config_file: Path | None) -> None:
+    """Verify the configured object store: credentials, bucket, and a small probe object
+    written, read back, fetched by its URL and deleted (S3: below storage.s3.prefix).
+
+    Exit status 0 when every step passed (a URL that cannot be fetched from this host is only
+    a warning), 1 otherwise.
+    """
+    settings = _load(config_file, storage={"backend": backend})
+    from streamproc.app import build_store
+    from streamproc.logs import configure_logging
+
+    configure_logging(settings.log)
+    try:
+        steps = asyncio.run(build_store(settings).check())
+    except StreamprocError as exc:
+        _fail(str(exc))
+        return
+    click.echo(f"storage check: {settings.storage.backend} store at {_videos_at(settings)}")
+    for step in steps:
+        click.echo(f"  {step.status:<4}  {step.name:<6}  {step.detail}")
+    failed = [step for step in steps if step.status == "fail"]
+    if failed:
+        _fail(f"storage check failed ({failed[0].name}): {failed[0].detail}")
+    warned = any(step.status == "warn" for step in steps)
+    click.echo(f"storage: OK{' (with warnings)' if warned else ''}")

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -190,15 +198,95 @@ class EncodingSettings(_Section):
     )
 
 
+class S3Settings(_Section):
+    """S3 or an S3-compatible store such as MinIO (``storage.backend = "s3"``)."""
+
+    bucket: str | None = Field(None, description="Bucket of the videos (required for 's3').")
+    prefix: str = Field(
+        "", description="Key prefix inside the bucket, e.g. 'streamproc/' ('/' is appended)."
+    )
+    endpoint_url: str | None = Field(
+        None, description="S3 API endpoint; unset for AWS, e.g. 'http://minio:9000' for MinIO."
+    )
+    region: str = Field("us-east-1", description="Region of the bucket (MinIO: any, as set).")
+    access_key_id: str | None = Field(
+        None, description="Access key id; unset: the default AWS credential chain."
+    )
+    secret_access_key: SecretStr | None = Field(
+        None, description="Secret access key (never logged or shown)."
+    )
+    session_token: SecretStr | None = Field(
+        None, description="Session token of temporary credentials (never logged or shown)."
+    )
+    path_style: bool = Field(
+        False, description="Path-style addressing (endpoint/bucket/key), as MinIO needs."
+    )
+    public_base_url: str | None = Field(
+        None,
+        description="Public (CDN) URL the keys are appended to; unset: presigned GET URLs.",
+    )
+    presign_endpoint_url: str | None = Field(
+        None,
+        description="Endpoint written into presigned URLs when consumers reach the store under "
+        "another name than the worker (e.g. http://localhost:9000); unset: endpoint_url.",
+    )
+    presign_expiry_s: int = Field(
+        86_400, ge=1, le=604_800, description="Lifetime of presigned URLs (SigV4: 7 days at most)."
+    )
+    multipart_threshold_bytes: int = Field(
+        16 << 20, ge=1, description="Videos of this size or larger are uploaded in parts."
+    )
+    multipart_chunk_bytes: int = Field(
+        8 << 20,
+        ge=5 << 20,
+        le=5 << 30,
+        description="Part size of multipart uploads (S3 and MinIO need 5 MiB or more).",
+    )
+    max_attempts: int = Field(
+        4, ge=1, le=20, description="Attempts per S3 request on transient errors (then a failure)."
+    )
+    backoff_initial_s: float = Field(
+        0.1, gt=0, description="Backoff cap after the first transient error (full jitter)."
+    )
+    backoff_max_s: float = Field(2.0, gt=0, description="Largest backoff between attempts.")
+    connect_timeout_s: float = Field(5.0, gt=0, description="TCP connect timeout per request.")
+    read_timeout_s: float = Field(30.0, gt=0, description="Socket read timeout per request.")
+    checksums: Literal["when_supported", "when_required"] = Field(
+        "when_supported",
+        description="Request checksums; 'when_required' for S3-compatible stores that reject "
+        "the CRC32 headers of recent SDKs.",
+    )
+    verify_on_start: bool = Field(
+        True, description="Check that the bucket exists and is reachable before reading input."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> S3Settings:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("set both access_key_id and secret_access_key, or neither")
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must be >= backoff_initial_s")
+        return self
+
+    @property
+    def key_prefix(self) -> str:
+        """``prefix`` without a leading '/', ending in '/' unless empty."""
+        prefix = self.prefix.strip("/")
+        return f"{prefix}/" if prefix else ""
+
+
 class StorageSettings(_Section):
     """Where videos are kept."""
 
-    backend: Literal["local"] = Field("local", description="'local': a directory.")
+    backend: Literal["local", "s3"] = Field(
+        "local", description="'local': a directory; 's3': S3 or MinIO (see storage.s3)."
+    )
     local_dir: Path = Field(
         DEFAULT_OUT, description="Directory of the local store (videos go under videos/)."
     )
     retry_initial_s: float = Field(0.2, gt=0, description="First backoff after a failed put.")
     retry_max_s: float = Field(10.0, gt=0, description="Longest backoff between puts.")
+    s3: S3Settings = S3Settings()
 
 
 class CacheSettings(_Section):
@@ -270,6 +358,8 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.storage.retry_max_s < self.storage.retry_initial_s:
             raise ValueError("storage.retry_max_s must be >= storage.retry_initial_s")
+        if self.storage.backend == "s3" and not self.storage.s3.bucket:
+            raise ValueError("storage.s3.bucket is required when storage.backend is 's3'")
         return self
 
     def event_limits(self, model_id: str | None = None) -> EventLimits:
@@ -347,5 +437,6 @@ def _describe(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors(include_url=False):
         where = ".".join(str(p) for p in error["loc"])
-        parts.append(f"{where}: {error['msg']}")
+        message = error["msg"].removeprefix("Value error, ")  # our validators' own words
+        parts.append(f"{where}: {message}" if where else message)
     return "invalid settings: " + "; ".join(parts)

@@ -11,7 +11,8 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 from streamproc.events import GenerationParameters
 
@@ -69,4 +70,21 @@ class ObjectStore(Protocol):
 
     async def exists(self, key: str) -> bool:
         """Whether ``key`` is stored."""
+        ...
+
+
+@dataclass(frozen=True)
+class CheckStep:
+    """One step of ``streamproc storage check``: what was tried and how it went."""
+
+    name: str
+    status: Literal["ok", "warn", "fail"]
+    detail: str
+
+
+class CheckableStore(ObjectStore, Protocol):
+    """A store that can probe itself end to end (write, read back, delete a small object)."""
+
+    async def check(self) -> list[CheckStep]:
+        """Run the probe; stops at the first failed step. Opens and closes what it needs."""
         ...

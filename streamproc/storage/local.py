@@ -6,10 +6,12 @@ import asyncio
 import json
 import os
 import tempfile
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
 from streamproc.errors import StorageError
+from streamproc.storage.base import CheckStep
 
 
 class LocalObjectStore:
@@ -39,6 +41,20 @@ class LocalObjectStore:
     async def exists(self, key: str) -> bool:
         return self.path_for(key).is_file()
 
+    async def check(self) -> list[CheckStep]:
+        """Write, read back and delete a probe file under the root."""
+        body = b"streamproc storage check\n"
+        key = f".streamproc-check/{uuid.uuid4().hex}.txt"
+        try:
+            await self.put(key, body, {})
+        except StorageError as exc:
+            return [CheckStep("put", "fail", str(exc))]
+        path = self.path_for(key)
+        return [
+            CheckStep("put", "ok", f"wrote {path}"),
+            *await asyncio.to_thread(_read_and_remove, path, body),
+        ]
+
 
 def _write_atomic(path: Path, data: bytes, metadata: dict[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,3 +74,18 @@ def _write_atomic(path: Path, data: bytes, metadata: dict[str, str]) -> None:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _read_and_remove(path: Path, body: bytes) -> list[CheckStep]:
+    """The rest of the probe: read ``path`` back, then delete it and its metadata."""
+    try:
+        same = path.read_bytes() == body
+        path.unlink()
+        path.with_suffix(path.suffix + ".json").unlink()
+    except OSError as exc:
+        return [CheckStep("get", "fail", f"{path}: {exc.strerror}")]
+    read = "bytes equal" if same else "different bytes"
+    return [
+        CheckStep("get", "ok" if same else "fail", f"read {path} back, {read}"),
+        CheckStep("delete", "ok", f"deleted {path}"),
+    ]

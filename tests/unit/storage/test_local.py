@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -86,3 +87,15 @@ def test_encoder_settings_are_part_of_the_key() -> None:
     fast = object_key("m", "p", PARAMS, encoding={"preset": "ultrafast", "crf": 18})
     slow = object_key("m", "p", PARAMS, encoding={"preset": "veryfast", "crf": 18})
     assert fast != slow
+
+
+async def test_check_writes_reads_and_removes_a_probe(tmp_path: Path) -> None:
+    steps = await LocalObjectStore(tmp_path).check()
+    assert [(s.name, s.status) for s in steps] == [("put", "ok"), ("get", "ok"), ("delete", "ok")]
+    assert [p for p in await asyncio.to_thread(tmp_path.rglob, "*") if p.is_file()] == []
+
+
+async def test_check_reports_an_unwritable_directory(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    [step] = await LocalObjectStore(tmp_path / "file").check()
+    assert step.name == "put" and step.status == "fail"

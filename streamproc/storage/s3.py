@@ -1,0 +1,455 @@
+"""The production object store: S3 or an S3-compatible server (MinIO) through aioboto3.
+
+Keys are the content addresses of :func:`~streamproc.storage.base.object_key` below the
+configured prefix. A put first asks (HEAD) whether the same bytes are already stored — their
+SHA-256 travels in the object's metadata — and uploads only when they are not; videos of
+``multipart_threshold_bytes`` or more go up in parts. URLs are the public (CDN) base URL plus
+the key when one is configured, else presigned GET URLs signed at every call, so an answer
+from the cache never carries an expired link.
+
+Each request is retried with exponential backoff and full jitter on transient faults
+(connection errors, timeouts, 5xx, throttling), ``max_attempts`` times at most; then — or at
+once for a permanent fault such as a missing bucket or denied access — :class:`StorageError`
+is raised. The processor retries that until shutdown and publishes nothing before the object
+exists, so an outage delays results but never yields a dead URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from functools import partial
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
+from urllib.parse import quote
+from urllib.request import urlopen
+
+import aioboto3
+import structlog
+from aiobotocore.config import AioConfig
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import SecretStr
+
+from streamproc import __version__
+from streamproc.errors import ConfigError, StorageError
+from streamproc.settings import S3Settings
+from streamproc.storage.base import CheckStep
+from streamproc.storage.metadata import METADATA_LIMIT, encode_metadata
+from streamproc.storage.s3faults import DENIED, NOT_FOUND, brief, error_code, explain, is_transient
+
+if TYPE_CHECKING:
+    from aiobotocore.session import ClientCreatorContext
+    from types_aiobotocore_s3.client import S3Client
+    from types_aiobotocore_s3.type_defs import CompletedPartTypeDef
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+CONTENT_TYPE = "video/mp4"
+#: The bytes under a content address never change meaning, so any cache may keep them.
+CACHE_CONTROL = "public, max-age=31536000, immutable"
+#: Metadata key of the SHA-256 of the object's bytes (what the duplicate check compares).
+HASH_KEY = "sha256"
+#: Where ``storage check`` writes its probe objects, below the prefix.
+CHECK_FOLDER = ".streamproc-check/"
+_ABORT_TIMEOUT_S = 5.0
+
+
+class _RequestFailed(StorageError):
+    """A request failed for good; ``code`` is S3's error code, when it answered."""
+
+    def __init__(self, message: str, code: str | None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class S3ObjectStore:
+    """Keeps videos in an S3 bucket; an async context manager (``start``/``stop``)."""
+
+    def __init__(self, settings: S3Settings, *, session: aioboto3.Session | None = None) -> None:
+        if not settings.bucket:
+            raise ConfigError("storage.s3.bucket is not set")
+        self._settings = settings
+        self.bucket = settings.bucket
+        self.prefix = settings.key_prefix
+        self._session = session or aioboto3.Session()
+        self._stack: AsyncExitStack | None = None
+        self._client: S3Client | None = None
+        self._signer: S3Client | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint, for messages."""
+        return self._settings.endpoint_url or f"AWS S3 ({self._settings.region})"
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the client and, unless disabled, check that the bucket can be used.
+
+        Raises :class:`StorageError` with one line saying what is wrong (missing bucket,
+        denied access, unreachable endpoint): better at startup than on every event.
+        """
+        if self._stack is not None:
+            return
+        await self._open()
+        if self._settings.verify_on_start:
+            try:
+                await self.verify_bucket()
+            except BaseException:
+                await self.stop()
+                raise
+        log.info(
+            "s3_store_started",
+            endpoint=self.endpoint,
+            bucket=self.bucket,
+            prefix=self.prefix,
+            urls="public" if self._settings.public_base_url else "presigned",
+        )
+
+    async def stop(self) -> None:
+        """Close the client; safe to call more than once."""
+        stack, self._stack = self._stack, None
+        self._client = self._signer = None
+        if stack is not None:
+            await stack.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _open(self) -> None:
+        stack = AsyncExitStack()
+        try:
+            self._client = await stack.enter_async_context(
+                self._new_client(self._settings.endpoint_url)
+            )
+            presign_at = self._settings.presign_endpoint_url
+            self._signer = (
+                await stack.enter_async_context(self._new_client(presign_at))
+                if presign_at
+                else self._client
+            )
+        except (BotoCoreError, ValueError) as exc:
+            await stack.aclose()
+            self._client = self._signer = None
+            raise StorageError(f"cannot create an S3 client for {self.endpoint}: {exc}") from exc
+        self._stack = stack
+
+    def _new_client(self, endpoint_url: str | None) -> ClientCreatorContext[S3Client]:
+        s = self._settings
+        config = AioConfig(
+            region_name=s.region,
+            signature_version="s3v4",
+            s3={"addressing_style": "path" if s.path_style else "auto"},
+            # One attempt per botocore call: the retries happen in _call, bounded and logged.
+            retries={"total_max_attempts": 1},
+            connect_timeout=s.connect_timeout_s,
+            read_timeout=s.read_timeout_s,
+            request_checksum_calculation=s.checksums,
+            response_checksum_validation=s.checksums,
+            user_agent_extra=f"streamproc/{__version__}",
+        )
+        return self._session.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=s.region,
+            aws_access_key_id=s.access_key_id,
+            aws_secret_access_key=_reveal(s.secret_access_key),
+            aws_session_token=_reveal(s.session_token),
+            config=config,
+        )
+
+    @property
+    def _s3(self) -> S3Client:
+        if self._client is None:
+            raise StorageError("the S3 store is not started")
+        return self._client
+
+    # -- the ObjectStore seam ------------------------------------------------------------
+
+    async def put(self, key: str, data: bytes, metadata: Mapping[str, str]) -> str:
+        """Upload ``data`` under the prefixed ``key`` unless the same bytes are there."""
+        full = self.prefix + key
+        digest = await asyncio.to_thread(_sha256, data)
+        if await self._holds(full, data, digest):
+            log.debug("s3_object_exists", key=full)
+            return await self.url_for(key)
+        meta = encode_metadata(metadata, METADATA_LIMIT - len(HASH_KEY) - len(digest))
+        meta[HASH_KEY] = digest
+        attributes: dict[str, Any] = {
+            "ContentType": CONTENT_TYPE,
+            "CacheControl": CACHE_CONTROL,
+            "Metadata": meta,
+        }
+        if len(data) >= self._settings.multipart_threshold_bytes:
+            parts = await self._put_parts(full, data, attributes)
+        else:
+            parts = 1
+            await self._call(
+                "put_object",
+                partial(self._s3.put_object, Bucket=self.bucket, Key=full, Body=data, **attributes),
+            )
+        log.debug("s3_object_stored", key=full, size=len(data), parts=parts)
+        return await self.url_for(key)
+
+    async def url_for(self, key: str) -> str:
+        """The public URL of ``key``, or a presigned GET URL signed now."""
+        full = self.prefix + key
+        if self._settings.public_base_url:
+            return f"{self._settings.public_base_url.rstrip('/')}/{quote(full)}"
+        if self._signer is None:
+            raise StorageError("the S3 store is not started")
+        try:
+            return await self._signer.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": full},
+                ExpiresIn=self._settings.presign_expiry_s,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot presign a URL for {full}: {exc}") from exc
+
+    async def exists(self, key: str) -> bool:
+        """Whether the prefixed ``key`` is stored."""
+        try:
+            await self._call(
+                "head_object",
+                partial(self._s3.head_object, Bucket=self.bucket, Key=self.prefix + key),
+            )
+        except _RequestFailed as exc:
+            if exc.code in NOT_FOUND:
+                return False
+            raise
+        return True
+
+    async def verify_bucket(self) -> None:
+        """Raise :class:`StorageError` unless the bucket exists and may be used."""
+        await self._call("head_bucket", partial(self._s3.head_bucket, Bucket=self.bucket))
+
+    # -- uploads -------------------------------------------------------------------------
+
+    async def _holds(self, full: str, data: bytes, digest: str) -> bool:
+        """Whether ``full`` already holds ``data``: same SHA-256 in its metadata, or — for an
+        object written by something else — same size and an ETag equal to the bytes' MD5."""
+        try:
+            head = await self._call(
+                "head_object", partial(self._s3.head_object, Bucket=self.bucket, Key=full)
+            )
+        except _RequestFailed as exc:
+            # 403: without s3:ListBucket S3 answers a missing key with 403; just upload.
+            if exc.code in NOT_FOUND or exc.code in DENIED:
+                return False
+            raise
+        stored = head.get("Metadata", {}).get(HASH_KEY)
+        if stored is not None:
+            return stored == digest
+        etag = head.get("ETag", "").strip('"')
+        return head.get("ContentLength") == len(data) and etag == _md5(data)
+
+    async def _put_parts(self, full: str, data: bytes, attributes: dict[str, Any]) -> int:
+        """A multipart upload of ``data``; aborted when any part finally fails."""
+        crc: dict[str, Any] = (
+            {"ChecksumAlgorithm": "CRC32"} if self._settings.checksums == "when_supported" else {}
+        )
+        upload = await self._call(
+            "create_multipart_upload",
+            partial(
+                self._s3.create_multipart_upload,
+                Bucket=self.bucket,
+                Key=full,
+                **attributes,
+                **crc,
+            ),
+        )
+        upload_id = upload["UploadId"]
+        step = self._settings.multipart_chunk_bytes
+        parts: list[CompletedPartTypeDef] = []
+        try:
+            for number, start in enumerate(range(0, len(data), step), start=1):
+                answer = await self._call(
+                    "upload_part",
+                    partial(
+                        self._s3.upload_part,
+                        Bucket=self.bucket,
+                        Key=full,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=data[start : start + step],
+                        **crc,
+                    ),
+                )
+                part: CompletedPartTypeDef = {"PartNumber": number, "ETag": answer["ETag"]}
+                if crc and "ChecksumCRC32" in answer:
+                    part["ChecksumCRC32"] = answer["ChecksumCRC32"]
+                parts.append(part)
+            await self._call(
+                "complete_multipart_upload",
+                partial(
+                    self._s3.complete_multipart_upload,
+                    Bucket=self.bucket,
+                    Key=full,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                ),
+            )
+        except BaseException:
+            # Best effort, and brief (this may run during shutdown): stored parts cost money
+            # until aborted. What a crash leaves behind is removed by the bucket's
+            # AbortIncompleteMultipartUpload rule (docs/storage.md).
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self._s3.abort_multipart_upload(
+                        Bucket=self.bucket, Key=full, UploadId=upload_id
+                    ),
+                    _ABORT_TIMEOUT_S,
+                )
+            raise
+        return len(parts)
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+        """Run one S3 request, retrying transient faults with backoff; one-line errors."""
+        s = self._settings
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await op()
+            except (BotoCoreError, ClientError, OSError, TimeoutError) as exc:
+                if not is_transient(exc) or attempt >= s.max_attempts:
+                    code = error_code(exc) if isinstance(exc, ClientError) else None
+                    raise _RequestFailed(
+                        explain(what, exc, attempt, self.bucket, self.endpoint), code
+                    ) from exc
+                cap = min(s.backoff_max_s, s.backoff_initial_s * 2 ** (attempt - 1))
+                delay = random.uniform(0, cap)  # full jitter: workers do not retry in step
+                log.warning(
+                    "s3_request_retrying",
+                    operation=what,
+                    attempt=attempt,
+                    max_attempts=s.max_attempts,
+                    delay_s=round(delay, 3),
+                    error=brief(exc),
+                )
+                await asyncio.sleep(delay)
+
+    # -- storage check -------------------------------------------------------------------
+
+    async def check(self) -> list[CheckStep]:
+        """Head the bucket, then put, get, fetch by URL and delete a small probe object
+        below the prefix. Opens its own client when the store is not started."""
+        opened_here = self._stack is None
+        if opened_here:
+            try:
+                await self._open()
+            except StorageError as exc:
+                return [CheckStep("client", "fail", str(exc))]
+        full = f"{self.prefix}{CHECK_FOLDER}{uuid.uuid4().hex}.txt"
+        body = f"streamproc storage check {full}\n".encode()
+        steps: list[CheckStep] = []
+
+        async def step(
+            name: str, op: Callable[[], Awaitable[str]], failed: Literal["fail", "warn"] = "fail"
+        ) -> bool:
+            try:
+                detail = await op()
+            except StorageError as exc:
+                steps.append(CheckStep(name, failed, str(exc)))
+                return False
+            steps.append(CheckStep(name, "ok", detail))
+            return True
+
+        try:
+            if not await step("bucket", self._check_bucket):
+                return steps
+            if not await step("put", partial(self._check_put, full, body)):
+                return steps
+            if await step("get", partial(self._check_get, full, body)):
+                # Consumers may reach the URL where this host cannot (a CDN, another network).
+                await step("url", partial(self._check_url, full, body), failed="warn")
+            await step("delete", partial(self._check_delete, full))
+            return steps
+        finally:
+            if opened_here:
+                await self.stop()
+
+    async def _check_bucket(self) -> str:
+        await self.verify_bucket()
+        return f"bucket {self.bucket!r} reachable at {self.endpoint}"
+
+    async def _check_put(self, full: str, body: bytes) -> str:
+        await self._call(
+            "put_object",
+            partial(
+                self._s3.put_object,
+                Bucket=self.bucket,
+                Key=full,
+                Body=body,
+                ContentType="text/plain",
+            ),
+        )
+        return f"wrote {full} ({len(body)} bytes)"
+
+    async def _check_get(self, full: str, body: bytes) -> str:
+        answer = await self._call(
+            "get_object", partial(self._s3.get_object, Bucket=self.bucket, Key=full)
+        )
+        async with answer["Body"] as stream:
+            try:
+                read = await stream.read()
+            except Exception as exc:
+                raise StorageError(f"reading {full} back failed: {exc}") from exc
+        if read != body:
+            raise StorageError(f"read {full} back with different bytes")
+        return f"read {full} back, bytes equal"
+
+    async def _check_url(self, full: str, body: bytes) -> str:
+        url = await self.url_for(full.removeprefix(self.prefix))
+        mode = "public" if self._settings.public_base_url else "presigned"
+        try:
+            fetched = await asyncio.to_thread(_fetch, url, self._settings.read_timeout_s)
+        except (OSError, ValueError) as exc:
+            raise StorageError(
+                f"{mode} URL of the probe cannot be fetched from here: {exc}"
+            ) from exc
+        if fetched != body:
+            raise StorageError(f"{mode} URL of the probe returns different bytes")
+        return f"{mode} URL serves the probe"
+
+    async def _check_delete(self, full: str) -> str:
+        await self._call(
+            "delete_object", partial(self._s3.delete_object, Bucket=self.bucket, Key=full)
+        )
+        return f"deleted {full}"
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _fetch(url: str, timeout: float) -> bytes:
+    with urlopen(url, timeout=timeout) as response:
+        data: bytes = response.read()
+        return data
