@@ -111,13 +111,22 @@ def transport_error(what: str, exc: BaseException) -> TransportError:
     return TransportError(f"kafka {what} failed: {detail}")
 
 
-async def start_client(client: Any, what: str, servers: str) -> None:
-    """Start an aiokafka client, turning an unreachable cluster into a one-line error."""
+async def start_client(client: Any, what: str, servers: str, *, idempotent: bool = False) -> None:
+    """Start an aiokafka client, turning a failure into a one-line error (with a hint when an
+    idempotent producer is refused by a broker that lacks the feature)."""
     try:
         await client.start()
     except KafkaError as exc:
         await _close_quietly(client)
-        raise TransportError(f"cannot start kafka {what} (brokers {servers}): {exc}") from None
+        hint = ""
+        if idempotent and not isinstance(exc, KafkaConnectionError):
+            hint = (
+                "; if these brokers lack the idempotent producer, set "
+                "kafka.enable_idempotence=false (--no-idempotence)"
+            )
+        raise TransportError(
+            f"cannot start kafka {what} (brokers {servers}): {exc}{hint}"
+        ) from None
 
 
 async def _close_quietly(client: Any) -> None:

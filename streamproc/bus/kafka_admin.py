@@ -95,7 +95,9 @@ async def send_prompts(
         enable_idempotence=settings.enable_idempotence,
         linger_ms=settings.linger_ms,
     )
-    await start_client(producer, "producer", settings.bootstrap_servers)
+    await start_client(
+        producer, "producer", settings.bootstrap_servers, idempotent=settings.enable_idempotence
+    )
     try:
         cluster = await producer.client.fetch_all_metadata()
         require_topics(cluster.topics(), [topic])

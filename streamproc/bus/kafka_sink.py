@@ -66,7 +66,9 @@ class KafkaSink(Sink):
             linger_ms=s.linger_ms,
             compression_type=None if s.compression_type == "none" else s.compression_type,
         )
-        await start_client(producer, "producer", s.bootstrap_servers)
+        await start_client(
+            producer, "producer", s.bootstrap_servers, idempotent=s.enable_idempotence
+        )
         try:
             cluster = await producer.client.fetch_all_metadata()
             require_topics(cluster.topics(), [s.results_topic, s.dead_letter_topic])
