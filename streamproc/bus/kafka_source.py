@@ -202,6 +202,11 @@ class KafkaSource(Source):
         """The partitions this member holds now."""
         return partitions(self._consumer.assignment()) if self._consumer is not None else []
 
+    @property
+    def paused_partitions(self) -> list[Partition]:
+        """The partitions paused in the consumer now (back-pressure, shutdown)."""
+        return partitions(self._consumer.paused()) if self._consumer is not None else []
+
     # -- polling -------------------------------------------------------------------------
 
     def _apply_flow(self) -> None:

@@ -18,7 +18,7 @@ from streamproc.bus.kafka_sink import KafkaSink
 from streamproc.bus.kafka_source import KafkaSource
 from streamproc.cache.memory import MemoryCache
 from streamproc.generation.base import GenerationRequest
-from streamproc.generation.wan import WanGenerator
+from streamproc.generation.wan import WanGenerator, load_pipeline
 from streamproc.processor import Outcome, Processor, RunSummary
 from streamproc.settings import Settings
 from streamproc.storage.local import LocalObjectStore
@@ -367,3 +367,68 @@ async def test_results_pass_the_trace_context_on(
     assert results["without"].key == b"without"  # no input key: keyed by event_id
     schema = headers_of(results["without"])["schema"]
     assert schema == b"video-result.v1"
+
+
+async def test_revocation_finishes_and_commits_in_flight_work_before_the_partitions_move(
+    make_settings: MakeSettings, kafka_bootstrap: str, topics: Topics, tiny_pipeline: Any
+) -> None:
+    settings = kafka_settings(
+        make_settings,
+        kafka_bootstrap,
+        topics,
+        batch={"window_ms": 10, "max_batch_size": 1},
+    )
+    ids = [f"move-{i}" for i in range(6)]
+    origins = dict(
+        zip(
+            ids,
+            await produce(
+                kafka_bootstrap,
+                topics.prompts,
+                [(i % 3, None, value(event(e, f"prompt {e}")), []) for i, e in enumerate(ids)],
+            ),
+            strict=True,
+        )
+    )
+    held = spy(settings, tiny_pipeline)
+    held.release.clear()  # the first event sits on the "GPU"; the rest queue behind it
+    async with KafkaWorker(settings, held) as first:
+        await wait_for_call(held)
+        [[on_gpu]] = held.calls
+        other = kafka_settings(make_settings, kafka_bootstrap, topics, worker_id="second")
+        # Its own pipeline: one pipeline object must never run two calls at once.
+        fresh = spy(other, load_pipeline(other.generation))
+        async with KafkaWorker(other, fresh) as second:
+
+            async def revoking() -> bool:
+                return any(kind == "revoked" for kind, _ in first.source.listener.calls)
+
+            await eventually(revoking)
+            held.release.set()  # finishes within revoke_grace_ms, inside the rebalance
+
+            async def all_answered() -> bool:
+                answered = {
+                    json.loads(r.value)["event_id"]
+                    for r in await read_all(kafka_bootstrap, topics.results)
+                }
+                return answered == set(ids)
+
+            await eventually(all_answered)
+            await eventually(lambda: committed_to_end(kafka_bootstrap, topics))
+            assert first.source.assignment and second.source.assignment  # the group split
+    results = [json.loads(r.value) for r in await read_all(kafka_bootstrap, topics.results)]
+    # Finished and committed inside the rebalance: whoever owns its partition now did not
+    # receive it again.
+    assert [r["worker_id"] for r in results if r["event_id"] == on_gpu] == ["test-worker"]
+    assert (held.generated_ids + fresh.generated_ids).count(on_gpu) == 1
+    assert first.processor.summary.abandoned == 0
+    # The events queued behind it were abandoned at the revocation and answered once each.
+    assert sorted(r["event_id"] for r in results) == ids
+    assert origins[on_gpu][0] in range(3)
+
+
+async def wait_for_call(generator: SpyGenerator) -> None:
+    async def called() -> bool:
+        return bool(generator.calls)
+
+    await eventually(called)
