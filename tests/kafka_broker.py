@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import subprocess
 import time
@@ -107,6 +108,19 @@ class Topics:
     def random(cls) -> Topics:
         tag = uuid.uuid4().hex[:10]
         return cls(f"p-{tag}", f"r-{tag}", f"d-{tag}", f"g-{tag}")
+
+    def cli_args(self, bootstrap: str) -> list[str]:
+        """The `streamproc` flags naming the broker and these topics."""
+        return [
+            "--bootstrap-servers",
+            bootstrap,
+            "--topic",
+            self.prompts,
+            "--results-topic",
+            self.results,
+            "--dead-letter-topic",
+            self.dead_letters,
+        ]
 
     def settings(self, bootstrap: str, **extra: Any) -> dict[str, Any]:
         """The ``kafka`` settings section for these names (test broker: no idempotence)."""
@@ -216,6 +230,19 @@ async def committed(bootstrap: str, group: str, topic: str, partitions: int) -> 
         return {tp.partition: found[tp].offset if tp in found else -1 for tp in tps}
     finally:
         await admin.close()
+
+
+async def committed_to_end(bootstrap: str, topics: Topics, partitions: int = 3) -> bool:
+    """Whether the group committed every prompts partition up to its end (an empty
+    partition needs no commit)."""
+    ends = await end_offsets(bootstrap, topics.prompts, partitions)
+    done = await committed(bootstrap, topics.group, topics.prompts, partitions)
+    return all(done[p] == end or (end == 0 and done[p] == -1) for p, end in ends.items())
+
+
+async def answers(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    """The JSON values of every record of ``topic`` now."""
+    return [json.loads(record.value) for record in await read_all(bootstrap, topic)]
 
 
 def headers_of(record: Any) -> dict[str, bytes]:

@@ -22,31 +22,18 @@ def invoke(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def names(bootstrap: str, topics: Topics) -> list[str]:
-    return [
-        "--bootstrap-servers",
-        bootstrap,
-        "--topic",
-        topics.prompts,
-        "--results-topic",
-        topics.results,
-        "--dead-letter-topic",
-        topics.dead_letters,
-    ]
-
-
 def test_topics_create_makes_the_three_topics_and_leaves_existing_ones(
     kafka_bootstrap: str,
 ) -> None:
     fresh = Topics.random()
-    code, out = invoke("topics", "create", *names(kafka_bootstrap, fresh), "--partitions", "4")
+    code, out = invoke("topics", "create", *fresh.cli_args(kafka_bootstrap), "--partitions", "4")
     assert code == 0, out
     assert out.splitlines() == [
         f"created {fresh.prompts} (4 partitions)",
         f"created {fresh.results} (4 partitions)",
         f"created {fresh.dead_letters} (4 partitions)",
     ]
-    code, out = invoke("topics", "create", *names(kafka_bootstrap, fresh), "--partitions", "2")
+    code, out = invoke("topics", "create", *fresh.cli_args(kafka_bootstrap), "--partitions", "2")
     assert code == 0, out
     assert out.splitlines()[0] == f"exists  {fresh.prompts} (4 partitions)"
 
@@ -56,7 +43,7 @@ def test_produce_sends_a_files_lines_keyed_by_event_id(
 ) -> None:
     path = write_jsonl(tmp_path / "in.jsonl", [event("f1"), "not json", event("f2")])
     code, out = invoke(
-        "produce", "--kafka", "-i", str(path), "--no-idempotence", *names(kafka_bootstrap, topics)
+        "produce", "--kafka", "-i", str(path), "--no-idempotence", *topics.cli_args(kafka_bootstrap)
     )
     assert code == 0, out
     records = sorted(
@@ -70,7 +57,7 @@ def test_produce_sends_a_files_lines_keyed_by_event_id(
 
 def test_produce_sends_generated_examples(kafka_bootstrap: str, topics: Topics) -> None:
     code, out = invoke(
-        "produce", "--kafka", "--count", "7", "--no-idempotence", *names(kafka_bootstrap, topics)
+        "produce", "--kafka", "--count", "7", "--no-idempotence", *topics.cli_args(kafka_bootstrap)
     )
     assert code == 0, out
     records = asyncio.run(read_all(kafka_bootstrap, topics.prompts))
@@ -82,7 +69,7 @@ def test_run_against_missing_topics_fails_with_one_line(kafka_bootstrap: str) ->
     missing = Topics.random()
     code, out = invoke(
         "run", "--transport", "kafka", "--device", "cpu", "--no-progress", "--no-idempotence",
-        *names(kafka_bootstrap, missing),
+        *missing.cli_args(kafka_bootstrap),
     )  # fmt: skip
     assert code == 1
     assert f"kafka topic(s) {missing.results}, {missing.dead_letters} do not exist" in out
@@ -100,7 +87,7 @@ def test_an_idempotent_producer_refused_by_the_broker_says_how_to_turn_it_off(
     kafka_bootstrap: str, topics: Topics
 ) -> None:
     # Tansu's memory engine refuses InitProducerId; a real Kafka cluster accepts it.
-    code, out = invoke("produce", "--kafka", "--count", "1", *names(kafka_bootstrap, topics))
+    code, out = invoke("produce", "--kafka", "--count", "1", *topics.cli_args(kafka_bootstrap))
     assert code == 1
     assert "cannot start kafka producer" in out and "--no-idempotence" in out
     assert "Traceback" not in out

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -23,9 +22,17 @@ from streamproc.processor import Outcome, Processor, RunSummary
 from streamproc.settings import Settings
 from streamproc.storage.local import LocalObjectStore
 from tests.conftest import MakeSettings
-from tests.helpers import SpyGenerator, event
+from tests.helpers import SpyGenerator, event, eventually
 from tests.integration.conftest import PROMPT_PARTITIONS
-from tests.kafka_broker import Topics, committed, end_offsets, headers_of, produce, read_all
+from tests.kafka_broker import (
+    Topics,
+    answers,
+    committed,
+    committed_to_end,
+    headers_of,
+    produce,
+    read_all,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -128,20 +135,9 @@ class KafkaWorker:
         return summary
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 45.0) -> None:
-    """Poll an async condition until it holds or fail after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.2)
-
-
-async def committed_to_end(bootstrap: str, topics: Topics) -> bool:
-    """Whether the group committed every partition of the prompts topic up to its end."""
-    ends = await end_offsets(bootstrap, topics.prompts, PROMPT_PARTITIONS)
-    done = await committed(bootstrap, topics.group, topics.prompts, PROMPT_PARTITIONS)
-    return all(done[p] == end or (end == 0 and done[p] == -1) for p, end in ends.items())
+async def answered_ids(bootstrap: str, topics: Topics) -> set[str]:
+    """The event ids on the results topic now."""
+    return {a["event_id"] for a in await answers(bootstrap, topics.results)}
 
 
 def kafka_settings(
@@ -233,10 +229,7 @@ async def test_later_batch_finishing_first_never_moves_the_commit_past_the_earli
     async with KafkaWorker(settings, spy(settings, tiny_pipeline), store=store):
 
         async def answered() -> set[str]:
-            return {
-                json.loads(r.value)["event_id"]
-                for r in await read_all(kafka_bootstrap, topics.results)
-            }
+            return await answered_ids(kafka_bootstrap, topics)
 
         async def second_batch_done() -> bool:
             return {"second-0", "second-1"} <= await answered()
@@ -289,8 +282,7 @@ async def test_generation_longer_than_the_session_timeout_keeps_the_membership(
         assert worker.source.assignment == [Partition(topics.prompts, p) for p in range(3)]
         summary = await worker.stop()
     assert summary.outcomes[Outcome.GENERATED] == 5
-    results = await read_all(kafka_bootstrap, topics.results)
-    assert sorted(json.loads(r.value)["event_id"] for r in results) == ids
+    assert sorted(a["event_id"] for a in await answers(kafka_bootstrap, topics.results)) == ids
 
 
 async def test_bad_records_go_to_the_dead_letter_topic_and_the_partition_flows_on(
@@ -312,8 +304,7 @@ async def test_bad_records_go_to_the_dead_letter_topic_and_the_partition_flows_o
     )
     async with KafkaWorker(settings, spy(settings, tiny_pipeline)):
         await eventually(lambda: committed_to_end(kafka_bootstrap, topics))
-    results = await read_all(kafka_bootstrap, topics.results)
-    assert sorted(json.loads(r.value)["event_id"] for r in results) == ["ok-0", "ok-1", "ok-2"]
+    assert sorted(await answered_ids(kafka_bootstrap, topics)) == ["ok-0", "ok-1", "ok-2"]
     letters = await read_all(kafka_bootstrap, topics.dead_letters)
     assert len(letters) == 3
     by_offset = {json.loads(r.value)["origin"]["offset"]: r for r in letters}
@@ -407,16 +398,12 @@ async def test_revocation_finishes_and_commits_in_flight_work_before_the_partiti
             held.release.set()  # finishes within revoke_grace_ms, inside the rebalance
 
             async def all_answered() -> bool:
-                answered = {
-                    json.loads(r.value)["event_id"]
-                    for r in await read_all(kafka_bootstrap, topics.results)
-                }
-                return answered == set(ids)
+                return await answered_ids(kafka_bootstrap, topics) == set(ids)
 
             await eventually(all_answered)
             await eventually(lambda: committed_to_end(kafka_bootstrap, topics))
             assert first.source.assignment and second.source.assignment  # the group split
-    results = [json.loads(r.value) for r in await read_all(kafka_bootstrap, topics.results)]
+    results = await answers(kafka_bootstrap, topics.results)
     # Finished and committed inside the rebalance: whoever owns its partition now did not
     # receive it again.
     assert [r["worker_id"] for r in results if r["event_id"] == on_gpu] == ["test-worker"]

@@ -18,9 +18,9 @@ from urllib.request import url2pathname
 
 import pytest
 
-from tests.helpers import SMALL, event
+from tests.helpers import SMALL, event, eventually
 from tests.integration.conftest import PROMPT_PARTITIONS
-from tests.kafka_broker import Topics, committed, end_offsets, produce, read_all
+from tests.kafka_broker import Topics, answers, committed, committed_to_end, produce
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -120,29 +120,26 @@ class Worker:
             self.proc.wait(timeout=30)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float, *why: Worker) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        for worker in why:
+async def wait_while_running(
+    check: Callable[[], Awaitable[bool]], seconds: float, *workers: Worker
+) -> None:
+    """:func:`eventually`, failing at once (with the logs) when a worker process died."""
+
+    def alive() -> None:
+        for worker in workers:
             assert worker.proc.poll() is None, f"{worker.name} exited:\n{worker.tail()}"
-        if time.monotonic() > deadline:
-            logs = "\n".join(f"--- {w.name}\n{w.tail()}" for w in why)
-            raise AssertionError(f"condition not reached in time\n{logs}")
-        await asyncio.sleep(0.3)
+
+    def logs() -> str:
+        return "\n".join(f"--- {w.name}\n{w.tail()}" for w in workers)
+
+    await eventually(check, seconds, alive=alive, context=logs)
 
 
 async def results_by_event(bootstrap: str, topics: Topics) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
-    for record in await read_all(bootstrap, topics.results):
-        answer = json.loads(record.value)
+    for answer in await answers(bootstrap, topics.results):
         out.setdefault(answer["event_id"], []).append(answer)
     return out
-
-
-async def committed_to_end(bootstrap: str, topics: Topics) -> bool:
-    ends = await end_offsets(bootstrap, topics.prompts, PROMPT_PARTITIONS)
-    done = await committed(bootstrap, topics.group, topics.prompts, PROMPT_PARTITIONS)
-    return all(done[p] == end for p, end in ends.items())
 
 
 def send(
@@ -208,7 +205,7 @@ async def test_worker_killed_mid_batch_then_restarted_loses_nothing_and_redoes_w
                 answered = await results_by_event(kafka_bootstrap, topics)
                 return len(answered) == len(ids) and await committed_to_end(kafka_bootstrap, topics)
 
-            await eventually(all_done, 150, second)
+            await wait_while_running(all_done, 150, second)
             assert second.stop() == 0, second.tail()
         finally:
             second.kill()
@@ -217,12 +214,12 @@ async def test_worker_killed_mid_batch_then_restarted_loses_nothing_and_redoes_w
 
     after = await results_by_event(kafka_bootstrap, topics)
     assert sorted(after) == ids  # nothing lost
-    for event_id, answers in after.items():
-        assert {a["status"] for a in answers} == {"ok"}
+    for event_id, given in after.items():
+        assert {a["status"] for a in given} == {"ok"}
         for field in ("event_id", "result_id", "object_key", "video_url"):
-            assert len({a[field] for a in answers}) == 1, (event_id, field, answers)
-        assert stored(answers[0]["video_url"])
-    redone = {e for e, answers in after.items() if any(a["worker_id"] == "w2" for a in answers)}
+            assert len({a[field] for a in given}) == 1, (event_id, field, given)
+        assert stored(given[0]["video_url"])
+    redone = {e for e, given in after.items() if any(a["worker_id"] == "w2" for a in given)}
     assert redo <= redone  # published but uncommitted at the kill: processed again
     assert all(len(after[e]) == 2 for e in redo if e in before)
     for event_id in redone:  # the restart resumed from the committed offsets
@@ -241,26 +238,26 @@ async def test_two_workers_split_the_partitions_and_a_stopped_ones_move_to_the_o
             a, b = first.assignment(), second.assignment()
             return bool(a) and bool(b) and sorted(a + b) == list(range(PROMPT_PARTITIONS))
 
-        await eventually(split, 120, first, second)
+        await wait_while_running(split, 120, first, second)
         ids = [f"two-{i:02d}" for i in range(24)]
         await produce(kafka_bootstrap, topics.prompts, send(ids))
 
         async def both_worked() -> bool:
             workers = {
                 a["worker_id"]
-                for answers in (await results_by_event(kafka_bootstrap, topics)).values()
-                for a in answers
+                for given in (await results_by_event(kafka_bootstrap, topics)).values()
+                for a in given
             }
             return workers == {"w1", "w2"}
 
-        await eventually(both_worked, 90, first, second)
+        await wait_while_running(both_worked, 90, first, second)
         held_by_first = first.assignment()
         assert first.stop() == 0, first.tail()  # drains, commits, leaves the group
 
         async def taken_over() -> bool:
             return second.assignment() == list(range(PROMPT_PARTITIONS))
 
-        await eventually(taken_over, 60, second)
+        await wait_while_running(taken_over, 60, second)
         more = [f"two-{i:02d}" for i in range(24, 36)]
         await produce(kafka_bootstrap, topics.prompts, send(more, 24))
 
@@ -270,7 +267,7 @@ async def test_two_workers_split_the_partitions_and_a_stopped_ones_move_to_the_o
                 kafka_bootstrap, topics
             )
 
-        await eventually(all_done, 120, second)
+        await wait_while_running(all_done, 120, second)
         assert second.stop() == 0, second.tail()
     finally:
         first.kill()
