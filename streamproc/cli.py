@@ -212,6 +212,8 @@ def run(
     SIGINT/SIGTERM stop reading, finish the work in flight, commit and exit; a second signal
     abandons unfinished work.
     """
+    if transport == "kafka" and input_path is not None:
+        _fail("--input reads a JSONL file; with --transport kafka prompts come from --topic")
     settings = _load(
         config_file,
         worker_id=worker_id,

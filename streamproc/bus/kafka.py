@@ -34,7 +34,9 @@ Headers = list[tuple[str, bytes]]
 def client_options(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
     """Keyword arguments every aiokafka client gets: brokers, identity, security."""
     options: dict[str, Any] = {
-        "bootstrap_servers": [s.strip() for s in settings.bootstrap_servers.split(",") if s],
+        "bootstrap_servers": [
+            s.strip() for s in settings.bootstrap_servers.split(",") if s.strip()
+        ],
         "client_id": settings.client_id or client_id,
         "request_timeout_ms": settings.request_timeout_ms,
         "security_protocol": settings.security_protocol,

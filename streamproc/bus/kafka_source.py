@@ -238,11 +238,14 @@ class KafkaSource(Source):
                 # Awaited directly (not wrapped in a task), so the records land in the buffer
                 # in the same step as aiokafka checked they belong to the current assignment.
                 batch = await consumer.getmany(timeout_ms=int(_POLL_S * 1000), max_records=room)
-            except KafkaError as exc:
-                if not exc.retriable and self._failure is None:
+            except Exception as exc:
+                # Non-retriable errors (authorization, a dead group coordinator, a bug) end the
+                # input; polling goes on so the drain and the final commit keep the membership.
+                retriable = isinstance(exc, KafkaError) and exc.retriable
+                if not retriable and self._failure is None:
                     self._failure = transport_error("poll", exc)
                     self._wakeup.set()
-                log.warning("kafka_poll_failed", error=str(exc)[:300], retriable=exc.retriable)
+                log.warning("kafka_poll_failed", error=repr(exc)[:300], retriable=retriable)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX_S)
                 continue

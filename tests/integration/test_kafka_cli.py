@@ -91,3 +91,9 @@ def test_an_idempotent_producer_refused_by_the_broker_says_how_to_turn_it_off(
     assert code == 1
     assert "cannot start kafka producer" in out and "--no-idempotence" in out
     assert "Traceback" not in out
+
+
+def test_run_refuses_an_input_file_with_the_kafka_transport(tmp_path: Path) -> None:
+    code, out = invoke("run", "--transport", "kafka", "-i", str(tmp_path / "in.jsonl"))
+    assert code == 1
+    assert "with --transport kafka prompts come from --topic" in out
