@@ -105,6 +105,9 @@ class KafkaSource(Source):
         await start_client(consumer, "consumer", s.bootstrap_servers)
         try:
             require_topics(await consumer.topics(), s.prompts_topics)
+        except KafkaError as exc:
+            await consumer.stop()
+            raise transport_error("metadata request", exc) from None
         except BaseException:
             await consumer.stop()
             raise
@@ -121,8 +124,10 @@ class KafkaSource(Source):
         self._closing = True
         self._wakeup.set()
         if self._unacked:
-            with contextlib.suppress(TransportError):  # logged; the events come again
+            try:
                 await self.commit({to_partition(tp): o for tp, o in self._unacked.items()})
+            except TransportError as exc:  # the events are delivered again: at least once
+                log.warning("final_commit_failed", error=str(exc)[:300])
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
