@@ -55,9 +55,15 @@ def _kafka_options(func: F) -> F:
             metavar="NAME",
             help="Topic of prompt events. [default: streamproc.prompts]",
         ),
-        click.option("--results-topic", metavar="NAME", help="[default: streamproc.results]"),
         click.option(
-            "--dead-letter-topic", metavar="NAME", help="[default: streamproc.dead-letters]"
+            "--results-topic",
+            metavar="NAME",
+            help="Topic for result events. [default: streamproc.results]",
+        ),
+        click.option(
+            "--dead-letter-topic",
+            metavar="NAME",
+            help="Topic for dead letters. [default: streamproc.dead-letters]",
         ),
         click.option(
             "--idempotence/--no-idempotence",
