@@ -14,6 +14,8 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 import structlog
 
 from streamproc.bus.base import Sink, Source
+from streamproc.bus.kafka_sink import KafkaSink
+from streamproc.bus.kafka_source import KafkaSource
 from streamproc.bus.local import JsonlSink, JsonlSource
 from streamproc.cache.base import Cache
 from streamproc.cache.memory import MemoryCache
@@ -30,6 +32,8 @@ log = structlog.get_logger(__name__)
 
 def build_source(settings: Settings) -> Source:
     """The configured source of prompt records."""
+    if settings.transport == "kafka":
+        return KafkaSource(settings.kafka, client_id=settings.worker_id)
     if settings.local.input is None:
         raise ConfigError("no input: pass --input FILE (or '-' for stdin)")
     return JsonlSource(settings.local.input, max_record_bytes=settings.local.max_record_bytes)
@@ -37,6 +41,8 @@ def build_source(settings: Settings) -> Source:
 
 def build_sink(settings: Settings) -> Sink:
     """The configured sink for results and dead letters."""
+    if settings.transport == "kafka":
+        return KafkaSink(settings.kafka, client_id=settings.worker_id)
     return JsonlSink(settings.local.results, settings.local.dead_letters)
 
 

@@ -41,6 +41,59 @@ def _config_option(func: F) -> F:
     )(func)
 
 
+def _kafka_options(func: F) -> F:
+    """Flags for the most used ``kafka.*`` settings (everything else: config file or env)."""
+    options = [
+        click.option(
+            "--bootstrap-servers",
+            metavar="HOST:PORT,...",
+            help="Kafka brokers to start from. [default: localhost:9092]",
+        ),
+        click.option(
+            "--topic",
+            "prompts_topic",
+            metavar="NAME",
+            help="Topic of prompt events. [default: streamproc.prompts]",
+        ),
+        click.option(
+            "--results-topic",
+            metavar="NAME",
+            help="Topic for result events. [default: streamproc.results]",
+        ),
+        click.option(
+            "--dead-letter-topic",
+            metavar="NAME",
+            help="Topic for dead letters. [default: streamproc.dead-letters]",
+        ),
+        click.option(
+            "--idempotence/--no-idempotence",
+            default=None,
+            help="Idempotent producer; --no-idempotence for brokers without it. [default: on]",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _kafka_overrides(
+    bootstrap_servers: str | None,
+    prompts_topic: str | None,
+    results_topic: str | None,
+    dead_letter_topic: str | None,
+    idempotence: bool | None,
+    **more: Any,
+) -> dict[str, Any]:
+    return {
+        "bootstrap_servers": bootstrap_servers,
+        "prompts_topic": prompts_topic,
+        "results_topic": results_topic,
+        "dead_letter_topic": dead_letter_topic,
+        "enable_idempotence": idempotence,
+        **more,
+    }
+
+
 def _load(config_file: Path | None, **overrides: Any) -> Settings:
     try:
         return load_settings(config_file, **overrides)
@@ -63,6 +116,12 @@ def main() -> None:
 
 
 @main.command(context_settings=_CONTEXT)
+@click.option(
+    "--transport",
+    type=click.Choice(["local", "kafka"]),
+    help="'local': JSONL in and out (--input, --results); 'kafka': topics (docs/kafka.md). "
+    "[default: local]",
+)
 @click.option(
     "-i",
     "--input",
@@ -138,6 +197,8 @@ def main() -> None:
     type=click.Choice(["reuse", "refresh", "bypass"]),
     help="Cache behaviour for every event (an event's 'cache' attribute wins).",
 )
+@_kafka_options
+@click.option("--group-id", metavar="NAME", help="Kafka consumer group. [default: streamproc]")
 @click.option("--worker-id", help="Name of this worker in results and logs.")
 @click.option("--log-format", type=click.Choice(["auto", "console", "json"]))
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
@@ -148,6 +209,7 @@ def main() -> None:
 )
 @_config_option
 def run(
+    transport: str | None,
     input_path: str | None,
     results: str | None,
     dead_letters: str | None,
@@ -165,6 +227,12 @@ def run(
     max_batch_size: int | None,
     max_in_flight: int | None,
     cache_mode: str | None,
+    bootstrap_servers: str | None,
+    prompts_topic: str | None,
+    results_topic: str | None,
+    dead_letter_topic: str | None,
+    idempotence: bool | None,
+    group_id: str | None,
     worker_id: str | None,
     log_format: str | None,
     log_level: str | None,
@@ -174,12 +242,25 @@ def run(
     """Process prompt events until the input ends (or SIGINT/SIGTERM), then drain and exit.
 
     Every input line ends as a result in --results or a dead letter in --dead-letters.
-    SIGINT/SIGTERM stop reading, finish the work in flight and exit; a second signal
+    With --transport kafka the worker joins a consumer group on the prompts topic and runs
+    until stopped, publishing to the results and dead-letter topics.
+    SIGINT/SIGTERM stop reading, finish the work in flight, commit and exit; a second signal
     abandons unfinished work.
     """
+    if transport == "kafka" and input_path is not None:
+        _fail("--input reads a JSONL file; with --transport kafka prompts come from --topic")
     settings = _load(
         config_file,
         worker_id=worker_id,
+        transport=transport,
+        kafka=_kafka_overrides(
+            bootstrap_servers,
+            prompts_topic,
+            results_topic,
+            dead_letter_topic,
+            idempotence,
+            group_id=group_id,
+        ),
         local={"input": input_path, "results": results, "dead_letters": dead_letters},
         storage={"local_dir": store_dir, "backend": storage_backend},
         generation={
@@ -209,18 +290,26 @@ def run(
 
     async def go() -> None:
         source = build_source(settings)
-        await source.start()
+        if settings.transport == "local":
+            # Fail fast on a bad input file; a Kafka source joins its group only once the
+            # model is loaded, so it never holds partitions it cannot work on yet.
+            await source.start()
         if show_progress:
             with ProgressDisplay(source.input_size) as display:
                 summary = await run_worker(settings, source=source, observers=[display])
         else:
             summary = await run_worker(settings, source=source)
         counts = ", ".join(f"{v} {k.value}" for k, v in summary.outcomes.items() if v)
+        where = (
+            (settings.kafka.results_topic, settings.kafka.dead_letter_topic)
+            if settings.transport == "kafka"
+            else (settings.local.results, settings.local.dead_letters)
+        )
         click.echo(
             f"streamproc: {summary.received} events: {counts or 'nothing done'}"
             f"{f', {summary.abandoned} abandoned (not committed)' if summary.abandoned else ''}"
-            f" | results: {settings.local.results}, dead letters: "
-            f"{settings.local.dead_letters}, videos: {_videos_at(settings)}",
+            f" | results: {where[0]}, dead letters: {where[1]}, "
+            f"videos: {_videos_at(settings)}",
             err=True,
         )
 
@@ -275,6 +364,22 @@ def _videos_at(settings: Settings) -> str:
 )
 @click.option("--steps", "num_inference_steps", type=int, default=16, show_default=True)
 @click.option("--guidance", "guidance_scale", type=float, default=5.0, show_default=True)
+@click.option(
+    "--kafka",
+    "to_kafka",
+    is_flag=True,
+    help="Send the events to the prompts topic (keyed by event_id) instead of writing them.",
+)
+@click.option(
+    "-i",
+    "--input",
+    "input_file",
+    type=click.File("rb"),
+    help="With --kafka: send the lines of this JSONL file ('-' = stdin) as they are, "
+    "instead of generated examples.",
+)
+@_kafka_options
+@_config_option
 def produce(
     count: int,
     output: Any,
@@ -285,22 +390,111 @@ def produce(
     num_frames: int,
     num_inference_steps: int,
     guidance_scale: float,
+    to_kafka: bool,
+    input_file: Any,
+    bootstrap_servers: str | None,
+    prompts_topic: str | None,
+    results_topic: str | None,
+    dead_letter_topic: str | None,
+    idempotence: bool | None,
+    config_file: Path | None,
 ) -> None:
-    """Write example prompt events as JSON lines (valid input for `streamproc run`)."""
+    """Write example prompt events as JSON lines (valid input for `streamproc run`), or send
+    them (or the lines of --input) to the Kafka prompts topic with --kafka."""
+    if input_file is not None and not to_kafka:
+        _fail("--input only works with --kafka (to send a file's events to the topic)")
+    if input_file is not None:
+        lines = [line.rstrip(b"\r\n") for line in input_file if line.strip()]
+    else:
+        try:
+            lines = [
+                event.model_dump_json(exclude_none=True).encode()
+                for event in example_events(
+                    count,
+                    seed=seed,
+                    repeat_ratio=repeat_ratio,
+                    width=width,
+                    height=height,
+                    num_frames=num_frames,
+                    num_inference_steps=num_inference_steps,
+                    guidance_scale=guidance_scale,
+                )
+            ]
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            _fail(f"these parameters make invalid events: {exc}".splitlines()[0])
+    if not to_kafka:
+        for line in lines:
+            output.write(line.decode() + "\n")
+        return
+    settings = _load(
+        config_file,
+        kafka=_kafka_overrides(
+            bootstrap_servers, prompts_topic, results_topic, dead_letter_topic, idempotence
+        ),
+    )
+    from streamproc.bus.kafka_admin import send_prompts
+
     try:
-        for event in example_events(
-            count,
-            seed=seed,
-            repeat_ratio=repeat_ratio,
-            width=width,
-            height=height,
-            num_frames=num_frames,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-        ):
-            output.write(event.model_dump_json(exclude_none=True) + "\n")
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        _fail(f"these parameters make invalid events: {exc}".splitlines()[0])
+        sent = asyncio.run(send_prompts(settings.kafka, lines))
+    except StreamprocError as exc:
+        _fail(str(exc))
+    click.echo(f"streamproc: sent {sent} events to {settings.kafka.prompts_topics[0]}", err=True)
+
+
+@main.group(context_settings=_CONTEXT)
+def topics() -> None:
+    """Manage the Kafka topics."""
+
+
+@topics.command("create", context_settings=_CONTEXT)
+@click.option(
+    "--partitions",
+    type=click.IntRange(min=1),
+    default=6,
+    show_default=True,
+    help="Partitions per new topic (the most workers one group can use).",
+)
+@click.option(
+    "--replication-factor",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Copies of each partition; use 3 on a production cluster.",
+)
+@_kafka_options
+@_config_option
+def topics_create(
+    partitions: int,
+    replication_factor: int,
+    bootstrap_servers: str | None,
+    prompts_topic: str | None,
+    results_topic: str | None,
+    dead_letter_topic: str | None,
+    idempotence: bool | None,
+    config_file: Path | None,
+) -> None:
+    """Create the prompts, results and dead-letter topics; existing ones are left as they are."""
+    settings = _load(
+        config_file,
+        kafka=_kafka_overrides(
+            bootstrap_servers, prompts_topic, results_topic, dead_letter_topic, idempotence
+        ),
+    )
+    from streamproc.bus.kafka_admin import create_topics
+
+    try:
+        statuses = asyncio.run(
+            create_topics(
+                settings.kafka, partitions=partitions, replication_factor=replication_factor
+            )
+        )
+    except StreamprocError as exc:
+        _fail(str(exc))
+    for status in statuses:
+        if status.created:
+            click.echo(f"created {status.name} ({status.partitions} partitions)")
+        else:
+            click.echo(f"exists  {status.name} ({status.partitions} partitions)")
 
 
 @main.command(context_settings=_CONTEXT)

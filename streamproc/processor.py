@@ -419,7 +419,7 @@ class Processor:
             similarity=hit.similarity,
             matched=hit.entry.event_id,
         )
-        await self._retry(lambda: self._sink.publish(result, record.key), "publish")
+        await self._publish(record, result)
         log.info(
             "event_answered_from_cache",
             cache=hit.outcome.value,
@@ -477,7 +477,7 @@ class Processor:
                 cache=CacheOutcome.MISS,
                 error=f"{reason.value}: {exc}",
             )
-            await self._retry(lambda: self._sink.publish(failed, record.key), "publish")
+            await self._publish(record, failed)
             return None
         started = time.perf_counter()
         enc = self._settings.encoding
@@ -530,7 +530,7 @@ class Processor:
             generated_at=generated.generated_at,
             stored_at=stored_at,
         )
-        await self._retry(lambda: self._sink.publish(result, record.key), "publish")
+        await self._publish(record, result)
         log.info("event_generated", object_key=key, batch_size=generated.batch_size)
         return entry
 
@@ -579,6 +579,12 @@ class Processor:
             }
         )
 
+    async def _publish(self, record: Record, result: VideoResult) -> None:
+        """Publish the answer to ``record`` (keyed and traced like it) until the sink acks."""
+        await self._retry(
+            lambda: self._sink.publish(result, record.key, input_headers=record.headers), "publish"
+        )
+
     async def _dead_letter(
         self,
         record: Record,
@@ -602,7 +608,10 @@ class Processor:
             worker_id=self._settings.worker_id,
             failed_at=utcnow(),
         )
-        await self._retry(lambda: self._sink.dead_letter(letter, record.key), "dead_letter")
+        await self._retry(
+            lambda: self._sink.dead_letter(letter, record.key, input_headers=record.headers),
+            "dead_letter",
+        )
 
     async def _retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
         """Run ``op`` until it succeeds; transient store/transport faults back off and retry.
@@ -713,20 +722,29 @@ class Processor:
         self.tracker.mark_committed(positions)
         log.debug("committed", positions={str(p): o for p, o in positions.items()})
 
-    async def partitions_revoked(self, partitions: Sequence[Partition]) -> None:
-        """Stop new work for ``partitions``, let started work finish within the grace period,
-        commit what is finished, and forget them. Unfinished events are abandoned, uncommitted:
-        the partition's next owner processes them again."""
+    async def partitions_revoked(
+        self, partitions: Sequence[Partition], *, grace_s: float | None = None
+    ) -> None:
+        """Stop new work for ``partitions``, let started work finish within ``grace_s``
+        (default: the shutdown grace), commit what is finished, and forget them. Queued and
+        late events are abandoned, uncommitted: the partition's next owner processes them
+        again."""
         revoked = set(partitions)
         for job in self._batcher.remove(lambda j: j.partition in revoked):
             if not job.future.done():
                 job.future.set_exception(_Abandoned())
         tasks = [t for t, r in self._tasks.items() if r.partition in revoked]
         if tasks:
-            _, late = await asyncio.wait(tasks, timeout=self._settings.shutdown_grace_s)
+            grace = self._settings.shutdown_grace_s if grace_s is None else grace_s
+            await self._wait_or_force(set(tasks), grace)
+            late = [t for t in tasks if not t.done()]
             for task in late:
                 task.cancel()
+            # Settle them before the commit, so none finishes after its partition is gone.
+            await asyncio.gather(*late, return_exceptions=True)
             self.summary.abandoned += len(late)
+            if late:
+                log.warning("revoked_events_abandoned", events=len(late))
         await self._commit_now(only=list(revoked))
         self.tracker.forget(revoked)
         log.info("partitions_revoked", partitions=[str(p) for p in partitions])

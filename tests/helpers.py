@@ -6,7 +6,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +97,10 @@ class SpyGenerator:
         delay = self._delay(requests) if callable(self._delay) else self._delay
         if delay:
             await asyncio.sleep(delay)
-        # A threading.Event so tests can hold the "GPU" from any thread.
-        await asyncio.to_thread(self.release.wait)
+        # A threading.Event so tests can hold the "GPU" from any thread; waited in short
+        # slices so a cancelled generation never leaves a thread blocked behind it.
+        while not await asyncio.to_thread(self.release.wait, 0.05):
+            pass
         if any(self._fail(r) for r in requests):
             raise GenerationError("injected failure")
         return await self.inner.generate(shape, requests)
@@ -115,6 +117,23 @@ async def wait_for(predicate: Callable[[], bool], seconds: float = 20.0) -> None
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.01)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]],
+    seconds: float = 45.0,
+    *,
+    alive: Callable[[], None] = lambda: None,
+    context: Callable[[], str] = lambda: "",
+) -> None:
+    """Poll an async condition until it holds or fail after ``seconds``; ``alive`` may raise
+    earlier (e.g. when a process under test died), ``context`` adds to the failure."""
+    deadline = time.monotonic() + seconds
+    while not await check():
+        alive()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached in time\n{context()}")
+        await asyncio.sleep(0.2)
 
 
 def sample_result(event_id: str) -> VideoResult:

@@ -42,8 +42,14 @@ class Record:
 class PartitionListener(Protocol):
     """Told by a source when partitions come and go (consumer-group rebalances)."""
 
-    async def partitions_revoked(self, partitions: Sequence[Partition]) -> None:
-        """Called before ``partitions`` are taken away; returns once their work is settled."""
+    async def partitions_revoked(
+        self, partitions: Sequence[Partition], *, grace_s: float | None = None
+    ) -> None:
+        """Called before ``partitions`` are taken away; returns once their work is settled.
+
+        ``grace_s`` bounds how long unfinished events may run before they are abandoned (the
+        group waits for this call); None leaves it to the listener.
+        """
 
     async def partitions_assigned(self, partitions: Sequence[Partition]) -> None:
         """Called after ``partitions`` were given to this worker."""
@@ -112,13 +118,26 @@ class Sink(_Resource, ABC):
     """Makes results and dead letters durable."""
 
     @abstractmethod
-    async def publish(self, result: VideoResult, key: bytes | None) -> None:
+    async def publish(
+        self,
+        result: VideoResult,
+        key: bytes | None,
+        *,
+        input_headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
         """Publish ``result``; returns only once it is durable (acked by the broker).
 
-        Raising :class:`~streamproc.errors.TransportError` means it may not be durable;
-        the processor retries (results are idempotent on ``event_id``).
+        ``key`` and ``input_headers`` are those of the input record (a transport passes trace
+        context on). Raising :class:`~streamproc.errors.TransportError` means it may not be
+        durable; the processor retries (results are idempotent on ``event_id``).
         """
 
     @abstractmethod
-    async def dead_letter(self, letter: DeadLetter, key: bytes | None) -> None:
+    async def dead_letter(
+        self,
+        letter: DeadLetter,
+        key: bytes | None,
+        *,
+        input_headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
         """Publish ``letter`` to the dead letters; returns once durable, like :meth:`publish`."""

@@ -12,7 +12,7 @@ import asyncio
 import concurrent.futures
 import sys
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TextIO
 
@@ -188,11 +188,23 @@ class JsonlSink(Sink):
         self._results = _open_out(self._paths[0])
         self._dead = _open_out(self._paths[1]) if self._paths[1] != self._paths[0] else None
 
-    async def publish(self, result: VideoResult, key: bytes | None) -> None:
+    async def publish(
+        self,
+        result: VideoResult,
+        key: bytes | None,
+        *,
+        input_headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
         self._write(self._results, result.model_dump_json())
         self.published += 1
 
-    async def dead_letter(self, letter: DeadLetter, key: bytes | None) -> None:
+    async def dead_letter(
+        self,
+        letter: DeadLetter,
+        key: bytes | None,
+        *,
+        input_headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
         self._write(self._dead or self._results, letter.model_dump_json())
         self.dead_lettered += 1
 

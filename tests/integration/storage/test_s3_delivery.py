@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +32,20 @@ class CheckingSink(JsonlSink):
         self._s3 = s3
         self.stored_when_published: dict[str, bool] = {}
 
-    async def publish(self, result: VideoResult, key: bytes | None) -> None:
+    async def publish(
+        self,
+        result: VideoResult,
+        key: bytes | None,
+        *,
+        input_headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
         assert result.object_key is not None
         full = self._s3.key_prefix + result.object_key
         listed = await asyncio.to_thread(
             self._moto.client.list_objects_v2, Bucket=self._s3.bucket, Prefix=full
         )
         self.stored_when_published[result.event_id] = listed.get("KeyCount", 0) == 1
-        await super().publish(result, key)
+        await super().publish(result, key, input_headers=input_headers)
 
 
 def store_failures(logs: list[dict[str, Any]], text: str) -> int:

@@ -1,0 +1,330 @@
+"""The Kafka source: one member of a consumer group, explicit commits, pause-and-keep-polling.
+
+How it keeps the delivery contract (``docs/delivery.md``, ``docs/kafka.md``):
+
+* **Commits are explicit.** Auto-commit is off; :meth:`KafkaSource.commit` commits exactly the
+  positions the processor computed from its contiguous watermark, and only for partitions this
+  member is assigned at that moment (a commit for a partition it lost would be refused by the
+  group, and must not happen anyway).
+* **Polling never stops.** A background task calls ``getmany`` every ``_POLL_S`` for as long as
+  the source runs — also while the processor is paused, while it drains at shutdown and while
+  the GPU works for minutes — so heartbeats flow and ``max_poll_interval_ms`` never expires.
+  Back-pressure pauses the *partitions* in the consumer instead; the records already fetched
+  wait in a bounded buffer (at most ``max_poll_records``) in offset order and are handed out
+  after :meth:`~KafkaSource.resume`. aiokafka drops what it prefetched for a paused partition
+  without moving its position, so nothing is skipped.
+* **Rebalances settle before they complete.** aiokafka's classic group protocol is eager:
+  before rejoining it calls ``on_partitions_revoked`` with every partition this member holds,
+  and the group waits (up to ``rebalance_timeout_ms``) for it. The listener first drops the
+  buffered records of those partitions (their next owner reads them again from the committed
+  offset), then asks the processor to settle their in-flight events within
+  ``revoke_grace_ms`` and to commit what is finished. This is the last moment such a commit
+  can succeed: the member still holds its generation, and ``getmany`` is blocked until the
+  new assignment arrives, so no new record of a revoked partition can slip through. If the
+  member was already expelled (e.g. the broker lost its heartbeats), the commit fails with
+  ``CommitFailedError``; the processor logs it and the events are processed again by the
+  partition's next owner — at least once, never lost. New partitions start at their committed
+  offset (``auto_offset_reset`` applies only where the group never committed).
+* **Shutdown commits, then leaves.** :meth:`~KafkaSource.close_input` stops handing out
+  records but keeps polling while the processor drains and commits; :meth:`~KafkaSource.stop`
+  retries a commit that failed last, then leaves the group, so the partitions move to the
+  other members at once rather than after ``session_timeout_ms``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from streamproc.bus.base import Partition, PartitionListener, Record, Source
+from streamproc.bus.kafka import (
+    client_options,
+    partitions,
+    require_topics,
+    start_client,
+    to_partition,
+    to_topic_partition,
+    transport_error,
+)
+from streamproc.errors import TransportError
+from streamproc.settings import KafkaSettings
+
+log = structlog.get_logger(__name__)
+
+#: Longest wait of one poll; also how quickly a stop or a failure is noticed.
+_POLL_S = 0.2
+_BACKOFF_MAX_S = 5.0
+
+
+class KafkaSource(Source):
+    """Prompt records from the ``prompts_topic`` partitions assigned to this group member."""
+
+    def __init__(self, settings: KafkaSettings, *, client_id: str) -> None:
+        self._settings = settings
+        self._client_id = client_id
+        self._consumer: Any = None
+        self._listener: PartitionListener | None = None
+        self._buffer: deque[Record] = deque()
+        self._wakeup = asyncio.Event()
+        self._paused = False
+        self._closing = False
+        self._revoking: set[Partition] = set()
+        self._poller: asyncio.Task[None] | None = None
+        self._failure: TransportError | None = None
+        self._unacked: dict[TopicPartition, int] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, check the topics exist, join the group and start polling."""
+        if self._consumer is not None:
+            return
+        s = self._settings
+        consumer = AIOKafkaConsumer(
+            **client_options(s, self._client_id),
+            group_id=s.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=s.auto_offset_reset,
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=s.heartbeat_interval_ms,
+            max_poll_interval_ms=s.max_poll_interval_ms,
+            rebalance_timeout_ms=s.rebalance_timeout_ms,
+            max_poll_records=s.max_poll_records,
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            fetch_max_bytes=s.fetch_max_bytes,
+            max_partition_fetch_bytes=s.max_partition_fetch_bytes,
+            isolation_level="read_committed",
+        )
+        await start_client(consumer, "consumer", s.bootstrap_servers)
+        try:
+            require_topics(await consumer.topics(), s.prompts_topics)
+        except KafkaError as exc:
+            await consumer.stop()
+            raise transport_error("metadata request", exc) from None
+        except BaseException:
+            await consumer.stop()
+            raise
+        consumer.subscribe(topics=s.prompts_topics, listener=_Rebalance(self))
+        self._consumer = consumer
+        self._poller = asyncio.create_task(self._poll_loop(), name="streamproc-kafka-poll")
+        log.info("kafka_consumer_started", topics=s.prompts_topics, group_id=s.group_id)
+
+    async def stop(self) -> None:
+        """Retry a commit that failed last, stop polling and leave the group."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        self._closing = True
+        self._wakeup.set()
+        if self._unacked:
+            try:
+                await self.commit({to_partition(tp): o for tp, o in self._unacked.items()})
+            except TransportError as exc:  # the events are delivered again: at least once
+                log.warning("final_commit_failed", error=str(exc)[:300])
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        self._consumer = None
+        try:
+            await consumer.stop()  # sends LeaveGroup: the partitions move on at once
+        except KafkaError as exc:
+            log.warning("kafka_consumer_stop_failed", error=str(exc)[:300])
+        log.info("kafka_consumer_stopped")
+
+    # -- the Source seam -----------------------------------------------------------------
+
+    async def records(self) -> AsyncIterator[Record]:
+        if self._consumer is None:
+            raise TransportError("source not started")
+        while True:
+            if self._failure is not None:
+                raise self._failure
+            if self._closing:
+                return
+            if self._buffer and not self._paused:
+                record = self._buffer.popleft()
+                if record.partition in self._revoking:
+                    continue  # its partition is being handed over; the next owner reads it
+                yield record
+                continue
+            self._wakeup.clear()
+            self._apply_flow()
+            await self._wakeup.wait()
+
+    async def commit(self, positions: Mapping[Partition, int]) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            raise TransportError("source not started")
+        owned = consumer.assignment()
+        offsets: dict[TopicPartition, int] = {}
+        for partition, position in positions.items():
+            tp = to_topic_partition(partition)
+            if tp in owned:
+                offsets[tp] = position
+            else:
+                log.debug("commit_skipped_not_owned", partition=str(partition), offset=position)
+        if not offsets:
+            return
+        try:
+            await asyncio.wait_for(
+                consumer.commit(offsets), timeout=self._settings.commit_timeout_ms / 1000
+            )
+        except (KafkaError, TimeoutError) as exc:
+            self._unacked.update(offsets)
+            raise transport_error("commit", exc) from None
+        for tp, position in offsets.items():
+            if self._unacked.get(tp, position) <= position:
+                self._unacked.pop(tp, None)
+
+    def pause(self) -> None:
+        self._paused = True
+        self._apply_flow()
+
+    def resume(self) -> None:
+        self._paused = False
+        self._apply_flow()
+        self._wakeup.set()
+
+    def close_input(self) -> None:
+        self._closing = True
+        self._apply_flow()
+        self._wakeup.set()
+
+    def set_listener(self, listener: PartitionListener) -> None:
+        self._listener = listener
+
+    @property
+    def assignment(self) -> list[Partition]:
+        """The partitions this member holds now."""
+        return partitions(self._consumer.assignment()) if self._consumer is not None else []
+
+    @property
+    def paused_partitions(self) -> list[Partition]:
+        """The partitions paused in the consumer now (back-pressure, shutdown)."""
+        return partitions(self._consumer.paused()) if self._consumer is not None else []
+
+    # -- polling -------------------------------------------------------------------------
+
+    def _apply_flow(self) -> None:
+        """Pause every assigned partition while records must not flow, else resume them."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        hold = (
+            self._paused
+            or self._closing
+            or self._failure is not None
+            or len(self._buffer) >= self._settings.max_poll_records
+        )
+        paused = consumer.paused()
+        if hold:
+            todo = consumer.assignment() - paused
+            if todo:
+                consumer.pause(*todo)
+        elif paused:
+            consumer.resume(*paused)
+
+    async def _poll_loop(self) -> None:
+        consumer = self._consumer
+        backoff = 0.1
+        while True:
+            self._apply_flow()
+            room = max(1, self._settings.max_poll_records - len(self._buffer))
+            try:
+                # Awaited directly (not wrapped in a task), so the records land in the buffer
+                # in the same step as aiokafka checked they belong to the current assignment.
+                batch = await consumer.getmany(timeout_ms=int(_POLL_S * 1000), max_records=room)
+            except Exception as exc:
+                # Non-retriable errors (authorization, a dead group coordinator, a bug) end the
+                # input; polling goes on so the drain and the final commit keep the membership.
+                retriable = isinstance(exc, KafkaError) and exc.retriable
+                if not retriable and self._failure is None:
+                    self._failure = transport_error("poll", exc)
+                    self._wakeup.set()
+                log.warning("kafka_poll_failed", error=repr(exc)[:300], retriable=retriable)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                continue
+            backoff = 0.1
+            if batch:
+                self._receive(batch)
+
+    def _receive(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
+        owned = self._consumer.assignment()
+        for tp, messages in batch.items():
+            partition = to_partition(tp)
+            if tp not in owned or partition in self._revoking:
+                # aiokafka returns only records of the current assignment; kept as a guard.
+                log.warning("kafka_records_dropped", partition=str(partition), count=len(messages))
+                continue
+            for m in messages:
+                self._buffer.append(
+                    Record(
+                        value=m.value if m.value is not None else b"",
+                        partition=partition,
+                        offset=m.offset,
+                        key=m.key,
+                        timestamp_ms=m.timestamp,
+                        headers=tuple((name, bytes(value or b"")) for name, value in m.headers),
+                    )
+                )
+        self._wakeup.set()
+
+    # -- rebalances ----------------------------------------------------------------------
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        gone = partitions(revoked)
+        if not gone:
+            return
+        self._revoking.update(gone)
+        before = len(self._buffer)
+        self._buffer = deque(r for r in self._buffer if r.partition not in self._revoking)
+        log.info(
+            "kafka_partitions_revoked",
+            partitions=[str(p) for p in gone],
+            buffered_dropped=before - len(self._buffer),
+        )
+        if self._listener is not None:
+            try:
+                await self._listener.partitions_revoked(
+                    gone, grace_s=self._settings.revoke_grace_ms / 1000
+                )
+            except Exception:  # aiokafka would only log it; say what it broke
+                log.exception("partitions_revoked_failed")
+        for tp in revoked:
+            self._unacked.pop(tp, None)
+
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        # First thing, before any await: records of the new assignment can only arrive once
+        # aiokafka has fetched their committed offsets, which it starts right before this call.
+        self._revoking.clear()
+        self._apply_flow()
+        got = partitions(assigned)
+        log.info("kafka_partitions_assigned", partitions=[str(p) for p in got])
+        if self._listener is not None and got:
+            try:
+                await self._listener.partitions_assigned(got)
+            except Exception:
+                log.exception("partitions_assigned_failed")
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """aiokafka's rebalance callbacks, forwarded to the source."""
+
+    def __init__(self, source: KafkaSource) -> None:
+        self._source = source
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._source._on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._source._on_assigned(assigned)
