@@ -13,7 +13,6 @@ import pytest
 from streamproc.app import run_worker
 from streamproc.bus.base import Partition
 from streamproc.bus.local import JsonlSink, JsonlSource
-from streamproc.cache.memory import MemoryCache
 from streamproc.errors import StorageError
 from streamproc.events import utcnow
 from streamproc.generation.wan import WanGenerator
@@ -21,7 +20,14 @@ from streamproc.processor import Outcome, Processor
 from streamproc.settings import Settings
 from streamproc.storage.local import LocalObjectStore
 from tests.conftest import MakeSettings
-from tests.helpers import SpyGenerator, event, read_jsonl, wait_for, write_jsonl
+from tests.helpers import (
+    SpyGenerator,
+    event,
+    read_jsonl,
+    semantic_cache,
+    wait_for,
+    write_jsonl,
+)
 
 
 class RecordingSource(JsonlSource):
@@ -64,7 +70,7 @@ class Harness:
         self.settings = settings
         self.tmp = tmp_path
         self.spy = SpyGenerator(WanGenerator(settings.generation, loaded=tiny))
-        self.cache = MemoryCache()
+        self.cache = semantic_cache()
 
     def source(self, lines: list[Any]) -> RecordingSource:
         return RecordingSource(write_jsonl(self.tmp / "in.jsonl", lines))
