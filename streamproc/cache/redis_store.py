@@ -17,6 +17,10 @@ insert never waits for Redis. When Redis is unreachable the worker logs it once,
 keeps answering from its own store and keeps the queued writes (up to ``max_pending``, the
 oldest dropped and counted beyond); a supervisor reconnects with backoff, warms again and the
 writer flushes. Keyspace notifications are not needed: expiry is known from the data itself.
+
+Timeouts use ``asyncio.timeout``: on Python 3.11 ``asyncio.wait_for`` can swallow a
+cancellation that races with completion, and a background task that ignores its cancel
+would hold up shutdown.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from streamproc.cache.base import CacheEntry, StoredEntry
+from streamproc.cache.tasks import cancel_and_wait
 from streamproc.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -176,14 +181,11 @@ class RedisStore:
         tasks, self._tasks = self._tasks, []
         if not tasks:
             return
+        await cancel_and_wait(tasks)  # a write cut short puts its batch back in the queue
         if self._pending and self.available:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._flush(), 4 * self._op_timeout_s)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+                async with asyncio.timeout(4 * self._op_timeout_s):
+                    await self._flush()
         self._up.clear()
         await self._client.aclose()
         await self._follower.aclose()
@@ -205,9 +207,8 @@ class RedisStore:
             return None if not self.available else {}
         members = [f"{i:016x}" for i in entry_ids]
         try:
-            scores = await asyncio.wait_for(
-                self._client.zmscore(self._expiry_key, members), self._op_timeout_s
-            )
+            async with asyncio.timeout(self._op_timeout_s):
+                scores = await self._client.zmscore(self._expiry_key, members)
         except Exception as exc:
             log.warning("cache_shared_store_query_failed", error=repr(exc)[:200])
             return None
@@ -218,9 +219,8 @@ class RedisStore:
         if not self.available:
             return
         try:
-            await asyncio.wait_for(
-                self._client.zremrangebyscore(self._expiry_key, "-inf", now), self._op_timeout_s
-            )
+            async with asyncio.timeout(self._op_timeout_s):
+                await self._client.zremrangebyscore(self._expiry_key, "-inf", now)
         except Exception as exc:
             log.debug("cache_shared_store_gc_failed", error=repr(exc)[:200])
 
@@ -257,7 +257,8 @@ class RedisStore:
                 for _ in range(min(_WRITE_BATCH, len(self._pending)))
             ]
             try:
-                await asyncio.wait_for(self._write(batch), 4 * self._op_timeout_s)
+                async with asyncio.timeout(4 * self._op_timeout_s):
+                    await self._write(batch)
             except BaseException:
                 # Back to the front, unless something newer for the same id was queued since.
                 for key, value in reversed(batch):

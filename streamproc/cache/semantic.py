@@ -22,7 +22,6 @@ worker refreshed them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -44,6 +43,7 @@ from streamproc.cache.base import (
 )
 from streamproc.cache.guard import AttributeGuard, HitPolicy
 from streamproc.cache.memory import MemoryStore
+from streamproc.cache.tasks import cancel_and_wait
 from streamproc.events import CacheOutcome
 
 log = structlog.get_logger(__name__)
@@ -116,9 +116,7 @@ class SemanticCache:
         """Stop background work and release the embedder's thread; idempotent."""
         maintainer, self._maintainer = self._maintainer, None
         if maintainer is not None:
-            maintainer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await maintainer
+            await cancel_and_wait([maintainer])
             log.info("cache_stopped", entries=len(self.store), **asdict(self.stats))
         if self._shared is not None:
             await self._shared.stop()
