@@ -35,11 +35,13 @@ Layout: :mod:`~streamproc.cache.normalize` (prompt text), :mod:`~streamproc.cach
 from __future__ import annotations
 
 import difflib
+import functools
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from streamproc.cache.attributes import FAMILIES, extract_attributes, match_phrase
+from streamproc.cache.attributes import FAMILIES, Attributes, extract_attributes, match_phrase
 from streamproc.cache.lexicon.build import KNOWN_TOKENS
 from streamproc.cache.lexicon.words import STOPWORDS, US_SPELLING
 from streamproc.cache.normalize import PUNCT_TOKENS, tokenize
@@ -82,6 +84,13 @@ def _stem(word: str) -> str:
     return word
 
 
+@functools.lru_cache(maxsize=16384)
+def _content_tokens(text: str) -> list[str]:
+    # Cached: a cache lookup checks one request against several candidates, and a stored
+    # prompt is checked again and again. Callers only read the list.
+    return [t for t in tokenize(text) if t not in STOPWORDS and t not in PUNCT_TOKENS]
+
+
 def _unknown_word_swap(request: str, candidate: str) -> tuple[str, str] | None:
     """Unknown words standing in the same place in both prompts ("mango" / "papaya").
 
@@ -91,8 +100,7 @@ def _unknown_word_swap(request: str, candidate: str) -> tuple[str, str] | None:
     treated as a different scene. An unknown word on one side only (a paraphrase adding
     "shrouded") is not a swap.
     """
-    left = [t for t in tokenize(request) if t not in STOPWORDS and t not in PUNCT_TOKENS]
-    right = [t for t in tokenize(candidate) if t not in STOPWORDS and t not in PUNCT_TOKENS]
+    left, right = _content_tokens(request), _content_tokens(candidate)
     matcher = difflib.SequenceMatcher(a=left, b=right, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag != "replace":
@@ -131,16 +139,29 @@ def _describe(values: Mapping[str, str]) -> str:
 class AttributeGuard:
     """Rejects a candidate whose visible attributes differ from the request's."""
 
-    def __init__(self, families: Iterable[str] = FAMILIES) -> None:
+    def __init__(self, families: Iterable[str] = FAMILIES, *, memo_size: int = 16384) -> None:
         self._families = tuple(families)
         unknown = set(self._families) - set(FAMILIES)
         if unknown:
             raise ValueError(f"unknown attribute families: {sorted(unknown)}")
+        # Attributes of recent prompts: extraction is pure, and costs more than the check.
+        self._memo: OrderedDict[str, Attributes] = OrderedDict()
+        self._memo_size = memo_size
+
+    def _attributes(self, text: str) -> Attributes:
+        found = self._memo.get(text)
+        if found is None:
+            found = self._memo[text] = extract_attributes(text)
+            if len(self._memo) > self._memo_size:
+                self._memo.popitem(last=False)
+        else:
+            self._memo.move_to_end(text)
+        return found
 
     def check(self, request: str, candidate: str) -> GuardVerdict:
         """Accept when every checked family has the same values in both prompts."""
-        wanted = extract_attributes(request)
-        offered = extract_attributes(candidate)
+        wanted = self._attributes(request)
+        offered = self._attributes(candidate)
         for family in self._families:
             if family == "wording":
                 swap = _unknown_word_swap(request, candidate)
