@@ -172,7 +172,9 @@ class CacheSettings(_Section):
         128, ge=8, le=512, description="Tokens of a prompt that are embedded."
     )
     lookup_timeout_ms: float = Field(
-        500.0, gt=0, description="A lookup that cannot embed in time is a miss."
+        1000.0,
+        gt=0,
+        description="A lookup that cannot embed in time is a miss (a generation costs more).",
     )
     max_entries: int = Field(
         100_000, ge=1, description="Entries kept in process; the least recently used go."

@@ -177,6 +177,10 @@ class Embedder(Protocol):
         """The vector of ``text``; concurrent calls are batched together."""
         ...
 
+    def known(self, text: str) -> Vector | None:
+        """The vector of ``text`` if it was computed lately, else None (never encodes)."""
+        ...
+
     async def stop(self) -> None:
         """Release the worker thread (idempotent; a later :meth:`embed` starts it again)."""
         ...

@@ -202,6 +202,14 @@ class BatchingEmbedder:
         while len(self._memo) > self._memo_size:
             self._memo.popitem(last=False)
 
+    def known(self, text: str) -> Vector | None:
+        """The remembered vector of ``text``, without encoding anything."""
+        return self._memo.get(text)
+
+    def forget(self) -> None:
+        """Drop the remembered vectors (a benchmark measures cold encodes)."""
+        self._memo.clear()
+
     async def stop(self) -> None:
         """Fail queued calls and release the thread; idempotent."""
         runner, self._runner = self._runner, None

@@ -82,7 +82,7 @@ class SemanticCache:
         ttl_s: float = 3600.0,
         refresh_ttl_on_hit: bool = False,
         candidates: int = 4,
-        lookup_timeout_s: float = 0.5,
+        lookup_timeout_s: float = 1.0,
         sweep_interval_s: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -179,17 +179,17 @@ class SemanticCache:
     async def closest(
         self, prompt: str, scope: CacheScope, others: Sequence[str]
     ) -> tuple[int, float] | None:
-        """The best of ``others`` that may answer ``prompt`` (same rules as a lookup)."""
-        if not others:
-            return None
-        # The leaders were looked up moments ago: their vectors come from the embedder's
-        # memory, without a batch round trip.
-        vectors = [await self._embed(match_text(text)) for text in (prompt, *others)]
-        wanted = vectors[0]
-        if wanted is None:
+        """The best of ``others`` that may answer ``prompt`` (same rules as a lookup).
+
+        Uses only vectors computed lately (by the lookups of these very prompts): under
+        overload, when a lookup timed out, coalescing must not add encoding work.
+        """
+        wanted = self._embedder.known(match_text(prompt))
+        if wanted is None or not others:
             return None
         best: tuple[int, float] | None = None
-        for i, (other, vector) in enumerate(zip(others, vectors[1:], strict=True)):
+        for i, other in enumerate(others):
+            vector = self._embedder.known(match_text(other))
             if vector is None:
                 continue
             similarity = float(np.dot(wanted, vector))

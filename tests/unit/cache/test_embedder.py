@@ -124,7 +124,7 @@ def test_minilm_is_english_only(minilm_encoder: SentenceTransformerEncoder) -> N
     chinese, english = minilm_encoder.encode(
         [normalize_prompt("一只小猫在绿色的草地上打滚"), "a kitten rolling on green grass"]
     )
-    assert float(chinese @ english) < 0.2
+    assert float(chinese @ english) < 0.1  # 0.026 measured
 
 
 def test_default_model_resolves_to_the_packaged_minilm() -> None:
