@@ -5,13 +5,13 @@ Vectors are unit length, so inner product is cosine similarity. Labels are entry
 is ``remove_ids`` on either kind.
 
 Which kind, measured on this project's two-core machine (``bench/cache_index.py``, figures
-in ``docs/benchmarks.md``): one flat search costs about 0.15 ms at 1k vectors, 0.8 ms at
-10k and 15 ms at 100k; IVF (``nlist = 4·√n`` capped at ``n/39``, ``nprobe = nlist/16``) stays under 1 ms at
-100k and finds the same nearest neighbour for every near-duplicate query, and unlike HNSW
-it can delete. So a scope switches to IVF at ``ivf_from`` vectors (default 10,000),
-retrains when it has doubled and goes back to flat when it has shrunk to a quarter. IVF
-training takes seconds at 100k, so it runs on a thread from a snapshot while the old index
-keeps answering; changes made meanwhile are replayed before the swap.
+in ``docs/benchmarks.md``): one flat search costs about 0.06 ms at 1k vectors, 0.7 ms at 10k
+and 11 ms at 100k; IVF (``nlist = 4·√n`` capped at ``n/39``, ``nprobe = nlist/16``) stays
+near 1 ms at 100k and finds the same nearest neighbour for every near-duplicate query, and
+unlike HNSW it can delete. So a scope switches to IVF at ``ivf_from`` vectors (default
+10,000), retrains when it has doubled and goes back to flat when it has shrunk to a
+quarter. IVF training takes seconds at 100k, so it runs on a thread from a snapshot while
+the old index keeps answering; changes made meanwhile are replayed before the swap.
 """
 
 from __future__ import annotations
