@@ -40,6 +40,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ResponseError
 
 from streamproc.cache.base import CacheEntry, StoredEntry
 from streamproc.cache.tasks import cancel_and_wait
@@ -65,6 +66,7 @@ class RedisStats:
     writes: int = 0
     write_failures: int = 0
     dropped_writes: int = 0
+    rejected_writes: int = 0
 
 
 def namespace_for(prefix: str, model: str, dimension: int) -> str:
@@ -259,6 +261,11 @@ class RedisStore:
             try:
                 async with asyncio.timeout(4 * self._op_timeout_s):
                     await self._write(batch)
+            except ResponseError as exc:
+                # Refused by the server, not lost on the way: retrying would block the queue.
+                self.stats.rejected_writes += len(batch)
+                log.warning("cache_shared_store_write_rejected", error=repr(exc)[:300])
+                continue
             except BaseException:
                 # Back to the front, unless something newer for the same id was queued since.
                 for key, value in reversed(batch):
@@ -280,7 +287,7 @@ class RedisStore:
                 pipe.zadd(self._expiry_key, {member: value.expires_at})
                 message: dict[Any, Any] = {"op": op, "origin": self._origin, **fields}
             else:
-                pipe.pexpireat(key, int(value * 1000), gt=True)
+                pipe.pexpireat(key, int(value * 1000))  # GT would need Redis 7
                 pipe.zadd(self._expiry_key, {member: value}, xx=True, gt=True)
                 message = {
                     "op": op,
@@ -339,8 +346,10 @@ class RedisStore:
             pipe = self._client.pipeline(transaction=False)
             for member, _ in chunk:
                 pipe.hgetall(self._entry_prefix + member.decode())
-            for (_, expires_at), fields in zip(chunk, await pipe.execute(), strict=True):
-                if fields and self._apply_put(fields, expires_at):
+            # One unreadable key (wrong type) must not stop the whole warm.
+            replies = await pipe.execute(raise_on_error=False)
+            for (_, expires_at), fields in zip(chunk, replies, strict=True):
+                if isinstance(fields, dict) and fields and self._apply_put(fields, expires_at):
                     loaded += 1
         self._last_id = last_id
         self.stats.warmed += loaded

@@ -15,6 +15,7 @@ from typing import Any
 import redis
 
 from streamproc.cache.base import CacheEntry, CacheScope, entry_id
+from streamproc.cache.redis_store import RedisStore
 from streamproc.cache.semantic import SemanticCache
 from tests.helpers import free_port, semantic_cache, wait_for
 from tests.integration.cache.conftest import redis_store
@@ -164,4 +165,29 @@ async def test_unreachable_redis_at_start_is_not_fatal_and_the_cache_works_alone
         hit = await cache.lookup(FOX_AGAIN, SCOPE)
         assert hit is not None and hit.entry.event_id == "fox"
     finally:
+        await cache.stop()
+
+
+async def test_a_write_redis_refuses_is_dropped_and_does_not_block_the_queue(
+    redis_url: str, redis_prefix: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    fox_key = f"{redis_prefix}:entry:{entry_id(FOX, SCOPE):016x}"
+    client.set(fox_key, "not a hash")  # HSET of this entry fails with WRONGTYPE
+    cache = await started(redis_url, redis_prefix)
+    store = cache._shared
+    assert isinstance(store, RedisStore)
+    try:
+        await cache.insert(FOX, SCOPE, entry("fox"))
+        await wait_for(lambda: store.stats.rejected_writes == 1)
+        await cache.insert(LIGHTHOUSE, SCOPE, entry("lighthouse"))
+        member = f"{entry_id(LIGHTHOUSE, SCOPE):016x}"
+        await wait_for(lambda: client.zscore(f"{redis_prefix}:expiry", member) is not None)
+        assert await cache.lookup(FOX_AGAIN, SCOPE) is not None  # still answered locally
+        later = await started(redis_url, redis_prefix)  # the broken entry does not stop a warm
+        assert later._shared is not None and later._shared.available
+        assert len(later.store) == 1 and await later.lookup(LIGHTHOUSE, SCOPE) is not None
+        await later.stop()
+    finally:
+        client.close()
         await cache.stop()
