@@ -34,8 +34,8 @@ from streamproc.cache.guard import (  # noqa: E402
     HitQuality,
     hit_quality,
     lexical_overlap,
-    normalize_prompt,
 )
+from streamproc.cache.normalize import normalize_prompt  # noqa: E402
 
 THRESHOLDS = (0.70, 0.75, 0.80, 0.85, 0.90, 0.95)
 SECOND_STAGE = (

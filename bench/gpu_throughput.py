@@ -34,7 +34,7 @@ import torch
 
 from streamproc.app import run_worker
 from streamproc.bus.local import JsonlSource
-from streamproc.cache.memory import MemoryCache
+from streamproc.cache.null import NullCache
 from streamproc.events import PromptEvent
 from streamproc.generation.encode import encode_mp4, to_uint8
 from streamproc.generation.wan import WanGenerator, load_pipeline
@@ -310,7 +310,7 @@ async def run_variant(
                 settings,
                 source=JsonlSource(str(path)),
                 generator=generator,
-                cache=MemoryCache(),
+                cache=NullCache(),
                 store=store,
                 handle_signals=False,
             )
@@ -430,7 +430,7 @@ async def _single_event(
         settings,
         source=JsonlSource(str(path)),
         generator=generator,
-        cache=MemoryCache(),
+        cache=NullCache(),
         store=store,
         handle_signals=False,
     )

@@ -18,7 +18,12 @@ from streamproc.bus.kafka_sink import KafkaSink
 from streamproc.bus.kafka_source import KafkaSource
 from streamproc.bus.local import JsonlSink, JsonlSource
 from streamproc.cache.base import Cache
-from streamproc.cache.memory import MemoryCache
+from streamproc.cache.embedder import BatchingEmbedder, SentenceTransformerEncoder
+from streamproc.cache.guard import HitPolicy
+from streamproc.cache.memory import MemoryStore
+from streamproc.cache.null import NullCache
+from streamproc.cache.redis_store import RedisStore, namespace_for
+from streamproc.cache.semantic import SemanticCache
 from streamproc.errors import ConfigError
 from streamproc.generation.base import Generator
 from streamproc.processor import Processor, ProcessorObserver, RunSummary
@@ -54,8 +59,48 @@ def build_store(settings: Settings) -> CheckableStore:
 
 
 def build_cache(settings: Settings) -> Cache:
-    """The configured cache."""
-    return MemoryCache(settings.cache.max_entries)
+    """The configured cache: the semantic cache, in process or shared through Redis.
+
+    Loads the embedding model (blocking: about a second for MiniLM).
+    """
+    config = settings.cache
+    if config.backend == "none":
+        return NullCache()
+    encoder = SentenceTransformerEncoder(
+        config.embedder_model,
+        device=config.embedder_device,
+        max_seq_length=config.embed_max_tokens,
+        threads=config.embedder_threads,
+    )
+    shared = None
+    if config.backend == "redis":
+        shared = RedisStore(
+            config.redis_url.get_secret_value(),
+            namespace=namespace_for(config.key_prefix, encoder.name, encoder.dimension),
+            op_timeout_s=config.redis_timeout_ms / 1000.0,
+            stream_max_len=config.redis_stream_max_len,
+            max_pending=config.redis_max_pending,
+        )
+    return SemanticCache(
+        BatchingEmbedder(
+            encoder, max_batch=config.embed_batch_size, window_s=config.embed_window_ms / 1000.0
+        ),
+        store=MemoryStore(
+            encoder.dimension, max_entries=config.max_entries, ivf_from=config.ivf_from_entries
+        ),
+        shared=shared,
+        policy=HitPolicy(
+            similarity_threshold=config.similarity_threshold,
+            use_guard=config.verify_hits,
+            verified_threshold=config.verified_threshold,
+            min_overlap=config.min_lexical_overlap,
+        ),
+        ttl_s=config.ttl_s,
+        refresh_ttl_on_hit=config.refresh_ttl_on_hit,
+        candidates=config.candidates,
+        lookup_timeout_s=config.lookup_timeout_ms / 1000.0,
+        sweep_interval_s=config.sweep_interval_s,
+    )
 
 
 def build_generator(settings: Settings) -> Generator:
@@ -91,13 +136,17 @@ async def run_worker(
         source = await stack.enter_async_context(
             source if source is not None else build_source(settings)
         )
+        if cache is None:
+            cache = await asyncio.to_thread(build_cache, settings)
+        await cache.start()
+        stack.push_async_callback(cache.stop)
         processor = Processor(
             settings,
             source=source,
             sink=sink,
             store=store,
             generator=generator,
-            cache=cache if cache is not None else build_cache(settings),
+            cache=cache,
             observers=observers,
         )
         if handle_signals:

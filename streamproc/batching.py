@@ -96,6 +96,7 @@ class MicroBatcher(Generic[T]):
         self._space = asyncio.Event()
         self._space.set()
         self._closed = False
+        self._flushing = False
 
     def __len__(self) -> int:
         return self._count
@@ -125,13 +126,19 @@ class MicroBatcher(Generic[T]):
         self._count += 1
         self._changed.set()
 
+    def flush(self) -> None:
+        """From now on every item is ready at once (no window); :meth:`next_batch` still waits
+        for items submitted later (events that were looking up the cache)."""
+        self._flushing = True
+        self._changed.set()
+
     def close(self) -> None:
         """Flush: every queued item becomes ready now; :meth:`next_batch` returns None at the end."""
         self._closed = True
         self._changed.set()
 
     def _ready_at(self, shape: ShapeKey, group: _Group[T]) -> float:
-        if self._closed or len(group.heap) >= self.max_size(shape):
+        if self._closed or self._flushing or len(group.heap) >= self.max_size(shape):
             return -math.inf
         ready = group.oldest() + self._window
         deadline = group.earliest_deadline()

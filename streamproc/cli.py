@@ -199,6 +199,25 @@ def main() -> None:
 )
 @_kafka_options
 @click.option("--group-id", metavar="NAME", help="Kafka consumer group. [default: streamproc]")
+@click.option(
+    "--cache-backend",
+    type=click.Choice(["memory", "redis"]),
+    help="'memory' (this worker) or 'redis' (shared by all workers). [default: memory]",
+)
+@click.option(
+    "--redis-url", metavar="URL", help="Redis of the shared cache (--cache-backend redis)."
+)
+@click.option(
+    "--similarity-threshold",
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Lowest cosine similarity of a semantic cache hit. [default: 0.85]",
+)
+@click.option(
+    "--cache-ttl",
+    "cache_ttl_s",
+    type=float,
+    help="Seconds a cached video is reused. [default: 3600]",
+)
 @click.option("--worker-id", help="Name of this worker in results and logs.")
 @click.option("--log-format", type=click.Choice(["auto", "console", "json"]))
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
@@ -233,6 +252,10 @@ def run(
     dead_letter_topic: str | None,
     idempotence: bool | None,
     group_id: str | None,
+    cache_backend: str | None,
+    redis_url: str | None,
+    similarity_threshold: float | None,
+    cache_ttl_s: float | None,
     worker_id: str | None,
     log_format: str | None,
     log_level: str | None,
@@ -278,7 +301,13 @@ def run(
             "max_batch_size": max_batch_size,
             "max_in_flight": max_in_flight,
         },
-        cache={"mode": cache_mode},
+        cache={
+            "mode": cache_mode,
+            "backend": cache_backend,
+            "redis_url": redis_url,
+            "similarity_threshold": similarity_threshold,
+            "ttl_s": cache_ttl_s,
+        },
         log={"format": log_format, "level": log_level},
     )
     from streamproc.app import build_source, run_worker

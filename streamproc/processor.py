@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -37,7 +37,8 @@ from streamproc.batching import MicroBatcher, ShapeKey
 from streamproc.bus.base import Partition, Record, Sink, Source
 from streamproc.bus.local import TRUNCATED_HEADER
 from streamproc.bus.offsets import OffsetTracker
-from streamproc.cache.base import Cache, CacheEntry, CacheHit, CacheScope, exact_key
+from streamproc.cache.base import Cache, CacheEntry, CacheHit, CacheScope
+from streamproc.cache.coalesce import InFlight, Lead
 from streamproc.errors import (
     DeadlineExceeded,
     GenerationError,
@@ -162,9 +163,14 @@ class Processor:
             deadline_slack_s=settings.batch.deadline_slack_ms / 1000.0,
         )
         self._tasks: dict[asyncio.Task[None], Record] = {}
-        self._leaders: dict[str, asyncio.Future[CacheEntry | None]] = {}
+        # Admitted events not yet in the batcher nor finished (e.g. embedding for the cache).
+        self._unbatched: set[asyncio.Task[None]] = set()
+        self._all_batched = asyncio.Event()
+        self._all_batched.set()
+        self._inflight = InFlight(cache, near=settings.cache.coalesce_near_duplicates)
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
+        self._stopped_at = 0.0
         self._paused = False
         self._encode_pool = make_encode_pool(settings.encoding)
 
@@ -184,6 +190,8 @@ class Processor:
 
         With ``force`` in-flight work is abandoned at once (it stays uncommitted).
         """
+        if not self._stop.is_set():
+            self._stopped_at = time.monotonic()
         self._stop.set()
         if force:
             self._force.set()
@@ -215,20 +223,22 @@ class Processor:
         return self.summary
 
     async def _drain(self, gpu: asyncio.Task[None]) -> None:
-        """Finish admitted work. When the input simply ended, everything is finished however
-        long it takes (until a stop is requested); after a stop request, only for
-        ``shutdown_grace_s``."""
-        self._batcher.close()
+        """Finish admitted work, then stop the GPU loop.
+
+        Events still looking up the cache join the batcher before the flush, so it does not
+        split batches they would have joined; the batcher stays open until every event is
+        done (a follower whose leader failed submits late). When the input simply ended this
+        waits as long as the work takes; after a stop request, for ``shutdown_grace_s`` from
+        the request (nothing with a forced stop). Work still unfinished then is abandoned,
+        uncommitted.
+        """
+        batched = asyncio.create_task(self._all_batched.wait())
+        await self._settle({batched})
+        batched.cancel()
+        self._batcher.flush()
         pending = set(self._tasks)
-        if pending and not self._stop.is_set():
-            stop_wait = asyncio.create_task(self._stop.wait())
-            remaining = {t for t in pending if not t.done()}
-            while remaining and not self._stop.is_set():
-                await asyncio.wait({*remaining, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                remaining = {t for t in remaining if not t.done()}
-            stop_wait.cancel()
         if pending:
-            await self._wait_or_force(pending, self._settings.shutdown_grace_s)
+            await self._settle(pending)
             late = {t for t in pending if not t.done()}
             if late:
                 log.warning("shutdown_abandoned", events=len(late))
@@ -236,13 +246,28 @@ class Processor:
                 for task in late:
                     task.cancel()
                 await asyncio.gather(*late, return_exceptions=True)
+        self._batcher.close()
         if not gpu.done():
             try:
                 await asyncio.wait_for(gpu, timeout=max(self._settings.shutdown_grace_s, 0.1))
             except TimeoutError:
                 log.warning("shutdown_gpu_abandoned")
 
-    async def _wait_or_force(self, tasks: set[asyncio.Task[None]], seconds: float) -> None:
+    async def _settle(self, tasks: set[asyncio.Task[Any]]) -> None:
+        """Wait for ``tasks``: without limit while no stop is requested, then until the grace
+        period after the stop request ends or a forced stop."""
+        remaining = {t for t in tasks if not t.done()}
+        if remaining and not self._stop.is_set():
+            stop_wait = asyncio.create_task(self._stop.wait())
+            while remaining and not self._stop.is_set():
+                await asyncio.wait({*remaining, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                remaining = {t for t in remaining if not t.done()}
+            stop_wait.cancel()
+        if remaining:
+            left = self._stopped_at + self._settings.shutdown_grace_s - time.monotonic()
+            await self._wait_or_force(remaining, max(left, 0.0))
+
+    async def _wait_or_force(self, tasks: set[asyncio.Task[Any]], seconds: float) -> None:
         """Wait until ``tasks`` are done, ``seconds`` passed or a forced stop was requested."""
         deadline = time.monotonic() + seconds
         forced = asyncio.create_task(self._force.wait())
@@ -272,6 +297,8 @@ class Processor:
             observer.record_received()
         task = asyncio.create_task(self._handle(record))
         self._tasks[task] = record
+        self._unbatched.add(task)
+        self._all_batched.clear()
         task.add_done_callback(self._tasks.pop)
         if not self._paused and len(self._tasks) >= self._settings.batch.max_in_flight:
             self._paused = True
@@ -303,6 +330,7 @@ class Processor:
             # A bug, not an input problem: keep the offset unfinished rather than guess.
             log.exception("event_crashed")
         finally:
+            self._reached_batcher()
             if outcome is not None:
                 self.tracker.finish(record.partition, record.offset)
                 self.summary.outcomes[outcome] += 1
@@ -310,6 +338,14 @@ class Processor:
                 for observer in self._observers:
                     observer.record_finished(outcome, seconds)
             self._maybe_resume_soon()
+
+    def _reached_batcher(self) -> None:
+        """The current event is in the batcher or finished: a flush no longer splits it off."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._unbatched.discard(task)
+        if not self._unbatched:
+            self._all_batched.set()
 
     def _maybe_resume_soon(self) -> None:
         # The task is still registered while its finally block runs; resume after removal.
@@ -365,15 +401,12 @@ class Processor:
             tenant=event.tenant,
         )
         mode = event.cache_mode or self._settings.cache.mode
-        leader: asyncio.Future[CacheEntry | None] | None = None
+        lead: Lead | None = None
         if mode is CacheMode.REUSE:
             hit = await self._lookup(prompt, scope)
-            key = exact_key(prompt, scope)
-            while hit is None and key in self._leaders:
-                # The same request is already being generated: share its video.
-                entry = await asyncio.shield(self._leaders[key])
-                if entry is not None:
-                    hit = CacheHit(entry=entry, outcome=CacheOutcome.HIT_EXACT, similarity=1.0)
+            if hit is None:
+                # The same or a near-duplicate request is being generated: share its video.
+                hit = await self._inflight.follow(prompt, scope)
             if hit is not None:
                 await self._publish_hit(record, event, params, hit, received)
                 return (
@@ -381,15 +414,13 @@ class Processor:
                     if hit.outcome is CacheOutcome.HIT_SEMANTIC
                     else Outcome.HIT_EXACT
                 )
-            leader = asyncio.get_running_loop().create_future()
-            self._leaders[key] = leader
+            lead = self._inflight.lead(prompt, scope)
         made: CacheEntry | None = None
         try:
             made = await self._generate(record, event, prompt, params, scope, mode, received)
         finally:
-            if leader is not None:
-                self._leaders.pop(exact_key(prompt, scope), None)
-                leader.set_result(made)
+            if lead is not None:
+                lead.finish(made)
         return Outcome.GENERATED if made is not None else Outcome.FAILED
 
     async def _lookup(self, prompt: str, scope: CacheScope) -> CacheHit | None:
@@ -455,6 +486,7 @@ class Processor:
             event.guidance_scale,
         )
         await self._batcher.submit(job, shape, priority=event.priority, deadline=job.deadline)
+        self._reached_batcher()
         try:
             generated = await job.future
         except GenerationError as exc:

@@ -290,10 +290,109 @@ class StorageSettings(_Section):
 
 
 class CacheSettings(_Section):
-    """The result cache."""
+    """The semantic result cache (see docs/cache.md)."""
 
     mode: CacheMode = Field(CacheMode.REUSE, description="reuse, refresh or bypass, globally.")
-    max_entries: int = Field(100_000, ge=1, description="In-process entries before LRU eviction.")
+    backend: Literal["memory", "redis", "none"] = Field(
+        "memory",
+        description="'memory': this worker only; 'redis': shared by every worker through "
+        "cache.redis_url; 'none': remember nothing (no embedding model is loaded).",
+    )
+    redis_url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:6379/0"),
+        description="Redis of the shared cache, redis:// or rediss:// (may hold a password).",
+    )
+    key_prefix: str = Field(
+        "streamproc:cache",
+        min_length=1,
+        description="Prefix of the Redis keys; workers that share a cache use the same one.",
+    )
+    ttl_s: float = Field(
+        3600.0, gt=0, description="How long an entry answers requests after it was stored."
+    )
+    refresh_ttl_on_hit: bool = Field(False, description="A hit restarts its entry's TTL.")
+    similarity_threshold: float = Field(
+        0.85, gt=0, le=1, description="Lowest cosine similarity of a semantic hit."
+    )
+    verify_hits: bool = Field(
+        True,
+        description="Check a semantic candidate's attributes (numbers, colours, time of day, "
+        "weather, subjects, negation ...) against the request before accepting it.",
+    )
+    verified_threshold: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Optional lower band: a candidate from here up to similarity_threshold "
+        "hits when the guard accepts it and the prompts share min_lexical_overlap of their "
+        "content words. Off when unset.",
+    )
+    min_lexical_overlap: float = Field(
+        0.65, ge=0, le=1, description="Content-word overlap the lower band requires."
+    )
+    candidates: int = Field(
+        4, ge=1, le=64, description="Nearest neighbours checked per lookup, best first."
+    )
+    coalesce_near_duplicates: bool = Field(
+        True,
+        description="A miss close to one being generated waits for its video (identical "
+        "prompts always do).",
+    )
+    embedder_model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="Sentence-transformers model of the embeddings: the default ships with "
+        "the package (English only); or a model directory, e.g. "
+        "paraphrase-multilingual-MiniLM-L12-v2 for other languages.",
+    )
+    embedder_device: str = Field("cpu", description="Where the embedder runs: 'cpu', 'cuda'.")
+    embedder_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads (process-wide); unset keeps torch's default.",
+    )
+    embed_batch_size: int = Field(64, ge=1, le=1024, description="Most prompts per embedding call.")
+    embed_window_ms: float = Field(
+        2.0, ge=0, description="How long an embedding call waits for more prompts."
+    )
+    embed_max_tokens: int = Field(
+        128, ge=8, le=512, description="Tokens of a prompt that are embedded."
+    )
+    lookup_timeout_ms: float = Field(
+        1000.0,
+        gt=0,
+        description="A lookup that cannot embed in time is a miss (a generation costs more).",
+    )
+    max_entries: int = Field(
+        100_000, ge=1, description="Entries kept in process; the least recently used go."
+    )
+    ivf_from_entries: int = Field(
+        10_000,
+        ge=64,
+        description="Entries of one scope at which its index turns from exact to IVF.",
+    )
+    sweep_interval_s: float = Field(
+        5.0, gt=0, description="How often expired entries are dropped from the indexes."
+    )
+    redis_timeout_ms: float = Field(
+        250.0, gt=0, description="Per Redis command (never awaited by an event)."
+    )
+    redis_stream_max_len: int = Field(
+        100_000, ge=100, description="Length of the change stream workers follow."
+    )
+    redis_max_pending: int = Field(
+        10_000,
+        ge=1,
+        description="Writes kept while Redis is unreachable; beyond, the oldest are dropped.",
+    )
+
+    @model_validator(mode="after")
+    def _bands(self) -> CacheSettings:
+        if (
+            self.verified_threshold is not None
+            and self.verified_threshold > self.similarity_threshold
+        ):
+            raise ValueError("cache.verified_threshold must be <= cache.similarity_threshold")
+        return self
 
 
 class LocalTransportSettings(_Section):

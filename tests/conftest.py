@@ -1,4 +1,5 @@
-"""Shared fixtures: settings in a temporary directory, one tiny pipeline per session."""
+"""Shared fixtures: settings in a temporary directory, one tiny pipeline per session, the real
+MiniLM encoder, the machine's Redis with a fresh key prefix per test."""
 
 from __future__ import annotations
 
@@ -8,16 +9,20 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
+from streamproc.cache.embedder import SentenceTransformerEncoder
 from streamproc.generation.wan import load_pipeline
 from streamproc.settings import GenerationSettings, Settings, load_settings
+from tests.helpers import minilm
 
 MakeSettings = Callable[..., Settings]
 
@@ -67,3 +72,39 @@ def make_settings(tmp_path: Path) -> MakeSettings:
 def tiny_pipeline() -> tuple[Any, str]:
     """The tiny random-weight Wan pipeline, loaded once (it is never mutated by tests)."""
     return load_pipeline(GenerationSettings(device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def minilm_encoder() -> SentenceTransformerEncoder:
+    """The real all-MiniLM-L6-v2 encoder, loaded once per session."""
+    return minilm()
+
+
+MACHINE_REDIS = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The machine's Redis (``.ci/run`` starts one when none answers)."""
+    client = redis.Redis.from_url(MACHINE_REDIS, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"tests need Redis on 127.0.0.1:6379 ({exc}); .ci/run starts one")
+    finally:
+        client.close()
+    return MACHINE_REDIS
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test alone; its keys are deleted afterwards."""
+    prefix = f"streamproc-test:{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

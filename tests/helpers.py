@@ -1,9 +1,13 @@
-"""Test helpers: a generator spy around the real pipeline, JSONL helpers."""
+"""Test helpers: a generator spy around the real pipeline, JSONL helpers, the real MiniLM."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import shutil
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -11,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from streamproc.batching import ShapeKey
+from streamproc.cache.embedder import BatchingEmbedder, SentenceTransformerEncoder
+from streamproc.cache.semantic import SemanticCache
 from streamproc.errors import GenerationError
 from streamproc.events import (
     CacheOutcome,
@@ -173,3 +179,78 @@ def sample_dead_letter() -> DeadLetter:
         worker_id="w",
         failed_at=utcnow(),
     )
+
+
+@functools.cache
+def minilm() -> SentenceTransformerEncoder:
+    """The real all-MiniLM-L6-v2 encoder, loaded once per test process (it is stateless)."""
+    return SentenceTransformerEncoder()
+
+
+def semantic_cache(**options: Any) -> SemanticCache:
+    """A fresh in-process semantic cache over the real MiniLM."""
+    return SemanticCache(BatchingEmbedder(minilm()), **options)
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free loopback port, to stop and restart at will
+    (never the machine's Redis on 6379). No persistence: a restart starts empty."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise AssertionError("redis-server is not installed (.ci/run installs it)")
+        self._binary = binary
+        self._dir = directory
+        self.port = free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._proc = subprocess.Popen(
+            [
+                self._binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self._dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while not self.answers():
+            if time.monotonic() > deadline or self._proc.poll() is not None:
+                raise AssertionError("redis-server did not start")
+            time.sleep(0.05)
+
+    def answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(timeout=20)
+        self._proc = None

@@ -4,27 +4,42 @@ A cache maps (prompt, scope) to a stored video. Only entries of the same :class:
 may answer a request: a 480p request never gets a 720p video. The processor calls
 :meth:`Cache.lookup` before batching a request and :meth:`Cache.insert` once its video is
 stored; a cache failure is never fatal (the event is generated instead).
+
+Prompts are compared as :func:`match_text` gives them (:func:`~streamproc.cache.normalize.
+normalize_prompt`: NFKC, case-folded, whitespace collapsed, edge punctuation and leading
+framing words such as "a video of" removed). The exact key and the embedding of a prompt
+both come from that text, so what is "exact" and what is "near" never disagree.
+
+The parts behind :class:`~streamproc.cache.semantic.SemanticCache` have their own small
+seams here: :class:`Encoder` (a sentence-embedding model), :class:`Embedder` (the same, off
+the event loop), :class:`VectorIndex` (nearest neighbours of one scope) and
+:class:`SharedStore` (entries shared between workers, e.g. Redis).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import string
-import unicodedata
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
+import numpy.typing as npt
+
+from streamproc.cache.normalize import normalize_prompt
 from streamproc.events import CacheOutcome
 
-_EDGE_PUNCTUATION = string.punctuation + "\u201c\u201d\u2018\u2019\u2026 "
+if TYPE_CHECKING:
+    from streamproc.cache.memory import MemoryStore
+
+Vector = npt.NDArray[np.float32]
+"""One L2-normalised embedding (1-D float32)."""
 
 
 def match_text(prompt: str) -> str:
-    """The prompt as the cache compares it: NFKC, case-folded, whitespace collapsed,
-    punctuation at both ends removed."""
-    text = " ".join(unicodedata.normalize("NFKC", prompt).casefold().split())
-    return text.strip(_EDGE_PUNCTUATION)
+    """The prompt as the cache keys and embeds it (see the module docstring)."""
+    return normalize_prompt(prompt)
 
 
 @dataclass(frozen=True)
@@ -44,7 +59,9 @@ class CacheScope:
         """A short stable id of the scope."""
         fields = asdict(self)
         if fields["negative_prompt"] is not None:
-            fields["negative_prompt"] = match_text(fields["negative_prompt"])
+            fields["negative_prompt"] = normalize_prompt(
+                fields["negative_prompt"], drop_filler=False
+            )
         material = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(material.encode("utf-8")).hexdigest()[:24]
 
@@ -62,7 +79,7 @@ class CacheEntry:
 
 @dataclass(frozen=True)
 class CacheHit:
-    """A lookup that found a reusable video."""
+    """A lookup that found a reusable video; ``similarity`` is the cosine (1.0 when exact)."""
 
     entry: CacheEntry
     outcome: CacheOutcome
@@ -75,8 +92,39 @@ def exact_key(prompt: str, scope: CacheScope) -> str:
     return f"{scope.key()}:{digest}"
 
 
+def entry_id(prompt: str, scope: CacheScope) -> int:
+    """The 63-bit id of the entry that :func:`exact_key` names (FAISS ids are int64).
+
+    Equal on every worker, so an entry inserted twice (two workers, a refresh) replaces
+    itself instead of appearing twice.
+    """
+    digest = hashlib.sha256(exact_key(prompt, scope).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """One entry as the stores keep it: the video, the prompt it was inserted with (the guard
+    compares requests with it) and the vector of that prompt's :func:`match_text`."""
+
+    entry_id: int
+    scope_key: str
+    prompt: str
+    entry: CacheEntry
+    vector: Vector
+    expires_at: float
+
+
 class Cache(Protocol):
     """Finds reusable videos and remembers new ones."""
+
+    async def start(self) -> None:
+        """Get ready (e.g. warm from a shared store); called before the first event."""
+        ...
+
+    async def stop(self) -> None:
+        """Release what :meth:`start` took; idempotent."""
+        ...
 
     async def lookup(self, prompt: str, scope: CacheScope) -> CacheHit | None:
         """The best reusable entry for ``prompt`` in ``scope``, or None (a miss)."""
@@ -84,4 +132,115 @@ class Cache(Protocol):
 
     async def insert(self, prompt: str, scope: CacheScope, entry: CacheEntry) -> None:
         """Remember ``entry`` (called after its video is stored)."""
+        ...
+
+    async def closest(
+        self, prompt: str, scope: CacheScope, others: Sequence[str]
+    ) -> tuple[int, float] | None:
+        """Which of ``others`` (prompts of ``scope`` being generated right now) may answer
+        ``prompt`` by the rules of :meth:`lookup`: its index and similarity, or None."""
+        ...
+
+
+class Encoder(Protocol):
+    """A sentence-embedding model. Blocking: called on a worker thread, never on the loop."""
+
+    @property
+    def name(self) -> str:
+        """Identifies the model; vectors of different encoders never meet."""
+        ...
+
+    @property
+    def dimension(self) -> int:
+        """Length of each vector."""
+        ...
+
+    def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """One L2-normalised row per text."""
+        ...
+
+
+class Embedder(Protocol):
+    """Turns prompts into unit vectors without blocking the event loop."""
+
+    @property
+    def name(self) -> str:
+        """The encoder's name."""
+        ...
+
+    @property
+    def dimension(self) -> int:
+        """Length of each vector."""
+        ...
+
+    async def embed(self, text: str) -> Vector:
+        """The vector of ``text``; concurrent calls are batched together."""
+        ...
+
+    def known(self, text: str) -> Vector | None:
+        """The vector of ``text`` if it was computed lately, else None (never encodes)."""
+        ...
+
+    async def stop(self) -> None:
+        """Release the worker thread (idempotent; a later :meth:`embed` starts it again)."""
+        ...
+
+
+class VectorIndex(Protocol):
+    """Nearest neighbours by inner product among the vectors of one scope."""
+
+    def add(self, entry_id: int, vector: Vector) -> None:
+        """Add or replace the vector of ``entry_id``."""
+        ...
+
+    def remove(self, entry_id: int) -> None:
+        """Forget ``entry_id`` (no error when absent)."""
+        ...
+
+    def search(self, vector: Vector, k: int) -> list[tuple[int, float]]:
+        """Up to ``k`` (entry id, inner product) pairs, best first."""
+        ...
+
+    def __len__(self) -> int: ...
+
+
+class SharedStore(Protocol):
+    """Entries shared by every worker (Redis). Each worker answers from its own
+    :class:`~streamproc.cache.memory.MemoryStore`; this keeps that copy in sync.
+
+    Nothing here may block or fail a lookup or an insert: writes are queued, and while the
+    shared store is unreachable the worker goes on with what it has.
+    """
+
+    async def start(self, local: MemoryStore) -> None:
+        """Fill ``local`` with the live shared entries, then keep it in sync until stop.
+
+        Returns even when the store is unreachable (it keeps retrying in the background).
+        """
+        ...
+
+    async def stop(self) -> None:
+        """Stop syncing and close connections (idempotent)."""
+        ...
+
+    def put(self, stored: StoredEntry) -> None:
+        """Share a new or replaced entry (queued)."""
+        ...
+
+    def touch(self, entry_id: int, expires_at: float) -> None:
+        """Move an entry's expiry (queued): a hit refreshed its TTL."""
+        ...
+
+    async def expiries(self, entry_ids: Sequence[int]) -> dict[int, float] | None:
+        """Current expiry of those of ``entry_ids`` the store still holds; None when
+        unreachable. Called before dropping entries that look expired locally."""
+        ...
+
+    async def collect_garbage(self, now: float) -> None:
+        """Drop bookkeeping of entries that expired (any worker may call it)."""
+        ...
+
+    @property
+    def available(self) -> bool:
+        """Whether the store answered lately."""
         ...

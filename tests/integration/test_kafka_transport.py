@@ -15,14 +15,13 @@ import pytest
 from streamproc.bus.base import Partition, PartitionListener
 from streamproc.bus.kafka_sink import KafkaSink
 from streamproc.bus.kafka_source import KafkaSource
-from streamproc.cache.memory import MemoryCache
 from streamproc.generation.base import GenerationRequest
 from streamproc.generation.wan import WanGenerator, load_pipeline
 from streamproc.processor import Outcome, Processor, RunSummary
 from streamproc.settings import Settings
 from streamproc.storage.local import LocalObjectStore
 from tests.conftest import MakeSettings
-from tests.helpers import SpyGenerator, event, eventually
+from tests.helpers import SpyGenerator, event, eventually, semantic_cache
 from tests.integration.conftest import PROMPT_PARTITIONS
 from tests.kafka_broker import (
     Topics,
@@ -102,7 +101,7 @@ class KafkaWorker:
             sink=self.sink,
             store=store or LocalObjectStore(Path(settings.storage.local_dir)),
             generator=generator,
-            cache=MemoryCache(),
+            cache=semantic_cache(),
         )
         self._task: asyncio.Task[RunSummary] | None = None
 
@@ -221,10 +220,17 @@ async def test_later_batch_finishing_first_never_moves_the_commit_past_the_earli
     )
     store = HeldStore(tmp_path / "store", held={"first-0", "first-1"})
     ids = ["first-0", "first-1", "second-0", "second-1"]
+    # Unrelated scenes: near-duplicates would coalesce with the held batch instead.
+    scenes = [
+        "a red fox in deep snow",
+        "a paper boat on a still lake",
+        "a neon city street at night",
+        "a honeybee landing on a sunflower",
+    ]
     await produce(
         kafka_bootstrap,
         topics.prompts,
-        [(0, i.encode(), value(event(i, f"prompt {i}")), []) for i in ids],
+        [(0, i.encode(), value(event(i, scene)), []) for i, scene in zip(ids, scenes, strict=True)],
     )
     async with KafkaWorker(settings, spy(settings, tiny_pipeline), store=store):
 

@@ -13,7 +13,6 @@ import pytest
 from streamproc.app import run_worker
 from streamproc.bus.base import Partition
 from streamproc.bus.local import JsonlSink, JsonlSource
-from streamproc.cache.memory import MemoryCache
 from streamproc.errors import StorageError
 from streamproc.events import utcnow
 from streamproc.generation.wan import WanGenerator
@@ -21,7 +20,14 @@ from streamproc.processor import Outcome, Processor
 from streamproc.settings import Settings
 from streamproc.storage.local import LocalObjectStore
 from tests.conftest import MakeSettings
-from tests.helpers import SpyGenerator, event, read_jsonl, wait_for, write_jsonl
+from tests.helpers import (
+    SpyGenerator,
+    event,
+    read_jsonl,
+    semantic_cache,
+    wait_for,
+    write_jsonl,
+)
 
 
 class RecordingSource(JsonlSource):
@@ -64,7 +70,7 @@ class Harness:
         self.settings = settings
         self.tmp = tmp_path
         self.spy = SpyGenerator(WanGenerator(settings.generation, loaded=tiny))
-        self.cache = MemoryCache()
+        self.cache = semantic_cache()
 
     def source(self, lines: list[Any]) -> RecordingSource:
         return RecordingSource(write_jsonl(self.tmp / "in.jsonl", lines))
@@ -146,6 +152,39 @@ async def test_duplicates_in_one_window_generate_once(harness: Harness) -> None:
     assert summary.outcomes[Outcome.HIT_EXACT] == 2
 
 
+async def test_near_duplicates_in_one_window_generate_once(harness: Harness) -> None:
+    lines = [
+        event("n0", "a kitten rolling on green grass"),
+        event("n1", "a kitten rolls around on green grass"),
+        event("n2", "a kitten rolling on green grass at night"),  # a different scene
+    ]
+    summary = await harness.run(lines)
+    assert sorted(harness.spy.generated_ids) == ["n0", "n2"]
+    by_id = {r["event_id"]: r for r in harness.results}
+    follower = by_id["n1"]
+    assert follower["cache"] == "hit-semantic" and follower["matched_event_id"] == "n0"
+    assert follower["similarity"] >= 0.85
+    assert follower["video_url"] == by_id["n0"]["video_url"]
+    assert follower["result_id"] != by_id["n0"]["result_id"]
+    assert summary.outcomes[Outcome.HIT_SEMANTIC] == 1
+
+
+async def test_paraphrase_of_an_earlier_prompt_is_answered_without_generating(
+    harness: Harness,
+) -> None:
+    await harness.run([event("first", "a golden retriever catching a frisbee in the park")])
+    await harness.run(
+        [
+            event("para", "in the park, a golden retriever catches a frisbee"),
+            event("other", "a golden retriever catching a frisbee on the beach"),
+        ]
+    )
+    assert sorted(harness.spy.generated_ids) == ["first", "other"]
+    para = next(r for r in harness.results if r["event_id"] == "para")
+    assert para["cache"] == "hit-semantic" and para["matched_event_id"] == "first"
+    assert 0.85 <= para["similarity"] < 1.0
+
+
 async def test_bypass_and_refresh_attributes_skip_the_cache_read(harness: Harness) -> None:
     await harness.run([event("seed", "a snow leopard")])
     await harness.run(
@@ -214,7 +253,8 @@ async def test_store_outage_holds_the_commit_and_the_result_until_stored(
 async def test_later_batch_finishing_first_never_moves_the_commit_past_the_earlier(
     make_settings: MakeSettings, tmp_path: Path, tiny_pipeline: Any
 ) -> None:
-    settings = make_settings(batch={"window_ms": 50, "max_batch_size": 2})
+    # A wide window: a0 and a1 embed for their cache lookups before they reach the batcher.
+    settings = make_settings(batch={"window_ms": 500, "max_batch_size": 2})
     harness = Harness(settings, tmp_path, tiny_pipeline)
     slow = harness.spy
     slow.release.clear()  # hold the first batch on the "GPU"

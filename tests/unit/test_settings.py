@@ -73,3 +73,16 @@ def test_event_limits_follow_the_settings() -> None:
     settings = load_settings(limits={"max_width": 512, "max_prompt_chars": 50})
     limits = settings.event_limits("m")
     assert (limits.max_width, limits.max_prompt_chars, limits.model_id) == (512, 50, "m")
+
+
+def test_cache_lower_band_must_sit_below_the_threshold() -> None:
+    with pytest.raises(ConfigError, match="verified_threshold"):
+        load_settings(cache={"similarity_threshold": 0.8, "verified_threshold": 0.9})
+    settings = load_settings(cache={"verified_threshold": 0.7, "backend": "redis"})
+    assert settings.cache.verified_threshold == 0.7 and settings.cache.backend == "redis"
+
+
+def test_redis_url_is_a_secret_never_printed() -> None:
+    settings = load_settings(cache={"redis_url": "redis://:hunter2@cache:6379/0"})
+    assert settings.cache.redis_url.get_secret_value().endswith("@cache:6379/0")
+    assert "hunter2" not in settings.model_dump_json()

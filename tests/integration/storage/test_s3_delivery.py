@@ -13,12 +13,11 @@ from structlog.testing import capture_logs
 
 from streamproc.app import run_worker
 from streamproc.bus.local import JsonlSink, JsonlSource
-from streamproc.cache.memory import MemoryCache
 from streamproc.events import VideoResult
 from streamproc.generation.wan import WanGenerator
 from streamproc.settings import S3Settings
 from tests.conftest import MakeSettings
-from tests.helpers import SpyGenerator, event, read_jsonl, wait_for, write_jsonl
+from tests.helpers import SpyGenerator, event, read_jsonl, semantic_cache, wait_for, write_jsonl
 from tests.integration.storage.conftest import MotoS3
 from tests.integration.storage.test_s3 import fetch
 
@@ -97,7 +96,7 @@ async def test_outage_and_lost_bucket_delay_results_until_the_videos_are_stored(
                 source=source,
                 sink=sink,
                 generator=spy,
-                cache=MemoryCache(),
+                cache=semantic_cache(),
                 handle_signals=False,
             )
         )

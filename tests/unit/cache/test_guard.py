@@ -11,15 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streamproc.cache.attributes import extract_attributes
 from streamproc.cache.guard import (
     AttributeGuard,
     HitPolicy,
     HitQuality,
-    extract_attributes,
     hit_quality,
     lexical_overlap,
-    normalize_prompt,
 )
+from streamproc.cache.normalize import normalize_prompt
 
 PAIRS_PATH = Path(__file__).resolve().parents[2] / "data" / "prompt_pairs.jsonl"
 REQUIRED_PRECISION = 0.98
