@@ -201,8 +201,9 @@ def main() -> None:
 @click.option("--group-id", metavar="NAME", help="Kafka consumer group. [default: streamproc]")
 @click.option(
     "--cache-backend",
-    type=click.Choice(["memory", "redis"]),
-    help="'memory' (this worker) or 'redis' (shared by all workers). [default: memory]",
+    type=click.Choice(["memory", "redis", "none"]),
+    help="'memory' (this worker), 'redis' (shared by all workers) or 'none' (no cache, no "
+    "embedding model). [default: memory]",
 )
 @click.option(
     "--redis-url", metavar="URL", help="Redis of the shared cache (--cache-backend redis)."
