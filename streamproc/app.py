@@ -18,19 +18,13 @@ from streamproc.bus.kafka_sink import KafkaSink
 from streamproc.bus.kafka_source import KafkaSource
 from streamproc.bus.local import JsonlSink, JsonlSource
 from streamproc.cache.base import Cache
-from streamproc.cache.embedder import BatchingEmbedder, SentenceTransformerEncoder
-from streamproc.cache.guard import HitPolicy
-from streamproc.cache.memory import MemoryStore
 from streamproc.cache.null import NullCache
-from streamproc.cache.redis_store import RedisStore, namespace_for
-from streamproc.cache.semantic import SemanticCache
 from streamproc.errors import ConfigError
 from streamproc.generation.base import Generator
 from streamproc.processor import Processor, ProcessorObserver, RunSummary
 from streamproc.settings import Settings
 from streamproc.storage.base import CheckableStore, ObjectStore
 from streamproc.storage.local import LocalObjectStore
-from streamproc.storage.s3 import S3ObjectStore
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +48,10 @@ def build_sink(settings: Settings) -> Sink:
 def build_store(settings: Settings) -> CheckableStore:
     """The configured object store (S3's is an async context manager: enter it first)."""
     if settings.storage.backend == "s3":
+        # Imported here, as are the cache's backends below: a worker that does not use them
+        # starts without loading boto, FAISS, Redis or sentence-transformers.
+        from streamproc.storage.s3 import S3ObjectStore
+
         return S3ObjectStore(settings.storage.s3)
     return LocalObjectStore(settings.storage.local_dir)
 
@@ -66,6 +64,12 @@ def build_cache(settings: Settings) -> Cache:
     config = settings.cache
     if config.backend == "none":
         return NullCache()
+    from streamproc.cache.embedder import BatchingEmbedder, SentenceTransformerEncoder
+    from streamproc.cache.guard import HitPolicy
+    from streamproc.cache.memory import MemoryStore
+    from streamproc.cache.redis_store import RedisStore, namespace_for
+    from streamproc.cache.semantic import SemanticCache
+
     encoder = SentenceTransformerEncoder(
         config.embedder_model,
         device=config.embedder_device,
