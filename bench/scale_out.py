@@ -74,6 +74,7 @@ class Worker:
     ready: threading.Event = field(default_factory=threading.Event)
     assigned: threading.Event = field(default_factory=threading.Event)
     lines: list[dict[str, Any]] = field(default_factory=list)
+    assignments: list[list[str]] = field(default_factory=list)
 
     def watch(self, log: IO[bytes]) -> None:
         """Read the worker's JSON log lines (stderr) on a thread."""
@@ -88,6 +89,7 @@ class Worker:
             if line.get("event") in ("worker_started", "model_ready"):
                 self.ready.set()
             if line.get("event") == "partitions_assigned" and line.get("partitions"):
+                self.assignments.append(line["partitions"])
                 self.assigned.set()
 
 
@@ -283,11 +285,26 @@ async def phase(
                     break
                 await asyncio.sleep(0.1)
             stopped = workers[-1]
+            assigned_before = [len(w.assignments) for w in workers]
             stopped.proc.send_signal(getattr(signal, f"SIG{args.stop_signal}"))
             report["handover_events"] = len(handover)
             report["stopped_worker_after"] = len(collector.records) - answered_before
             await wait_answered(collector, everything, args.run_timeout)
             report["stopped_worker_exit"] = await asyncio.to_thread(stopped.proc.wait, 120)
+            # Which partitions the survivors took over (assignments logged after the stop).
+            report["reassigned_after_stop"] = {
+                w.index: w.assignments[stopped_count:]
+                for w, stopped_count in zip(workers, assigned_before, strict=True)
+                if w is not stopped
+            }
+            report["handover_per_worker"] = {
+                w.index: sum(
+                    r.get("worker_id") == f"scale-{w.index}"
+                    for t, r in collector.records
+                    if t == names["results"] and str(r.get("event_id", "")).startswith(f"{tag}-h")
+                )
+                for w in workers
+            }
         await asyncio.sleep(3.0)  # duplicates from a hand-over would arrive now
         results = [r for t, r in collector.records if t == names["results"]]
         dead = [r for t, r in collector.records if t == names["dead"]]
