@@ -44,6 +44,9 @@ from streamproc.settings import Settings, load_settings
 from streamproc.storage.local import LocalObjectStore
 
 #: name -> generation/batch settings. "plain" is the processor with every switch off.
+#: The request class the step-cache variants send (attributes.quality).
+DRAFT = "draft"
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "plain": {
         "batched_cfg": False,
@@ -151,6 +154,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 
+# Opt-in request class: events carry attributes.quality = "draft", served with diffusers'
+# FirstBlockCache at the threshold in the name (random weights: speed only, not quality).
+for _threshold in (0.05, 0.1, 0.2, 0.5, 1.0):
+    VARIANTS[f"compiled-cudnn-fbc{_threshold:g}"] = {
+        **VARIANTS["compiled-cudnn"],
+        "step_cache": {"kind": "first-block", "threshold": _threshold},
+    }
+
 
 def transformer_flops(config: Any, tokens: int, text_tokens: int) -> float:
     """Matmul FLOPs of one transformer forward for one video (2 per multiply-add)."""
@@ -182,7 +193,9 @@ def matmul_tflops(device: torch.device) -> float | None:
     return 20 * 2 * 8192**3 / (time.perf_counter() - started) / 1e12
 
 
-def events(n: int, shape: dict[str, Any], tag: str) -> list[PromptEvent]:
+def events(
+    n: int, shape: dict[str, Any], tag: str, quality: str | None = None
+) -> list[PromptEvent]:
     import random
 
     rng = random.Random(tag)
@@ -191,6 +204,7 @@ def events(n: int, shape: dict[str, Any], tag: str) -> list[PromptEvent]:
             event_id=f"{tag}-{i:04d}",
             prompt=f"{example_prompt(rng)} #{tag}-{i}",
             seed=rng.randrange(2**31),
+            attributes={"quality": quality} if quality else {},
             **shape,
         )
         for i in range(n)
@@ -252,6 +266,9 @@ def variant_settings(
 ) -> Settings:
     spec = dict(VARIANTS[name])
     batch = spec.pop("batch")
+    # Only the variant's own request class is configured (and warmed up).
+    step_cache = spec.pop("step_cache", None)
+    spec["step_cache_classes"] = {DRAFT: step_cache} if step_cache else {}
     if base["device"] == "cpu":  # cuDNN/flash attention and fp8 exist only on the GPU
         spec["attention_backend"] = "native"
         spec["fp8"] = False
@@ -277,7 +294,6 @@ async def run_variant(
     n: int,
     base: dict[str, Any],
     window_ms: float,
-    compiled_already: bool,
     single: bool,
 ) -> dict[str, Any]:
     pipe = loaded[0]
@@ -285,10 +301,6 @@ async def run_variant(
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         out = Path(tmp)
         settings = variant_settings(name, shape, base, out, window_ms)
-        if compiled_already:  # the blocks stay compiled; compiling again would re-wrap them
-            settings = settings.model_copy(
-                update={"generation": settings.generation.model_copy(update={"compile": False})}
-            )
         generator = WanGenerator(
             settings.generation, loaded=loaded, max_batch_size=settings.batch.max_batch_size
         )
@@ -304,7 +316,9 @@ async def run_variant(
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             path = out / "in.jsonl"
-            path.write_text("".join(e.model_dump_json() + "\n" for e in events(n, shape, name)))
+            quality = DRAFT if VARIANTS[name].get("step_cache") else None
+            batch_events = events(n, shape, name, quality)
+            path.write_text("".join(e.model_dump_json() + "\n" for e in batch_events))
             started = time.perf_counter()
             summary = await run_worker(
                 settings,
@@ -536,7 +550,6 @@ def main() -> None:
     if args.baseline_events:
         report["naive"] = naive_baseline(loaded[0], shape, args.baseline_events)
         print(json.dumps({"naive": report["naive"]}), flush=True)
-    compiled = False
     for i, name in enumerate(names):
         n = args.final_events if i == len(names) - 1 else args.events
         result = asyncio.run(
@@ -547,11 +560,9 @@ def main() -> None:
                 n,
                 base,
                 args.window_ms,
-                compiled,
                 single=[p for p in args.single.split(",") if p] if i == len(names) - 1 else [],
             )
         )
-        compiled = compiled or bool(VARIANTS[name].get("compile"))
         if report.get("matmul_tflops") and result.get("denoise_tflops_per_s"):
             result["denoise_mfu_vs_matmul"] = round(
                 result["denoise_tflops_per_s"] / report["matmul_tflops"], 3

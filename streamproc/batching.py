@@ -33,12 +33,15 @@ class ShapeKey:
     num_frames: int
     num_inference_steps: int
     guidance_scale: float
+    #: Step-cache hook of the request class (label, e.g. 'first-block:0.1'); None: every step.
+    step_cache: str | None = None
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"{self.width}x{self.height}x{self.num_frames}f/{self.num_inference_steps}s"
             f"/g{self.guidance_scale:g}"
         )
+        return f"{text}/{self.step_cache}" if self.step_cache else text
 
 
 @dataclass(order=True)

@@ -83,6 +83,10 @@ class CacheMode(StrEnum):
     BYPASS = "bypass"  # neither read nor write
 
 
+#: The request class that computes every denoising step (also: no 'quality' attribute).
+STANDARD_QUALITY = "standard"
+
+
 @dataclass(frozen=True)
 class EventLimits:
     """Operator-configured limits, tighter than (or equal to) the contract's hard limits."""
@@ -93,6 +97,8 @@ class EventLimits:
     max_frames: int = 121
     max_steps: int = 50
     model_id: str | None = None
+    #: Request classes this worker serves besides 'standard' (None: not checked).
+    quality_classes: frozenset[str] | None = None
 
 
 class _Frozen(BaseModel):
@@ -131,7 +137,8 @@ class PromptEvent(_Frozen):
         default_factory=dict,
         max_length=64,
         description="Free-form data passed through to the result. Key 'cache' may be "
-        "'reuse', 'refresh' or 'bypass'.",
+        "'reuse', 'refresh' or 'bypass'; key 'quality' names a request class ('standard', "
+        "or one of the worker's generation.step_cache_classes, e.g. 'draft').",
     )
 
     @field_validator("prompt")
@@ -159,11 +166,16 @@ class PromptEvent(_Frozen):
 
     @field_validator("attributes")
     @classmethod
-    def _cache_attribute(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    def _known_attributes(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
         mode = value.get("cache")
         if mode is not None and mode not in {m.value for m in CacheMode}:
             raise PydanticCustomError(
                 "cache_mode", "attribute 'cache' must be reuse, refresh or bypass"
+            )
+        quality = value.get("quality")
+        if quality is not None and (not isinstance(quality, str) or not quality.strip()):
+            raise PydanticCustomError(
+                "quality_class", "attribute 'quality' must be a non-empty request class name"
             )
         return value
 
@@ -191,10 +203,18 @@ class PromptEvent(_Frozen):
                     "{name}={value} is above this worker's limit {limit}",
                     {"name": name, "value": value, "limit": limit},
                 )
+        offered = limits.quality_classes
+        quality = self.quality
+        if offered is not None and quality is not None and quality not in offered:
+            raise PydanticCustomError(
+                "unsupported_parameter",
+                "quality '{quality}' is not offered here (classes: {offered})",
+                {"quality": quality, "offered": ", ".join(sorted({STANDARD_QUALITY, *offered}))},
+            )
         if self.model is not None and limits.model_id is not None and self.model != limits.model_id:
             raise PydanticCustomError(
                 "unsupported_parameter",
-                "model {model!r} is not served here (this worker runs {served!r})",
+                "model '{model}' is not served here (this worker runs '{served}')",
                 {"model": self.model, "served": limits.model_id},
             )
         return self
@@ -204,6 +224,14 @@ class PromptEvent(_Frozen):
         """The per-event cache mode from ``attributes['cache']``, if set."""
         mode = self.attributes.get("cache")
         return CacheMode(mode) if isinstance(mode, str) else None
+
+    @property
+    def quality(self) -> str | None:
+        """The request class from ``attributes['quality']``; None for 'standard' or unset."""
+        value = self.attributes.get("quality")
+        if not isinstance(value, str) or value == STANDARD_QUALITY:
+            return None
+        return value
 
     def effective_seed(self) -> int:
         """The seed used for noise: the given one, or a stable hash of ``event_id``.
@@ -245,6 +273,11 @@ class GenerationParameters(_Frozen):
     negative_prompt: str | None = None
     scheduler: str
     fps: int
+    step_cache: str | None = Field(
+        None,
+        description="Step-cache hook of the event's request class (e.g. 'first-block:0.1'); "
+        "null: every denoising step fully computed.",
+    )
 
 
 class Timings(_Frozen):

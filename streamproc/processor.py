@@ -374,6 +374,13 @@ class Processor:
     def _model_id(self) -> str:
         return self._generator.model_id
 
+    def _step_cache(self, event: PromptEvent) -> str | None:
+        """The step-cache label of the event's request class (validated at decode)."""
+        quality = event.quality
+        if quality is None:
+            return None
+        return self._settings.generation.step_cache_classes[quality].label()
+
     # -- answering one event -------------------------------------------------------------
 
     async def _answer(self, record: Record, event: PromptEvent, received: datetime) -> Outcome:
@@ -389,6 +396,7 @@ class Processor:
             negative_prompt=negative,
             scheduler=self._generator.scheduler_name,
             fps=self._settings.generation.fps,
+            step_cache=self._step_cache(event),
         )
         scope = CacheScope(
             model_id=self._model_id,
@@ -399,6 +407,7 @@ class Processor:
             guidance_scale=event.guidance_scale,
             negative_prompt=negative,
             tenant=event.tenant,
+            step_cache=params.step_cache,
         )
         mode = event.cache_mode or self._settings.cache.mode
         lead: Lead | None = None
@@ -484,6 +493,7 @@ class Processor:
             event.num_frames,
             event.num_inference_steps,
             event.guidance_scale,
+            params.step_cache,
         )
         await self._batcher.submit(job, shape, priority=event.priority, deadline=job.deadline)
         self._reached_batcher()

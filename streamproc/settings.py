@@ -36,6 +36,7 @@ from streamproc.events import (
     FRAMES_MAX,
     PROMPT_MAX_CHARS,
     SIDE_MAX,
+    STANDARD_QUALITY,
     STEPS_MAX,
     CacheMode,
     EventLimits,
@@ -91,6 +92,43 @@ class BatchSettings(_Section):
     deadline_slack_ms: float = Field(
         1000.0, ge=0, description="Dispatch early when an event's deadline is this close."
     )
+
+
+class StepCacheSpec(_Section):
+    """A diffusers step-cache hook for one request class (fewer transformer passes per step).
+
+    Random weights show such a hook's speed, not its quality: choose thresholds on real weights.
+    """
+
+    kind: Literal["first-block", "mag"] = Field(
+        description="'first-block' (FirstBlockCache: skip the other blocks while the first "
+        "block's residual barely changes) or 'mag' (MagCache: skip by calibrated magnitude "
+        "ratios; needs mag_ratios)."
+    )
+    threshold: float = Field(
+        gt=0, description="Skip threshold (higher skips more: faster, further from the full run)."
+    )
+    max_skip_steps: int = Field(3, ge=1, description="mag: most consecutive skipped steps.")
+    retention_ratio: float = Field(
+        0.2, ge=0, lt=1, description="mag: share of the first steps that are never skipped."
+    )
+    mag_ratios: list[float] | None = Field(
+        None,
+        description="mag: the model's per-step magnitude ratios (diffusers' MagCache "
+        "calibration mode prints them for a checkpoint).",
+    )
+
+    @model_validator(mode="after")
+    def _mag_needs_ratios(self) -> StepCacheSpec:
+        if self.kind == "mag" and not self.mag_ratios:
+            raise ValueError("a 'mag' step cache needs mag_ratios (calibrated per checkpoint)")
+        return self
+
+    def label(self) -> str:
+        """How results and object keys name the hook, e.g. ``first-block:0.1``."""
+        if self.kind == "first-block":
+            return f"first-block:{self.threshold:g}"
+        return f"mag:{self.threshold:g}/{self.max_skip_steps}/{self.retention_ratio:g}"
 
 
 class GenerationSettings(_Section):
@@ -163,11 +201,27 @@ class GenerationSettings(_Section):
         "each shape is capped to fit (measured at warm-up).",
     )
 
+    step_cache_classes: dict[str, StepCacheSpec] = Field(
+        default_factory=lambda: {"draft": StepCacheSpec(kind="first-block", threshold=0.1)},
+        description="Request classes served with a step-cache hook: an event whose "
+        "attributes.quality names a class is generated with that class's hook (batched only "
+        "with its own class); events without 'quality' (or 'standard') compute every step. "
+        "Each class is warmed up with warmup_shapes.",
+    )
+
     @model_validator(mode="after")
     def _fp8_needs_bf16(self) -> GenerationSettings:
         if self.fp8 and self.dtype in ("float16", "float32"):
             raise ValueError("fp8 needs dtype 'bfloat16' (or 'auto')")
         return self
+
+    @field_validator("step_cache_classes")
+    @classmethod
+    def _class_names(cls, value: dict[str, StepCacheSpec]) -> dict[str, StepCacheSpec]:
+        for name in value:
+            if name == STANDARD_QUALITY or not name.strip():
+                raise ValueError(f"{name!r} cannot name a step-cache class")
+        return value
 
     @field_validator("warmup_shapes")
     @classmethod
@@ -606,6 +660,7 @@ class Settings(BaseSettings):
             max_frames=self.limits.max_frames,
             max_steps=self.limits.max_steps,
             model_id=model_id,
+            quality_classes=frozenset(self.generation.step_cache_classes),
         )
 
 

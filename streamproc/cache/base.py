@@ -54,10 +54,14 @@ class CacheScope:
     guidance_scale: float
     negative_prompt: str | None = None
     tenant: str | None = None
+    #: Step-cache hook of the request class (a draft video never answers a standard request).
+    step_cache: str | None = None
 
     def key(self) -> str:
         """A short stable id of the scope."""
         fields = asdict(self)
+        if fields["step_cache"] is None:
+            del fields["step_cache"]  # keeps the ids scopes had before request classes
         if fields["negative_prompt"] is not None:
             fields["negative_prompt"] = normalize_prompt(
                 fields["negative_prompt"], drop_filler=False

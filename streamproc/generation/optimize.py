@@ -79,7 +79,16 @@ def apply_compile(pipe: Any) -> None:
     for limit in ("recompile_limit", "cache_size_limit"):
         if hasattr(torch._dynamo.config, limit):
             setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 256))
-    pipe.transformer.compile_repeated_blocks(fullgraph=True)
+    # Each repeated block's own forward is compiled (rather than the module call, as diffusers'
+    # compile_repeated_blocks does): one graph serves all blocks, and step-cache hooks, which
+    # wrap a block's forward from outside, stay eager around the compiled block.
+    transformer = pipe.transformer
+    repeated = set(getattr(transformer, "_repeated_blocks", ()))
+    blocks = [m for m in transformer.modules() if type(m).__name__ in repeated]
+    if not blocks:
+        raise ConfigError(f"{type(transformer).__name__} declares no repeated blocks to compile")
+    for block in blocks:
+        block.forward = torch.compile(block.forward, fullgraph=True)
 
 
 def apply_optimizations(pipe: Any, settings: GenerationSettings, device: torch.device) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -29,6 +30,7 @@ from streamproc.generation.fullsize import FULL_MODEL, FULL_MODEL_ID, build_full
 from streamproc.generation.memory import Measurement, MemoryBudget, latent_tokens
 from streamproc.generation.optimize import apply_optimizations, set_conv3d_memory_format
 from streamproc.generation.runner import RunnerOptions, StagedRunner
+from streamproc.generation.stepcache import StepCaches
 from streamproc.generation.tiny import TINY_MODEL_ID, build_tiny_pipeline
 from streamproc.settings import TINY_MODEL, GenerationSettings, parse_shape_spec
 
@@ -134,6 +136,7 @@ class WanGenerator:
         self._runner: StagedRunner | None = None
         self._model_id = loaded[1] if loaded else settings.model
         self.device = resolve_device(settings.device)
+        self._step_caches = StepCaches(settings.step_cache_classes)
         self._gpu: ThreadPoolExecutor | None = None
         self._decoder: ThreadPoolExecutor | None = None
         self._decode_stream: Any = None
@@ -224,6 +227,11 @@ class WanGenerator:
             sizes = range(1, self._max_batch + 1) if self._settings.compile else (1,)
             for n in sizes:
                 self._warm_call(runner, shape, n)
+            # Each request class's hook changes the traced block code: warm it as well.
+            for label in self._step_caches.labels:
+                hooked = dataclasses.replace(shape, step_cache=label)
+                for n in sizes:
+                    self._warm_call(runner, hooked, n)
             if self.budget is None:
                 continue
             measurement = self._measure(runner, shape)
@@ -237,7 +245,7 @@ class WanGenerator:
 
     def _warm_call(self, runner: StagedRunner, shape: ShapeKey, n: int) -> None:
         requests = [GenerationRequest(f"warmup-{i}", "warm-up", None, i) for i in range(n)]
-        latents = runner.latents_for(shape, requests, {})
+        latents = self._latents(runner, shape, requests, {})
         with self._decode_context():
             runner.frames_for(latents[:1], {})
 
@@ -286,7 +294,7 @@ class WanGenerator:
         stages: dict[str, float] = {}
         try:
             latents = await loop.run_in_executor(
-                self._gpu, runner.latents_for, shape, requests, stages
+                self._gpu, self._latents, runner, shape, requests, stages
             )
             videos = await loop.run_in_executor(
                 self._decoder or self._gpu, self._decode, runner, latents, stages
@@ -296,6 +304,18 @@ class WanGenerator:
                 torch.cuda.empty_cache()
             raise GenerationError(f"{type(exc).__name__}: {exc}") from exc
         return GeneratedBatch(videos=videos, stage_seconds=stages)
+
+    def _latents(
+        self,
+        runner: StagedRunner,
+        shape: ShapeKey,
+        requests: Sequence[GenerationRequest],
+        stages: dict[str, float],
+    ) -> torch.Tensor:
+        """Denoise on the GPU thread, with the batch's step-cache hook attached if it has one."""
+        transformer = self.pipeline.transformer
+        with self._step_caches.attached(transformer, shape.step_cache, shape.num_inference_steps):
+            return runner.latents_for(shape, requests, stages)
 
     def _decode(
         self, runner: StagedRunner, latents: torch.Tensor, stages: dict[str, float]

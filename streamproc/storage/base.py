@@ -35,7 +35,10 @@ def object_key(
         {
             "model": model_id,
             "prompt": prompt,
-            "params": params.model_dump(mode="json"),
+            # A request class without a step cache keeps the keys it had before classes existed.
+            "params": params.model_dump(
+                mode="json", exclude={"step_cache"} if params.step_cache is None else None
+            ),
             "encoding": [ENCODING_VERSION, dict(encoding or {})],
         },
         sort_keys=True,

@@ -230,3 +230,28 @@ def test_schema_accepts_what_the_model_accepts() -> None:
     jsonschema.validate(json.loads(event.model_dump_json()), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"event_id": "x", "prompt": "p", "width": 100}, schema)
+
+
+@pytest.mark.parametrize("quality", [3, "", "  ", ["draft"]])
+def test_a_quality_attribute_must_name_a_class(quality: Any) -> None:
+    assert reason_of(raw(attributes={"quality": quality})) == "schema_violation"
+
+
+def test_quality_standard_or_absent_is_the_full_computation() -> None:
+    assert decode_prompt(raw(attributes={"quality": "standard"})).quality is None
+    assert decode_prompt(raw()).quality is None
+    assert decode_prompt(raw(attributes={"quality": "draft"})).quality == "draft"
+
+
+def test_a_quality_class_the_worker_lacks_is_unsupported() -> None:
+    limits = EventLimits(quality_classes=frozenset({"draft"}))
+    with pytest.raises(InvalidEventError) as info:
+        decode_prompt(raw(attributes={"quality": "cinema"}), limits)
+    assert info.value.reason == "unsupported_parameter"
+    assert "quality 'cinema' is not offered here (classes: draft, standard)" in info.value.detail
+
+
+def test_a_model_the_worker_does_not_serve_is_named_in_the_error() -> None:
+    with pytest.raises(InvalidEventError) as info:
+        decode_prompt(raw(model="other", width=256, height=256), LIMITS)
+    assert "model 'other' is not served here (this worker runs 'served-model')" in info.value.detail

@@ -379,3 +379,34 @@ async def test_videos_are_encoded_in_worker_processes_by_default(
     assert summary.outcomes[Outcome.GENERATED] == 2
     assert all(r["status"] == "ok" for r in harness.results)
     assert summary.stage_seconds["mp4_encode"] > 0
+
+
+async def test_a_request_class_is_generated_with_its_step_cache_and_kept_apart(
+    harness: Harness,
+) -> None:
+    lines = [
+        event("std", "a lighthouse in a storm"),
+        event("draft", "a lighthouse in a storm", attributes={"quality": "draft"}),
+        event("std2", "a lighthouse in a storm", attributes={"quality": "standard"}),
+    ]
+    await harness.run(lines)
+    by_id = {r["event_id"]: r for r in harness.results}
+    label = harness.settings.generation.step_cache_classes["draft"].label()
+    assert by_id["draft"]["parameters"]["step_cache"] == label
+    assert by_id["std"]["parameters"]["step_cache"] is None
+    # A draft is its own video: never batched with, cached for or stored as a standard one.
+    assert by_id["draft"]["object_key"] != by_id["std"]["object_key"]
+    assert by_id["std2"]["object_key"] == by_id["std"]["object_key"]
+    assert by_id["draft"]["cache"] == "miss"
+    assert {s.step_cache for s in harness.spy.shapes} == {None, label}
+    assert all(len(set(call) & {"std", "draft"}) < 2 for call in harness.spy.calls)
+
+
+async def test_an_unknown_request_class_is_dead_lettered_with_the_offered_ones(
+    harness: Harness,
+) -> None:
+    await harness.run([event("q", attributes={"quality": "cinema"}), event("ok")])
+    assert [r["event_id"] for r in harness.results] == ["ok"]
+    [dead] = harness.dead
+    assert dead["reason"] == "unsupported_parameter"
+    assert "quality 'cinema' is not offered here (classes: draft, standard)" in dead["detail"]

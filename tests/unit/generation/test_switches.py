@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -131,9 +132,13 @@ async def test_compiled_generator_is_warm_before_the_first_event_and_determinist
         frames_before = dynamo_utils.counters["stats"]["unique_graphs"]
         batch = await compiled.generate(shape, REQUESTS)
         alone = await compiled.generate(shape, REQUESTS[1:2])
-        # The first real calls (batch of 3, then 1) compiled nothing: warm-up compiled every
-        # batch size up to the maximum.
+        # The default 'draft' request class runs its step-cache hook around the compiled blocks.
+        draft = dataclasses.replace(shape, step_cache=settings.step_cache_classes["draft"].label())
+        drafted = await compiled.generate(draft, REQUESTS)
+        # The first real calls (batch of 3, then 1, then a draft batch) compiled nothing:
+        # warm-up compiled every batch size up to the maximum, with and without the hook.
         assert dynamo_utils.counters["stats"]["unique_graphs"] == frames_before
+        assert len(drafted.videos) == len(REQUESTS)
         reference = await eager.generate(shape, REQUESTS)
         assert max_diff(batch.videos, reference.videos) <= LEVELS
         assert max_diff([batch.videos[1]], alone.videos) <= LEVELS
