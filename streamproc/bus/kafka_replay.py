@@ -111,7 +111,7 @@ class KafkaReplaySource(Source):
         self._closing = False
         self._wakeup = asyncio.Event()
         self._last_save = 0.0
-        #: Records skipped: finished before (a resumed replay) / outside the time bounds.
+        #: Offsets skipped: finished before (a resumed replay) / outside the time bounds.
         self.skipped_done = 0
         self.filtered = 0
 
@@ -176,6 +176,10 @@ class KafkaReplaySource(Source):
                 raise ReplayRangeError(
                     f"partitions {missing} of the checkpoint are not in {topic}", "--resume"
                 )
+            # Below the watermarks nothing is read again: count it as finished before.
+            self.skipped_done = sum(
+                st.watermark - st.start for st in self.checkpoint.partitions.values()
+            )
         checkpoint = self.checkpoint
         todo = {p: st for p, st in checkpoint.partitions.items() if not st.complete}
         if checkpoint.to_ms is not None and todo:

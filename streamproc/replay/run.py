@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -37,6 +38,9 @@ from streamproc.settings import Settings
 from streamproc.storage.base import ObjectStore
 
 log = structlog.get_logger(__name__)
+
+#: Events/s and ETA are measured over this many recent seconds.
+_RATE_WINDOW_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -125,12 +129,11 @@ class ReplayProgress:
         self._tty = tty
         self._interval_s = interval_s if not tty else 0.25
         self._task: asyncio.Task[None] | None = None
-        self._started = 0.0
         self._bars: Progress | None = None
         self._ids: dict[int | None, TaskID] = {}
+        self._samples: deque[tuple[float, dict[int, int], int]] = deque()
 
     async def __aenter__(self) -> Self:
-        self._started = time.monotonic()
         if self._tty:
             self._bars = Progress(
                 TextColumn("[bold]{task.description}"),
@@ -174,28 +177,35 @@ class ReplayProgress:
     def report(self) -> None:
         """Draw the bars, or log one progress event."""
         items = self._source.progress()
-        elapsed = max(time.monotonic() - self._started, 1e-6)
-        finished = sum(i.finished for i in items)
+        now = time.monotonic()
+        finished = {i.partition: i.finished for i in items}
         done = sum(i.done for i in items)
         span = sum(i.span for i in items)
-        rate = finished / elapsed
+        self._samples.append((now, finished, done))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= _RATE_WINDOW_S:
+            self._samples.popleft()
+        # Rates over the last window, not since the start (which includes loading the model).
+        then, finished_then, done_then = self._samples[0]
+        elapsed = max(now - then, 1e-6)
+        rates = {p: (n - finished_then.get(p, 0)) / elapsed for p, n in finished.items()}
+        rate = sum(rates.values())
         if self._bars is not None:
             for item in items:
                 self._bars.update(
                     self._ids[item.partition],
                     completed=item.done,
-                    rate=f"{item.finished / elapsed:.1f} ev/s",
+                    rate=f"{rates[item.partition]:.1f} ev/s",
                 )
             self._bars.update(self._ids[None], completed=done, rate=f"{rate:.1f} ev/s")
             return
-        offsets_per_s = done / elapsed
+        offsets_per_s = (done - done_then) / elapsed
         eta = (span - done) / offsets_per_s if offsets_per_s > 0 else None
         log.info(
             "replay_progress",
             replay_id=self._source.replay_id,
             done=done,
             total=span,
-            finished=finished,
+            finished=sum(finished.values()),
             events_per_s=round(rate, 2),
             eta_s=round(eta, 1) if eta is not None else None,
             partitions={str(i.partition): f"{i.done}/{i.span}" for i in items},
