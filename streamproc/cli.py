@@ -793,8 +793,6 @@ def replay(
         prompts_topic = resume.topic
     elif from_text is None:
         raise click.UsageError("say where the range starts: --from OFFSET|TIME|AGO")
-    if prompts_topic is not None and "," in prompts_topic:
-        raise click.BadParameter("a replay reads one topic", param_hint="--topic")
     settings = _load(
         config_file,
         worker_id=worker_id,
@@ -808,6 +806,10 @@ def replay(
         cache={"mode": cache_mode, "backend": cache_backend, "redis_url": redis_url},
         log={"format": log_format, "level": log_level},
     )
+    if len(settings.kafka.prompts_topics) > 1:
+        raise click.BadParameter(
+            f"a replay reads one topic, not {settings.kafka.prompts_topic!r}", param_hint="--topic"
+        )
     from streamproc.bus.kafka_replay import KafkaReplaySource, ReplayRequest
 
     request: ReplayRequest | None = None

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import OffsetAndTimestamp
 
 from streamproc.bus.kafka_replay import KafkaReplaySource, ReplayRequest
 from streamproc.cache.base import CacheEntry, CacheHit, CacheScope
@@ -260,3 +261,50 @@ async def test_cache_modes_of_a_replay(
         assert len(generator.generated_ids) == 9
         assert counting.lookups == 0 and counting.inserts == []  # neither read nor written
         assert after == before
+
+
+async def test_a_truthful_time_index_ends_a_time_range_early_and_exactly(
+    make_settings: MakeSettings,
+    kafka_bootstrap: str,
+    topics: Topics,
+    tiny_pipeline: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base = int(time.time() * 1000) - 3_600_000
+    origins = await fill(kafka_bootstrap, topics, 24, base)
+
+    async def truthful(self: Any, timestamps: dict[Any, int]) -> dict[Any, Any]:
+        # What Kafka answers (Tansu answers offset 0): the first offset at or after the time.
+        out = {}
+        for tp, ms in timestamps.items():
+            later = [o for p, o, ts in origins.values() if p == tp.partition and ts >= ms]
+            out[tp] = OffsetAndTimestamp(min(later), ms) if later else None
+        return out
+
+    monkeypatch.setattr(AIOKafkaConsumer, "offsets_for_times", truthful)
+    settings = kafka_settings(make_settings, kafka_bootstrap, topics)
+    checkpoint = Path(settings.storage.local_dir).parent / "cp.json"
+
+    summary, _ = await replay(
+        settings,
+        tiny_pipeline,
+        TimeBound(base + 5_000),
+        TimeBound(base + 16_000),
+        checkpoint=checkpoint,
+    )
+
+    inside = sorted(e for e, (_, _, ts) in origins.items() if base + 5_000 <= ts <= base + 16_000)
+    assert ids_of(await result_records(kafka_bootstrap, topics)) == inside
+    assert summary.filtered == 0  # nothing outside the bounds was even read
+    ranges = json.loads(checkpoint.read_text())["partitions"]
+    for p, state in ranges.items():
+        mine = sorted((o, ts) for q, o, ts in origins.values() if q == int(p))
+        first_inside = min(o for o, ts in mine if ts >= base + 5_000)
+        first_after = min(o for o, ts in mine if ts > base + 16_000)
+        # Started and ended where the time index said, before the partition's end (8).
+        assert (state["start"], state["stop"], state["watermark"]) == (
+            first_inside,
+            first_after,
+            first_after,
+        )
+        assert first_after < len(mine)

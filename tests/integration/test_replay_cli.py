@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from click.testing import CliRunner
 
 from streamproc.cli import main
@@ -169,11 +170,18 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
         (["--from", "0", "--partitions", "x"], "is not a list of partitions"),
         (["--from", "0", "--rate", "fast"], "is not a positive number of events"),
         (["--to", "now"], "say where the range starts"),
+        (["--topic", "a,b", "--from", "0"], "a replay reads one topic"),
     ],
 )
 def test_bad_ranges_are_refused_in_one_line(
-    flags: list[str], message: str, kafka_bootstrap: str, topics: Topics, tmp_path: Path
+    flags: list[str],
+    message: str,
+    kafka_bootstrap: str,
+    topics: Topics,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # where a default checkpoint would go
     code, out = invoke(*replay_command(kafka_bootstrap, topics, tmp_path, "--topic", topics.prompts, *flags))  # fmt: skip
     assert code == 2, out
     assert message in out
@@ -189,8 +197,14 @@ def test_a_missing_topic_is_refused_in_one_line(
 
 
 def test_a_dry_run_counts_the_range_and_the_expected_hit_rate_without_generating(
-    kafka_bootstrap: str, topics: Topics, tmp_path: Path, redis_url: str, redis_prefix: str
+    kafka_bootstrap: str,
+    topics: Topics,
+    tmp_path: Path,
+    redis_url: str,
+    redis_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.chdir(tmp_path)
     ids = [f"d-{i:02d}" for i in range(9)]
     lines = records(ids)
     # A repeat of d-08's prompt and a line that is not an event, on partition 2.
@@ -209,6 +223,9 @@ def test_a_dry_run_counts_the_range_and_the_expected_hit_rate_without_generating
     before = len(asyncio.run(read_all(kafka_bootstrap, topics.results)))
     assert before == 6
 
+    store = redis.Redis.from_url(redis_url)
+    keys_before = {k: store.dump(k) for k in store.scan_iter(match=f"{redis_prefix}:*")}
+
     code, out = invoke(*base, "--from", "0", "--dry-run", env=env)
 
     assert code == 0, out
@@ -218,4 +235,9 @@ def test_a_dry_run_counts_the_range_and_the_expected_hit_rate_without_generating
     assert total[1:] == ["11", "1", "6", "0", "1", "3"]
     assert "expected cache hit rate: 70.0% (7 of 10 valid events)" in out
     assert len(asyncio.run(read_all(kafka_bootstrap, topics.results))) == before
-    assert not list(tmp_path.glob("replay-*.checkpoint.json"))
+    assert [p.name for p in tmp_path.glob("*.json")] == ["cp.json"]  # none for the dry run
+    keys_after = {k: store.dump(k) for k in store.scan_iter(match=f"{redis_prefix}:*")}
+    store.close()
+    assert set(keys_after) == set(keys_before)  # the cache was read, not written
+    changed = [k for k in keys_before if keys_after[k] != keys_before[k]]
+    assert changed == [], changed
