@@ -18,7 +18,7 @@ from streamproc.bus.kafka_replay import KafkaReplaySource, ReplayRequest
 from streamproc.cache.base import CacheEntry, CacheHit, CacheScope
 from streamproc.cache.semantic import SemanticCache
 from streamproc.replay.bounds import Bound, NowBound, OffsetBound, TimeBound
-from streamproc.replay.run import ReplaySummary, run_replay
+from streamproc.replay.run import ReplayProgress, ReplaySummary, run_replay
 from streamproc.settings import Settings
 from streamproc.storage.local import LocalObjectStore
 from tests.conftest import MakeSettings
@@ -68,6 +68,7 @@ async def replay(
     generator: SpyGenerator | None = None,
     partitions: tuple[int, ...] | None = None,
     checkpoint: Path | None = None,
+    bars: bool = False,
 ) -> tuple[ReplaySummary, SpyGenerator]:
     generator = generator or spy(settings, tiny)
     source = KafkaReplaySource(
@@ -88,6 +89,7 @@ async def replay(
         store=LocalObjectStore(Path(settings.storage.local_dir)),
         cache=cache if cache is not None else semantic_cache(),
         generator=generator,
+        progress=ReplayProgress(source, tty=True) if bars else None,
         handle_signals=False,
     )
     return summary, generator
@@ -102,12 +104,16 @@ def ids_of(records: list[Any]) -> list[str]:
 
 
 async def test_an_offset_range_replays_exactly_the_events_inside_it_on_every_partition(
-    make_settings: MakeSettings, kafka_bootstrap: str, topics: Topics, tiny_pipeline: Any
+    make_settings: MakeSettings,
+    kafka_bootstrap: str,
+    topics: Topics,
+    tiny_pipeline: Any,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     origins = await fill(kafka_bootstrap, topics, 24, int(time.time() * 1000) - 60_000)
     settings = kafka_settings(make_settings, kafka_bootstrap, topics)
 
-    summary, _ = await replay(settings, tiny_pipeline, OffsetBound(2), OffsetBound(5))
+    summary, _ = await replay(settings, tiny_pipeline, OffsetBound(2), OffsetBound(5), bars=True)
 
     inside = sorted(e for e, (_, offset, _) in origins.items() if 2 <= offset <= 5)
     assert len(inside) == 4 * PROMPT_PARTITIONS  # both ends inclusive, on each partition
@@ -119,6 +125,10 @@ async def test_an_offset_range_replays_exactly_the_events_inside_it_on_every_par
         assert answer["replayed"] is True and answer["replay_id"] == "r-test"
         assert headers_of(record)["streamproc-replay"] == b"r-test"
         assert record.key == answer["event_id"].encode()  # keyed like the live path
+    bars = capsys.readouterr().err  # the bars' last frame: every partition done
+    for name in ("partition 0", "partition 1", "partition 2"):
+        assert f"{name} " in bars and " 4/4 " in bars
+    assert " 12/12 " in bars and "ev/s" in bars
 
 
 async def test_a_time_range_replays_exactly_the_events_whose_timestamps_lie_inside_it(
