@@ -755,8 +755,12 @@ def replay(
     a checkpoint file as events finish: after a crash or Ctrl-C, run again with --resume
     FILE. Runbook: docs/replay.md.
 
+    Exit status: 0 when the whole range is done, 3 when the replay stopped before (resume
+    it), 2 for unusable flags or bounds, 1 for other errors.
+
     Example:  streamproc replay --topic streamproc.prompts --from 2h --to now --dry-run
     """
+    import re
     import uuid
     from datetime import UTC, datetime
 
@@ -833,9 +837,19 @@ def replay(
                 partitions = parse_partitions(partitions_text)
             except ValueError as exc:
                 raise click.BadParameter(str(exc), param_hint="--partitions") from None
+        if replay_id is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", replay_id):
+            raise click.BadParameter(
+                "use 1-100 letters, digits, '.', '_' or '-'", param_hint="--replay-id"
+            )
         rid = replay_id or f"replay-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
         if not dry_run and checkpoint_path is None:
             checkpoint_path = Path(f"{rid}.checkpoint.json")
+        if not dry_run and checkpoint_path is not None and checkpoint_path.exists():
+            raise click.BadParameter(
+                f"{checkpoint_path} exists (a replay started before): go on with "
+                f"--resume {checkpoint_path}, or choose another --checkpoint",
+                param_hint="--checkpoint",
+            )
         request = ReplayRequest(
             topic=settings.kafka.prompts_topics[0],
             start=start,

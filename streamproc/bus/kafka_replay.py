@@ -189,7 +189,13 @@ class KafkaReplaySource(Source):
         for tp in tps:
             consumer.seek(tp, todo[tp.partition].watermark)
         self._read_through = set(checkpoint.partitions) - set(todo)
-        checkpoint.save(sync=True)
+        try:
+            checkpoint.save(sync=True)
+        except OSError as exc:
+            option = "--checkpoint" if self._request is not None else "--resume"
+            raise ReplayRangeError(
+                f"cannot write checkpoint {checkpoint.path}: {exc.strerror or exc}", option
+            ) from None
         self._last_save = time.monotonic()
         log.info(
             "replay_started",

@@ -25,8 +25,6 @@ from tests.kafka_broker import Topics, answers, produce, read_all
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-# About a second of the tiny pipeline per batch of four.
-SLOW_SHAPE = {"width": 64, "height": 64, "num_frames": 9, "num_inference_steps": 4}
 
 
 def records(ids: list[str], shape: dict[str, int] | None = None) -> list[Any]:
@@ -93,15 +91,15 @@ def finished_offsets(checkpoint: dict[str, Any]) -> set[tuple[int, int]]:
 async def test_a_killed_replay_resumed_from_its_checkpoint_finishes_the_range_and_repeats_nothing(
     kafka_bootstrap: str, topics: Topics, tmp_path: Path
 ) -> None:
-    ids = [f"k-{i:02d}" for i in range(30)]
-    origins = dict(zip(ids, await produce(kafka_bootstrap, topics.prompts, records(ids, SLOW_SHAPE)), strict=True))  # fmt: skip
+    ids = [f"k-{i:02d}" for i in range(18)]
+    origins = dict(zip(ids, await produce(kafka_bootstrap, topics.prompts, records(ids)), strict=True))  # fmt: skip
     by_origin = {origin: event_id for event_id, origin in origins.items()}
     checkpoint_path = tmp_path / "replay.checkpoint.json"
     log_path = tmp_path / "replay.log"
     args = replay_command(kafka_bootstrap, topics, tmp_path, "--cache-backend", "none")
     first = spawn(
         [*args, "--topic", topics.prompts, "--from", "0", "--to", "now",
-         "--replay-id", "r-kill", "--checkpoint", str(checkpoint_path), "--max-batch-size", "2"],
+         "--replay-id", "r-kill", "--checkpoint", str(checkpoint_path), "--rate", "4/s"],
         log_path, tmp_path,
     )  # fmt: skip
     try:
@@ -112,7 +110,7 @@ async def test_a_killed_replay_resumed_from_its_checkpoint_finishes_the_range_an
             assert time.monotonic() < deadline, log_path.read_text()[-3000:]
             await asyncio.sleep(0.3)
             published = {a["event_id"] for a in await answers(kafka_bootstrap, topics.results)}
-            if len(published) < 4:
+            if len(published) < 2:
                 continue
             first.send_signal(signal.SIGSTOP)  # hold still: file and topic agree for a moment
             checkpoint = json.loads(checkpoint_path.read_text())
@@ -171,6 +169,11 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
         (["--from", "0", "--rate", "fast"], "is not a positive number of events"),
         (["--to", "now"], "say where the range starts"),
         (["--topic", "a,b", "--from", "0"], "a replay reads one topic"),
+        (["--from", "0", "--replay-id", "a/b"], "use 1-100 letters, digits"),
+        (["--from", "0", "--checkpoint", "no/such/dir/cp.json"], "cannot write checkpoint"),
+        (["--from", "0", "--checkpoint", "taken.json"], "taken.json exists (a replay started"),
+        (["--resume", "taken.json", "--from", "0"], "--resume takes the range"),
+        (["--resume", "garbage.json"], "is not JSON"),
     ],
 )
 def test_bad_ranges_are_refused_in_one_line(
@@ -182,11 +185,13 @@ def test_bad_ranges_are_refused_in_one_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)  # where a default checkpoint would go
+    (tmp_path / "taken.json").write_text("{}")
+    (tmp_path / "garbage.json").write_text("{nope")
     code, out = invoke(*replay_command(kafka_bootstrap, topics, tmp_path, "--topic", topics.prompts, *flags))  # fmt: skip
     assert code == 2, out
     assert message in out
     assert "Traceback" not in out
-    assert not list(tmp_path.glob("*.checkpoint.json"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.json", "taken.json"]
 
 
 def test_a_missing_topic_is_refused_in_one_line(
