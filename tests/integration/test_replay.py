@@ -189,15 +189,18 @@ async def test_the_live_groups_committed_offsets_are_unchanged_by_a_replay_besid
         before = await committed(kafka_bootstrap, topics.group, topics.prompts, 3)
         rebalances = list(live.source.listener.calls)
 
-        summary, _ = await replay(settings, tiny_pipeline, OffsetBound(0), NowBound())
+        # A range ending below the committed offsets (6): had the replay committed for the
+        # group, the group's offsets would now be 3.
+        summary, _ = await replay(settings, tiny_pipeline, OffsetBound(0), OffsetBound(2))
 
-        assert summary.complete and summary.run.finished == 18
+        assert before == {0: 6, 1: 6, 2: 6}
+        assert summary.complete and summary.run.finished == 9
         assert await committed(kafka_bootstrap, topics.group, topics.prompts, 3) == before
         assert live.source.listener.calls == rebalances  # the group never saw the replay
         assert sorted(p.partition for p in live.source.assignment) == [0, 1, 2]
         await live.stop()
     answers = [json.loads(r.value) for r in await result_records(kafka_bootstrap, topics)]
-    assert sorted(a["replayed"] for a in answers) == [False] * 18 + [True] * 18
+    assert sorted(a["replayed"] for a in answers) == [False] * 18 + [True] * 9
 
 
 class CountingCache:
