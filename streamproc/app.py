@@ -126,8 +126,12 @@ async def run_worker(
     generator: Generator | None = None,
     observers: Sequence[ProcessorObserver] = (),
     handle_signals: bool = True,
+    replay_id: str | None = None,
 ) -> RunSummary:
-    """Start everything, process until the input ends or SIGINT/SIGTERM, drain, stop."""
+    """Start everything, process until the input ends or SIGINT/SIGTERM, drain, stop.
+
+    ``replay_id`` marks the results as made by a replay (``streamproc replay``).
+    """
     async with AsyncExitStack() as stack:
         store = store if store is not None else build_store(settings)
         if isinstance(store, AbstractAsyncContextManager):
@@ -152,6 +156,7 @@ async def run_worker(
             generator=generator,
             cache=cache,
             observers=observers,
+            replay_id=replay_id,
         )
         if handle_signals:
             _install_signal_handlers(processor, stack)

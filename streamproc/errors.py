@@ -4,6 +4,7 @@
 
     StreamprocError
     ├── ConfigError              settings or flags that cannot work together
+    │   └── ReplayRangeError     a replay range that cannot be resolved (bad bound, partition)
     ├── InvalidEventError        bytes that are not a valid prompt event (dead-lettered)
     ├── GenerationError          the pipeline failed for a batch or an event
     │   └── DeadlineExceeded     an event's deadline passed before it could run
@@ -23,6 +24,14 @@ class StreamprocError(Exception):
 
 class ConfigError(StreamprocError):
     """Settings, a config file or CLI flags that cannot work (raised before any event is read)."""
+
+
+class ReplayRangeError(ConfigError):
+    """A replay bound or partition list that cannot work; ``option`` names the CLI flag."""
+
+    def __init__(self, message: str, option: str) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 class InvalidEventError(StreamprocError):

@@ -312,6 +312,10 @@ class VideoResult(_Frozen):
     tenant: str | None = None
     attributes: dict[str, JsonValue] = Field(default_factory=dict)
     error: str | None = Field(None, description="Why it failed, when status is failed.")
+    replayed: bool = Field(
+        False, description="Made by `streamproc replay` (a backfill), not by live traffic."
+    )
+    replay_id: str | None = Field(None, description="Which replay made it, when replayed.")
 
     @staticmethod
     def result_id_for(event_id: str) -> str:

@@ -146,8 +146,11 @@ class Processor:
         generator: Generator,
         cache: Cache,
         observers: Sequence[ProcessorObserver] = (),
+        replay_id: str | None = None,
     ) -> None:
+        """``replay_id`` marks every result as made by that replay (``streamproc replay``)."""
         self._settings = settings
+        self._replay_id = replay_id
         self.source = source
         self._sink = sink
         self._store = store
@@ -333,6 +336,7 @@ class Processor:
             self._reached_batcher()
             if outcome is not None:
                 self.tracker.finish(record.partition, record.offset)
+                self.source.finished(record)
                 self.summary.outcomes[outcome] += 1
                 seconds = time.monotonic() - started
                 for observer in self._observers:
@@ -618,6 +622,8 @@ class Processor:
                 "tenant": event.tenant,
                 "attributes": event.attributes,
                 "error": error,
+                "replayed": self._replay_id is not None,
+                "replay_id": self._replay_id,
             }
         )
 

@@ -96,6 +96,11 @@ class Source(_Resource, ABC):
         processor tries again with the same or later positions.
         """
 
+    def finished(self, record: Record) -> None:
+        """Called as soon as ``record``'s outcome is durable (its result or dead letter was
+        acknowledged by the sink), before any :meth:`commit` covering it. Sources that keep
+        their own progress (a replay's checkpoint) record it here; must not block."""
+
     def pause(self) -> None:
         """Stop handing out records (back-pressure); the source keeps its session alive."""
 

@@ -27,6 +27,8 @@ TRACE_ID_HEADER = "trace_id"
 TRACEPARENT_HEADER = "traceparent"
 CONTENT_TYPE_HEADER = "content-type"
 SCHEMA_HEADER = "schema"
+#: On results made by ``streamproc replay``: the replay's id.
+REPLAY_HEADER = "streamproc-replay"
 
 Headers = list[tuple[str, bytes]]
 

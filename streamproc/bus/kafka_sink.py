@@ -9,7 +9,8 @@ retries it (answers are idempotent on ``event_id`` downstream).
 Results are keyed like the prompt record (its key, or the ``event_id`` when it had none), so
 all answers about one key land in one partition in order. Headers: ``event_id``, ``trace_id``
 (the input's, or one from its W3C ``traceparent``, which is passed on too, or a new one),
-``content-type`` and ``schema``; dead letters add ``reason``, ``error_class`` and their origin
+``content-type`` and ``schema``, plus ``streamproc-replay`` (the replay id) on results of a
+replay; dead letters add ``reason``, ``error_class`` and their origin
 (``origin_topic``, ``origin_partition``, ``origin_offset``).
 """
 
@@ -27,6 +28,7 @@ from streamproc.bus.base import Sink
 from streamproc.bus.kafka import (
     CONTENT_TYPE_HEADER,
     EVENT_ID_HEADER,
+    REPLAY_HEADER,
     SCHEMA_HEADER,
     Headers,
     client_options,
@@ -109,6 +111,8 @@ class KafkaSink(Sink):
             (CONTENT_TYPE_HEADER, _JSON),
             (SCHEMA_HEADER, RESULT_SCHEMA),
         ]
+        if result.replayed:
+            headers.append((REPLAY_HEADER, (result.replay_id or "").encode()))
         await self._send(
             self._settings.results_topic,
             key if key is not None else result.event_id.encode(),

@@ -44,6 +44,10 @@ class MemoryStore:
     def __contains__(self, entry_id: object) -> bool:
         return entry_id in self._entries
 
+    def entries(self) -> list[StoredEntry]:
+        """Every entry held now, least recently used first (expired ones included)."""
+        return list(self._entries.values())
+
     def get(self, entry_id: int, now: float) -> StoredEntry | None:
         """The live entry ``entry_id`` (an expired one is dropped), marked recently used."""
         stored = self._entries.get(entry_id)

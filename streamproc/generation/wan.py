@@ -82,6 +82,15 @@ def make_scheduler(name: str, base_config: Any, flow_shift: float) -> Any:
     raise ConfigError(f"unknown scheduler {name!r} (use 'unipc' or 'dpm++')")
 
 
+def model_id_for(settings: GenerationSettings) -> str:
+    """The model id a pipeline loaded from ``settings`` gets (without loading it)."""
+    if settings.model == FULL_MODEL:
+        return f"{FULL_MODEL_ID}@seed{settings.tiny_seed}"
+    if settings.model == TINY_MODEL:
+        return f"{TINY_MODEL_ID}@seed{settings.tiny_seed}"
+    return settings.model
+
+
 def load_pipeline(settings: GenerationSettings) -> tuple[WanPipeline, str]:
     """Load the configured pipeline onto its device; returns it and its model id."""
     device = resolve_device(settings.device)
@@ -90,10 +99,8 @@ def load_pipeline(settings: GenerationSettings) -> tuple[WanPipeline, str]:
         if device.type != "cuda":
             raise ConfigError(f"model {FULL_MODEL!r} (full size, random weights) needs a GPU")
         pipe = build_full_random_pipeline(device, dtype, settings.tiny_seed)
-        model_id = f"{FULL_MODEL_ID}@seed{settings.tiny_seed}"
     elif settings.model == TINY_MODEL:
         pipe = build_tiny_pipeline(settings.tiny_seed)
-        model_id = f"{TINY_MODEL_ID}@seed{settings.tiny_seed}"
         if dtype != torch.float32:
             # Round-trip through from_pretrained so half precision is applied exactly as for
             # real weights (modules diffusers keeps in fp32 stay in fp32).
@@ -106,14 +113,13 @@ def load_pipeline(settings: GenerationSettings) -> tuple[WanPipeline, str]:
             pipe = WanPipeline.from_pretrained(settings.model, dtype=dtype)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot load model {settings.model!r}: {exc}") from None
-        model_id = settings.model
     vae_dtype = resolve_vae_dtype(settings.vae_dtype, device)
     if pipe.vae.dtype != vae_dtype:
         pipe.vae.to(dtype=vae_dtype)
     pipe.scheduler = make_scheduler(settings.scheduler, pipe.scheduler.config, settings.flow_shift)
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    return pipe, model_id
+    return pipe, model_id_for(settings)
 
 
 class WanGenerator:

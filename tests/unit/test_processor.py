@@ -410,3 +410,44 @@ async def test_an_unknown_request_class_is_dead_lettered_with_the_offered_ones(
     [dead] = harness.dead
     assert dead["reason"] == "unsupported_parameter"
     assert "quality 'cinema' is not offered here (classes: draft, standard)" in dead["detail"]
+
+
+class FinishWatchingSource(RecordingSource):
+    """Notes, at each ``finished`` call, whether the record's answer is already written."""
+
+    def __init__(self, path: Path, settings: Settings, ids: list[str]) -> None:
+        super().__init__(path)
+        self.settings = settings
+        self.ids = ids
+        self.seen: list[tuple[int, bool]] = []
+
+    def finished(self, record: Any) -> None:
+        results = read_jsonl(Path(self.settings.local.results))
+        dead = read_jsonl(Path(self.settings.local.dead_letters))
+        written = record.offset in {d["origin"]["offset"] for d in dead} or self.ids[
+            record.offset
+        ] in {r["event_id"] for r in results}
+        self.seen.append((record.offset, written))
+
+
+async def test_a_source_hears_of_each_finished_record_only_after_its_answer_is_written(
+    harness: Harness,
+) -> None:
+    lines = [event(f"e{i}", f"prompt number {i}") for i in range(4)]
+    lines.insert(2, event("bad", width=33))
+    path = write_jsonl(harness.tmp / "in.jsonl", lines)
+    source = FinishWatchingSource(path, harness.settings, [e["event_id"] for e in lines])
+    await harness.run(lines, source=source)
+    assert sorted(source.seen) == [(0, True), (1, True), (2, True), (3, True), (4, True)]
+
+
+async def test_results_of_a_replay_are_marked_and_otherwise_identical(harness: Harness) -> None:
+    await harness.run([event("e1", "a kite over the dunes")])
+    await harness.run(
+        [event("e1", "a kite over the dunes")], replay_id="r-7", cache=semantic_cache()
+    )
+    live, replayed = harness.results
+    assert (live["replayed"], live["replay_id"]) == (False, None)
+    assert (replayed["replayed"], replayed["replay_id"]) == (True, "r-7")
+    for same in ("event_id", "result_id", "object_key", "video_url", "parameters"):
+        assert live[same] == replayed[same]
