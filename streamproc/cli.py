@@ -223,6 +223,17 @@ def main() -> None:
 @click.option("--log-format", type=click.Choice(["auto", "console", "json"]))
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Port of /metrics, /healthz and /readyz (0: any free port). [default: 9464]",
+)
+@click.option(
+    "--metrics/--no-metrics",
+    "metrics_enabled",
+    default=None,
+    help="Serve the operations endpoints. [default: on]",
+)
+@click.option(
     "--progress/--no-progress",
     default=None,
     help="Progress bar on stderr. [default: on when stderr is a terminal]",
@@ -260,6 +271,8 @@ def run(
     worker_id: str | None,
     log_format: str | None,
     log_level: str | None,
+    metrics_port: int | None,
+    metrics_enabled: bool | None,
     progress: bool | None,
     config_file: Path | None,
 ) -> None:
@@ -310,25 +323,30 @@ def run(
             "ttl_s": cache_ttl_s,
         },
         log={"format": log_format, "level": log_level},
+        metrics={"port": metrics_port, "enabled": metrics_enabled},
     )
     from streamproc.app import build_source, run_worker
     from streamproc.logs import configure_logging
+    from streamproc.metrics import Metrics
     from streamproc.progress import ProgressDisplay, StderrProxy
 
     show_progress = sys.stderr.isatty() if progress is None else progress
     configure_logging(settings.log, stream=StderrProxy())  # type: ignore[arg-type]
 
     async def go() -> None:
-        source = build_source(settings)
+        metrics = Metrics()
+        source = build_source(settings, metrics)
         if settings.transport == "local":
             # Fail fast on a bad input file; a Kafka source joins its group only once the
             # model is loaded, so it never holds partitions it cannot work on yet.
             await source.start()
         if show_progress:
             with ProgressDisplay(source.input_size) as display:
-                summary = await run_worker(settings, source=source, observers=[display])
+                summary = await run_worker(
+                    settings, source=source, observers=[display], metrics=metrics
+                )
         else:
-            summary = await run_worker(settings, source=source)
+            summary = await run_worker(settings, source=source, metrics=metrics)
         counts = ", ".join(f"{v} {k.value}" for k, v in summary.outcomes.items() if v)
         where = (
             (settings.kafka.results_topic, settings.kafka.dead_letter_topic)

@@ -102,6 +102,11 @@ class SemanticCache:
         self._maintainer: asyncio.Task[None] | None = None
         self.stats = CacheStats()
 
+    @property
+    def shared(self) -> SharedStore | None:
+        """The shared store this cache follows (Redis), if any."""
+        return self._shared
+
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
