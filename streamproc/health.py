@@ -34,8 +34,6 @@ log = structlog.get_logger(__name__)
 #: A readiness check: returns ``(ok, detail)``; raising counts as failed.
 Check = Callable[[], Awaitable[tuple[bool, str]]]
 
-_CHECK_TIMEOUT_S = 3.0
-
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -47,10 +45,12 @@ class CheckResult:
 
 
 class Readiness:
-    """Named readiness checks; all must pass for the worker to be ready."""
+    """Named readiness checks; all must pass for the worker to be ready. Each runs at every
+    probe, bounded by ``timeout_s``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, timeout_s: float = 3.0) -> None:
         self._checks: dict[str, Check] = {}
+        self._timeout_s = timeout_s
 
     def add(self, name: str, check: Check) -> None:
         """Register (or replace) the check ``name``."""
@@ -72,18 +72,15 @@ class Readiness:
     async def run(self) -> list[CheckResult]:
         """Run every check concurrently, each bounded by a timeout."""
         names = list(self._checks)
-        outcomes = await asyncio.gather(
-            *(self._one(n, self._checks[n]) for n in names), return_exceptions=False
-        )
+        outcomes = await asyncio.gather(*(self._one(n, self._checks[n]) for n in names))
         return list(outcomes)
 
-    @staticmethod
-    async def _one(name: str, check: Check) -> CheckResult:
+    async def _one(self, name: str, check: Check) -> CheckResult:
         try:
-            async with asyncio.timeout(_CHECK_TIMEOUT_S):
+            async with asyncio.timeout(self._timeout_s):
                 ok, detail = await check()
         except TimeoutError:
-            return CheckResult(name, False, f"no answer within {_CHECK_TIMEOUT_S:g} s")
+            return CheckResult(name, False, f"no answer within {self._timeout_s:g} s")
         except Exception as exc:
             return CheckResult(name, False, repr(exc)[:200])
         return CheckResult(name, ok, detail)

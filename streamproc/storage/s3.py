@@ -339,8 +339,9 @@ class S3ObjectStore:
                 return await op()
             except (BotoCoreError, ClientError, OSError, TimeoutError) as exc:
                 if not is_transient(exc) or attempt >= s.max_attempts:
-                    self._metrics.s3_errors.labels(what).inc()
                     code = error_code(exc) if isinstance(exc, ClientError) else None
+                    if code not in NOT_FOUND:  # an answer (e.g. the duplicate check), not a fault
+                        self._metrics.s3_errors.labels(what).inc()
                     raise _RequestFailed(
                         explain(what, exc, attempt, self.bucket, self.endpoint), code
                     ) from exc

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -57,3 +59,17 @@ def series(samples: Samples, name: str) -> list[dict[str, str]]:
 async def ready(port: int) -> tuple[int, dict[str, Any]]:
     status, body = await get(port, "/readyz")
     return status, json.loads(body) if status else {}
+
+
+async def scrape_until(
+    port: int, check: Callable[[Samples], bool], seconds: float = 60.0
+) -> Samples:
+    """Scrape until ``check`` holds for the samples; fail after ``seconds``."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        samples = await scrape(port)
+        if check(samples):
+            return samples
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("metric condition not reached in time")
+        await asyncio.sleep(0.1)

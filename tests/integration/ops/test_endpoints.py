@@ -27,7 +27,7 @@ from tests.helpers import (
     wait_for,
     write_jsonl,
 )
-from tests.integration.ops.scrape import Samples, get, ready, scrape, series, value
+from tests.integration.ops.scrape import Samples, get, ready, scrape, scrape_until, series, value
 
 LIGHTHOUSE = "a lighthouse on a cliff during a thunderstorm"
 PARAPHRASE = "during a thunderstorm, a lighthouse on a cliff"
@@ -113,9 +113,7 @@ async def test_every_metric_moves_as_events_flow_and_readyz_follows_the_warm_up(
         spy.release.clear()
         source.release(2)
         await wait_for(lambda: spy.calls != [], seconds=30)
-        during = await _scrape_until(
-            port, lambda s: value(s, "streamproc_batcher_queue_depth") >= 1
-        )
+        during = await scrape_until(port, lambda s: value(s, "streamproc_batcher_queue_depth") >= 1)
         assert value(during, "streamproc_events_received_total") == 2
         assert value(during, "streamproc_events_in_flight") == 2
         spy.release.set()
@@ -125,7 +123,7 @@ async def test_every_metric_moves_as_events_flow_and_readyz_follows_the_warm_up(
         done = {"gen", "other", "exact", "semantic", "poison"}
         await wait_for(lambda: done <= _answered(settings), seconds=120)
         await wait_for(lambda: len(read_jsonl(Path(settings.local.dead_letters))) >= 2)
-        after = await _scrape_until(
+        after = await scrape_until(
             port,
             lambda s: value(s, "streamproc_committed_offset", topic="in.jsonl", partition="0") == 6,
         )
@@ -218,14 +216,3 @@ async def _until_serving(port: int, run: asyncio.Task[Any]) -> None:
         return (await get(port, "/healthz"))[0] == 200
 
     await _until(serving)
-
-
-async def _scrape_until(port: int, check: Any, seconds: float = 60.0) -> Samples:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        samples = await scrape(port)
-        if check(samples):
-            return samples
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("metric condition not reached in time")
-        await asyncio.sleep(0.05)
