@@ -17,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 
 if TYPE_CHECKING:
     from streamproc.bus.base import Partition
@@ -49,6 +51,25 @@ STAGES = (
     "store",
     "publish",
 )
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """One metric as exported: its name, type, help text and label names."""
+
+    name: str
+    kind: str
+    help: str
+    labels: tuple[str, ...]
+
+    @property
+    def series_names(self) -> tuple[str, ...]:
+        """The sample names Prometheus stores (what PromQL queries name)."""
+        if self.kind == "counter":
+            return (f"{self.name}_total",)
+        if self.kind == "histogram":
+            return tuple(f"{self.name}_{suffix}" for suffix in ("bucket", "count", "sum"))
+        return (self.name,)
 
 
 class Metrics:
@@ -218,6 +239,14 @@ class Metrics:
         self.model_loaded = Gauge(
             "streamproc_model_loaded", "1 once the model is loaded and warmed up.", registry=r
         )
+
+    def catalogue(self) -> list[MetricInfo]:
+        """Every metric this class exports, in definition order."""
+        return [
+            MetricInfo(m._name, str(m._type), m._documentation, tuple(m._labelnames))
+            for m in vars(self).values()
+            if isinstance(m, MetricWrapperBase)
+        ]
 
     # -- recording helpers ------------------------------------------------------------------
 
