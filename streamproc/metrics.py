@@ -203,7 +203,7 @@ class Metrics:
         self.redis_errors = Counter(
             "streamproc_redis_errors",
             "Failed Redis operations of the shared cache store, by operation (connect, "
-            "write, query, rejected).",
+            "write, query, gc, rejected).",
             ["operation"],
             registry=r,
         )

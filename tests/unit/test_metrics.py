@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -93,3 +94,9 @@ async def test_a_hanging_check_fails_within_the_timeout() -> None:
     readiness.add("broker", hangs)
     [result] = await readiness.run()
     assert not result.ok and "no answer" in result.detail
+
+
+def test_the_operations_guide_lists_every_metric() -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    for info in Metrics().catalogue():
+        assert f"`{info.series_names[0].removesuffix('_bucket')}" in guide, info.name
