@@ -151,7 +151,9 @@ async def run_worker(
             # First: a store that cannot be used fails the start before the model loads.
             await stack.enter_async_context(store)
         readiness.add("store", _store_check(store))
-        generator = generator if generator is not None else build_generator(settings)
+        if generator is None:
+            # Off the loop: importing torch and diffusers takes seconds, and probes must answer.
+            generator = await asyncio.to_thread(build_generator, settings)
         await generator.start()
         stack.push_async_callback(generator.stop)
         _watch_gpu(settings, metrics, stack)

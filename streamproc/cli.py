@@ -340,13 +340,18 @@ def run(
             # Fail fast on a bad input file; a Kafka source joins its group only once the
             # model is loaded, so it never holds partitions it cannot work on yet.
             await source.start()
-        if show_progress:
-            with ProgressDisplay(source.input_size) as display:
-                summary = await run_worker(
-                    settings, source=source, observers=[display], metrics=metrics
-                )
-        else:
-            summary = await run_worker(settings, source=source, metrics=metrics)
+        try:
+            if show_progress:
+                with ProgressDisplay(source.input_size) as display:
+                    summary = await run_worker(
+                        settings, source=source, observers=[display], metrics=metrics
+                    )
+            else:
+                summary = await run_worker(settings, source=source, metrics=metrics)
+        finally:
+            # Idempotent; needed when the worker failed before it took the source over (e.g. a
+            # metrics port in use), so the input thread ends before the interpreter does.
+            await source.stop()
         counts = ", ".join(f"{v} {k.value}" for k, v in summary.outcomes.items() if v)
         where = (
             (settings.kafka.results_topic, settings.kafka.dead_letter_topic)
