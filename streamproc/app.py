@@ -21,7 +21,7 @@ from streamproc.cache.base import Cache
 from streamproc.cache.null import NullCache
 from streamproc.errors import ConfigError
 from streamproc.generation.base import Generator
-from streamproc.health import Check, OpsServer, Readiness
+from streamproc.health import OpsServer, Readiness, readiness_of
 from streamproc.metrics import GpuProbe, Metrics
 from streamproc.processor import Processor, ProcessorObserver, RunSummary
 from streamproc.settings import Settings
@@ -150,7 +150,7 @@ async def run_worker(
         if isinstance(store, AbstractAsyncContextManager):
             # First: a store that cannot be used fails the start before the model loads.
             await stack.enter_async_context(store)
-        readiness.add("store", _store_check(store))
+        readiness.add("store", readiness_of(store, "embedded store"))
         if generator is None:
             # Off the loop: importing torch and diffusers takes seconds, and probes must answer.
             generator = await asyncio.to_thread(build_generator, settings)
@@ -161,12 +161,12 @@ async def run_worker(
         source = await stack.enter_async_context(
             source if source is not None else build_source(settings, metrics)
         )
-        readiness.add("broker", _broker_check(source))
+        readiness.add("broker", readiness_of(source, "embedded transport"))
         if cache is None:
             cache = await asyncio.to_thread(build_cache, settings, metrics)
         await cache.start()
         stack.push_async_callback(cache.stop)
-        readiness.add("cache", _cache_check(cache))
+        readiness.add("cache", readiness_of(cache, "in-process cache"))
         processor = Processor(
             settings,
             source=source,
@@ -194,37 +194,6 @@ async def run_worker(
             abandoned=summary.abandoned,
         )
         return summary
-
-
-def _store_check(store: ObjectStore) -> Check:
-    async def check() -> tuple[bool, str]:
-        if isinstance(store, S3ObjectStore):
-            await store.verify_bucket()
-            return True, f"bucket {store.bucket} answers"
-        return True, "embedded store"
-
-    return check
-
-
-def _broker_check(source: Source) -> Check:
-    async def check() -> tuple[bool, str]:
-        if isinstance(source, KafkaSource):
-            return await source.reachable()
-        return True, "embedded transport"
-
-    return check
-
-
-def _cache_check(cache: Cache) -> Check:
-    async def check() -> tuple[bool, str]:
-        shared = cache.shared if isinstance(cache, SemanticCache) else None
-        if shared is None:
-            return True, "in-process cache"
-        if shared.available:
-            return True, "redis answers"
-        return False, "redis unreachable (answering from this worker's entries meanwhile)"
-
-    return check
 
 
 def _watch_gpu(settings: Settings, metrics: Metrics, stack: AsyncExitStack) -> None:

@@ -5,8 +5,9 @@
 * ``/readyz`` runs every registered readiness check and answers 200 with a JSON object of
   their results only when all pass, else 503 naming the failed ones (a readiness probe: send
   no traffic, or do not count the worker as up, until it passes). The app registers the model
-  (loaded and warmed), the broker, Redis and the object store; embedded components — the
-  JSONL transport, the in-process cache, the local store — are always reachable.
+  (loaded and warmed), the broker, the cache and the object store; a component that talks to
+  a service implements :class:`Probed`, embedded ones — the JSONL transport, the in-process
+  cache, the local store — do not and are always reachable.
 * ``/metrics`` is the Prometheus exposition of :class:`~streamproc.metrics.Metrics`.
 
 The server is an async context manager; the app enters it first, so probes answer (503)
@@ -20,19 +21,42 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
 import structlog
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from streamproc.errors import ConfigError
 from streamproc.metrics import Metrics
 
+if TYPE_CHECKING:
+    from aiohttp import web
+
 log = structlog.get_logger(__name__)
 
 #: A readiness check: returns ``(ok, detail)``; raising counts as failed.
 Check = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+@runtime_checkable
+class Probed(Protocol):
+    """A component whose service can be unreachable (broker, Redis, S3)."""
+
+    async def readiness(self) -> tuple[bool, str]:
+        """Whether its service answers now, and a short detail; called at every probe."""
+        ...
+
+
+def readiness_of(component: object, embedded: str) -> Check:
+    """The readiness check of ``component``: its own when it is :class:`Probed`, else one
+    that always passes with the detail ``embedded``."""
+
+    async def check() -> tuple[bool, str]:
+        if isinstance(component, Probed):
+            return await component.readiness()
+        return True, embedded
+
+    return check
 
 
 @dataclass(frozen=True)
@@ -103,6 +127,9 @@ class OpsServer:
         """Bind and serve; the bound port is :attr:`port`."""
         if self._runner is not None:
             return
+        # Imported here: a worker run with metrics off does not load aiohttp.
+        from aiohttp import web
+
         app = web.Application()
         app.router.add_get("/metrics", self._handle_metrics)
         app.router.add_get("/healthz", self._handle_health)
@@ -142,13 +169,19 @@ class OpsServer:
         await self.stop()
 
     async def _handle_metrics(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         body = await self._metrics.render()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _handle_health(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         return web.json_response({"status": "alive"})
 
     async def _handle_ready(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         results = await self._readiness.run()
         ready = all(r.ok for r in results)
         self._metrics.ready.set(1 if ready else 0)

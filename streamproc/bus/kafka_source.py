@@ -221,8 +221,8 @@ class KafkaSource(Source):
         """The partitions paused in the consumer now (back-pressure, shutdown)."""
         return partitions(self._consumer.paused()) if self._consumer is not None else []
 
-    async def reachable(self) -> tuple[bool, str]:
-        """Readiness: the brokers answer a metadata request and polling has not failed."""
+    async def readiness(self) -> tuple[bool, str]:
+        """Ready when the brokers answer a metadata request and polling has not failed."""
         consumer = self._consumer
         if consumer is None:
             return False, "consumer not started"

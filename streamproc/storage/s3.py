@@ -243,6 +243,11 @@ class S3ObjectStore:
             raise
         return True
 
+    async def readiness(self) -> tuple[bool, str]:
+        """Ready when the bucket answers (one HEAD, with the usual retries)."""
+        await self.verify_bucket()
+        return True, f"bucket {self.bucket} answers"
+
     async def verify_bucket(self) -> None:
         """Raise :class:`StorageError` unless the bucket exists and may be used."""
         await self._call("head_bucket", partial(self._s3.head_bucket, Bucket=self.bucket))

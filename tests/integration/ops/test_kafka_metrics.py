@@ -60,7 +60,7 @@ async def test_lag_and_commit_watermark_per_partition_follow_the_work(
         metrics=metrics,
     )
     readiness = Readiness()
-    readiness.add("broker", source.reachable)
+    readiness.add("broker", source.readiness)
     async with OpsServer(metrics, readiness, host="127.0.0.1", port=0) as server:
         assert server.port is not None
         port = server.port
