@@ -8,7 +8,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamproc.bus.base import Partition
-from streamproc.health import Readiness
+from streamproc.health import Readiness, readiness_of
 from streamproc.metrics import OUTCOMES, Metrics
 
 
@@ -100,3 +100,12 @@ def test_the_operations_guide_lists_every_metric() -> None:
     guide = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
     for info in Metrics().catalogue():
         assert f"`{info.series_names[0].removesuffix('_bucket')}" in guide, info.name
+
+
+async def test_components_that_talk_to_a_service_bring_their_own_check() -> None:
+    class Remote:
+        async def readiness(self) -> tuple[bool, str]:
+            return False, "refused"
+
+    assert await readiness_of(Remote(), "embedded")() == (False, "refused")
+    assert await readiness_of(object(), "embedded store")() == (True, "embedded store")
