@@ -130,6 +130,9 @@ def start_worker(
         "--log-format",
         "json",
         "--no-progress",
+        # Several workers share this host: each serves its metrics on a port of its own.
+        "--metrics-port",
+        str(9464 + index),
         "--max-batch-size",
         str(args.batch),
         *args.worker_arg,

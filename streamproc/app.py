@@ -21,6 +21,8 @@ from streamproc.cache.base import Cache
 from streamproc.cache.null import NullCache
 from streamproc.errors import ConfigError
 from streamproc.generation.base import Generator
+from streamproc.health import OpsServer, Readiness, readiness_of
+from streamproc.metrics import GpuProbe, Metrics
 from streamproc.processor import Processor, ProcessorObserver, RunSummary
 from streamproc.settings import Settings
 from streamproc.storage.base import CheckableStore, ObjectStore
@@ -29,10 +31,10 @@ from streamproc.storage.local import LocalObjectStore
 log = structlog.get_logger(__name__)
 
 
-def build_source(settings: Settings) -> Source:
+def build_source(settings: Settings, metrics: Metrics | None = None) -> Source:
     """The configured source of prompt records."""
     if settings.transport == "kafka":
-        return KafkaSource(settings.kafka, client_id=settings.worker_id)
+        return KafkaSource(settings.kafka, client_id=settings.worker_id, metrics=metrics)
     if settings.local.input is None:
         raise ConfigError("no input: pass --input FILE (or '-' for stdin)")
     return JsonlSource(settings.local.input, max_record_bytes=settings.local.max_record_bytes)
@@ -45,18 +47,18 @@ def build_sink(settings: Settings) -> Sink:
     return JsonlSink(settings.local.results, settings.local.dead_letters)
 
 
-def build_store(settings: Settings) -> CheckableStore:
+def build_store(settings: Settings, metrics: Metrics | None = None) -> CheckableStore:
     """The configured object store (S3's is an async context manager: enter it first)."""
     if settings.storage.backend == "s3":
         # Imported here, as are the cache's backends below: a worker that does not use them
         # starts without loading boto, FAISS, Redis or sentence-transformers.
         from streamproc.storage.s3 import S3ObjectStore
 
-        return S3ObjectStore(settings.storage.s3)
+        return S3ObjectStore(settings.storage.s3, metrics=metrics)
     return LocalObjectStore(settings.storage.local_dir)
 
 
-def build_cache(settings: Settings) -> Cache:
+def build_cache(settings: Settings, metrics: Metrics | None = None) -> Cache:
     """The configured cache: the semantic cache, in process or shared through Redis.
 
     Loads the embedding model (blocking: about a second for MiniLM).
@@ -84,6 +86,7 @@ def build_cache(settings: Settings) -> Cache:
             op_timeout_s=config.redis_timeout_ms / 1000.0,
             stream_max_len=config.redis_stream_max_len,
             max_pending=config.redis_max_pending,
+            metrics=metrics,
         )
     return SemanticCache(
         BatchingEmbedder(
@@ -127,27 +130,45 @@ async def run_worker(
     observers: Sequence[ProcessorObserver] = (),
     handle_signals: bool = True,
     replay_id: str | None = None,
+    metrics: Metrics | None = None,
 ) -> RunSummary:
     """Start everything, process until the input ends or SIGINT/SIGTERM, drain, stop.
 
-    ``replay_id`` marks the results as made by a replay (``streamproc replay``).
+    ``replay_id`` marks the results as made by a replay (``streamproc replay``). The
+    operations server (``/metrics``, ``/healthz``, ``/readyz``) starts first, so probes
+    answer while the model loads; ``/readyz`` passes once every component below is up.
     """
+    metrics = metrics if metrics is not None else Metrics()
+    readiness = Readiness()
+    model_ready = readiness.add_flag("model", "model not loaded and warmed up yet")
     async with AsyncExitStack() as stack:
-        store = store if store is not None else build_store(settings)
+        if settings.metrics.enabled:
+            await stack.enter_async_context(
+                OpsServer(
+                    metrics, readiness, host=settings.metrics.host, port=settings.metrics.port
+                )
+            )
+        store = store if store is not None else build_store(settings, metrics)
         if isinstance(store, AbstractAsyncContextManager):
             # First: a store that cannot be used fails the start before the model loads.
             await stack.enter_async_context(store)
-        generator = generator if generator is not None else build_generator(settings)
+        readiness.add("store", readiness_of(store, "embedded store"))
+        if generator is None:
+            # Off the loop: importing torch and diffusers takes seconds, and probes must answer.
+            generator = await asyncio.to_thread(build_generator, settings)
         await generator.start()
         stack.push_async_callback(generator.stop)
+        _watch_gpu(settings, metrics, stack)
         sink = await stack.enter_async_context(sink if sink is not None else build_sink(settings))
         source = await stack.enter_async_context(
-            source if source is not None else build_source(settings)
+            source if source is not None else build_source(settings, metrics)
         )
+        readiness.add("broker", readiness_of(source, "embedded transport"))
         if cache is None:
-            cache = await asyncio.to_thread(build_cache, settings)
+            cache = await asyncio.to_thread(build_cache, settings, metrics)
         await cache.start()
         stack.push_async_callback(cache.stop)
+        readiness.add("cache", readiness_of(cache, "in-process cache"))
         processor = Processor(
             settings,
             source=source,
@@ -157,7 +178,13 @@ async def run_worker(
             cache=cache,
             observers=observers,
             replay_id=replay_id,
+            metrics=metrics,
         )
+        # Warm-up ran in generator.start(); every other component is up by now.
+        model_ready(True)
+        metrics.model_loaded.set(1)
+        stack.callback(metrics.model_loaded.set, 0)
+        stack.callback(model_ready, False)
         if handle_signals:
             _install_signal_handlers(processor, stack)
         log.info("worker_started", worker_id=settings.worker_id, model_id=generator.model_id)
@@ -170,6 +197,13 @@ async def run_worker(
             abandoned=summary.abandoned,
         )
         return summary
+
+
+def _watch_gpu(settings: Settings, metrics: Metrics, stack: AsyncExitStack) -> None:
+    """Export GPU memory (and utilisation) when the model runs on CUDA."""
+    if GpuProbe.available(settings.generation.device):
+        probe = GpuProbe(metrics, settings.generation.device)
+        stack.callback(metrics.add_refresher(probe.refresh))
 
 
 def _install_signal_handlers(processor: Processor, stack: AsyncExitStack) -> None:

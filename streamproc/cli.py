@@ -223,6 +223,17 @@ def main() -> None:
 @click.option("--log-format", type=click.Choice(["auto", "console", "json"]))
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Port of /metrics, /healthz and /readyz (0: any free port). [default: 9464]",
+)
+@click.option(
+    "--metrics/--no-metrics",
+    "metrics_enabled",
+    default=None,
+    help="Serve the operations endpoints. [default: on]",
+)
+@click.option(
     "--progress/--no-progress",
     default=None,
     help="Progress bar on stderr. [default: on when stderr is a terminal]",
@@ -260,6 +271,8 @@ def run(
     worker_id: str | None,
     log_format: str | None,
     log_level: str | None,
+    metrics_port: int | None,
+    metrics_enabled: bool | None,
     progress: bool | None,
     config_file: Path | None,
 ) -> None:
@@ -310,25 +323,35 @@ def run(
             "ttl_s": cache_ttl_s,
         },
         log={"format": log_format, "level": log_level},
+        metrics={"port": metrics_port, "enabled": metrics_enabled},
     )
     from streamproc.app import build_source, run_worker
     from streamproc.logs import configure_logging
+    from streamproc.metrics import Metrics
     from streamproc.progress import ProgressDisplay, StderrProxy
 
     show_progress = sys.stderr.isatty() if progress is None else progress
     configure_logging(settings.log, stream=StderrProxy())  # type: ignore[arg-type]
 
     async def go() -> None:
-        source = build_source(settings)
+        metrics = Metrics()
+        source = build_source(settings, metrics)
         if settings.transport == "local":
             # Fail fast on a bad input file; a Kafka source joins its group only once the
             # model is loaded, so it never holds partitions it cannot work on yet.
             await source.start()
-        if show_progress:
-            with ProgressDisplay(source.input_size) as display:
-                summary = await run_worker(settings, source=source, observers=[display])
-        else:
-            summary = await run_worker(settings, source=source)
+        try:
+            if show_progress:
+                with ProgressDisplay(source.input_size) as display:
+                    summary = await run_worker(
+                        settings, source=source, observers=[display], metrics=metrics
+                    )
+            else:
+                summary = await run_worker(settings, source=source, metrics=metrics)
+        finally:
+            # Idempotent; needed when the worker failed before it took the source over (e.g. a
+            # metrics port in use), so the input thread ends before the interpreter does.
+            await source.stop()
         counts = ", ".join(f"{v} {k.value}" for k, v in summary.outcomes.items() if v)
         where = (
             (settings.kafka.results_topic, settings.kafka.dead_letter_topic)
@@ -715,6 +738,13 @@ def storage_check(backend: str | None, config_file: Path | None) -> None:
     show_default=True,
     help="Seconds between replay_progress log events (without bars).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve /metrics, /healthz and /readyz on this port while replaying (0: any free "
+    "port). [default: none — a replay often runs beside a live worker that holds the "
+    "metrics port]",
+)
 @_config_option
 def replay(
     from_text: str | None,
@@ -744,6 +774,7 @@ def replay(
     log_level: str | None,
     progress: bool | None,
     progress_interval: float,
+    metrics_port: int | None,
     config_file: Path | None,
 ) -> None:
     """Re-run a range of the prompts topic (after a model upgrade, an outage, or to fill a
@@ -809,6 +840,7 @@ def replay(
         batch={"window_ms": window_ms, "max_batch_size": max_batch_size},
         cache={"mode": cache_mode, "backend": cache_backend, "redis_url": redis_url},
         log={"format": log_format, "level": log_level},
+        metrics={"enabled": metrics_port is not None, "port": metrics_port},
     )
     if len(settings.kafka.prompts_topics) > 1:
         raise click.BadParameter(

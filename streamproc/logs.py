@@ -1,14 +1,32 @@
-"""structlog set-up: console lines on a TTY, JSON lines otherwise, always on stderr."""
+"""structlog set-up: console lines on a TTY, JSON lines otherwise, always on stderr.
+
+Every line carries the context the processor binds per event (``topic``, ``partition``,
+``offset``, ``event_id``, and ``batch_id`` once it was generated) through
+``structlog.contextvars``. Before rendering, :func:`redact_processor` masks secrets —
+``SecretStr`` values, fields whose name says secret/password/token, passwords inside URLs —
+and cuts prompt fields to ``log.max_prompt_chars``.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
+from pydantic import SecretStr
 
 from streamproc.settings import LogSettings
+
+#: Fields holding prompt text: cut to ``log.max_prompt_chars``.
+PROMPT_FIELDS = frozenset({"prompt", "negative_prompt", "matched_prompt", "request"})
+#: A field whose name contains one of these is never logged in clear.
+SECRET_WORDS = ("password", "secret", "token", "api_key", "credential", "authorization")
+MASK = "**********"
+# scheme://user:password@host — the password part.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@")
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -24,6 +42,7 @@ def configure_logging(settings: LogSettings, stream: TextIO | None = None) -> No
     use_json = settings.format == "json" or (settings.format == "auto" and not out.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        redact_processor(settings.max_prompt_chars),
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
@@ -52,3 +71,31 @@ def shorten(text: str, limit: int) -> str:
     if limit <= 0:
         return ""
     return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def redact_processor(max_prompt_chars: int) -> structlog.types.Processor:
+    """A structlog processor that masks secrets and shortens prompts (see the module doc)."""
+
+    def redact(
+        logger: Any, method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key, value in list(event_dict.items()):
+            event_dict[key] = _clean(key, value, max_prompt_chars)
+        return event_dict
+
+    return redact
+
+
+def _clean(key: str, value: Any, max_prompt_chars: int) -> Any:
+    if isinstance(value, SecretStr):
+        return MASK
+    lowered = key.lower()
+    if any(word in lowered for word in SECRET_WORDS) and value is not None:
+        return MASK
+    if isinstance(value, str):
+        if lowered in PROMPT_FIELDS:
+            return shorten(value, max_prompt_chars)
+        return _URL_PASSWORD.sub(lambda m: m.group("head") + MASK + "@", value)
+    if isinstance(value, dict):
+        return {k: _clean(str(k), v, max_prompt_chars) for k, v in value.items()}
+    return value

@@ -64,6 +64,7 @@ from streamproc.events import (
 )
 from streamproc.generation.base import Frames, GenerationRequest, Generator
 from streamproc.generation.encode import encode_mp4, make_encode_pool, warm_pool
+from streamproc.metrics import Metrics
 from streamproc.settings import Settings
 from streamproc.storage.base import ObjectStore, object_key
 
@@ -119,6 +120,7 @@ class _Job:
     deadline: float | None
     future: asyncio.Future[_Generated]
     attempts: int = 0
+    submitted: float = 0.0  # monotonic time it joined the batcher
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,15 @@ class _Generated:
     batch_size: int
     batched_at: datetime
     generated_at: datetime
+    batch_id: str
+
+
+@dataclass
+class _Trace:
+    """When a record's event began: its own timestamp where it has one (wall clock)."""
+
+    admitted: float
+    origin: float | None = None
 
 
 class _Abandoned(Exception):
@@ -147,10 +158,12 @@ class Processor:
         cache: Cache,
         observers: Sequence[ProcessorObserver] = (),
         replay_id: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """``replay_id`` marks every result as made by that replay (``streamproc replay``)."""
         self._settings = settings
         self._replay_id = replay_id
+        self._metrics = metrics if metrics is not None else Metrics()
         self.source = source
         self._sink = sink
         self._store = store
@@ -176,6 +189,8 @@ class Processor:
         self._stopped_at = 0.0
         self._paused = False
         self._encode_pool = make_encode_pool(settings.encoding)
+        self._metrics.batcher_queue_depth.set_function(lambda: len(self._batcher))
+        self._metrics.events_in_flight.set_function(lambda: len(self._tasks))
 
     def _max_batch_size(self, shape: ShapeKey) -> int:
         # The configured ceiling, lowered where the GPU memory budget says a shape is large.
@@ -185,6 +200,7 @@ class Processor:
 
     def _add_stage(self, name: str, seconds: float) -> None:
         self.summary.stage_seconds[name] = self.summary.stage_seconds.get(name, 0.0) + seconds
+        self._metrics.stage(name, seconds)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -296,6 +312,7 @@ class Processor:
     def _admit(self, record: Record) -> None:
         self.tracker.track(record.partition, record.offset)
         self.summary.received += 1
+        self._metrics.events_received.inc()
         for observer in self._observers:
             observer.record_received()
         task = asyncio.create_task(self._handle(record))
@@ -317,6 +334,10 @@ class Processor:
     async def _handle(self, record: Record) -> None:
         """Carry one record to a durable outcome; its offset is finished only then."""
         started = time.monotonic()
+        trace = _Trace(
+            admitted=time.time(),
+            origin=record.timestamp_ms / 1000.0 if record.timestamp_ms else None,
+        )
         structlog.contextvars.bind_contextvars(
             topic=record.partition.topic,
             partition=record.partition.partition,
@@ -324,7 +345,7 @@ class Processor:
         )
         outcome: Outcome | None = None
         try:
-            outcome = await self._process(record)
+            outcome = await self._process(record, trace)
         except asyncio.CancelledError:
             raise  # abandoned: the offset stays unfinished and is delivered again
         except _Abandoned:
@@ -338,6 +359,11 @@ class Processor:
                 self.tracker.finish(record.partition, record.offset)
                 self.source.finished(record)
                 self.summary.outcomes[outcome] += 1
+                self._metrics.events_finished.labels(outcome.value).inc()
+                since = trace.origin if trace.origin is not None else trace.admitted
+                self._metrics.end_to_end_latency.labels(outcome.value).observe(
+                    max(0.0, time.time() - since)
+                )
                 seconds = time.monotonic() - started
                 for observer in self._observers:
                     observer.record_finished(outcome, seconds)
@@ -355,7 +381,7 @@ class Processor:
         # The task is still registered while its finally block runs; resume after removal.
         asyncio.get_running_loop().call_soon(self._maybe_resume)
 
-    async def _process(self, record: Record) -> Outcome:
+    async def _process(self, record: Record, trace: _Trace) -> Outcome:
         received = utcnow()
         try:
             if any(name == TRUNCATED_HEADER for name, _ in record.headers):
@@ -372,6 +398,8 @@ class Processor:
             )
             return Outcome.DEAD_LETTERED
         structlog.contextvars.bind_contextvars(event_id=event.event_id)
+        if event.created_at is not None:
+            trace.origin = event.created_at.timestamp()
         return await self._answer(record, event, received)
 
     @property
@@ -416,10 +444,16 @@ class Processor:
         mode = event.cache_mode or self._settings.cache.mode
         lead: Lead | None = None
         if mode is CacheMode.REUSE:
+            started = time.perf_counter()
             hit = await self._lookup(prompt, scope)
+            self._add_stage("cache_lookup", time.perf_counter() - started)
             if hit is None:
                 # The same or a near-duplicate request is being generated: share its video.
                 hit = await self._inflight.follow(prompt, scope)
+            self._metrics.cache_lookup(
+                "miss" if hit is None else hit.outcome.value,
+                hit.similarity if hit is not None else None,
+            )
             if hit is not None:
                 await self._publish_hit(record, event, params, hit, received)
                 return (
@@ -490,6 +524,7 @@ class Processor:
             deadline=_monotonic_deadline(event.deadline),
             future=loop.create_future(),
         )
+        job.submitted = time.monotonic()
         shape = ShapeKey(
             self._model_id,
             event.width,
@@ -525,6 +560,7 @@ class Processor:
             )
             await self._publish(record, failed)
             return None
+        structlog.contextvars.bind_contextvars(batch_id=generated.batch_id)
         started = time.perf_counter()
         enc = self._settings.encoding
         data = await loop.run_in_executor(
@@ -629,9 +665,11 @@ class Processor:
 
     async def _publish(self, record: Record, result: VideoResult) -> None:
         """Publish the answer to ``record`` (keyed and traced like it) until the sink acks."""
+        started = time.perf_counter()
         await self._retry(
             lambda: self._sink.publish(result, record.key, input_headers=record.headers), "publish"
         )
+        self._add_stage("publish", time.perf_counter() - started)
 
     async def _dead_letter(
         self,
@@ -674,6 +712,7 @@ class Processor:
                 return await op()
             except (StorageError, TransportError) as exc:
                 attempt += 1
+                self._metrics.retries.labels(what).inc()
                 log.warning("retrying", operation=what, attempt=attempt, error=str(exc)[:300])
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, self._settings.storage.retry_max_s)
@@ -697,6 +736,7 @@ class Processor:
                 for job in batch.items:
                     if job.future.done():
                         continue  # its event was abandoned
+                    self._metrics.batcher_wait.observe(max(0.0, now - job.submitted))
                     if job.deadline is not None and now > job.deadline:
                         job.future.set_exception(
                             DeadlineExceeded("deadline passed before generation")
@@ -707,7 +747,9 @@ class Processor:
                     slots.release()
                     continue
                 self.summary.batches += 1
-                task = asyncio.create_task(self._run_batch(batch.shape, live))
+                self._metrics.batches.inc()
+                batch_id = f"b{self.summary.batches}"
+                task = asyncio.create_task(self._run_batch(batch.shape, live, batch_id))
                 running.add(task)
                 task.add_done_callback(running.discard)
                 task.add_done_callback(lambda _: slots.release())
@@ -717,9 +759,10 @@ class Processor:
             for task in running:
                 task.cancel()
 
-    async def _run_batch(self, shape: ShapeKey, jobs: list[_Job]) -> None:
+    async def _run_batch(self, shape: ShapeKey, jobs: list[_Job], batch_id: str) -> None:
         """Generate ``jobs``; a failed batch is split and each event retried on its own, so
         one poisonous prompt cannot fail its neighbours."""
+        structlog.contextvars.bind_contextvars(batch_id=batch_id)  # this task's own context
         batched_at = utcnow()
         log.debug("batch_started", shape=str(shape), size=len(jobs))
         try:
@@ -728,12 +771,12 @@ class Processor:
             log.warning("batch_failed", shape=str(shape), size=len(jobs), error=repr(exc)[:300])
             if len(jobs) > 1:
                 for job in jobs:
-                    await self._run_batch(shape, [job])
+                    await self._run_batch(shape, [job], batch_id)
                 return
             job = jobs[0]
             job.attempts += 1
             if job.attempts <= self._settings.generation.retries:
-                await self._run_batch(shape, [job])
+                await self._run_batch(shape, [job], batch_id)
             elif not job.future.done():
                 error = exc if isinstance(exc, GenerationError) else GenerationError(repr(exc))
                 if error is not exc:
@@ -742,11 +785,15 @@ class Processor:
             return
         generated_at = utcnow()
         self.summary.videos += len(jobs)
+        self._metrics.videos_generated.inc(len(jobs))
+        self._metrics.batch_size.observe(len(jobs))
         for stage, seconds in output.stage_seconds.items():
             self._add_stage(stage, seconds)
         for job, frames in zip(jobs, output.videos, strict=True):
             if not job.future.done():
-                job.future.set_result(_Generated(frames, len(jobs), batched_at, generated_at))
+                job.future.set_result(
+                    _Generated(frames, len(jobs), batched_at, generated_at, batch_id)
+                )
 
     # -- commits and rebalances ----------------------------------------------------------
 
@@ -765,9 +812,15 @@ class Processor:
         try:
             await self.source.commit(positions)
         except TransportError as exc:
+            self._metrics.commits.labels("failed").inc()
             log.warning("commit_failed", error=str(exc)[:300])
             return
         self.tracker.mark_committed(positions)
+        self._metrics.commits.labels("ok").inc()
+        for partition, position in positions.items():
+            self._metrics.committed_offset.labels(partition.topic, str(partition.partition)).set(
+                position
+            )
         log.debug("committed", positions={str(p): o for p, o in positions.items()})
 
     async def partitions_revoked(
@@ -795,6 +848,9 @@ class Processor:
                 log.warning("revoked_events_abandoned", events=len(late))
         await self._commit_now(only=list(revoked))
         self.tracker.forget(revoked)
+        for partition in revoked:
+            with contextlib.suppress(KeyError):
+                self._metrics.committed_offset.remove(partition.topic, str(partition.partition))
         log.info("partitions_revoked", partitions=[str(p) for p in partitions])
 
     async def partitions_assigned(self, partitions: Sequence[Partition]) -> None:

@@ -605,6 +605,20 @@ class LogSettings(_Section):
     )
 
 
+class MetricsSettings(_Section):
+    """The operations HTTP server: Prometheus ``/metrics``, ``/healthz``, ``/readyz``."""
+
+    enabled: bool = Field(True, description="Serve the three endpoints while a worker runs.")
+    host: str = Field(
+        "0.0.0.0",
+        min_length=1,
+        description="Address to bind ('127.0.0.1' keeps it on this machine).",
+    )
+    port: int = Field(
+        9464, ge=0, le=65535, description="TCP port of the endpoints (0: any free port)."
+    )
+
+
 class Settings(BaseSettings):
     """Everything a worker needs; see ``docs/configuration.md``."""
 
@@ -642,6 +656,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     limits: LimitSettings = LimitSettings()
     log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

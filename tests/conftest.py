@@ -8,6 +8,10 @@ import os
 # Nothing is ever downloaded: models come from packages or are built from config.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Workers started by tests (in process or as CLI subprocesses) serve their metrics on a free
+# loopback port, so several can run at once; tests that scrape set the port themselves.
+os.environ.setdefault("STREAMPROC_METRICS__PORT", "0")
+os.environ.setdefault("STREAMPROC_METRICS__HOST", "127.0.0.1")
 
 import uuid
 from collections.abc import Callable, Iterator

@@ -10,11 +10,13 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from streamproc.batching import ShapeKey
+from streamproc.bus.base import Record
+from streamproc.bus.local import JsonlSource
 from streamproc.cache.embedder import BatchingEmbedder, SentenceTransformerEncoder
 from streamproc.cache.semantic import SemanticCache
 from streamproc.errors import GenerationError
@@ -254,3 +256,25 @@ class RedisServer:
             self._proc.terminate()
             self._proc.wait(timeout=20)
         self._proc = None
+
+
+class GatedSource(JsonlSource):
+    """The real JSONL source, handing out each record only once the test releases it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(str(path))
+        self._released = 0
+        self._more = asyncio.Event()
+
+    def release(self, count: int) -> None:
+        self._released += count
+        self._more.set()
+
+    async def records(self) -> AsyncIterator[Record]:
+        handed = 0
+        async for record in super().records():
+            while handed >= self._released:
+                self._more.clear()
+                await self._more.wait()
+            handed += 1
+            yield record

@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import structlog
@@ -54,6 +54,7 @@ from streamproc.bus.kafka import (
     transport_error,
 )
 from streamproc.errors import TransportError
+from streamproc.metrics import Metrics
 from streamproc.settings import KafkaSettings
 
 log = structlog.get_logger(__name__)
@@ -66,8 +67,12 @@ _BACKOFF_MAX_S = 5.0
 class KafkaSource(Source):
     """Prompt records from the ``prompts_topic`` partitions assigned to this group member."""
 
-    def __init__(self, settings: KafkaSettings, *, client_id: str) -> None:
+    def __init__(
+        self, settings: KafkaSettings, *, client_id: str, metrics: Metrics | None = None
+    ) -> None:
         self._settings = settings
+        self._metrics = metrics if metrics is not None else Metrics()
+        self._unregister: Callable[[], None] | None = None
         self._client_id = client_id
         self._consumer: Any = None
         self._listener: PartitionListener | None = None
@@ -114,6 +119,7 @@ class KafkaSource(Source):
         consumer.subscribe(topics=s.prompts_topics, listener=_Rebalance(self))
         self._consumer = consumer
         self._poller = asyncio.create_task(self._poll_loop(), name="streamproc-kafka-poll")
+        self._unregister = self._metrics.add_refresher(self.refresh_metrics)
         log.info("kafka_consumer_started", topics=s.prompts_topics, group_id=s.group_id)
 
     async def stop(self) -> None:
@@ -123,6 +129,9 @@ class KafkaSource(Source):
             return
         self._closing = True
         self._wakeup.set()
+        if self._unregister is not None:
+            self._unregister()
+            self._unregister = None
         if self._unacked:
             try:
                 await self.commit({to_partition(tp): o for tp, o in self._unacked.items()})
@@ -211,6 +220,38 @@ class KafkaSource(Source):
     def paused_partitions(self) -> list[Partition]:
         """The partitions paused in the consumer now (back-pressure, shutdown)."""
         return partitions(self._consumer.paused()) if self._consumer is not None else []
+
+    async def readiness(self) -> tuple[bool, str]:
+        """Ready when the brokers answer a metadata request and polling has not failed."""
+        consumer = self._consumer
+        if consumer is None:
+            return False, "consumer not started"
+        if self._failure is not None:
+            return False, str(self._failure)[:200]
+        try:
+            await consumer.topics()  # a metadata request to the cluster
+        except KafkaError as exc:
+            return False, f"metadata request failed: {exc!r}"[:200]
+        return True, f"assigned {len(consumer.assignment())} partitions"
+
+    async def refresh_metrics(self) -> None:
+        """Set the lag (high watermark - position) and high watermark of each assigned
+        partition whose high watermark is known (after its first fetch)."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        lag: dict[Partition, int] = {}
+        high: dict[Partition, int] = {}
+        for tp in consumer.assignment():
+            watermark = consumer.highwater(tp)
+            if watermark is None:
+                continue
+            position = await consumer.position(tp)
+            partition = to_partition(tp)
+            high[partition] = watermark
+            lag[partition] = max(0, watermark - position)
+        self._metrics.set_partition(self._metrics.consumer_lag, lag)
+        self._metrics.set_partition(self._metrics.high_watermark, high)
 
     # -- polling -------------------------------------------------------------------------
 

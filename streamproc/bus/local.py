@@ -161,6 +161,11 @@ class JsonlSource(Source):
         if self._stream is not None and self._stream is not sys.stdin.buffer:
             self._stream.close()
         self._stream = None
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            # A reader about to see the end of its input (stdin at EOF) finishes now; one
+            # blocked on an open terminal stays behind as a daemon thread.
+            await asyncio.to_thread(thread.join, 0.5)
 
 
 def _count_lines(path: str) -> int:

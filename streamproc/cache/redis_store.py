@@ -45,6 +45,7 @@ from redis.exceptions import ResponseError
 from streamproc.cache.base import CacheEntry, StoredEntry
 from streamproc.cache.tasks import cancel_and_wait
 from streamproc.errors import ConfigError
+from streamproc.metrics import Metrics
 
 if TYPE_CHECKING:
     from streamproc.cache.memory import MemoryStore
@@ -128,7 +129,9 @@ class RedisStore:
         max_pending: int = 10_000,
         reconnect_max_s: float = 5.0,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics if metrics is not None else Metrics()
         options: dict[str, Any] = {
             "socket_connect_timeout": op_timeout_s,
             "retry": Retry(NoBackoff(), 0),  # we retry ourselves, never inside a call
@@ -189,6 +192,7 @@ class RedisStore:
                 async with asyncio.timeout(4 * self._op_timeout_s):
                     await self._flush()
         self._up.clear()
+        self._metrics.redis_up.set(0)
         await self._client.aclose()
         await self._follower.aclose()
         log.info("cache_shared_store_stopped", pending=len(self._pending), **vars(self.stats))
@@ -212,6 +216,7 @@ class RedisStore:
             async with asyncio.timeout(self._op_timeout_s):
                 scores = await self._client.zmscore(self._expiry_key, members)
         except Exception as exc:
+            self._metrics.redis_errors.labels("query").inc()
             log.warning("cache_shared_store_query_failed", error=repr(exc)[:200])
             return None
         return {i: s for i, s in zip(entry_ids, scores, strict=True) if s is not None}
@@ -224,6 +229,7 @@ class RedisStore:
             async with asyncio.timeout(self._op_timeout_s):
                 await self._client.zremrangebyscore(self._expiry_key, "-inf", now)
         except Exception as exc:
+            self._metrics.redis_errors.labels("gc").inc()
             log.debug("cache_shared_store_gc_failed", error=repr(exc)[:200])
 
     # -- writing -----------------------------------------------------------------------------
@@ -234,6 +240,7 @@ class RedisStore:
         while len(self._pending) > self._max_pending:
             self._pending.popitem(last=False)
             self.stats.dropped_writes += 1
+            self._metrics.redis_dropped_writes.inc()
         self._wake.set()
 
     async def _write_loop(self) -> None:
@@ -247,6 +254,8 @@ class RedisStore:
                 delay = 0.05
             except Exception as exc:  # Redis went away mid-flush: keep the rest, retry
                 self.stats.write_failures += 1
+                self._metrics.redis_errors.labels("write").inc()
+                self._metrics.redis_retries.labels("write").inc()
                 log.debug("cache_shared_store_write_failed", error=repr(exc)[:200])
                 self._wake.set()
                 await asyncio.sleep(delay)
@@ -264,6 +273,7 @@ class RedisStore:
             except ResponseError as exc:
                 # Refused by the server, not lost on the way: retrying would block the queue.
                 self.stats.rejected_writes += len(batch)
+                self._metrics.redis_errors.labels("rejected").inc(len(batch))
                 log.warning("cache_shared_store_write_rejected", error=repr(exc)[:300])
                 continue
             except BaseException:
@@ -314,6 +324,7 @@ class RedisStore:
                     )
                 self._down_since = None
                 self._up.set()
+                self._metrics.redis_up.set(1)
                 self._wake.set()
                 self._tried.set()
                 delay = 0.1
@@ -322,12 +333,15 @@ class RedisStore:
                 raise
             except Exception as exc:
                 self._went_down(exc)
+                self._metrics.redis_errors.labels("connect").inc()
+                self._metrics.redis_retries.labels("reconnect").inc()
                 self._tried.set()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._reconnect_max_s)
 
     def _went_down(self, exc: BaseException) -> None:
         self._up.clear()
+        self._metrics.redis_up.set(0)
         if self._down_since is None:
             self._down_since = self._clock()
             self.stats.outages += 1

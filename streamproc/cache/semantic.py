@@ -102,6 +102,14 @@ class SemanticCache:
         self._maintainer: asyncio.Task[None] | None = None
         self.stats = CacheStats()
 
+    async def readiness(self) -> tuple[bool, str]:
+        """Ready unless the shared store (Redis) is unreachable; lookups still work then."""
+        if self._shared is None:
+            return True, "in-process cache"
+        if self._shared.available:
+            return True, "shared store answers"
+        return False, "shared store unreachable (answering from this worker's entries meanwhile)"
+
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:

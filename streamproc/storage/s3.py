@@ -37,6 +37,7 @@ from pydantic import SecretStr
 
 from streamproc import __version__
 from streamproc.errors import ConfigError, StorageError
+from streamproc.metrics import Metrics
 from streamproc.settings import S3Settings
 from streamproc.storage.base import CheckStep
 from streamproc.storage.metadata import METADATA_LIMIT, encode_metadata
@@ -71,7 +72,14 @@ class _RequestFailed(StorageError):
 class S3ObjectStore:
     """Keeps videos in an S3 bucket; an async context manager (``start``/``stop``)."""
 
-    def __init__(self, settings: S3Settings, *, session: aioboto3.Session | None = None) -> None:
+    def __init__(
+        self,
+        settings: S3Settings,
+        *,
+        session: aioboto3.Session | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._metrics = metrics if metrics is not None else Metrics()
         if not settings.bucket:
             raise ConfigError("storage.s3.bucket is not set")
         self._settings = settings
@@ -235,6 +243,11 @@ class S3ObjectStore:
             raise
         return True
 
+    async def readiness(self) -> tuple[bool, str]:
+        """Ready when the bucket answers (one HEAD, with the usual retries)."""
+        await self.verify_bucket()
+        return True, f"bucket {self.bucket} answers"
+
     async def verify_bucket(self) -> None:
         """Raise :class:`StorageError` unless the bucket exists and may be used."""
         await self._call("head_bucket", partial(self._s3.head_bucket, Bucket=self.bucket))
@@ -332,11 +345,14 @@ class S3ObjectStore:
             except (BotoCoreError, ClientError, OSError, TimeoutError) as exc:
                 if not is_transient(exc) or attempt >= s.max_attempts:
                     code = error_code(exc) if isinstance(exc, ClientError) else None
+                    if code not in NOT_FOUND:  # an answer (e.g. the duplicate check), not a fault
+                        self._metrics.s3_errors.labels(what).inc()
                     raise _RequestFailed(
                         explain(what, exc, attempt, self.bucket, self.endpoint), code
                     ) from exc
                 cap = min(s.backoff_max_s, s.backoff_initial_s * 2 ** (attempt - 1))
                 delay = random.uniform(0, cap)  # full jitter: workers do not retry in step
+                self._metrics.s3_retries.labels(what).inc()
                 log.warning(
                     "s3_request_retrying",
                     operation=what,

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from streamproc.app import run_worker
-from streamproc.bus.base import Record
-from streamproc.bus.local import JsonlSource
 from streamproc.cache.base import CacheScope
 from streamproc.cache.redis_store import RedisStore
 from streamproc.generation.wan import WanGenerator
 from tests.conftest import MakeSettings
 from tests.helpers import (
+    GatedSource,
     RedisServer,
     SpyGenerator,
     event,
@@ -23,29 +21,6 @@ from tests.helpers import (
     wait_for,
     write_jsonl,
 )
-
-
-class GatedSource(JsonlSource):
-    """The real JSONL source, handing out each record only once the test releases it."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(str(path))
-        self._released = 0
-        self._more = asyncio.Event()
-
-    def release(self, count: int) -> None:
-        self._released += count
-        self._more.set()
-
-    async def records(self) -> AsyncIterator[Record]:
-        handed = 0
-        async for record in super().records():
-            while handed >= self._released:
-                self._more.clear()
-                await self._more.wait()
-            handed += 1
-            yield record
-
 
 FOX = "a red fox crossing a frozen lake at dawn"
 LIGHTHOUSE = "a lighthouse on a cliff during a thunderstorm"
