@@ -20,14 +20,14 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from streamproc.errors import ConfigError
 from streamproc.metrics import Metrics
+from streamproc.resource import AsyncResource
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -110,7 +110,7 @@ class Readiness:
         return CheckResult(name, ok, detail)
 
 
-class OpsServer:
+class OpsServer(AsyncResource):
     """Serves the three endpoints on ``host:port`` until stopped (port 0 picks a free one)."""
 
     def __init__(
@@ -155,18 +155,6 @@ class OpsServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _handle_metrics(self, request: web.Request) -> web.Response:
         from aiohttp import web

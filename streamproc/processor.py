@@ -37,7 +37,7 @@ from streamproc.batching import MicroBatcher, ShapeKey
 from streamproc.bus.base import Partition, Record, Sink, Source
 from streamproc.bus.local import TRUNCATED_HEADER
 from streamproc.bus.offsets import OffsetTracker
-from streamproc.cache.base import Cache, CacheEntry, CacheHit, CacheScope
+from streamproc.cache.base import Cache, CacheEntry, CacheHit, CacheScope, scope_of
 from streamproc.cache.coalesce import InFlight, Lead
 from streamproc.errors import (
     DeadlineExceeded,
@@ -406,13 +406,6 @@ class Processor:
     def _model_id(self) -> str:
         return self._generator.model_id
 
-    def _step_cache(self, event: PromptEvent) -> str | None:
-        """The step-cache label of the event's request class (validated at decode)."""
-        quality = event.quality
-        if quality is None:
-            return None
-        return self._settings.generation.step_cache_classes[quality].label()
-
     # -- answering one event -------------------------------------------------------------
 
     async def _answer(self, record: Record, event: PromptEvent, received: datetime) -> Outcome:
@@ -428,19 +421,10 @@ class Processor:
             negative_prompt=negative,
             scheduler=self._generator.scheduler_name,
             fps=self._settings.generation.fps,
-            step_cache=self._step_cache(event),
+            # The request class was validated at decode.
+            step_cache=self._settings.generation.step_cache_for(event.quality),
         )
-        scope = CacheScope(
-            model_id=self._model_id,
-            width=event.width,
-            height=event.height,
-            num_frames=event.num_frames,
-            num_inference_steps=event.num_inference_steps,
-            guidance_scale=event.guidance_scale,
-            negative_prompt=negative,
-            tenant=event.tenant,
-            step_cache=params.step_cache,
-        )
+        scope = scope_of(event, self._model_id, params.step_cache)
         mode = event.cache_mode or self._settings.cache.mode
         lead: Lead | None = None
         if mode is CacheMode.REUSE:

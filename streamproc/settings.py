@@ -209,6 +209,10 @@ class GenerationSettings(_Section):
         "Each class is warmed up with warmup_shapes.",
     )
 
+    def step_cache_for(self, quality: str | None) -> str | None:
+        """The step-cache label of a request class (None: standard, every step computed)."""
+        return None if quality is None else self.step_cache_classes[quality].label()
+
     @model_validator(mode="after")
     def _fp8_needs_bf16(self) -> GenerationSettings:
         if self.fp8 and self.dtype in ("float16", "float32"):

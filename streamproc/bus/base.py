@@ -10,10 +10,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 from streamproc.events import DeadLetter, VideoResult
+from streamproc.resource import AsyncResource
 
 
 @dataclass(frozen=True, order=True)
@@ -55,29 +55,7 @@ class PartitionListener(Protocol):
         """Called after ``partitions`` were given to this worker."""
 
 
-class _Resource:
-    """``start``/``stop`` plus the async-context-manager protocol; ``stop`` is idempotent."""
-
-    async def start(self) -> None:
-        """Open connections; called once before use."""
-
-    async def stop(self) -> None:
-        """Close connections; safe to call more than once."""
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-
-class Source(_Resource, ABC):
+class Source(AsyncResource, ABC):
     """Yields prompt records; takes commits of finished positions."""
 
     @abstractmethod
@@ -119,7 +97,7 @@ class Source(_Resource, ABC):
         return None
 
 
-class Sink(_Resource, ABC):
+class Sink(AsyncResource, ABC):
     """Makes results and dead letters durable."""
 
     @abstractmethod

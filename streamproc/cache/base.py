@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamproc.cache.normalize import normalize_prompt
-from streamproc.events import CacheOutcome
+from streamproc.events import CacheOutcome, PromptEvent, canonical_prompt
 
 if TYPE_CHECKING:
     from streamproc.cache.memory import MemoryStore
@@ -68,6 +68,22 @@ class CacheScope:
             )
         material = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(material.encode("utf-8")).hexdigest()[:24]
+
+
+def scope_of(event: PromptEvent, model_id: str, step_cache: str | None) -> CacheScope:
+    """The scope an event's video belongs to, on a worker serving ``model_id``."""
+    negative = canonical_prompt(event.negative_prompt) if event.negative_prompt else None
+    return CacheScope(
+        model_id=model_id,
+        width=event.width,
+        height=event.height,
+        num_frames=event.num_frames,
+        num_inference_steps=event.num_inference_steps,
+        guidance_scale=event.guidance_scale,
+        negative_prompt=negative,
+        tenant=event.tenant,
+        step_cache=step_cache,
+    )
 
 
 @dataclass(frozen=True)

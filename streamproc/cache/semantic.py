@@ -25,7 +25,6 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from types import TracebackType
 
 import numpy as np
 import structlog
@@ -45,6 +44,7 @@ from streamproc.cache.guard import AttributeGuard, HitPolicy
 from streamproc.cache.memory import MemoryStore
 from streamproc.cache.tasks import cancel_and_wait
 from streamproc.events import CacheOutcome
+from streamproc.resource import AsyncResource
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +64,7 @@ class CacheStats:
     index_rebuilds: int = 0
 
 
-class SemanticCache:
+class SemanticCache(AsyncResource):
     """Implements :class:`~streamproc.cache.base.Cache` with embeddings, FAISS and a guard.
 
     Usable without :meth:`start` (the embedded default and tests): then nothing runs in the
@@ -129,18 +129,6 @@ class SemanticCache:
         if self._shared is not None:
             await self._shared.stop()
         await self._embedder.stop()
-
-    async def __aenter__(self) -> SemanticCache:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- the Cache seam ------------------------------------------------------------------
 

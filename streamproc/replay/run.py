@@ -29,7 +29,7 @@ from rich.progress import (
 )
 
 from streamproc.bus.kafka_replay import KafkaReplaySource
-from streamproc.cache.base import Cache, CacheScope, exact_key
+from streamproc.cache.base import Cache, CacheScope, exact_key, scope_of
 from streamproc.errors import InvalidEventError
 from streamproc.events import CacheMode, CacheOutcome, canonical_prompt, decode_prompt
 from streamproc.generation.base import Generator
@@ -297,17 +297,8 @@ async def dry_run(
                 c.invalid += 1
                 continue
             prompt = canonical_prompt(event.prompt)
-            negative = canonical_prompt(event.negative_prompt) if event.negative_prompt else None
-            scope = CacheScope(
-                model_id=model_id,
-                width=event.width,
-                height=event.height,
-                num_frames=event.num_frames,
-                num_inference_steps=event.num_inference_steps,
-                guidance_scale=event.guidance_scale,
-                negative_prompt=negative,
-                tenant=event.tenant,
-            )
+            step_cache = settings.generation.step_cache_for(event.quality)
+            scope = scope_of(event, model_id, step_cache)
             mode = event.cache_mode or settings.cache.mode
             if mode is not CacheMode.REUSE:
                 c.generate += 1

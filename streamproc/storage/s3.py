@@ -24,8 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from functools import partial
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote
 from urllib.request import urlopen
 
@@ -38,6 +37,7 @@ from pydantic import SecretStr
 from streamproc import __version__
 from streamproc.errors import ConfigError, StorageError
 from streamproc.metrics import Metrics
+from streamproc.resource import AsyncResource
 from streamproc.settings import S3Settings
 from streamproc.storage.base import CheckStep
 from streamproc.storage.metadata import METADATA_LIMIT, encode_metadata
@@ -69,7 +69,7 @@ class _RequestFailed(StorageError):
         self.code = code
 
 
-class S3ObjectStore:
+class S3ObjectStore(AsyncResource):
     """Keeps videos in an S3 bucket; an async context manager (``start``/``stop``)."""
 
     def __init__(
@@ -126,18 +126,6 @@ class S3ObjectStore:
         self._client = self._signer = None
         if stack is not None:
             await stack.aclose()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _open(self) -> None:
         stack = AsyncExitStack()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from pathlib import Path
 
@@ -41,11 +42,29 @@ def test_key_is_stable_and_content_addressed() -> None:
         {"params": PARAMS.model_copy(update={"scheduler": "dpm++"})},
         {"params": PARAMS.model_copy(update={"fps": 24})},
         {"params": PARAMS.model_copy(update={"negative_prompt": "blur"})},
+        {"params": PARAMS.model_copy(update={"step_cache": "first-block:0.1"})},
     ],
 )
 def test_anything_that_changes_the_bytes_changes_the_key(change: dict[str, object]) -> None:
     base = {"model_id": "org/model", "prompt": "a fox", "params": PARAMS}
     assert object_key(**base) != object_key(**(base | change))  # type: ignore[arg-type]
+
+
+def test_standard_requests_keep_the_keys_they_had_before_request_classes() -> None:
+    # Objects stored before step caches existed must still be found (no re-generation).
+    material = json.dumps(
+        {
+            "model": "org/model",
+            "prompt": "a fox",
+            "params": PARAMS.model_dump(mode="json", exclude={"step_cache"}),
+            "encoding": [1, {}],
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    digest = hashlib.sha256(material.encode()).hexdigest()
+    assert object_key("org/model", "a fox", PARAMS) == f"videos/org-model/{digest[:2]}/{digest}.mp4"
 
 
 def test_prefix_is_prepended() -> None:
