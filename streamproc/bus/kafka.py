@@ -53,6 +53,18 @@ def client_options(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
     return options
 
 
+def fetch_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Keyword arguments of every prompts consumer (live or replay): how much one fetch
+    brings back, and only committed transactional records."""
+    return {
+        "max_poll_records": settings.max_poll_records,
+        "fetch_max_wait_ms": settings.fetch_max_wait_ms,
+        "fetch_max_bytes": settings.fetch_max_bytes,
+        "max_partition_fetch_bytes": settings.max_partition_fetch_bytes,
+        "isolation_level": "read_committed",
+    }
+
+
 def ssl_context(settings: KafkaSettings) -> ssl.SSLContext:
     """A TLS context from the ``ssl_*`` settings (system CAs unless ``ssl_cafile`` is set)."""
     try:

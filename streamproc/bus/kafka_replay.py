@@ -36,7 +36,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streamproc.bus.base import Partition, Record, Source
-from streamproc.bus.kafka import client_options, start_client, transport_error
+from streamproc.bus.kafka import client_options, fetch_options, start_client, transport_error
 from streamproc.errors import ReplayRangeError, TransportError
 from streamproc.replay.bounds import Bound, NowBound, OffsetBound, TimeBound, check_order
 from streamproc.replay.checkpoint import Checkpoint, PartitionState
@@ -145,11 +145,7 @@ class KafkaReplaySource(Source):
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=s.max_poll_records,
-            fetch_max_wait_ms=s.fetch_max_wait_ms,
-            fetch_max_bytes=s.fetch_max_bytes,
-            max_partition_fetch_bytes=s.max_partition_fetch_bytes,
-            isolation_level="read_committed",
+            **fetch_options(s),
         )
         await start_client(consumer, "consumer", s.bootstrap_servers)
         try:

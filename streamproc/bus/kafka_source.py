@@ -46,6 +46,7 @@ from aiokafka.errors import KafkaError
 from streamproc.bus.base import Partition, PartitionListener, Record, Source
 from streamproc.bus.kafka import (
     client_options,
+    fetch_options,
     partitions,
     require_topics,
     start_client,
@@ -101,11 +102,7 @@ class KafkaSource(Source):
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             max_poll_interval_ms=s.max_poll_interval_ms,
             rebalance_timeout_ms=s.rebalance_timeout_ms,
-            max_poll_records=s.max_poll_records,
-            fetch_max_wait_ms=s.fetch_max_wait_ms,
-            fetch_max_bytes=s.fetch_max_bytes,
-            max_partition_fetch_bytes=s.max_partition_fetch_bytes,
-            isolation_level="read_committed",
+            **fetch_options(s),
         )
         await start_client(consumer, "consumer", s.bootstrap_servers)
         try:
