@@ -206,7 +206,7 @@ class GenerationSettings(_Section):
         description="Request classes served with a step-cache hook: an event whose "
         "attributes.quality names a class is generated with that class's hook (batched only "
         "with its own class); events without 'quality' (or 'standard') compute every step. "
-        "Each class is warmed up with warmup_shapes.",
+        "A class reuses the compiled blocks warmed up for warmup_shapes.",
     )
 
     def step_cache_for(self, quality: str | None) -> str | None:

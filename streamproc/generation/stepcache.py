@@ -44,11 +44,6 @@ class StepCaches:
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"step cache {spec.label()!r}: {exc}") from None
 
-    @property
-    def labels(self) -> list[str]:
-        """Every configured hook, in a stable order (warm-up runs each)."""
-        return sorted(self._by_label)
-
     @contextlib.contextmanager
     def attached(
         self, transformer: Any, label: str | None, num_inference_steps: int

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -231,13 +230,10 @@ class WanGenerator:
             # Compiled graphs are specialised per batch size: prepare every size the batcher
             # may hand over. Eager needs one call (cuDNN autotuning of the VAE).
             sizes = range(1, self._max_batch + 1) if self._settings.compile else (1,)
+            # Step-cache hooks wrap the compiled blocks from outside: a request class reuses
+            # these graphs and needs no warm-up of its own.
             for n in sizes:
                 self._warm_call(runner, shape, n)
-            # Each request class's hook changes the traced block code: warm it as well.
-            for label in self._step_caches.labels:
-                hooked = dataclasses.replace(shape, step_cache=label)
-                for n in sizes:
-                    self._warm_call(runner, hooked, n)
             if self.budget is None:
                 continue
             measurement = self._measure(runner, shape)

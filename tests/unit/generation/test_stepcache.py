@@ -99,11 +99,16 @@ async def test_an_unknown_step_cache_fails_the_batch_clearly(generator: WanGener
         await generator.generate(shape, REQUESTS[:1])
 
 
-def test_labels_name_kind_and_thresholds() -> None:
+def test_labels_name_kind_and_thresholds(tiny_pipeline: tuple[Any, str]) -> None:
     assert StepCacheSpec(kind="first-block", threshold=0.1).label() == "first-block:0.1"
     mag = StepCacheSpec(kind="mag", threshold=0.06, mag_ratios=[1.0, 0.99, 0.98])
     assert mag.label() == "mag:0.06/3/0.2"
-    assert StepCaches({"a": mag, "b": NEVER}).labels == sorted([mag.label(), NEVER.label()])
+    caches = StepCaches({"a": mag, "b": NEVER})
+    transformer = tiny_pipeline[0].transformer
+    for label in (mag.label(), NEVER.label()):
+        with caches.attached(transformer, label, 3):
+            assert transformer.is_cache_enabled
+        assert not transformer.is_cache_enabled
 
 
 def test_mag_cache_needs_calibrated_ratios() -> None:

@@ -136,7 +136,7 @@ async def test_compiled_generator_is_warm_before_the_first_event_and_determinist
         draft = dataclasses.replace(shape, step_cache=settings.step_cache_classes["draft"].label())
         drafted = await compiled.generate(draft, REQUESTS)
         # The first real calls (batch of 3, then 1, then a draft batch) compiled nothing:
-        # warm-up compiled every batch size up to the maximum, with and without the hook.
+        # warm-up compiled every batch size up to the maximum, and the hook wraps those graphs.
         assert dynamo_utils.counters["stats"]["unique_graphs"] == frames_before
         assert len(drafted.videos) == len(REQUESTS)
         reference = await eager.generate(shape, REQUESTS)
