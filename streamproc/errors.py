@@ -8,8 +8,17 @@
     ├── InvalidEventError        bytes that are not a valid prompt event (dead-lettered)
     ├── GenerationError          the pipeline failed for a batch or an event
     │   └── DeadlineExceeded     an event's deadline passed before it could run
-    ├── StorageError             the object store did not keep a video (transient: retried)
-    └── TransportError           a source or sink lost its connection (transient: retried)
+    ├── TransientError           an outage: retried with backoff, the record stays unfinished
+    │   ├── StorageError         the object store did not keep or address a video
+    │   └── TransportError       a source or sink lost its connection
+    └── PermanentError           retrying cannot help; never retried as an outage
+        ├── RecordRejected       this one record cannot be kept (too large): it dead-letters
+        └── ServiceRefused       the service refuses all work (credentials, missing bucket or
+                                 topic): at start the worker exits, while running it faults
+
+Errors are classified once, at the seam where they enter (``storage/s3faults.py``,
+``bus/kafka.py``, the Redis store); the rest of the code sees only this tree. One retry policy
+acts on :class:`TransientError`; a :class:`PermanentError` is never retried as an outage.
 
 Every error that reaches a user says what went wrong in one line; the CLI prints that line
 instead of a traceback.
@@ -55,9 +64,39 @@ class DeadlineExceeded(GenerationError):
     """The event's ``deadline`` passed while it waited for the GPU."""
 
 
-class StorageError(StreamprocError):
+class TransientError(StreamprocError):
+    """An outage that may heal: retried with backoff; the record stays unfinished meanwhile."""
+
+
+class StorageError(TransientError):
     """The object store could not keep or address a video; the event stays unfinished."""
 
 
-class TransportError(StreamprocError):
+class TransportError(TransientError):
     """A source or sink could not read, publish or commit; the event stays unfinished."""
+
+
+class PermanentError(StreamprocError):
+    """A fault that retrying cannot mend. ``component`` names the part that met it
+    (``store``, ``sink``, ``source``, ``cache``, ``encoder``)."""
+
+    def __init__(self, message: str, *, component: str) -> None:
+        super().__init__(message)
+        self.component = component
+
+
+class RecordRejected(PermanentError):
+    """This one record's output cannot be kept (e.g. larger than the sink accepts).
+
+    The record ends as a dead letter; other records are unaffected.
+    """
+
+
+class ServiceRefused(PermanentError):
+    """A service refuses every request of this worker: denied credentials, a missing bucket or
+    topic, an authorisation failure.
+
+    At start the worker exits non-zero with this line; while running the worker *faults*:
+    readiness fails naming the cause, consumption pauses, the records that met it stay
+    unfinished (delivered again) and the worker exits non-zero after ``faults.exit_after_s``.
+    """

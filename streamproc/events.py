@@ -15,7 +15,9 @@ arrive as :class:`EventLimits` in the validation context and are checked by :fun
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -54,6 +56,7 @@ SEED_MAX = 2**63 - 1
 _RESULT_NAMESPACE = uuid.UUID("5c0f6a0e-3a53-4d4c-8c38-2f6f1f0e9b11")
 
 EventId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+_EVENT_ID = re.compile(r"[\x21-\x7e]+")
 
 
 class DeadLetterReason(StrEnum):
@@ -65,6 +68,11 @@ class DeadLetterReason(StrEnum):
     UNSUPPORTED_PARAMETER = "unsupported_parameter"
     GENERATION_FAILED = "generation_failed"
     DEADLINE_EXCEEDED = "deadline_exceeded"
+    #: The video was made but its result is larger than the sink accepts.
+    RESULT_TOO_LARGE = "result_too_large"
+    #: Anything else that went wrong while handling the record (a bug or an unforeseen input);
+    #: ``error_class`` and ``detail`` name the exception.
+    INTERNAL_ERROR = "internal_error"
 
 
 class CacheOutcome(StrEnum):
@@ -333,21 +341,91 @@ class Origin(_Frozen):
 
 
 class DeadLetter(_Frozen):
-    """An input that could not be answered, kept with its original bytes for replay."""
+    """An input that could not be answered, kept with its original bytes for replay.
+
+    Build one with :func:`dead_letter_for`, which makes its serialisation unable to fail.
+    """
 
     schema_version: Literal[1] = 1
     reason: DeadLetterReason
     detail: str
     error_class: str
     event_id: str | None = Field(None, description="Set when the bytes carried a readable id.")
-    original: str = Field(description="The original record value, base64.")
+    original: str = Field(
+        description="The original record value, base64 (its first original_size bytes, or "
+        "fewer when original_truncated)."
+    )
+    original_size: int | None = Field(None, description="Size of the whole original, bytes.")
+    original_sha256: str | None = Field(None, description="SHA-256 of the whole original, hex.")
+    original_truncated: bool = Field(
+        False, description="The original was longer than dead_letters.max_original_bytes."
+    )
+    original_url: str | None = Field(
+        None, description="Where the whole original is kept, when it was cut and stored."
+    )
     origin: Origin
     worker_id: str
     failed_at: datetime
 
     def original_bytes(self) -> bytes:
-        """Decode :attr:`original` back to the exact bytes that were read."""
+        """Decode :attr:`original` back to the bytes kept (all that were read unless
+        :attr:`original_truncated`)."""
         return base64.b64decode(self.original)
+
+
+#: Longest ``detail`` of a dead letter, in characters.
+DETAIL_MAX_CHARS = 2000
+
+
+def safe_text(text: str, limit: int = DETAIL_MAX_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, with anything UTF-8 cannot encode (lone
+    surrogates) written as backslash escapes, so it always serialises."""
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def safe_event_id(value: object) -> str | None:
+    """``value`` when it is a well-formed event id (1 to 200 printable ASCII), else None."""
+    if isinstance(value, str) and 0 < len(value) <= 200 and _EVENT_ID.fullmatch(value):
+        return value
+    return None
+
+
+def dead_letter_for(
+    value: bytes,
+    origin: Origin,
+    *,
+    reason: DeadLetterReason,
+    detail: str,
+    error_class: str,
+    event_id: str | None,
+    worker_id: str,
+    max_original_bytes: int,
+    original_url: str | None = None,
+) -> DeadLetter:
+    """A dead letter whose JSON cannot fail to serialise and whose size is bounded.
+
+    Text from the record or an exception is escaped (:func:`safe_text`), an unreadable
+    ``event_id`` is dropped, and the original is cut to ``max_original_bytes`` with its full
+    size and SHA-256 recorded.
+    """
+    kept = value[:max_original_bytes]
+    origin = origin.model_copy(update={"topic": safe_text(origin.topic, 300)})
+    return DeadLetter(
+        reason=reason,
+        detail=safe_text(detail),
+        error_class=safe_text(error_class, 200),
+        event_id=safe_event_id(event_id),
+        original=b64(kept),
+        original_size=len(value),
+        original_sha256=hashlib.sha256(value).hexdigest(),
+        original_truncated=len(kept) < len(value),
+        original_url=original_url,
+        origin=origin,
+        worker_id=safe_text(worker_id, 200),
+        failed_at=utcnow(),
+    )
 
 
 def b64(data: bytes) -> str:

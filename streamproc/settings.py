@@ -570,6 +570,13 @@ class KafkaSettings(_Section):
     commit_timeout_ms: int = Field(
         15_000, ge=1000, description="How long one offset commit may take before it fails."
     )
+    max_request_size: int = Field(
+        1 << 20,
+        ge=64 * 1024,
+        description="Largest record the producer sends (bytes; keep it at or below the "
+        "brokers' message.max.bytes). A result above it dead-letters its event; dead letters "
+        "are capped to fit (dead_letters.max_original_bytes).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> KafkaSettings:
@@ -593,6 +600,35 @@ class KafkaSettings(_Section):
     def prompts_topics(self) -> list[str]:
         """The prompt topics as a list."""
         return self.prompts_topic.split(",")
+
+
+class DeadLetterSettings(_Section):
+    """How dead letters keep the input they could not use."""
+
+    max_original_bytes: int = Field(
+        256 * 1024,
+        ge=1024,
+        description="Most bytes of the original record kept (base64) in a dead letter; a "
+        "longer original is cut there and marked original_truncated, with its full size and "
+        "SHA-256. Must leave room under kafka.max_request_size.",
+    )
+    store_originals: bool = Field(
+        False,
+        description="Also put every cut original, whole, into the object store under "
+        "dead-letters/ and give its URL in original_url.",
+    )
+
+
+class FaultSettings(_Section):
+    """What the worker does when a service refuses it for good while running."""
+
+    exit_after_s: float = Field(
+        60.0,
+        ge=0,
+        description="After a permanent fault (denied credentials, missing bucket or topic) the "
+        "worker stays up this long with /readyz failing and input paused, then exits non-zero "
+        "so its orchestrator restarts it.",
+    )
 
 
 class LogSettings(_Section):
@@ -659,6 +695,8 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     cache: CacheSettings = CacheSettings()
     limits: LimitSettings = LimitSettings()
+    dead_letters: DeadLetterSettings = DeadLetterSettings()
+    faults: FaultSettings = FaultSettings()
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
 
@@ -668,6 +706,12 @@ class Settings(BaseSettings):
             raise ValueError("storage.retry_max_s must be >= storage.retry_initial_s")
         if self.storage.backend == "s3" and not self.storage.s3.bucket:
             raise ValueError("storage.s3.bucket is required when storage.backend is 's3'")
+        # base64 grows the original by 4/3; the rest of a dead letter stays under 16 KiB.
+        if self.dead_letters.max_original_bytes * 4 // 3 + 16 * 1024 > self.kafka.max_request_size:
+            raise ValueError(
+                "dead_letters.max_original_bytes leaves no room for the rest of a dead letter "
+                "under kafka.max_request_size (base64 adds a third)"
+            )
         return self
 
     def event_limits(self, model_id: str | None = None) -> EventLimits:
