@@ -21,7 +21,7 @@ from streamproc.cache.base import Cache
 from streamproc.cache.null import NullCache
 from streamproc.errors import ConfigError
 from streamproc.generation.base import Generator
-from streamproc.health import OpsServer, Readiness, readiness_of
+from streamproc.health import Check, OpsServer, Readiness, readiness_of
 from streamproc.metrics import GpuProbe, Metrics
 from streamproc.processor import Processor, ProcessorObserver, RunSummary
 from streamproc.settings import Settings
@@ -180,6 +180,7 @@ async def run_worker(
             replay_id=replay_id,
             metrics=metrics,
         )
+        readiness.add("worker", _health_of(processor))
         # Warm-up ran in generator.start(); every other component is up by now.
         model_ready(True)
         metrics.model_loaded.set(1)
@@ -195,8 +196,18 @@ async def run_worker(
             **{k.value.replace("-", "_"): v for k, v in summary.outcomes.items()},
             batches=summary.batches,
             abandoned=summary.abandoned,
+            faulted=summary.faulted,
+            crashed=summary.crashed,
+            exit_status=summary.exit_status,
         )
         return summary
+
+
+def _health_of(processor: Processor) -> Check:
+    async def check() -> tuple[bool, str]:
+        return processor.healthy
+
+    return check
 
 
 def _watch_gpu(settings: Settings, metrics: Metrics, stack: AsyncExitStack) -> None:

@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -21,6 +21,9 @@ from streamproc.errors import StreamprocError
 from streamproc.events import json_schemas
 from streamproc.samples import example_events
 from streamproc.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from streamproc.processor import RunSummary
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -328,12 +331,13 @@ def run(
     from streamproc.app import build_source, run_worker
     from streamproc.logs import configure_logging
     from streamproc.metrics import Metrics
+    from streamproc.processor import ExitStatus
     from streamproc.progress import ProgressDisplay, StderrProxy
 
     show_progress = sys.stderr.isatty() if progress is None else progress
     configure_logging(settings.log, stream=StderrProxy())  # type: ignore[arg-type]
 
-    async def go() -> None:
+    async def go() -> int:
         metrics = Metrics()
         source = build_source(settings, metrics)
         if settings.transport == "local":
@@ -352,26 +356,52 @@ def run(
             # Idempotent; needed when the worker failed before it took the source over (e.g. a
             # metrics port in use), so the input thread ends before the interpreter does.
             await source.stop()
-        counts = ", ".join(f"{v} {k.value}" for k, v in summary.outcomes.items() if v)
         where = (
             (settings.kafka.results_topic, settings.kafka.dead_letter_topic)
             if settings.transport == "kafka"
             else (settings.local.results, settings.local.dead_letters)
         )
         click.echo(
-            f"streamproc: {summary.received} events: {counts or 'nothing done'}"
-            f"{f', {summary.abandoned} abandoned (not committed)' if summary.abandoned else ''}"
-            f" | results: {where[0]}, dead letters: {where[1]}, "
-            f"videos: {_videos_at(settings)}",
+            f"streamproc: {summary_line(summary)} | results: {where[0]}, dead letters: "
+            f"{where[1]}, videos: {_videos_at(settings)}",
             err=True,
         )
+        if summary.faulted is not None:
+            click.echo(
+                f"streamproc: error: stopped by a permanent fault: {summary.faulted}", err=True
+            )
+        if summary.crashed is not None:
+            click.echo(f"streamproc: error: a worker task crashed: {summary.crashed}", err=True)
+        return summary.exit_status
 
     try:
-        asyncio.run(go())
+        status = asyncio.run(go())
     except StreamprocError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(ExitStatus.INTERRUPTED)
+    sys.exit(status)
+
+
+def summary_line(summary: RunSummary) -> str:
+    """``N events: R results (…), D dead letters (…), A abandoned`` — always adds up."""
+    from streamproc.processor import Outcome
+
+    parts = [f"{summary.received} events: {summary.results} results"]
+    hits = [
+        f"{summary.outcomes[o]} {o.value}"
+        for o in (Outcome.GENERATED, Outcome.HIT_EXACT, Outcome.HIT_SEMANTIC)
+        if summary.outcomes[o]
+    ]
+    if hits:
+        parts[0] += f" ({', '.join(hits)})"
+    dead = f"{summary.dead_letters} dead letters"
+    if summary.outcomes[Outcome.FAILED]:
+        dead += f" ({summary.outcomes[Outcome.FAILED]} failed generation)"
+    parts.append(dead)
+    if summary.abandoned:
+        parts.append(f"{summary.abandoned} abandoned (not committed: delivered again)")
+    return ", ".join(parts)
 
 
 def _videos_at(settings: Settings) -> str:

@@ -93,6 +93,31 @@ class Metrics:
         )
         for outcome in OUTCOMES:
             self.events_finished.labels(outcome)
+        self.events_abandoned = Counter(
+            "streamproc_events_abandoned",
+            "Records left unfinished (uncommitted, so delivered again): stopped before they "
+            "finished, partition revoked, or held by a permanent fault.",
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "streamproc_dead_letters",
+            "Dead letters published, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.faults = Counter(
+            "streamproc_permanent_faults",
+            "Permanent faults (a service refused this worker for good), by component; the "
+            "worker stops faults.exit_after_s later.",
+            ["component"],
+            registry=r,
+        )
+        self.task_crashes = Counter(
+            "streamproc_task_crashes",
+            "Supervised tasks (input, gpu loop, batch runner, commit loop) that crashed.",
+            ["task"],
+            registry=r,
+        )
         self.events_in_flight = Gauge(
             "streamproc_events_in_flight", "Records admitted but not finished.", registry=r
         )

@@ -6,12 +6,28 @@ Delivery invariants (see ``docs/delivery.md``):
    durable in the store, and an offset is committed only after the result (or dead letter) of
    that event and of every earlier event of its partition is acknowledged by the sink
    (:class:`~streamproc.bus.offsets.OffsetTracker`).
-2. **Nothing is lost.** Every record ends as a published result or a dead letter. A record
-   whose outcome is not durable — the process dies, the store or sink keeps failing until the
-   shutdown grace runs out — stays uncommitted and is delivered again.
+2. **Exactly one outcome per record, by construction.** :meth:`Processor._handle` is the one
+   choke point: whatever a record's handling raises — any exception type, in any stage — the
+   record ends as a dead letter (a specific reason where one fits, else ``internal_error``
+   naming the exception) and its offset finishes, unless its answer was already durable.
+   Dead letters are built so their own serialisation cannot fail and their size fits the sink.
+   Only three things leave a record without an outcome, and each leaves it *uncommitted*, so
+   it is delivered again: the process dies; the worker stops before the record finished
+   (abandoned: grace exhausted, forced stop, partition revoked); a service refuses the worker
+   for good (:class:`~streamproc.errors.ServiceRefused`: the worker *faults*, see below).
+   The run summary always adds up: ``received = results + dead letters + abandoned``.
 3. **Idempotent outputs.** Re-processing an event gives the same result id, seed and object
    key, so a retry overwrites rather than duplicates.
 4. **Bad input never stops a partition.** It becomes a dead letter and its offset is committed.
+5. **Transient faults are retried, permanent ones never.** A
+   :class:`~streamproc.errors.TransientError` is retried with backoff while the record stays
+   unfinished. A :class:`~streamproc.errors.RecordRejected` dead-letters its record. A
+   :class:`~streamproc.errors.ServiceRefused` *faults* the worker: readiness fails naming the
+   cause, input is paused, records that met it are abandoned (uncommitted) and the worker stops
+   after ``faults.exit_after_s`` with a non-zero exit status.
+6. **Supervised tasks.** The input, GPU, batch and commit tasks are watched: one that crashes
+   is logged once with its traceback, readiness fails, what can still finish is drained, and
+   the run ends with :attr:`RunSummary.crashed` set (a non-zero exit status).
 
 One task per record carries it through every stage; GPU work happens in one loop that takes
 ready batches from the :class:`~streamproc.batching.MicroBatcher` and resolves each event's
@@ -22,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import hashlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -43,8 +59,10 @@ from streamproc.errors import (
     DeadlineExceeded,
     GenerationError,
     InvalidEventError,
-    StorageError,
-    TransportError,
+    PermanentError,
+    RecordRejected,
+    ServiceRefused,
+    TransientError,
 )
 from streamproc.events import (
     CacheMode,
@@ -58,12 +76,14 @@ from streamproc.events import (
     VideoResult,
     b64,
     canonical_prompt,
+    dead_letter_for,
     decode_prompt,
     event_id_of,
+    safe_text,
     utcnow,
 )
 from streamproc.generation.base import Frames, GenerationRequest, Generator
-from streamproc.generation.encode import encode_mp4, make_encode_pool, warm_pool
+from streamproc.generation.encode import EncoderPool
 from streamproc.metrics import Metrics
 from streamproc.settings import Settings
 from streamproc.storage.base import ObjectStore, object_key
@@ -73,13 +93,27 @@ T = TypeVar("T")
 
 
 class Outcome(StrEnum):
-    """How one record ended."""
+    """How one record ended: the first three publish a result, the last two a dead letter."""
 
     HIT_EXACT = "hit-exact"
     HIT_SEMANTIC = "hit-semantic"
     GENERATED = "generated"
     DEAD_LETTERED = "dead-lettered"
-    FAILED = "failed"
+    FAILED = "failed"  # a dead letter too: generation failed (or its deadline passed)
+
+
+RESULT_OUTCOMES = frozenset({Outcome.HIT_EXACT, Outcome.HIT_SEMANTIC, Outcome.GENERATED})
+
+
+class ExitStatus:
+    """Exit statuses of a worker run (``streamproc run``; documented in docs/operations.md)."""
+
+    OK = 0  #: input ended or stop requested, and every record received has its outcome
+    ERROR = 1  #: could not start (settings, a service refusing or unreachable at start)
+    ABANDONED = 3  #: stopped with records unfinished (uncommitted: delivered again)
+    FAULTED = 4  #: a service refused the worker for good while running
+    CRASHED = 5  #: a supervised task crashed (a bug); what could finish was drained
+    INTERRUPTED = 130  #: interrupted before the worker started
 
 
 class ProcessorObserver(Protocol):
@@ -104,14 +138,39 @@ class RunSummary:
     #: Total seconds per stage: text_encode, denoise, vae_decode (per batch, summed over
     #: batches), mp4_encode and store (per video, summed).
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: The permanent fault that stopped the worker, if one did.
+    faulted: str | None = None
+    #: The supervised task that crashed, and why, if one did.
+    crashed: str | None = None
 
     @property
     def finished(self) -> int:
         """Records whose outcome is durable."""
         return sum(self.outcomes.values())
 
+    @property
+    def results(self) -> int:
+        """Records answered with a result."""
+        return sum(n for o, n in self.outcomes.items() if o in RESULT_OUTCOMES)
 
-@dataclass
+    @property
+    def dead_letters(self) -> int:
+        """Records answered with a dead letter."""
+        return self.finished - self.results
+
+    @property
+    def exit_status(self) -> int:
+        """The process exit status this run calls for (:class:`ExitStatus`)."""
+        if self.crashed is not None:
+            return ExitStatus.CRASHED
+        if self.faulted is not None:
+            return ExitStatus.FAULTED
+        if self.abandoned:
+            return ExitStatus.ABANDONED
+        return ExitStatus.OK
+
+
+@dataclass(eq=False)
 class _Job:
     """A cache miss waiting for the GPU."""
 
@@ -140,8 +199,20 @@ class _Trace:
     origin: float | None = None
 
 
+@dataclass
+class _Flight:
+    """One admitted record: whether its outcome is durable yet."""
+
+    record: Record
+    outcome: Outcome | None = None
+
+
 class _Abandoned(Exception):
-    """The job was taken away (partition revoked) before it ran."""
+    """The job was taken away (partition revoked, GPU loop gone) before it ran."""
+
+
+class _Held(Exception):
+    """The record met a permanent fault of a service: it stays unfinished (uncommitted)."""
 
 
 class Processor:
@@ -159,6 +230,7 @@ class Processor:
         observers: Sequence[ProcessorObserver] = (),
         replay_id: str | None = None,
         metrics: Metrics | None = None,
+        encoder: EncoderPool | None = None,
     ) -> None:
         """``replay_id`` marks every result as made by that replay (``streamproc replay``)."""
         self._settings = settings
@@ -178,17 +250,22 @@ class Processor:
             capacity=max(settings.batch.max_in_flight, 1),
             deadline_slack_s=settings.batch.deadline_slack_ms / 1000.0,
         )
-        self._tasks: dict[asyncio.Task[None], Record] = {}
+        self._tasks: dict[asyncio.Task[None], _Flight] = {}
         # Admitted events not yet in the batcher nor finished (e.g. embedding for the cache).
         self._unbatched: set[asyncio.Task[None]] = set()
         self._all_batched = asyncio.Event()
         self._all_batched.set()
         self._inflight = InFlight(cache, near=settings.cache.coalesce_near_duplicates)
+        # Jobs handed to the batcher whose future is not resolved yet (queued or generating).
+        self._jobs: set[_Job] = set()
+        # Records whose answer (result or dead letter) the sink acknowledged.
+        self._published: dict[tuple[Partition, int], Outcome] = {}
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._stopped_at = 0.0
         self._paused = False
-        self._encode_pool = make_encode_pool(settings.encoding)
+        self._encoder = encoder if encoder is not None else EncoderPool(settings.encoding)
+        self._fault_timer: asyncio.TimerHandle | None = None
         self._metrics.batcher_queue_depth.set_function(lambda: len(self._batcher))
         self._metrics.events_in_flight.set_function(lambda: len(self._tasks))
 
@@ -204,6 +281,18 @@ class Processor:
 
     # -- lifecycle -----------------------------------------------------------------------
 
+    @property
+    def healthy(self) -> tuple[bool, str]:
+        """Readiness of the processor itself: False once a service refused it for good or a
+        supervised task crashed (the worker is stopping), or while the encoder is replaced."""
+        if self.summary.crashed is not None:
+            return False, f"crashed: {self.summary.crashed}"
+        if self.summary.faulted is not None:
+            return False, f"faulted: {self.summary.faulted}"
+        if not self._encoder.healthy:
+            return False, "the MP4 encoder pool is being replaced"
+        return True, "ok"
+
     def request_stop(self, *, force: bool = False) -> None:
         """Stop reading input, finish in-flight work, commit, return from :meth:`run`.
 
@@ -216,12 +305,16 @@ class Processor:
             self._force.set()
 
     async def run(self) -> RunSummary:
-        """Process records until the input ends or a stop is requested; then drain."""
+        """Process records until the input ends or a stop is requested; then drain.
+
+        Raises what the source raised (after the drain) when the input failed; a crash of any
+        other supervised task ends the run with :attr:`RunSummary.crashed` set.
+        """
         self.source.set_listener(self)
-        await warm_pool(self._encode_pool, self._settings.encoding.workers)
+        await self._encoder.start()
         consume = asyncio.create_task(self._consume(), name="streamproc-consume")
-        gpu = asyncio.create_task(self._gpu_loop(), name="streamproc-gpu")
-        committer = asyncio.create_task(self._commit_loop(), name="streamproc-commit")
+        gpu = self._supervise(self._gpu_loop(), "gpu loop")
+        committer = self._supervise(self._commit_loop(), "commit loop")
         stop_wait = asyncio.create_task(self._stop.wait())
         try:
             await asyncio.wait({consume, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -231,15 +324,70 @@ class Processor:
                 consume.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await consume  # re-raises a source failure after the drain below
+        except ServiceRefused as exc:
+            self._fault(exc)
+            raise
+        except (TransientError, PermanentError, InvalidEventError):
+            raise  # the source's own one-line failure
+        except Exception as exc:
+            self._crashed("input", exc)
         finally:
             stop_wait.cancel()
             await self._drain(gpu)
             committer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await committer
-            await self._commit_now()
-            await asyncio.to_thread(self._encode_pool.shutdown, wait=True, cancel_futures=True)
+            await self._final_commit()
+            await self._encoder.stop()
+            if self._fault_timer is not None:
+                self._fault_timer.cancel()
         return self.summary
+
+    def _supervise(self, work: Awaitable[None], name: str) -> asyncio.Task[None]:
+        """Run ``work`` as a watched task: if it crashes, the worker says so and stops."""
+
+        async def watched() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._crashed(name, exc)
+
+        return asyncio.create_task(watched(), name=f"streamproc-{name.replace(' ', '-')}")
+
+    def _crashed(self, name: str, exc: BaseException) -> None:
+        """A supervised task died: log it once, fail readiness, stop with what can finish."""
+        if self.summary.crashed is None:
+            self.summary.crashed = f"{name}: {type(exc).__name__}: {safe_text(str(exc), 300)}"
+            log.error("task_crashed", task=name, exc_info=exc)
+            self._metrics.task_crashes.labels(name).inc()
+        if name == "gpu loop":
+            # Nothing will run the queued jobs: their events end unfinished (uncommitted).
+            self._abandon_jobs(lambda _job: True)
+        self.request_stop()
+
+    def _fault(self, exc: PermanentError) -> None:
+        """A service refused the worker for good: pause input, fail readiness, and stop after
+        ``faults.exit_after_s`` (non-zero exit) so an orchestrator restarts the worker."""
+        if self.summary.faulted is not None:
+            return
+        self.summary.faulted = f"{exc.component}: {safe_text(str(exc), 500)}"
+        wait_s = self._settings.faults.exit_after_s
+        log.error("worker_faulted", component=exc.component, error=str(exc), exit_after_s=wait_s)
+        self._metrics.faults.labels(exc.component).inc()
+        if not self._paused:
+            self._paused = True
+            self.source.pause()
+        self._fault_timer = asyncio.get_running_loop().call_later(wait_s, self.request_stop)
+
+    def _abandon_jobs(self, which: Callable[[_Job], bool]) -> None:
+        for job in self._batcher.remove(which):
+            self._jobs.discard(job)
+        for job in [j for j in self._jobs if which(j)]:
+            self._jobs.discard(job)
+            if not job.future.done():
+                job.future.set_exception(_Abandoned())
 
     async def _drain(self, gpu: asyncio.Task[None]) -> None:
         """Finish admitted work, then stop the GPU loop.
@@ -249,7 +397,7 @@ class Processor:
         done (a follower whose leader failed submits late). When the input simply ended this
         waits as long as the work takes; after a stop request, for ``shutdown_grace_s`` from
         the request (nothing with a forced stop). Work still unfinished then is abandoned,
-        uncommitted.
+        uncommitted (and counted as abandoned when its task ends).
         """
         batched = asyncio.create_task(self._all_batched.wait())
         await self._settle({batched})
@@ -261,7 +409,6 @@ class Processor:
             late = {t for t in pending if not t.done()}
             if late:
                 log.warning("shutdown_abandoned", events=len(late))
-                self.summary.abandoned += len(late)
                 for task in late:
                     task.cancel()
                 await asyncio.gather(*late, return_exceptions=True)
@@ -315,24 +462,49 @@ class Processor:
         self._metrics.events_received.inc()
         for observer in self._observers:
             observer.record_received()
-        task = asyncio.create_task(self._handle(record))
-        self._tasks[task] = record
+        flight = _Flight(record)
+        task = asyncio.create_task(self._handle(flight))
+        self._tasks[task] = flight
         self._unbatched.add(task)
         self._all_batched.clear()
-        task.add_done_callback(self._tasks.pop)
+        task.add_done_callback(self._task_done)
         if not self._paused and len(self._tasks) >= self._settings.batch.max_in_flight:
             self._paused = True
             self.source.pause()
             log.debug("source_paused", in_flight=len(self._tasks))
 
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """Every record task ends here: one without a durable outcome was abandoned (it stays
+        uncommitted and is delivered again), whatever ended it, even before it started."""
+        flight = self._tasks.pop(task)
+        self._published.pop((flight.record.partition, flight.record.offset), None)
+        self._unbatched.discard(task)
+        if not self._unbatched:
+            self._all_batched.set()
+        if flight.outcome is None:
+            self.summary.abandoned += 1
+            self._metrics.events_abandoned.inc()
+        self._maybe_resume()
+
     def _maybe_resume(self) -> None:
-        if self._paused and len(self._tasks) <= self._settings.batch.max_in_flight * 3 // 4:
+        if (
+            self._paused
+            and self.summary.faulted is None
+            and len(self._tasks) <= self._settings.batch.max_in_flight * 3 // 4
+        ):
             self._paused = False
             self.source.resume()
             log.debug("source_resumed", in_flight=len(self._tasks))
 
-    async def _handle(self, record: Record) -> None:
-        """Carry one record to a durable outcome; its offset is finished only then."""
+    async def _handle(self, flight: _Flight) -> None:
+        """Carry one record to exactly one durable outcome: the choke point of invariant 2.
+
+        Any exception from any stage becomes a dead letter, unless the answer was already
+        durable (then it is logged and the record is finished as answered). Cancellation,
+        :class:`_Abandoned` and :class:`ServiceRefused` (the worker faults) leave the record
+        unfinished instead: it is uncommitted and delivered again.
+        """
+        record = flight.record
         started = time.monotonic()
         trace = _Trace(
             admitted=time.time(),
@@ -343,31 +515,66 @@ class Processor:
             partition=record.partition.partition,
             offset=record.offset,
         )
-        outcome: Outcome | None = None
+        failure: Exception | None = None
         try:
-            outcome = await self._process(record, trace)
-        except asyncio.CancelledError:
-            raise  # abandoned: the offset stays unfinished and is delivered again
-        except _Abandoned:
-            pass
-        except Exception:
-            # A bug, not an input problem: keep the offset unfinished rather than guess.
-            log.exception("event_crashed")
+            flight.outcome = await self._process(record, trace)
+        except (_Abandoned, _Held):
+            return
+        except ServiceRefused as exc:
+            self._fault(exc)
+            return
+        except Exception as exc:
+            failure = exc
         finally:
             self._reached_batcher()
-            if outcome is not None:
-                self.tracker.finish(record.partition, record.offset)
-                self.source.finished(record)
-                self.summary.outcomes[outcome] += 1
-                self._metrics.events_finished.labels(outcome.value).inc()
-                since = trace.origin if trace.origin is not None else trace.admitted
-                self._metrics.end_to_end_latency.labels(outcome.value).observe(
-                    max(0.0, time.time() - since)
-                )
-                seconds = time.monotonic() - started
-                for observer in self._observers:
-                    observer.record_finished(outcome, seconds)
-            self._maybe_resume_soon()
+        if failure is not None:
+            answered = self._published.get((record.partition, record.offset))
+            if answered is not None:
+                log.error("event_failed_after_answer", exc_info=failure)
+                flight.outcome = answered
+            else:
+                flight.outcome = await self._dead_letter_failure(record, failure)
+        if flight.outcome is not None:
+            self._finish(record, flight.outcome, trace, started)
+
+    def _finish(self, record: Record, outcome: Outcome, trace: _Trace, started: float) -> None:
+        self.tracker.finish(record.partition, record.offset)
+        self._published.pop((record.partition, record.offset), None)
+        self.summary.outcomes[outcome] += 1
+        try:
+            self.source.finished(record)
+            self._metrics.events_finished.labels(outcome.value).inc()
+            since = trace.origin if trace.origin is not None else trace.admitted
+            self._metrics.end_to_end_latency.labels(outcome.value).observe(
+                max(0.0, time.time() - since)
+            )
+            seconds = time.monotonic() - started
+            for observer in self._observers:
+                observer.record_finished(outcome, seconds)
+        except Exception:  # bookkeeping only: the outcome is durable and counted already
+            log.exception("finish_bookkeeping_failed")
+
+    async def _dead_letter_failure(self, record: Record, exc: Exception) -> Outcome | None:
+        """The dead letter of a record whose handling raised ``exc``; None when even that
+        cannot be made durable (the record then stays unfinished and the worker stops)."""
+        reason, detail, error_class = _classify(exc)
+        if reason is DeadLetterReason.INTERNAL_ERROR:
+            log.error("event_crashed", exc_info=exc)
+        else:
+            log.warning("event_rejected", reason=reason.value, detail=safe_text(detail, 300))
+        self._metrics.dead_letters.labels(reason.value).inc()
+        try:
+            await self._dead_letter(record, reason, detail, error_class, event_id_of(record.value))
+        except (asyncio.CancelledError, _Abandoned):
+            raise
+        except ServiceRefused as exc2:
+            self._fault(exc2)
+            return None
+        except Exception as exc2:
+            # A dead letter is built so that this cannot happen; if it does, stop loudly.
+            self._crashed("dead letters", exc2)
+            return None
+        return Outcome.FAILED if reason in _GENERATION_REASONS else Outcome.DEAD_LETTERED
 
     def _reached_batcher(self) -> None:
         """The current event is in the batcher or finished: a flush no longer splits it off."""
@@ -377,26 +584,16 @@ class Processor:
         if not self._unbatched:
             self._all_batched.set()
 
-    def _maybe_resume_soon(self) -> None:
-        # The task is still registered while its finally block runs; resume after removal.
-        asyncio.get_running_loop().call_soon(self._maybe_resume)
-
     async def _process(self, record: Record, trace: _Trace) -> Outcome:
         received = utcnow()
-        try:
-            if any(name == TRUNCATED_HEADER for name, _ in record.headers):
-                raise InvalidEventError(
-                    DeadLetterReason.MALFORMED,
-                    f"record longer than {self._settings.local.max_record_bytes} bytes",
-                    "RecordTooLarge",
-                )
-            event = decode_prompt(record.value, self._settings.event_limits(self._model_id))
-        except InvalidEventError as exc:
-            log.info("event_rejected", reason=exc.reason, detail=exc.detail[:300])
-            await self._dead_letter(
-                record, exc.reason, exc.detail, exc.error_class, event_id_of(record.value)
+        if any(name == TRUNCATED_HEADER for name, _ in record.headers):
+            raise InvalidEventError(
+                DeadLetterReason.MALFORMED,
+                f"record longer than {self._settings.local.max_record_bytes} bytes",
+                "RecordTooLarge",
             )
-            return Outcome.DEAD_LETTERED
+        # Raises InvalidEventError for anything unusable; _handle dead-letters it.
+        event = decode_prompt(record.value, self._settings.event_limits(self._model_id))
         structlog.contextvars.bind_contextvars(event_id=event.event_id)
         if event.created_at is not None:
             trace.origin = event.created_at.timestamp()
@@ -452,7 +649,7 @@ class Processor:
         finally:
             if lead is not None:
                 lead.finish(made)
-        return Outcome.GENERATED if made is not None else Outcome.FAILED
+        return Outcome.GENERATED
 
     async def _lookup(self, prompt: str, scope: CacheScope) -> CacheHit | None:
         try:
@@ -498,9 +695,10 @@ class Processor:
         scope: CacheScope,
         mode: CacheMode,
         received: datetime,
-    ) -> CacheEntry | None:
-        """Generate, store, remember and publish; returns the new cache entry, or None when
-        the event failed (then a dead letter and a failed result were published)."""
+    ) -> CacheEntry:
+        """Generate, store, remember and publish; returns the new cache entry.
+
+        A failed generation raises :class:`GenerationError` (the event dead-letters)."""
         loop = asyncio.get_running_loop()
         job = _Job(
             request=GenerationRequest(event.event_id, prompt, params.negative_prompt, params.seed),
@@ -518,47 +716,18 @@ class Processor:
             event.guidance_scale,
             params.step_cache,
         )
+        self._jobs.add(job)
         await self._batcher.submit(job, shape, priority=event.priority, deadline=job.deadline)
         self._reached_batcher()
         try:
             generated = await job.future
-        except GenerationError as exc:
-            reason = (
-                DeadLetterReason.DEADLINE_EXCEEDED
-                if isinstance(exc, DeadlineExceeded)
-                else DeadLetterReason.GENERATION_FAILED
-            )
-            log.warning("event_failed", reason=reason.value, error=str(exc)[:300])
-            await self._dead_letter(
-                record, reason, str(exc), type(exc.__cause__ or exc).__name__, event.event_id
-            )
-            failed = self._result(
-                event,
-                params,
-                received,
-                status="failed",
-                url=None,
-                key=None,
-                cache=CacheOutcome.MISS,
-                error=f"{reason.value}: {exc}",
-            )
-            await self._publish(record, failed)
-            return None
+        finally:
+            self._jobs.discard(job)
         structlog.contextvars.bind_contextvars(batch_id=generated.batch_id)
         started = time.perf_counter()
-        enc = self._settings.encoding
-        data = await loop.run_in_executor(
-            self._encode_pool,
-            functools.partial(
-                encode_mp4,
-                generated.frames,
-                params.fps,
-                crf=enc.crf,
-                preset=enc.preset,
-                threads=enc.threads,
-            ),
-        )
+        data = await self._encoder.encode(generated.frames, params.fps)
         self._add_stage("mp4_encode", time.perf_counter() - started)
+        enc = self._settings.encoding
         key = object_key(
             self._model_id, prompt, params, encoding={"preset": enc.preset, "crf": enc.crf}
         )
@@ -653,48 +822,85 @@ class Processor:
         await self._retry(
             lambda: self._sink.publish(result, record.key, input_headers=record.headers), "publish"
         )
+        self._published[(record.partition, record.offset)] = _OUTCOME_OF_CACHE[result.cache]
         self._add_stage("publish", time.perf_counter() - started)
 
     async def _dead_letter(
         self,
         record: Record,
-        reason: str,
+        reason: DeadLetterReason,
         detail: str,
         error_class: str,
         event_id: str | None,
     ) -> None:
-        letter = DeadLetter(
-            reason=DeadLetterReason(reason),
-            detail=detail,
-            error_class=error_class,
-            event_id=event_id,
-            original=b64(record.value),
-            origin=Origin(
+        """Publish the dead letter of ``record`` until the sink acks.
+
+        The original is capped at ``dead_letters.max_original_bytes`` (optionally stored whole
+        under ``dead-letters/``); should the sink still refuse the letter as too large, it goes
+        out once more without any of the original (its size and SHA-256 stay).
+        """
+        limit = self._settings.dead_letters.max_original_bytes
+        url = None
+        if len(record.value) > limit and self._settings.dead_letters.store_originals:
+            url = await self._store_original(record.value)
+        letter = dead_letter_for(
+            record.value,
+            Origin(
                 topic=record.partition.topic,
                 partition=record.partition.partition,
                 offset=record.offset,
-                key=b64(record.key) if record.key is not None else None,
+                key=b64(record.key[:limit]) if record.key is not None else None,
             ),
+            reason=reason,
+            detail=detail,
+            error_class=error_class,
+            event_id=event_id,
             worker_id=self._settings.worker_id,
-            failed_at=utcnow(),
+            max_original_bytes=limit,
+            original_url=url,
         )
+        try:
+            await self._send_dead_letter(record, letter)
+        except RecordRejected as exc:
+            log.warning("dead_letter_too_large", error=safe_text(str(exc), 300))
+            bare = letter.model_copy(update={"original": "", "original_truncated": True})
+            await self._send_dead_letter(record, bare)
+        self._published[(record.partition, record.offset)] = (
+            Outcome.FAILED if reason in _GENERATION_REASONS else Outcome.DEAD_LETTERED
+        )
+
+    async def _send_dead_letter(self, record: Record, letter: DeadLetter) -> None:
         await self._retry(
             lambda: self._sink.dead_letter(letter, record.key, input_headers=record.headers),
             "dead_letter",
         )
 
+    async def _store_original(self, value: bytes) -> str | None:
+        """Keep a whole over-long original in the object store; its URL, or None when the
+        store refuses it (the dead letter then carries the capped original only)."""
+        key = f"dead-letters/{hashlib.sha256(value).hexdigest()}.bin"
+        try:
+            return await self._retry(
+                lambda: self._store.put(key, value, {"content": "dead-letter-original"}),
+                "store_original",
+            )
+        except PermanentError as exc:
+            log.warning("dead_letter_original_not_stored", error=safe_text(str(exc), 300))
+            return None
+
     async def _retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
-        """Run ``op`` until it succeeds; transient store/transport faults back off and retry.
+        """Run ``op`` until it succeeds; a :class:`TransientError` backs off and retries.
 
         Only cancellation (shutdown grace exhausted, partition revoked) ends the attempts, and
-        then the event stays unfinished.
+        then the event stays unfinished. Permanent errors are never retried: they propagate
+        (the record dead-letters, or the worker faults).
         """
         delay = self._settings.storage.retry_initial_s
         attempt = 0
         while True:
             try:
                 return await op()
-            except (StorageError, TransportError) as exc:
+            except TransientError as exc:
                 attempt += 1
                 self._metrics.retries.labels(what).inc()
                 log.warning("retrying", operation=what, attempt=attempt, error=str(exc)[:300])
@@ -705,7 +911,10 @@ class Processor:
 
     async def _gpu_loop(self) -> None:
         """Hand ready batches to the generator, at most ``max_concurrent_batches`` at a time
-        (two when decoding overlaps: one batch decodes while the next denoises)."""
+        (two when decoding overlaps: one batch decodes while the next denoises).
+
+        Supervised (a crash abandons every queued job and stops the worker); each batch runs
+        in a supervised task of its own."""
         slots = asyncio.Semaphore(max(1, self._generator.max_concurrent_batches))
         running: set[asyncio.Task[None]] = set()
         try:
@@ -733,7 +942,7 @@ class Processor:
                 self.summary.batches += 1
                 self._metrics.batches.inc()
                 batch_id = f"b{self.summary.batches}"
-                task = asyncio.create_task(self._run_batch(batch.shape, live, batch_id))
+                task = self._supervise(self._run_batch(batch.shape, live, batch_id), "batch runner")
                 running.add(task)
                 task.add_done_callback(running.discard)
                 task.add_done_callback(lambda _: slots.release())
@@ -745,22 +954,37 @@ class Processor:
 
     async def _run_batch(self, shape: ShapeKey, jobs: list[_Job], batch_id: str) -> None:
         """Generate ``jobs``; a failed batch is split and each event retried on its own, so
-        one poisonous prompt cannot fail its neighbours."""
+        one poisonous prompt cannot fail its neighbours. Every job's future is resolved when
+        this returns, whatever happened (cancelled: its events are abandoned)."""
         structlog.contextvars.bind_contextvars(batch_id=batch_id)  # this task's own context
+        try:
+            await self._generate_batch(shape, jobs, batch_id)
+        except BaseException as exc:
+            error: BaseException = _Abandoned() if isinstance(exc, asyncio.CancelledError) else exc
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(error)
+            raise
+
+    async def _generate_batch(self, shape: ShapeKey, jobs: list[_Job], batch_id: str) -> None:
         batched_at = utcnow()
         log.debug("batch_started", shape=str(shape), size=len(jobs))
         try:
             output = await self._generator.generate(shape, [j.request for j in jobs])
+            if len(output.videos) != len(jobs):
+                raise GenerationError(
+                    f"the generator returned {len(output.videos)} videos for {len(jobs)} prompts"
+                )
         except Exception as exc:
             log.warning("batch_failed", shape=str(shape), size=len(jobs), error=repr(exc)[:300])
             if len(jobs) > 1:
                 for job in jobs:
-                    await self._run_batch(shape, [job], batch_id)
+                    await self._generate_batch(shape, [job], batch_id)
                 return
             job = jobs[0]
             job.attempts += 1
             if job.attempts <= self._settings.generation.retries:
-                await self._run_batch(shape, [job], batch_id)
+                await self._generate_batch(shape, [job], batch_id)
             elif not job.future.done():
                 error = exc if isinstance(exc, GenerationError) else GenerationError(repr(exc))
                 if error is not exc:
@@ -782,10 +1006,23 @@ class Processor:
     # -- commits and rebalances ----------------------------------------------------------
 
     async def _commit_loop(self) -> None:
+        """Commit finished positions every ``commit_interval_ms`` (supervised)."""
         interval = self._settings.commit_interval_ms / 1000.0
         while True:
             await asyncio.sleep(interval)
+            try:
+                await self._commit_now()
+            except ServiceRefused as exc:
+                self._fault(exc)
+
+    async def _final_commit(self) -> None:
+        """The last commit of a run; a failure is logged (the events are delivered again)."""
+        try:
             await self._commit_now()
+        except PermanentError as exc:
+            log.error("final_commit_refused", error=safe_text(str(exc), 300))
+        except Exception as exc:
+            self._crashed("final commit", exc)
 
     async def _commit_now(self, only: Sequence[Partition] | None = None) -> None:
         positions = self.tracker.committable()
@@ -795,7 +1032,7 @@ class Processor:
             return
         try:
             await self.source.commit(positions)
-        except TransportError as exc:
+        except TransientError as exc:
             self._metrics.commits.labels("failed").inc()
             log.warning("commit_failed", error=str(exc)[:300])
             return
@@ -816,9 +1053,10 @@ class Processor:
         again."""
         revoked = set(partitions)
         for job in self._batcher.remove(lambda j: j.partition in revoked):
+            self._jobs.discard(job)
             if not job.future.done():
                 job.future.set_exception(_Abandoned())
-        tasks = [t for t, r in self._tasks.items() if r.partition in revoked]
+        tasks = [t for t, f in self._tasks.items() if f.record.partition in revoked]
         if tasks:
             grace = self._settings.shutdown_grace_s if grace_s is None else grace_s
             await self._wait_or_force(set(tasks), grace)
@@ -827,10 +1065,12 @@ class Processor:
                 task.cancel()
             # Settle them before the commit, so none finishes after its partition is gone.
             await asyncio.gather(*late, return_exceptions=True)
-            self.summary.abandoned += len(late)
             if late:
                 log.warning("revoked_events_abandoned", events=len(late))
-        await self._commit_now(only=list(revoked))
+        try:
+            await self._commit_now(only=list(revoked))
+        except PermanentError as exc:
+            log.error("revoke_commit_refused", error=safe_text(str(exc), 300))
         self.tracker.forget(revoked)
         for partition in revoked:
             with contextlib.suppress(KeyError):
@@ -840,6 +1080,35 @@ class Processor:
     async def partitions_assigned(self, partitions: Sequence[Partition]) -> None:
         """New partitions start from their committed offsets; nothing to prepare here."""
         log.info("partitions_assigned", partitions=[str(p) for p in partitions])
+
+
+_OUTCOME_OF_CACHE = {
+    CacheOutcome.MISS: Outcome.GENERATED,
+    CacheOutcome.HIT_EXACT: Outcome.HIT_EXACT,
+    CacheOutcome.HIT_SEMANTIC: Outcome.HIT_SEMANTIC,
+}
+_GENERATION_REASONS = frozenset(
+    {DeadLetterReason.GENERATION_FAILED, DeadLetterReason.DEADLINE_EXCEEDED}
+)
+
+
+def _classify(exc: BaseException) -> tuple[DeadLetterReason, str, str]:
+    """The dead letter's reason, detail and error class for a record whose handling raised
+    ``exc``: a specific reason where one fits, else ``internal_error`` naming the exception."""
+    name = type(exc).__name__
+    if isinstance(exc, InvalidEventError):
+        return DeadLetterReason(exc.reason), exc.detail, exc.error_class
+    if isinstance(exc, DeadlineExceeded):
+        return DeadLetterReason.DEADLINE_EXCEEDED, str(exc), name
+    if isinstance(exc, GenerationError):
+        return DeadLetterReason.GENERATION_FAILED, str(exc), type(exc.__cause__ or exc).__name__
+    if isinstance(exc, RecordRejected):
+        if exc.component == "sink":
+            return DeadLetterReason.RESULT_TOO_LARGE, str(exc), name
+        if exc.component == "encoder":
+            return DeadLetterReason.GENERATION_FAILED, str(exc), name
+    text = str(exc)
+    return DeadLetterReason.INTERNAL_ERROR, f"{name}: {text}" if text else name, name
 
 
 def _monotonic_deadline(deadline: datetime | None) -> float | None:
