@@ -21,6 +21,7 @@ from streamproc.cache.base import Cache
 from streamproc.cache.null import NullCache
 from streamproc.errors import ConfigError
 from streamproc.generation.base import Generator
+from streamproc.generation.encode import EncoderPool
 from streamproc.health import Check, OpsServer, Readiness, readiness_of
 from streamproc.metrics import GpuProbe, Metrics
 from streamproc.processor import Processor, ProcessorObserver, RunSummary
@@ -131,6 +132,7 @@ async def run_worker(
     handle_signals: bool = True,
     replay_id: str | None = None,
     metrics: Metrics | None = None,
+    encoder: EncoderPool | None = None,
 ) -> RunSummary:
     """Start everything, process until the input ends or SIGINT/SIGTERM, drain, stop.
 
@@ -179,6 +181,7 @@ async def run_worker(
             observers=observers,
             replay_id=replay_id,
             metrics=metrics,
+            encoder=encoder,
         )
         readiness.add("worker", _health_of(processor))
         # Warm-up ran in generator.start(); every other component is up by now.

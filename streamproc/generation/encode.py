@@ -149,7 +149,7 @@ class EncoderPool(AsyncResource):
         with _terminal_signals_blocked():
             pool = ProcessPoolExecutor(
                 max_workers=s.workers,
-                mp_context=multiprocessing.get_context("spawn"),
+                mp_context=_SpawnContext(),
                 initializer=_child_init,
                 initargs=(os.getpid(),),
             )
@@ -157,6 +157,18 @@ class EncoderPool(AsyncResource):
             waits = [loop.run_in_executor(pool, _ready) for _ in range(s.workers)]
         await asyncio.gather(*waits)
         return pool
+
+
+class _SpawnProcess(multiprocessing.context.SpawnProcess):
+    """An encoder process; ``terminate`` kills, because the process ignores SIGTERM by design
+    (a broken pool terminates its remaining workers and would otherwise wait forever)."""
+
+    def terminate(self) -> None:
+        self.kill()
+
+
+class _SpawnContext(multiprocessing.context.SpawnContext):
+    Process = _SpawnProcess
 
 
 @contextlib.contextmanager
