@@ -264,7 +264,7 @@ class PromptEvent(_Frozen):
         if limits is not None and len(value) > limits.max_prompt_chars:
             raise PydanticCustomError(
                 "oversize_prompt",
-                "prompt has {length} characters, the limit is {limit}",
+                "has {length} characters, the limit is {limit}",
                 {"length": len(value), "limit": limits.max_prompt_chars},
             )
         return value
@@ -274,7 +274,9 @@ class PromptEvent(_Frozen):
     def _frames_4k_plus_1(cls, value: int) -> int:
         if (value - 1) % 4 != 0:
             raise PydanticCustomError(
-                "frames_form", "num_frames must be of the form 4k+1, got {value}", {"value": value}
+                "frames_form",
+                "must be of the form 4k+1 (1, 5, 9, ...), got {value}",
+                {"value": value},
             )
         return value
 
@@ -283,13 +285,11 @@ class PromptEvent(_Frozen):
     def _known_attributes(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
         mode = value.get("cache")
         if mode is not None and (not isinstance(mode, str) or mode not in _CACHE_MODES):
-            raise PydanticCustomError(
-                "cache_mode", "attribute 'cache' must be reuse, refresh or bypass"
-            )
+            raise PydanticCustomError("cache_mode", "'cache' must be reuse, refresh or bypass")
         quality = value.get("quality")
         if quality is not None and (not isinstance(quality, str) or not _NON_BLANK.search(quality)):
             raise PydanticCustomError(
-                "quality_class", "attribute 'quality' must be a non-empty request class name"
+                "quality_class", "'quality' must name a request class (a non-blank string)"
             )
         return value
 

@@ -310,7 +310,7 @@ def test_other_timestamp_forms_are_refused(value: str) -> None:
 @pytest.mark.parametrize("value", ["[]", "{}", "3", '"sometimes"'])
 def test_a_cache_attribute_must_name_a_mode(value: str) -> None:
     error = rejection(record(f', "attributes": {{"cache": {value}}}'))
-    assert error.detail == "attributes: attribute 'cache' must be reuse, refresh or bypass"
+    assert error.detail == "attributes: 'cache' must be reuse, refresh or bypass"
 
 
 # -- whatever else goes wrong ----------------------------------------------------------------
