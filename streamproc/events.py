@@ -562,6 +562,12 @@ _NOT_A_BRACKET_TEXT = re.compile(_NOT_A_BRACKET, re.DOTALL)
 _NOT_A_BRACKET_BYTES = re.compile(_NOT_A_BRACKET.encode(), re.DOTALL)
 _DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1, 91: 1, 123: 1, 93: -1, 125: -1}
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: An integer literal too long to convert (see _MAX_INT_DIGITS); digits in strings match too.
+_LONG_DIGITS = re.compile(rf"\d{{{_MAX_INT_DIGITS + 1}}}")
+#: Text that may hide a value :func:`_first_problem` refuses: a surrogate escape, NaN or an
+#: infinity, 19 digits in a row (a 64-bit overflow, or a float beyond range), an exponent of
+#: three digits. A record without any (nor a duplicate key) skips that walk.
+_SUSPECT = re.compile(r"\\u[dD][89a-fA-F]|NaN|Infinity|\d{19}|[eE][-+]?\d{3}")
 _JSON_TYPE_NAMES = {list: "an array", str: "a string", int: "a number", float: "a number"}
 #: How a pydantic error type reads in a dead letter's detail (others keep pydantic's words).
 _TYPE_MESSAGES = {
@@ -595,20 +601,21 @@ def decode_prompt(raw: bytes, limits: EventLimits | None = None) -> PromptEvent:
     serialise. An event it returns always serialises to UTF-8 JSON.
     """
     try:
-        data = _parse(raw)
+        data, suspect = _parse(raw)
     except InvalidEventError:
         raise
     except Exception as exc:  # belt and braces: no input may escape as a traceback
         raise _unexpected(DeadLetterReason.MALFORMED, exc) from None
     try:
-        return _validate(data, limits)
+        return _validate(data, limits, check_values=suspect)
     except InvalidEventError:
         raise
     except Exception as exc:  # belt and braces, as above
         raise _unexpected(DeadLetterReason.SCHEMA_VIOLATION, exc) from None
 
 
-def _parse(raw: bytes) -> dict[str, Any]:
+def _parse(raw: bytes) -> tuple[dict[str, Any], bool]:
+    """The record's JSON object, and whether it may hold what :func:`_first_problem` finds."""
     bom = len(_UTF8_BOM) if raw.startswith(_UTF8_BOM) else 0
     try:
         text = raw[bom:].decode("utf-8")
@@ -626,8 +633,20 @@ def _parse(raw: bytes) -> dict[str, Any]:
         raise InvalidEventError(
             DeadLetterReason.MALFORMED, f"nesting deeper than {MAX_DEPTH} levels", "NestingTooDeep"
         )
+    duplicates: list[_DuplicateKeys] = []
+
+    def json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) == len(pairs):
+            return obj
+        duplicates.append(marked := _duplicate_keys(pairs))
+        return marked
+
+    long_digits = _LONG_DIGITS.search(text) is not None
     try:
-        data = json.loads(text, object_pairs_hook=_json_object, parse_int=_json_int)
+        data = json.loads(
+            text, object_pairs_hook=json_object, parse_int=_json_int if long_digits else None
+        )
     except json.JSONDecodeError as exc:
         raise InvalidEventError(
             DeadLetterReason.MALFORMED,
@@ -640,7 +659,7 @@ def _parse(raw: bytes) -> dict[str, Any]:
         raise InvalidEventError(
             DeadLetterReason.MALFORMED, f"expected a JSON object, got {got}", "TypeError"
         )
-    return data
+    return data, bool(duplicates) or long_digits or _SUSPECT.search(text) is not None
 
 
 def _too_deep(text: str) -> bool:
@@ -651,12 +670,9 @@ def _too_deep(text: str) -> bool:
     return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets))) > MAX_DEPTH
 
 
-def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) == len(pairs):
-        return obj
+def _duplicate_keys(pairs: list[tuple[str, Any]]) -> _DuplicateKeys:
     seen: set[str] = set()
-    marked = _DuplicateKeys(obj)
+    marked = _DuplicateKeys(pairs)
     for key, _ in pairs:
         if key in seen:
             marked.duplicate = key
@@ -671,8 +687,10 @@ def _json_int(literal: str) -> int:
     return int(literal)
 
 
-def _validate(data: dict[str, Any], limits: EventLimits | None) -> PromptEvent:
-    problem = _first_problem(data, (), in_attributes=False)
+def _validate(
+    data: dict[str, Any], limits: EventLimits | None, *, check_values: bool
+) -> PromptEvent:
+    problem = _first_problem(data, (), in_attributes=False) if check_values else None
     if problem is not None:
         path, message = problem
         raise InvalidEventError(
