@@ -555,19 +555,22 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 #: never builds a giant int (nor meets Python's limit on the digits of one).
 _MAX_INT_DIGITS = 19
 _HUGE_INT = 2**64
-#: Everything that is not an object or array bracket outside a JSON string; a string cut short
-#: (or ending in a lone backslash) runs to the end, so the pattern never backtracks.
-_NOT_A_BRACKET = r'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)|[^\[\]{}"]++'
-_NOT_A_BRACKET_TEXT = re.compile(_NOT_A_BRACKET, re.DOTALL)
-_NOT_A_BRACKET_BYTES = re.compile(_NOT_A_BRACKET.encode(), re.DOTALL)
-_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1, 91: 1, 123: 1, 93: -1, 125: -1}
+#: A JSON string; one cut short (or ending in a lone backslash) runs to the end, so the
+#: pattern never backtracks.
+_JSON_STRING = r'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)'
+_JSON_STRING_TEXT = re.compile(_JSON_STRING, re.DOTALL)
+_JSON_STRING_BYTES = re.compile(_JSON_STRING.encode(), re.DOTALL)
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 _SURROGATE = re.compile("[\ud800-\udfff]")
-#: An integer literal too long to convert (see _MAX_INT_DIGITS); digits in strings match too.
-_LONG_DIGITS = re.compile(rf"\d{{{_MAX_INT_DIGITS + 1}}}")
-#: Text that may hide a value :func:`_first_problem` refuses: a surrogate escape, NaN or an
-#: infinity, 19 digits in a row (a 64-bit overflow, or a float beyond range), an exponent of
-#: three digits. A record without any (nor a duplicate key) skips that walk.
-_SUSPECT = re.compile(r"\\u[dD][89a-fA-F]|NaN|Infinity|\d{19}|[eE][-+]?\d{3}")
+#: 19 digits in a row: maybe an integer beyond 64 bits or one too long to convert (see
+#: _MAX_INT_DIGITS), or a float beyond range; digits inside strings match too.
+_LONG_DIGITS = re.compile(f"[0-9]{{{_MAX_INT_DIGITS}}}")
+#: Other text that may hide a value :func:`_first_problem` refuses: a surrogate escape, an
+#: exponent of three digits (besides NaN and Infinity, found with ``in``). Each is searched on
+#: its own: one pattern of alternatives scans several times slower.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_BIG_EXPONENT = re.compile(r"[eE][-+]?[0-9]{3}")
 _JSON_TYPE_NAMES = {list: "an array", str: "a string", int: "a number", float: "a number"}
 #: How a pydantic error type reads in a dead letter's detail (others keep pydantic's words).
 _TYPE_MESSAGES = {
@@ -659,14 +662,25 @@ def _parse(raw: bytes) -> tuple[dict[str, Any], bool]:
         raise InvalidEventError(
             DeadLetterReason.MALFORMED, f"expected a JSON object, got {got}", "TypeError"
         )
-    return data, bool(duplicates) or long_digits or _SUSPECT.search(text) is not None
+    return data, bool(duplicates) or long_digits or _may_hide_refused_values(text)
+
+
+def _may_hide_refused_values(text: str) -> bool:
+    # Records without any of these (the usual case) skip the walk over every value.
+    return (
+        "NaN" in text
+        or "Infinity" in text
+        or _SURROGATE_ESCAPE.search(text) is not None
+        or _BIG_EXPONENT.search(text) is not None
+    )
 
 
 def _too_deep(text: str) -> bool:
     # Few brackets cannot nest deep: most records skip the scan.
     if text.count("{") + text.count("[") <= MAX_DEPTH:
         return False
-    brackets = _NOT_A_BRACKET_TEXT.sub("", text)
+    # Brackets outside strings, in order (the text came from UTF-8, so it encodes back).
+    brackets = _JSON_STRING_TEXT.sub("", text).encode().translate(None, _NOT_BRACKETS)
     return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets))) > MAX_DEPTH
 
 
@@ -842,8 +856,8 @@ def _event_id_value(literal: bytes) -> str | None:
 
 
 def _bracket_balance(data: bytes) -> int:
-    brackets = _NOT_A_BRACKET_BYTES.sub(b"", data)
-    return sum(map(_DEPTH_STEP.__getitem__, brackets))
+    outside = _JSON_STRING_BYTES.sub(b"", data)
+    return outside.count(b"[") + outside.count(b"{") - outside.count(b"]") - outside.count(b"}")
 
 
 SCHEMA_MODELS: dict[str, tuple[type[BaseModel], Literal["validation", "serialization"]]] = {

@@ -166,6 +166,12 @@ def test_a_non_finite_number_is_refused_naming_its_field(constant: str) -> None:
     )
 
 
+@pytest.mark.parametrize("number", ["1E400", "-2e+308", "1" * 400 + ".5"])
+def test_a_number_beyond_float_range_is_not_finite(number: str) -> None:
+    error = rejection(record(f', "attributes": {{"x": {number}}}'))
+    assert error.detail == "attributes.x: must be a finite number"
+
+
 def test_a_non_finite_number_inside_attributes_is_refused() -> None:
     error = rejection(record(', "attributes": {"scores": [0.5, NaN]}'))
     assert error.detail == "attributes.scores.1: must be a finite number"
@@ -239,6 +245,7 @@ def test_blank_means_the_same_in_the_schema_pattern_and_in_python() -> None:
         (', "attributes": {"tags": ["ok", "\\ud83d"]}', "attributes.tags.1"),
         (', "attributes": {"a": {"b": "\\ude00x"}}', "attributes.a.b"),
         (', "attributes": {"\\ud800": 1}', "attributes.\\ud800"),
+        (', "attributes": {"upper": "\\uDBFF"}', "attributes.upper"),
         (', "\\ud800": 1', "\\ud800"),
     ],
 )
@@ -252,6 +259,12 @@ def test_a_lone_surrogate_anywhere_is_refused_naming_its_path(body: str, path: s
 def test_a_lone_surrogate_in_a_required_field_is_refused(field: str) -> None:
     data = json.dumps({"event_id": "e1", "prompt": "a cat", field: "x\ud800"}).encode()
     assert rejection(data).detail == f"{field}: text is not valid Unicode (lone surrogate)"
+
+
+def test_strings_that_only_look_like_refused_values_are_accepted() -> None:
+    look_alike = "NaN Infinity 1e999 12345678901234567890 \\\\ud800"
+    event = decode_prompt(record(f', "negative_prompt": "{look_alike}"'))
+    assert event.negative_prompt == "NaN Infinity 1e999 12345678901234567890 \\ud800"
 
 
 def test_an_escaped_surrogate_pair_is_one_valid_character() -> None:
