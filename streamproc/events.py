@@ -10,6 +10,11 @@ Their JSON Schemas live in ``schemas/`` (written by ``streamproc schemas``); a t
 identical to these models. Limits fixed by the contract (sizes multiple of 32, frames of the form
 4k+1, …) are schema constraints; limits an operator configures (largest size, longest prompt, …)
 arrive as :class:`EventLimits` in the validation context and are checked by :func:`decode_prompt`.
+
+:func:`decode_prompt` is the only way bytes become an event: for any input it returns an event
+that serialises or raises :class:`~streamproc.errors.InvalidEventError`, and it also refuses
+what JSON lets through but the schema cannot see (duplicate keys, lone surrogates, NaN,
+nesting deeper than :data:`MAX_DEPTH`); ``docs/events.md`` lists those rules.
 """
 
 from __future__ import annotations
