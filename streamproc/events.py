@@ -10,6 +10,11 @@ Their JSON Schemas live in ``schemas/`` (written by ``streamproc schemas``); a t
 identical to these models. Limits fixed by the contract (sizes multiple of 32, frames of the form
 4k+1, …) are schema constraints; limits an operator configures (largest size, longest prompt, …)
 arrive as :class:`EventLimits` in the validation context and are checked by :func:`decode_prompt`.
+
+:func:`decode_prompt` is the only way bytes become an event: for any input it returns an event
+that serialises or raises :class:`~streamproc.errors.InvalidEventError`, and it also refuses
+what JSON lets through but the schema cannot see (duplicate keys, lone surrogates, NaN,
+nesting deeper than :data:`MAX_DEPTH`); ``docs/events.md`` lists those rules.
 """
 
 from __future__ import annotations
@@ -17,17 +22,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from itertools import accumulate
 from typing import Annotated, Any, Literal
 
+import annotated_types
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
@@ -51,12 +60,45 @@ FRAMES_MAX = 257
 STEPS_MAX = 200
 GUIDANCE_MAX = 30.0
 SEED_MAX = 2**63 - 1
+#: Deepest nesting of objects and arrays in a record; the event object itself is level 1.
+MAX_DEPTH = 32
+#: Range of an integer inside ``attributes`` (64-bit signed, so every consumer can hold it).
+ATTRIBUTE_INT_MIN = -(2**63)
+ATTRIBUTE_INT_MAX = 2**63 - 1
+
+#: Python's whitespace (``str.isspace``) spelled out, so that the schema's pattern means the
+#: same in every regex dialect (ECMA-262, Python, Rust) and in :meth:`str.strip`.
+_WHITESPACE = r"\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+#: Matches text that is not blank: at least one character that is not whitespace.
+NON_BLANK = f"[^{_WHITESPACE}]"
+_NON_BLANK = re.compile(NON_BLANK)
 
 #: Namespace for result ids, so a re-processed event gets the same result id.
 _RESULT_NAMESPACE = uuid.UUID("5c0f6a0e-3a53-4d4c-8c38-2f6f1f0e9b11")
 
-EventId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+EventId = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$", strict=True)
+]
 _EVENT_ID = re.compile(r"[\x21-\x7e]+")
+
+#: RFC 3339 date-time with a zone; pydantic then checks the calendar and clock ranges.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+
+def _rfc3339_text(value: object) -> object:
+    # pydantic alone would also take numbers (Unix time) and looser strings ("2026-12-01
+    # 10:00Z"), which the schema's format date-time refuses.
+    if isinstance(value, datetime) or (isinstance(value, str) and _RFC3339.fullmatch(value)):
+        return value
+    raise PydanticCustomError(
+        "datetime_format", "must be an RFC 3339 date-time with a zone, e.g. 2026-12-01T10:00:00Z"
+    )
+
+
+#: A timestamp with a zone, written in JSON as an RFC 3339 string.
+ZonedDateTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 
 
 class DeadLetterReason(StrEnum):
@@ -91,6 +133,8 @@ class CacheMode(StrEnum):
     BYPASS = "bypass"  # neither read nor write
 
 
+_CACHE_MODES = frozenset(m.value for m in CacheMode)
+
 #: The request class that computes every denoising step (also: no 'quality' attribute).
 STANDARD_QUALITY = "standard"
 
@@ -118,47 +162,114 @@ class PromptEvent(_Frozen):
 
     schema_version: Literal[1] = Field(1, description="Version of this contract.")
     event_id: EventId = Field(description="Unique id chosen by the producer; results carry it.")
-    prompt: str = Field(min_length=1, max_length=PROMPT_MAX_CHARS, description="What to show.")
-    negative_prompt: str | None = Field(
-        None, max_length=PROMPT_MAX_CHARS, description="What to avoid (classifier-free guidance)."
+    prompt: str = Field(
+        max_length=PROMPT_MAX_CHARS,
+        pattern=NON_BLANK,
+        strict=True,
+        description="What to show; not blank. A worker may allow fewer characters "
+        "(limits.max_prompt_chars).",
     )
-    width: int = Field(832, ge=SIDE_MIN, le=SIDE_MAX, multiple_of=SIDE_MULTIPLE)
-    height: int = Field(480, ge=SIDE_MIN, le=SIDE_MAX, multiple_of=SIDE_MULTIPLE)
-    num_frames: int = Field(17, ge=1, le=FRAMES_MAX, description="Frames, of the form 4k+1.")
-    num_inference_steps: int = Field(16, ge=1, le=STEPS_MAX)
+    negative_prompt: str | None = Field(
+        None,
+        max_length=PROMPT_MAX_CHARS,
+        strict=True,
+        description="What to avoid (classifier-free guidance); same length limits as prompt.",
+    )
+    width: int = Field(
+        832,
+        ge=SIDE_MIN,
+        le=SIDE_MAX,
+        multiple_of=SIDE_MULTIPLE,
+        strict=True,
+        description="Pixels; a worker may allow less (limits.max_width).",
+    )
+    height: int = Field(
+        480,
+        ge=SIDE_MIN,
+        le=SIDE_MAX,
+        multiple_of=SIDE_MULTIPLE,
+        strict=True,
+        description="Pixels; a worker may allow less (limits.max_height).",
+    )
+    num_frames: int = Field(
+        17,
+        ge=1,
+        le=FRAMES_MAX,
+        strict=True,
+        description="Frames, of the form 4k+1 (1, 5, 9, ...); a worker may allow fewer "
+        "(limits.max_frames).",
+    )
+    num_inference_steps: int = Field(
+        16,
+        ge=1,
+        le=STEPS_MAX,
+        strict=True,
+        description="Denoising steps; a worker may allow fewer (limits.max_steps).",
+    )
     guidance_scale: float = Field(
-        5.0, ge=0.0, le=GUIDANCE_MAX, description="Classifier-free guidance; <=1 turns it off."
+        5.0,
+        ge=0.0,
+        le=GUIDANCE_MAX,
+        strict=True,
+        allow_inf_nan=False,
+        description="Classifier-free guidance; <=1 turns it off.",
     )
     seed: int | None = Field(
-        None, ge=0, le=SEED_MAX, description="Noise seed; derived from event_id when absent."
+        None,
+        ge=0,
+        le=SEED_MAX,
+        strict=True,
+        description="Noise seed; derived from event_id when absent.",
     )
-    priority: int = Field(0, ge=0, le=9, description="Higher runs first within a batch window.")
-    tenant: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    priority: int = Field(
+        0, ge=0, le=9, strict=True, description="Higher runs first within a batch window."
+    )
+    tenant: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$", strict=True)
     model: str | None = Field(
-        None, max_length=300, description="Model id; must equal the worker's model when set."
+        None,
+        max_length=300,
+        strict=True,
+        description="Model id; must equal the worker's model when set.",
     )
-    created_at: AwareDatetime | None = Field(None, description="When the producer made it.")
-    deadline: AwareDatetime | None = Field(
-        None, description="Finish by this time or be dead-lettered as deadline_exceeded."
+    created_at: ZonedDateTime | None = Field(
+        None, description="When the producer made it (RFC 3339, with a zone)."
+    )
+    deadline: ZonedDateTime | None = Field(
+        None,
+        description="Finish by this time (RFC 3339, with a zone) or be dead-lettered as "
+        "deadline_exceeded.",
     )
     attributes: dict[str, JsonValue] = Field(
         default_factory=dict,
         max_length=64,
         description="Free-form data passed through to the result. Key 'cache' may be "
         "'reuse', 'refresh' or 'bypass'; key 'quality' names a request class ('standard', "
-        "or one of the worker's generation.step_cache_classes, e.g. 'draft').",
+        "or one of the worker's generation.step_cache_classes, e.g. 'draft'). Integers must "
+        f"fit in 64 bits; the whole record nests at most {MAX_DEPTH} levels deep.",
+        json_schema_extra={
+            "properties": {
+                "cache": {"enum": [*(m.value for m in CacheMode), None]},
+                "quality": {"anyOf": [{"type": "string", "pattern": NON_BLANK}, {"type": "null"}]},
+            }
+        },
     )
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _version_is_an_integer(cls, value: object) -> object:
+        # A literal alone would take true and 1.0 (both equal 1 in Python).
+        if type(value) is not int:
+            raise PydanticCustomError("int_type", "must be an integer")
+        return value
 
     @field_validator("prompt")
     @classmethod
-    def _prompt_has_text(cls, value: str, info: ValidationInfo) -> str:
-        if not value.strip():
-            raise PydanticCustomError("empty_prompt", "prompt is blank")
+    def _prompt_within_limit(cls, value: str, info: ValidationInfo) -> str:
         limits = _limits(info)
         if limits is not None and len(value) > limits.max_prompt_chars:
             raise PydanticCustomError(
                 "oversize_prompt",
-                "prompt has {length} characters, the limit is {limit}",
+                "has {length} characters, the limit is {limit}",
                 {"length": len(value), "limit": limits.max_prompt_chars},
             )
         return value
@@ -168,7 +279,9 @@ class PromptEvent(_Frozen):
     def _frames_4k_plus_1(cls, value: int) -> int:
         if (value - 1) % 4 != 0:
             raise PydanticCustomError(
-                "frames_form", "num_frames must be of the form 4k+1, got {value}", {"value": value}
+                "frames_form",
+                "must be of the form 4k+1 (1, 5, 9, ...), got {value}",
+                {"value": value},
             )
         return value
 
@@ -176,14 +289,12 @@ class PromptEvent(_Frozen):
     @classmethod
     def _known_attributes(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
         mode = value.get("cache")
-        if mode is not None and mode not in {m.value for m in CacheMode}:
-            raise PydanticCustomError(
-                "cache_mode", "attribute 'cache' must be reuse, refresh or bypass"
-            )
+        if mode is not None and (not isinstance(mode, str) or mode not in _CACHE_MODES):
+            raise PydanticCustomError("cache_mode", "'cache' must be reuse, refresh or bypass")
         quality = value.get("quality")
-        if quality is not None and (not isinstance(quality, str) or not quality.strip()):
+        if quality is not None and (not isinstance(quality, str) or not _NON_BLANK.search(quality)):
             raise PydanticCustomError(
-                "quality_class", "attribute 'quality' must be a non-empty request class name"
+                "quality_class", "'quality' must name a request class (a non-blank string)"
             )
         return value
 
@@ -443,30 +554,224 @@ _REASON_BY_ERROR_TYPE = {
     "unsupported_parameter": DeadLetterReason.UNSUPPORTED_PARAMETER,
 }
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+#: Longest integer literal that is converted: 19 digits hold every field's range and any
+#: 64-bit integer. Longer ones stand in as :data:`_HUGE_INT`, out of every range, so a record
+#: never builds a giant int (nor meets Python's limit on the digits of one).
+_MAX_INT_DIGITS = 19
+_HUGE_INT = 2**64
+#: A JSON string; one cut short (or ending in a lone backslash) runs to the end, so the
+#: pattern never backtracks.
+_JSON_STRING = r'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)'
+_JSON_STRING_TEXT = re.compile(_JSON_STRING, re.DOTALL)
+_JSON_STRING_BYTES = re.compile(_JSON_STRING.encode(), re.DOTALL)
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: 19 digits in a row: maybe an integer beyond 64 bits or one too long to convert (see
+#: _MAX_INT_DIGITS), or a float beyond range; digits inside strings match too.
+_LONG_DIGITS = re.compile(f"[0-9]{{{_MAX_INT_DIGITS}}}")
+#: Other text that may hide a value :func:`_first_problem` refuses: a surrogate escape, an
+#: exponent of three digits (besides NaN and Infinity, found with ``in``). Each is searched on
+#: its own: one pattern of alternatives scans several times slower.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_BIG_EXPONENT = re.compile(r"[eE][-+]?[0-9]{3}")
+_JSON_TYPE_NAMES = {list: "an array", str: "a string", int: "a number", float: "a number"}
+#: How a pydantic error type reads in a dead letter's detail (others keep pydantic's words).
+_TYPE_MESSAGES = {
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "string_type": "must be a string",
+    "dict_type": "must be an object",
+    "missing": "is required",
+    "extra_forbidden": "unknown field (free-form data belongs in attributes)",
+}
+_PATTERN_MESSAGES = {
+    "event_id": "must be printable ASCII without spaces",
+    "prompt": "must not be blank",
+    "tenant": "must be 1 to 64 letters, digits, '.', '_' or '-'",
+}
+
+
+class _DuplicateKeys(dict[str, Any]):
+    """A JSON object that named a key twice (kept until the check that reports it)."""
+
+    duplicate: str
+
 
 def decode_prompt(raw: bytes, limits: EventLimits | None = None) -> PromptEvent:
-    """Parse and validate one record value.
+    """Parse and validate one record value, whatever its bytes, in time linear in their size.
 
-    Raises :class:`InvalidEventError` whose ``reason`` is a :class:`DeadLetterReason` value:
-    ``malformed`` (not UTF-8 JSON object), ``oversize_prompt``, ``unsupported_parameter``
-    (valid by contract but beyond this worker's limits) or ``schema_violation``.
+    Raises :class:`InvalidEventError` and nothing else; its ``reason`` is a
+    :class:`DeadLetterReason` value: ``malformed`` (not UTF-8, not JSON, not an object, nested
+    deeper than :data:`MAX_DEPTH`), ``oversize_prompt``, ``unsupported_parameter`` (valid by
+    contract but beyond this worker's limits) or ``schema_violation``. Its ``detail`` is safe to
+    serialise. An event it returns always serialises to UTF-8 JSON.
     """
     try:
-        data: Any = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data, suspect = _parse(raw)
+    except InvalidEventError:
+        raise
+    except Exception as exc:  # belt and braces: no input may escape as a traceback
+        raise _unexpected(DeadLetterReason.MALFORMED, exc) from None
+    try:
+        return _validate(data, limits, check_values=suspect)
+    except InvalidEventError:
+        raise
+    except Exception as exc:  # belt and braces, as above
+        raise _unexpected(DeadLetterReason.SCHEMA_VIOLATION, exc) from None
+
+
+def _parse(raw: bytes) -> tuple[dict[str, Any], bool]:
+    """The record's JSON object, and whether it may hold what :func:`_first_problem` finds."""
+    bom = len(_UTF8_BOM) if raw.startswith(_UTF8_BOM) else 0
+    try:
+        text = raw[bom:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = exc.start + bom
+        what = (
+            f"truncated sequence at position {at}"
+            if exc.end >= len(exc.object) and exc.reason == "unexpected end of data"
+            else f"invalid byte 0x{raw[at]:02x} at position {at}"
+        )
         raise InvalidEventError(
-            DeadLetterReason.MALFORMED, f"not UTF-8 JSON: {exc}", type(exc).__name__
+            DeadLetterReason.MALFORMED, f"not UTF-8: {what}", "UnicodeDecodeError"
         ) from None
-    if not isinstance(data, dict):
+    if _too_deep(text):
+        raise InvalidEventError(
+            DeadLetterReason.MALFORMED, f"nesting deeper than {MAX_DEPTH} levels", "NestingTooDeep"
+        )
+    duplicates: list[_DuplicateKeys] = []
+
+    def json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) == len(pairs):
+            return obj
+        duplicates.append(marked := _duplicate_keys(pairs))
+        return marked
+
+    long_digits = _LONG_DIGITS.search(text) is not None
+    try:
+        data = json.loads(
+            text, object_pairs_hook=json_object, parse_int=_json_int if long_digits else None
+        )
+    except json.JSONDecodeError as exc:
         raise InvalidEventError(
             DeadLetterReason.MALFORMED,
-            f"expected a JSON object, got {type(data).__name__}",
-            "TypeError",
+            safe_text(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"),
+            "JSONDecodeError",
+        ) from None
+    if not isinstance(data, dict):
+        got = "true or false" if isinstance(data, bool) else "null"
+        got = _JSON_TYPE_NAMES.get(type(data), got)
+        raise InvalidEventError(
+            DeadLetterReason.MALFORMED, f"expected a JSON object, got {got}", "TypeError"
+        )
+    return data, bool(duplicates) or long_digits or _may_hide_refused_values(text)
+
+
+def _may_hide_refused_values(text: str) -> bool:
+    # Records without any of these (the usual case) skip the walk over every value.
+    return (
+        "NaN" in text
+        or "Infinity" in text
+        or _SURROGATE_ESCAPE.search(text) is not None
+        or _BIG_EXPONENT.search(text) is not None
+    )
+
+
+def _too_deep(text: str) -> bool:
+    # Few brackets cannot nest deep: most records skip the scan.
+    if text.count("{") + text.count("[") <= MAX_DEPTH:
+        return False
+    # Brackets outside strings, in order (the text came from UTF-8, so it encodes back).
+    brackets = _JSON_STRING_TEXT.sub("", text).encode().translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets))) > MAX_DEPTH
+
+
+def _duplicate_keys(pairs: list[tuple[str, Any]]) -> _DuplicateKeys:
+    seen: set[str] = set()
+    marked = _DuplicateKeys(pairs)
+    for key, _ in pairs:
+        if key in seen:
+            marked.duplicate = key
+            break
+        seen.add(key)
+    return marked
+
+
+def _json_int(literal: str) -> int:
+    if len(literal) - literal.startswith("-") > _MAX_INT_DIGITS:
+        return -_HUGE_INT if literal.startswith("-") else _HUGE_INT
+    return int(literal)
+
+
+def _validate(
+    data: dict[str, Any], limits: EventLimits | None, *, check_values: bool
+) -> PromptEvent:
+    problem = _first_problem(data, (), in_attributes=False) if check_values else None
+    if problem is not None:
+        path, message = problem
+        raise InvalidEventError(
+            DeadLetterReason.SCHEMA_VIOLATION,
+            safe_text(f"{_dotted(path)}: {message}"),
+            "ValidationError",
         )
     try:
         return PromptEvent.model_validate(data, context={"limits": limits})
     except ValidationError as exc:
-        raise InvalidEventError(_reason_for(exc), _describe(exc), type(exc).__name__) from None
+        raise InvalidEventError(
+            _reason_for(exc), safe_text(_describe(exc)), type(exc).__name__
+        ) from None
+
+
+def _first_problem(
+    value: Any, path: tuple[str | int, ...], *, in_attributes: bool
+) -> tuple[tuple[str | int, ...], str] | None:
+    """What the JSON parser let through that no event may carry: a key named twice, text UTF-8
+    cannot encode, NaN or infinity, an integer of ``attributes`` beyond 64 bits."""
+    if isinstance(value, str):
+        return None if _encodable(value) else (path, "text is not valid Unicode (lone surrogate)")
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, "must be a finite number")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if in_attributes and not ATTRIBUTE_INT_MIN <= value <= ATTRIBUTE_INT_MAX:
+            return path, f"must be an integer between {ATTRIBUTE_INT_MIN} and {ATTRIBUTE_INT_MAX}"
+        return None
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _first_problem(item, (*path, index), in_attributes=in_attributes)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, dict):
+        if isinstance(value, _DuplicateKeys):
+            return (*path, value.duplicate), "duplicate key"
+        for key, item in value.items():
+            if not _encodable(key):
+                return (*path, key), "text is not valid Unicode (lone surrogate)"
+            inside = in_attributes or (not path and key == "attributes")
+            found = _first_problem(item, (*path, key), in_attributes=inside)
+            if found is not None:
+                return found
+    return None
+
+
+def _encodable(text: str) -> bool:
+    return text.isascii() or _SURROGATE.search(text) is None
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    return ".".join(str(part) for part in path) or "event"
+
+
+def _unexpected(reason: DeadLetterReason, exc: Exception) -> InvalidEventError:
+    name = safe_text(type(exc).__name__, 200)
+    try:
+        message = str(exc)
+    except Exception:  # an exception that cannot even describe itself
+        message = "(no message)"
+    return InvalidEventError(reason, safe_text(f"{name}: {message}"), name)
 
 
 def _reason_for(exc: ValidationError) -> DeadLetterReason:
@@ -485,22 +790,79 @@ def _reason_for(exc: ValidationError) -> DeadLetterReason:
 def _describe(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(p) for p in error["loc"]) or "event"
-        parts.append(f"{where}: {error['msg']}")
+        loc = error["loc"]
+        field = str(loc[0]) if len(loc) == 1 else ""
+        kind = error["type"]
+        message = _TYPE_MESSAGES.get(kind, error["msg"])
+        if kind in {"greater_than_equal", "less_than_equal"} and field in _RANGES:
+            message = _RANGES[field]
+        elif kind == "string_pattern_mismatch" and field in _PATTERN_MESSAGES:
+            message = _PATTERN_MESSAGES[field]
+        elif kind == "multiple_of":
+            message = f"must be a multiple of {error.get('ctx', {}).get('multiple_of')}"
+        elif kind == "literal_error":
+            message = f"must be {error.get('ctx', {}).get('expected')}"
+        parts.append(f"{_dotted(loc)}: {message}")
     return "; ".join(parts)
 
 
+def _range_messages() -> dict[str, str]:
+    """'must be an integer between 32 and 2048' for each bounded number field."""
+    out = {}
+    for name, info in PromptEvent.model_fields.items():
+        low = next((m.ge for m in info.metadata if isinstance(m, annotated_types.Ge)), None)
+        high = next((m.le for m in info.metadata if isinstance(m, annotated_types.Le)), None)
+        if low is None or high is None:
+            continue
+        kind = "a number" if info.annotation is float else "an integer"
+        out[name] = f"must be {kind} between {_number(low)} and {_number(high)}"
+    return out
+
+
+def _number(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+_RANGES = _range_messages()
+
+#: How much of a record :func:`event_id_of` reads.
+EVENT_ID_SCAN_BYTES = 64 * 1024
+#: An ``"event_id": "..."`` pair; the value is a JSON string of at most 200 characters
+#: (1200 bytes when every one is a \u escape).
+_EVENT_ID_FIELD = re.compile(rb'"event_id"\s*:\s*("(?:[^"\\\x00-\x1f]|\\[^\x00-\x1f]){1,1200}")')
+
+
 def event_id_of(raw: bytes) -> str | None:
-    """Best-effort ``event_id`` of bytes that failed validation (for the dead letter)."""
+    """Best-effort ``event_id`` of a record that failed validation (for its dead letter).
+
+    Reads only the first :data:`EVENT_ID_SCAN_BYTES`, so it also finds the id in a record that
+    is not valid JSON or was cut short; returns only a well-formed id of the outermost object.
+    Never raises.
+    """
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        head = raw[:EVENT_ID_SCAN_BYTES]
+        depth, scanned = 0, 0
+        for match in _EVENT_ID_FIELD.finditer(head):
+            depth += _bracket_balance(head[scanned : match.start()])
+            scanned = match.start()
+            found = _event_id_value(match.group(1)) if depth == 1 else None
+            if found is not None:
+                return found
         return None
-    if isinstance(data, dict):
-        value = data.get("event_id")
-        if isinstance(value, str) and 0 < len(value) <= 200:
-            return value
-    return None
+    except Exception:  # best effort: a dead letter is written with or without the id
+        return None
+
+
+def _event_id_value(literal: bytes) -> str | None:
+    try:
+        return safe_event_id(json.loads(literal.decode("ascii")))
+    except ValueError:  # not ASCII, or an escape JSON does not know: no well-formed id
+        return None
+
+
+def _bracket_balance(data: bytes) -> int:
+    outside = _JSON_STRING_BYTES.sub(b"", data)
+    return outside.count(b"[") + outside.count(b"{") - outside.count(b"]") - outside.count(b"}")
 
 
 SCHEMA_MODELS: dict[str, tuple[type[BaseModel], Literal["validation", "serialization"]]] = {

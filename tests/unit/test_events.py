@@ -17,7 +17,6 @@ from streamproc.events import (
     DeadLetter,
     DeadLetterReason,
     EventLimits,
-    PromptEvent,
     VideoResult,
     canonical_prompt,
     decode_prompt,
@@ -158,18 +157,6 @@ def test_event_id_of_reads_ids_from_invalid_events_only_when_present() -> None:
     assert event_id_of(b'{"event_id": "abc", "width": 3}') == "abc"
     assert event_id_of(b"garbage") is None
     assert event_id_of(b'{"event_id": 5}') is None
-
-
-@given(st.binary(max_size=300))
-def test_any_bytes_either_decode_or_raise_invalid_event(data: bytes) -> None:
-    try:
-        event: PromptEvent | InvalidEventError = decode_prompt(data, LIMITS)
-    except InvalidEventError as exc:
-        event = exc
-    if isinstance(event, InvalidEventError):
-        assert event.reason in {r.value for r in DeadLetterReason}
-    else:
-        assert isinstance(event, PromptEvent)
 
 
 @given(
