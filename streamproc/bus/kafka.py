@@ -4,21 +4,52 @@ The transport itself lives in :mod:`streamproc.bus.kafka_source` (consumer group
 rebalances, back-pressure) and :mod:`streamproc.bus.kafka_sink` (results and dead letters);
 :mod:`streamproc.bus.kafka_admin` creates topics and sends prompt events. ``docs/kafka.md``
 describes the settings, topics, keys and headers.
+
+Every aiokafka error is classified here, once, by :func:`kafka_error` (the table is in its
+docstring and in ``docs/kafka.md``): the rest of streamproc sees :class:`TransportError`,
+:class:`RecordRejected` or :class:`ServiceRefused`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    AuthenticationMethodNotSupported,
+    BrokerNotAvailableError,
+    ClusterAuthorizationFailedError,
+    CommitFailedError,
+    CorruptRecordException,
+    DelegationTokenAuthorizationFailed,
+    GroupAuthorizationFailedError,
+    IllegalGenerationError,
+    IllegalSaslStateError,
+    IllegalStateError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    KafkaUnavailableError,
+    MessageSizeTooLargeError,
+    RebalanceInProgressError,
+    RecordListTooLargeError,
+    ReplicaNotAvailableError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    UnknownError,
+    UnknownMemberIdError,
+    UnsupportedSaslMechanismError,
+)
 
 from streamproc.bus.base import Partition
-from streamproc.errors import ConfigError, TransportError
+from streamproc.errors import ConfigError, RecordRejected, ServiceRefused, TransportError
 from streamproc.settings import KafkaSettings
 
 #: Header names on records streamproc produces (values are UTF-8 text).
@@ -115,27 +146,185 @@ def trace_headers(input_headers: Sequence[tuple[str, bytes]]) -> Headers:
     return out
 
 
-def transport_error(what: str, exc: BaseException) -> TransportError:
-    """A one-line :class:`TransportError` for a failed Kafka operation."""
+#: The record is larger than the producer (``kafka.max_request_size``) or the broker or topic
+#: (``message.max.bytes``, ``max.message.bytes``) accepts. (aiokafka's ``RecordTooLargeError``
+#: is the consumer's: a record larger than the fetch size blocks its partition for good.)
+TOO_LARGE: tuple[type[KafkaError], ...] = (MessageSizeTooLargeError, RecordListTooLargeError)
+#: The credentials or the ACLs refuse this client.
+ACCESS_REFUSED: tuple[type[KafkaError], ...] = (
+    TopicAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    DelegationTokenAuthorizationFailed,
+    AuthenticationFailedError,
+    AuthenticationMethodNotSupported,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+    IllegalSaslStateError,
+)
+#: Not ``retriable`` in aiokafka, yet an outage or the group moving on: worth another try.
+TRANSIENT_ANYWAY: tuple[type[KafkaError], ...] = (
+    CommitFailedError,
+    IllegalGenerationError,
+    UnknownMemberIdError,
+    RebalanceInProgressError,
+    IllegalStateError,
+    KafkaTimeoutError,
+    BrokerNotAvailableError,
+    ReplicaNotAvailableError,
+    KafkaUnavailableError,
+    CorruptRecordException,
+    UnknownError,
+)
+
+
+def kafka_error(
+    what: str,
+    exc: BaseException,
+    *,
+    component: str,
+    brokers: str,
+    topic: str | None = None,
+) -> TransportError | RecordRejected | ServiceRefused:
+    """The one error a failed Kafka operation ``what`` becomes (``component`` names the part
+    that met it; ``brokers`` and ``topic`` go into the line of a permanent one).
+
+    =========================================================  ===================  ==========
+    aiokafka raised                                            becomes              then
+    =========================================================  ===================  ==========
+    ``MessageSizeTooLargeError`` (also raised by ``send``      ``RecordRejected``   the record
+    before any request, for a record over                                           dead-letters
+    ``max_request_size``), ``RecordListTooLargeError``
+    ``TopicAuthorizationFailedError``,                         ``ServiceRefused``   the worker
+    ``GroupAuthorizationFailedError``,                                              faults
+    ``ClusterAuthorizationFailedError``, SASL and
+    authentication failures (``SaslAuthenticationFailed``…)
+    ``CommitFailedError``, ``IllegalGenerationError``,         ``TransportError``   retried
+    ``UnknownMemberIdError``, ``RebalanceInProgressError``,
+    ``IllegalStateError`` (the group moved on: the next
+    owner reads the records again)
+    ``KafkaTimeoutError``, ``BrokerNotAvailableError``,        ``TransportError``   retried
+    ``ReplicaNotAvailableError``, ``KafkaUnavailableError``,
+    ``CorruptRecordException``, ``UnknownError`` (a
+    broker's internal error), a bare ``KafkaError`` (what
+    aiokafka wraps when it did not expect it),
+    ``TimeoutError``, ``OSError``
+    any other error with ``retriable = True``                  ``TransportError``   retried
+    (``KafkaConnectionError``, ``NotLeaderForPartitionError``,
+    ``UnknownTopicOrPartitionError``…)
+    any other error with ``retriable = False``                 ``ServiceRefused``   the worker
+    (``InvalidTopicError``, ``UnsupportedVersionError``,                            faults
+    ``ProducerFenced``, ``PolicyViolationError``,
+    ``RecordTooLargeError``: a record over the fetch size…)
+    =========================================================  ===================  ==========
+
+    ``UnknownTopicOrPartitionError`` is retriable: a topic is briefly unknown while it is
+    created or its leader moves. The sink and the source ask the cluster whether the topic
+    is really gone (:func:`absent_topic`) before they call it permanent.
+    """
+    if isinstance(exc, TOO_LARGE):
+        return RecordRejected(
+            f"kafka {what} refused the record as too large: {_detail(exc)} (limits: "
+            "kafka.max_request_size here, message.max.bytes / max.message.bytes on the brokers)",
+            component=component,
+        )
+    if isinstance(exc, ACCESS_REFUSED):
+        return ServiceRefused(
+            f"kafka {what} refused by brokers {brokers}{_on(topic)}: {_detail(exc)}: check the "
+            "kafka credentials (sasl_*, ssl_*) and the ACLs",
+            component=component,
+        )
+    if isinstance(exc, CommitFailedError):
+        return TransportError(
+            f"kafka {what} failed: CommitFailedError: the group rebalanced before the commit; "
+            "the partitions' next owner reads the records again"
+        )
     if isinstance(exc, KafkaConnectionError):
-        return TransportError(f"kafka {what} failed: cannot reach the brokers ({exc})")
-    if isinstance(exc, TimeoutError):
+        return TransportError(f"kafka {what} failed: cannot reach the brokers ({_detail(exc)})")
+    if isinstance(exc, TimeoutError | KafkaTimeoutError):
         return TransportError(f"kafka {what} timed out")
+    if not isinstance(exc, KafkaError) or type(exc) is KafkaError:
+        return TransportError(f"kafka {what} failed: {_detail(exc)}")
+    if exc.retriable or isinstance(exc, TRANSIENT_ANYWAY):
+        return TransportError(f"kafka {what} failed: {_detail(exc)}")
+    return ServiceRefused(
+        f"kafka {what} refused by brokers {brokers}{_on(topic)}: {_detail(exc)}",
+        component=component,
+    )
+
+
+def topic_missing_error(topic: str, *, component: str, brokers: str) -> ServiceRefused:
+    """The :class:`ServiceRefused` of a topic the cluster no longer has (while running; at
+    start :func:`require_topics` says the same as a :class:`ConfigError`)."""
+    return ServiceRefused(
+        f"kafka topic {topic} does not exist on brokers {brokers} (create it with: "
+        "streamproc topics create)",
+        component=component,
+    )
+
+
+async def absent_topic(
+    topics_now: Callable[[], Awaitable[Collection[str]]],
+    wanted: Iterable[str],
+    timeout_s: float,
+) -> str | None:
+    """The first of ``wanted`` missing from the cluster's topics as ``topics_now`` lists them
+    (a fresh metadata request); None when all exist or there is no answer in ``timeout_s``.
+
+    Pass a call whose request names no topic (``consumer.topics``, the client's
+    ``fetch_all_metadata``): a request naming one creates it on brokers with
+    ``auto.create.topics.enable``, as aiokafka always allows that.
+    """
+    try:
+        have = await asyncio.wait_for(topics_now(), timeout_s)
+    except (KafkaError, OSError, TimeoutError):
+        return None
+    return next((t for t in wanted if t not in have), None)
+
+
+def _on(topic: str | None) -> str:
+    return f" for topic {topic}" if topic else ""
+
+
+def _detail(exc: BaseException) -> str:
+    """``ClassName: text`` of an aiokafka error on one line (aiokafka's own text already
+    starts ``[Error 29] ClassName`` for broker answers)."""
     name = type(exc).__name__
-    text = str(exc)
-    detail = text if text.startswith(name) else f"{name}: {text}" if text else name
-    return TransportError(f"kafka {what} failed: {detail}")
+    text = " ".join(str(exc).split())
+    return text if name in text else f"{name}: {text}" if text else name
 
 
-async def start_client(client: Any, what: str, servers: str, *, idempotent: bool = False) -> None:
-    """Start an aiokafka client, turning a failure into a one-line error (with a hint when an
-    idempotent producer is refused by a broker that lacks the feature)."""
+async def start_client(
+    client: Any,
+    what: str,
+    settings: KafkaSettings,
+    *,
+    component: str,
+    idempotent: bool = False,
+) -> None:
+    """Start an aiokafka client, turning a failure into one line naming the brokers:
+    :class:`ServiceRefused` when the credentials or ACLs refuse it, else
+    :class:`TransportError` (with a hint when an idempotent producer is refused by a broker
+    that lacks the feature, or when SASL credentials may be what failed)."""
+    servers = settings.bootstrap_servers
     try:
         await client.start()
     except KafkaError as exc:
         await _close_quietly(client)
+        if isinstance(exc, ACCESS_REFUSED):
+            raise ServiceRefused(
+                f"cannot start kafka {what}: brokers {servers} refused the credentials "
+                f"({_detail(exc)}): check kafka.sasl_* and kafka.ssl_*",
+                component=component,
+            ) from None
         hint = ""
-        if idempotent and not isinstance(exc, KafkaConnectionError):
+        if isinstance(exc, KafkaConnectionError):
+            if settings.sasl_mechanism is not None:
+                # aiokafka reports a refused SASL handshake as a failed bootstrap (the cause
+                # only in its log): say so rather than blame the network alone.
+                hint = "; unreachable, or the brokers refused the kafka.sasl_* credentials"
+        elif idempotent:
             hint = (
                 "; if these brokers lack the idempotent producer, set "
                 "kafka.enable_idempotence=false (--no-idempotence)"
@@ -151,12 +340,13 @@ async def _close_quietly(client: Any) -> None:
         await close()
 
 
-def require_topics(existing: Iterable[str], wanted: Iterable[str]) -> None:
-    """Raise a one-line :class:`ConfigError` naming the ``wanted`` topics the cluster lacks."""
+def require_topics(existing: Iterable[str], wanted: Iterable[str], brokers: str) -> None:
+    """Raise a one-line :class:`ConfigError` naming the ``wanted`` topics the cluster at
+    ``brokers`` lacks."""
     have = set(existing)
     missing = [t for t in wanted if t not in have]
     if missing:
         raise ConfigError(
-            f"kafka topic(s) {', '.join(missing)} do not exist "
+            f"kafka topic(s) {', '.join(missing)} do not exist on brokers {brokers} "
             "(create them with: streamproc topics create)"
         )

@@ -15,9 +15,9 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from streamproc.bus.kafka import (
     EVENT_ID_HEADER,
     client_options,
+    kafka_error,
     require_topics,
     start_client,
-    transport_error,
 )
 from streamproc.events import event_id_of
 from streamproc.settings import KafkaSettings
@@ -43,7 +43,8 @@ async def create_topics(
     names = [*settings.prompts_topics, settings.results_topic, settings.dead_letter_topic]
     names = list(dict.fromkeys(names))
     admin = AIOKafkaAdminClient(**client_options(settings, client_id))
-    await start_client(admin, "admin client", settings.bootstrap_servers)
+    await start_client(admin, "admin client", settings, component="admin")
+    brokers = settings.bootstrap_servers
     try:
         response = await admin.create_topics(
             [NewTopic(name, partitions, replication_factor) for name in names]
@@ -57,13 +58,19 @@ async def create_topics(
             elif error is TopicAlreadyExistsError:
                 existing.append(name)
             else:
-                raise transport_error(f"create topic {name}", error(message or ""))
+                raise kafka_error(
+                    f"create topic {name}",
+                    error(message or ""),
+                    component="admin",
+                    brokers=brokers,
+                    topic=name,
+                )
         if existing:
             described = await admin.describe_topics(existing)
             counts = {d["topic"]: len(d["partitions"]) for d in described}
             statuses += [TopicStatus(name, False, counts.get(name)) for name in existing]
     except KafkaError as exc:
-        raise transport_error("create topics", exc) from None
+        raise kafka_error("create topics", exc, component="admin", brokers=brokers) from None
     finally:
         await admin.close()
     order = {name: i for i, name in enumerate(names)}
@@ -96,11 +103,11 @@ async def send_prompts(
         linger_ms=settings.linger_ms,
     )
     await start_client(
-        producer, "producer", settings.bootstrap_servers, idempotent=settings.enable_idempotence
+        producer, "producer", settings, component="producer", idempotent=settings.enable_idempotence
     )
     try:
         cluster = await producer.client.fetch_all_metadata()
-        require_topics(cluster.topics(), [topic])
+        require_topics(cluster.topics(), [topic], settings.bootstrap_servers)
         pending = []
         for line in lines:
             found = event_id_of(line)
@@ -109,7 +116,13 @@ async def send_prompts(
             pending.append(await producer.send(topic, line, key=event_id, headers=headers))
         await asyncio.gather(*pending)
     except KafkaError as exc:
-        raise transport_error(f"send to {topic}", exc) from None
+        raise kafka_error(
+            f"send to {topic}",
+            exc,
+            component="producer",
+            brokers=settings.bootstrap_servers,
+            topic=topic,
+        ) from None
     finally:
         await producer.stop()
     return len(pending)

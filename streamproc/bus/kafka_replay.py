@@ -36,8 +36,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streamproc.bus.base import Partition, Record, Source
-from streamproc.bus.kafka import client_options, fetch_options, start_client, transport_error
-from streamproc.errors import ReplayRangeError, TransportError
+from streamproc.bus.kafka import client_options, fetch_options, kafka_error, start_client
+from streamproc.errors import RecordRejected, ReplayRangeError, ServiceRefused, TransportError
 from streamproc.replay.bounds import Bound, NowBound, OffsetBound, TimeBound, check_order
 from streamproc.replay.checkpoint import Checkpoint, PartitionState
 from streamproc.replay.rate import TokenBucket
@@ -46,6 +46,7 @@ from streamproc.settings import KafkaSettings
 log = structlog.get_logger(__name__)
 
 _POLL_MS = 200
+_COMPONENT = "source"
 #: Longest time between checkpoint writes for progress that is not a finished event.
 _SAVE_EVERY_S = 1.0
 
@@ -147,12 +148,12 @@ class KafkaReplaySource(Source):
             auto_offset_reset="earliest",
             **fetch_options(s),
         )
-        await start_client(consumer, "consumer", s.bootstrap_servers)
+        await start_client(consumer, "consumer", s, component=_COMPONENT)
         try:
             await self._prepare(consumer)
         except KafkaError as exc:
             await consumer.stop()
-            raise transport_error("replay set-up", exc) from None
+            raise self._error("replay set-up", exc) from None
         except BaseException:
             await consumer.stop()
             raise
@@ -161,7 +162,10 @@ class KafkaReplaySource(Source):
     async def _prepare(self, consumer: Any) -> None:
         topic = self.topic
         if topic not in await consumer.topics():
-            raise ReplayRangeError(f"kafka topic {topic} does not exist", "--topic")
+            raise ReplayRangeError(
+                f"kafka topic {topic} does not exist on brokers {self._settings.bootstrap_servers}",
+                "--topic",
+            )
         existing = sorted(consumer.partitions_for_topic(topic) or ())
         if self.checkpoint is None:
             assert self._request is not None
@@ -326,11 +330,13 @@ class KafkaReplaySource(Source):
             try:
                 batch = await consumer.getmany(timeout_ms=_POLL_MS)
             except KafkaError as exc:
-                if exc.retriable:
-                    log.warning("kafka_poll_failed", error=repr(exc)[:300], retriable=True)
+                error = self._error("poll", exc)
+                if isinstance(error, TransportError):
+                    log.warning("kafka_poll_failed", error=repr(exc)[:300], transient=True)
                     await asyncio.sleep(0.5)
                     continue
-                raise transport_error("poll", exc) from None
+                # Permanent; even a record too large to fetch is no record to dead-letter.
+                raise ServiceRefused(str(error), component=_COMPONENT) from None
             for tp in sorted(batch):
                 self._buffer.extend(batch[tp])
 
@@ -368,6 +374,13 @@ class KafkaReplaySource(Source):
             key=message.key,
             timestamp_ms=message.timestamp,
             headers=tuple((name, bytes(value or b"")) for name, value in message.headers),
+        )
+
+    def _error(
+        self, what: str, exc: BaseException
+    ) -> TransportError | RecordRejected | ServiceRefused:
+        return kafka_error(
+            what, exc, component=_COMPONENT, brokers=self._settings.bootstrap_servers
         )
 
     def _in_time(self, timestamp: int | None) -> bool:

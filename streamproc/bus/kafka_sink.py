@@ -3,8 +3,12 @@
 Every publish waits for the broker's acknowledgement from all in-sync replicas (``acks=all``)
 before it returns, so the processor commits an input offset only after its answer is durable.
 The producer is idempotent by default (``enable_idempotence``): its own retries cannot write a
-record twice. A publish that fails or times out raises :class:`TransportError`; the processor
-retries it (answers are idempotent on ``event_id`` downstream).
+record twice. A failed publish raises what :func:`~streamproc.bus.kafka.kafka_error` makes of
+it: :class:`TransportError` for an outage or a timeout (the processor retries it; answers are
+idempotent on ``event_id`` downstream), :class:`RecordRejected` for a record larger than
+``max_request_size`` or the topic accepts (refused by aiokafka before any request, or by the
+broker), :class:`ServiceRefused` for refused credentials or ACLs and for a topic that no
+longer exists (asked of the cluster after a failure that may mean it).
 
 Results are keyed like the prompt record (its key, or the ``event_id`` when it had none), so
 all answers about one key land in one partition in order. Headers: ``event_id``, ``trace_id``
@@ -22,7 +26,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownTopicOrPartitionError
 
 from streamproc.bus.base import Sink
 from streamproc.bus.kafka import (
@@ -31,19 +35,24 @@ from streamproc.bus.kafka import (
     REPLAY_HEADER,
     SCHEMA_HEADER,
     Headers,
+    absent_topic,
     client_options,
+    kafka_error,
     require_topics,
     start_client,
+    topic_missing_error,
     trace_headers,
-    transport_error,
 )
-from streamproc.errors import TransportError
+from streamproc.errors import RecordRejected, ServiceRefused, TransportError
 from streamproc.events import SCHEMA_VERSION, DeadLetter, VideoResult
 from streamproc.settings import KafkaSettings
 
 log = structlog.get_logger(__name__)
 
 _JSON = b"application/json"
+_COMPONENT = "sink"
+#: Longest wait for the metadata request asking whether a topic still exists.
+_TOPIC_CHECK_S = 10.0
 RESULT_SCHEMA = f"video-result.v{SCHEMA_VERSION}".encode()
 DEAD_LETTER_SCHEMA = f"dead-letter.v{SCHEMA_VERSION}".encode()
 
@@ -67,16 +76,19 @@ class KafkaSink(Sink):
             enable_idempotence=s.enable_idempotence,
             linger_ms=s.linger_ms,
             compression_type=None if s.compression_type == "none" else s.compression_type,
+            max_request_size=s.max_request_size,
         )
         await start_client(
-            producer, "producer", s.bootstrap_servers, idempotent=s.enable_idempotence
+            producer, "producer", s, component=_COMPONENT, idempotent=s.enable_idempotence
         )
         try:
             cluster = await producer.client.fetch_all_metadata()
-            require_topics(cluster.topics(), [s.results_topic, s.dead_letter_topic])
+            require_topics(
+                cluster.topics(), [s.results_topic, s.dead_letter_topic], s.bootstrap_servers
+            )
         except KafkaError as exc:
             await producer.stop()
-            raise transport_error("metadata request", exc) from None
+            raise self._error("metadata request", exc) from None
         except BaseException:
             await producer.stop()
             raise
@@ -156,4 +168,27 @@ class KafkaSink(Sink):
                 timeout=self._settings.publish_timeout_ms / 1000,
             )
         except (KafkaError, TimeoutError) as exc:
-            raise transport_error(f"publish to {topic}", exc) from None
+            error = self._error(f"publish to {topic}", exc, topic)
+            if isinstance(error, TransportError) and isinstance(
+                exc, UnknownTopicOrPartitionError | KafkaTimeoutError | TimeoutError
+            ):
+                # Unknown, or no answer in time: is the topic gone for good?
+                s = self._settings
+                wait_s = min(s.request_timeout_ms / 1000, _TOPIC_CHECK_S)
+                if await absent_topic(self._topics_now, [topic], wait_s):
+                    raise topic_missing_error(
+                        topic, component=_COMPONENT, brokers=s.bootstrap_servers
+                    ) from None
+            raise error from None
+
+    async def _topics_now(self) -> set[str]:
+        cluster = await self._producer.client.fetch_all_metadata()
+        topics: set[str] = cluster.topics()
+        return topics
+
+    def _error(
+        self, what: str, exc: BaseException, topic: str | None = None
+    ) -> TransportError | RecordRejected | ServiceRefused:
+        return kafka_error(
+            what, exc, component=_COMPONENT, brokers=self._settings.bootstrap_servers, topic=topic
+        )

@@ -25,6 +25,14 @@ How it keeps the delivery contract (``docs/delivery.md``, ``docs/kafka.md``):
   ``CommitFailedError``; the processor logs it and the events are processed again by the
   partition's next owner — at least once, never lost. New partitions start at their committed
   offset (``auto_offset_reset`` applies only where the group never committed).
+* **Failures are classified once** (:func:`~streamproc.bus.kafka.kafka_error`). A poll
+  failure that may heal (the brokers unreachable, a leader moving) is logged and polling goes
+  on with backoff; a permanent one (authorisation refused, a record over the fetch size) ends
+  the input: :meth:`~KafkaSource.records` raises it as :class:`ServiceRefused`. An unexpected
+  exception (a bug) ends the input too, as a :class:`TransportError`. A commit raises
+  :class:`TransportError` when it may succeed later (``CommitFailedError`` after a
+  rebalance, a timeout) and :class:`ServiceRefused` when the group or topic is refused or a
+  prompts topic no longer exists.
 * **Shutdown commits, then leaves.** :meth:`~KafkaSource.close_input` stops handing out
   records but keeps polling while the processor drains and commits; :meth:`~KafkaSource.stop`
   retries a commit that failed last, then leaves the group, so the partitions move to the
@@ -41,20 +49,22 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownTopicOrPartitionError
 
 from streamproc.bus.base import Partition, PartitionListener, Record, Source
 from streamproc.bus.kafka import (
+    absent_topic,
     client_options,
     fetch_options,
+    kafka_error,
     partitions,
     require_topics,
     start_client,
     to_partition,
     to_topic_partition,
-    transport_error,
+    topic_missing_error,
 )
-from streamproc.errors import TransportError
+from streamproc.errors import PermanentError, RecordRejected, ServiceRefused, TransportError
 from streamproc.metrics import Metrics
 from streamproc.settings import KafkaSettings
 
@@ -63,6 +73,9 @@ log = structlog.get_logger(__name__)
 #: Longest wait of one poll; also how quickly a stop or a failure is noticed.
 _POLL_S = 0.2
 _BACKOFF_MAX_S = 5.0
+_COMPONENT = "source"
+#: Longest wait for the metadata request asking whether a prompts topic still exists.
+_TOPIC_CHECK_S = 10.0
 
 
 class KafkaSource(Source):
@@ -83,7 +96,7 @@ class KafkaSource(Source):
         self._closing = False
         self._revoking: set[Partition] = set()
         self._poller: asyncio.Task[None] | None = None
-        self._failure: TransportError | None = None
+        self._failure: TransportError | ServiceRefused | None = None
         self._unacked: dict[TopicPartition, int] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -104,12 +117,12 @@ class KafkaSource(Source):
             rebalance_timeout_ms=s.rebalance_timeout_ms,
             **fetch_options(s),
         )
-        await start_client(consumer, "consumer", s.bootstrap_servers)
+        await start_client(consumer, "consumer", s, component=_COMPONENT)
         try:
-            require_topics(await consumer.topics(), s.prompts_topics)
+            require_topics(await consumer.topics(), s.prompts_topics, s.bootstrap_servers)
         except KafkaError as exc:
             await consumer.stop()
-            raise transport_error("metadata request", exc) from None
+            raise self._error("metadata request", exc) from None
         except BaseException:
             await consumer.stop()
             raise
@@ -132,7 +145,7 @@ class KafkaSource(Source):
         if self._unacked:
             try:
                 await self.commit({to_partition(tp): o for tp, o in self._unacked.items()})
-            except TransportError as exc:  # the events are delivered again: at least once
+            except (TransportError, PermanentError) as exc:  # delivered again: at least once
                 log.warning("final_commit_failed", error=str(exc)[:300])
         if self._poller is not None:
             self._poller.cancel()
@@ -149,6 +162,8 @@ class KafkaSource(Source):
     # -- the Source seam -----------------------------------------------------------------
 
     async def records(self) -> AsyncIterator[Record]:
+        """The assigned partitions' records in offset order; raises :class:`ServiceRefused`
+        once polling met a permanent fault (and :class:`TransportError` after a bug)."""
         if self._consumer is None:
             raise TransportError("source not started")
         while True:
@@ -186,7 +201,19 @@ class KafkaSource(Source):
             )
         except (KafkaError, TimeoutError) as exc:
             self._unacked.update(offsets)
-            raise transport_error("commit", exc) from None
+            error = self._error("commit", exc)
+            if isinstance(error, TransportError) and isinstance(
+                exc, UnknownTopicOrPartitionError | KafkaTimeoutError | TimeoutError
+            ):
+                # aiokafka retries a commit to a deleted topic until the timeout: gone for good?
+                wait_s = min(self._settings.request_timeout_ms / 1000, _TOPIC_CHECK_S)
+                topics = sorted({tp.topic for tp in offsets})
+                gone = await absent_topic(consumer.topics, topics, wait_s)
+                if gone is not None:
+                    raise topic_missing_error(
+                        gone, component=_COMPONENT, brokers=self._settings.bootstrap_servers
+                    ) from None
+            raise error from None
         for tp, position in offsets.items():
             if self._unacked.get(tp, position) <= position:
                 self._unacked.pop(tp, None)
@@ -226,9 +253,12 @@ class KafkaSource(Source):
         if self._failure is not None:
             return False, str(self._failure)[:200]
         try:
-            await consumer.topics()  # a metadata request to the cluster
+            topics = await consumer.topics()  # a metadata request to the cluster
         except KafkaError as exc:
             return False, f"metadata request failed: {exc!r}"[:200]
+        missing = [t for t in self._settings.prompts_topics if t not in topics]
+        if missing:
+            return False, f"kafka topic(s) {', '.join(missing)} do not exist"
         return True, f"assigned {len(consumer.assignment())} partitions"
 
     async def refresh_metrics(self) -> None:
@@ -282,13 +312,17 @@ class KafkaSource(Source):
                 # in the same step as aiokafka checked they belong to the current assignment.
                 batch = await consumer.getmany(timeout_ms=int(_POLL_S * 1000), max_records=room)
             except Exception as exc:
-                # Non-retriable errors (authorization, a dead group coordinator, a bug) end the
-                # input; polling goes on so the drain and the final commit keep the membership.
-                retriable = isinstance(exc, KafkaError) and exc.retriable
-                if not retriable and self._failure is None:
-                    self._failure = transport_error("poll", exc)
+                # A permanent fault (authorization refused) or a bug ends the input: records()
+                # raises it. Polling goes on so the drain and the final commit keep the
+                # membership; a transient fault is only logged and polled through.
+                error = self._error("poll", exc)
+                if isinstance(error, RecordRejected):  # no record to dead-letter in a poll
+                    error = ServiceRefused(str(error), component=_COMPONENT)
+                ends = isinstance(error, ServiceRefused) or not isinstance(exc, KafkaError)
+                if ends and self._failure is None:
+                    self._failure = error
                     self._wakeup.set()
-                log.warning("kafka_poll_failed", error=repr(exc)[:300], retriable=retriable)
+                log.warning("kafka_poll_failed", error=repr(exc)[:300], transient=not ends)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX_S)
                 continue
@@ -316,6 +350,13 @@ class KafkaSource(Source):
                     )
                 )
         self._wakeup.set()
+
+    def _error(
+        self, what: str, exc: BaseException
+    ) -> TransportError | RecordRejected | ServiceRefused:
+        return kafka_error(
+            what, exc, component=_COMPONENT, brokers=self._settings.bootstrap_servers
+        )
 
     # -- rebalances ----------------------------------------------------------------------
 

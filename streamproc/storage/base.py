@@ -62,13 +62,17 @@ class ObjectStore(Protocol):
         """Store ``data`` under ``key`` (idempotent) and return its URL.
 
         Returns only once the object is durable. Raises
-        :class:`~streamproc.errors.StorageError` on failure: the caller retries and never
-        publishes a result for an object that is not stored.
+        :class:`~streamproc.errors.StorageError` on an outage: the caller retries and never
+        publishes a result for an object that is not stored;
+        :class:`~streamproc.errors.RecordRejected` when this object cannot be kept (the record
+        dead-letters); :class:`~streamproc.errors.ServiceRefused` when the store refuses all
+        work (denied access, a missing bucket).
         """
         ...
 
     async def url_for(self, key: str) -> str:
-        """A URL for an already stored ``key`` (fresh, for stores with expiring URLs)."""
+        """A URL for an already stored ``key`` (fresh, for stores with expiring URLs); raises
+        like :meth:`put`."""
         ...
 
     async def exists(self, key: str) -> bool:

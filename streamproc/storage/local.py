@@ -1,8 +1,16 @@
-"""The embedded object store: a directory, ``file://`` URLs."""
+"""The embedded object store: a directory, ``file://`` URLs.
+
+A failed write is classified like the S3 store's: a full or failing disk is an outage
+(:class:`StorageError`, retried); a directory this process may not write (permissions, a
+read-only file system, a file where a directory should be) refuses all work
+(:class:`ServiceRefused`); a file too large for the file system, or a key outside the root,
+refuses this object only (:class:`RecordRejected`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import tempfile
@@ -10,7 +18,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from streamproc.errors import StorageError
+from streamproc.errors import RecordRejected, ServiceRefused, StorageError
 from streamproc.storage.base import CheckStep
 
 
@@ -24,7 +32,7 @@ class LocalObjectStore:
         """The file that holds ``key``."""
         path = (self._root / key).resolve()
         if self._root not in path.parents:
-            raise StorageError(f"key escapes the store: {key!r}")
+            raise RecordRejected(f"key escapes the store: {key!r}", component=_COMPONENT)
         return path
 
     async def put(self, key: str, data: bytes, metadata: Mapping[str, str]) -> str:
@@ -32,7 +40,7 @@ class LocalObjectStore:
         try:
             await asyncio.to_thread(_write_atomic, path, data, dict(metadata))
         except OSError as exc:
-            raise StorageError(f"cannot write {path}: {exc.strerror}") from exc
+            raise _classify(path, exc) from exc
         return path.as_uri()
 
     async def url_for(self, key: str) -> str:
@@ -47,13 +55,27 @@ class LocalObjectStore:
         key = f".streamproc-check/{uuid.uuid4().hex}.txt"
         try:
             await self.put(key, body, {})
-        except StorageError as exc:
+        except (StorageError, ServiceRefused, RecordRejected) as exc:
             return [CheckStep("put", "fail", str(exc))]
         path = self.path_for(key)
         return [
             CheckStep("put", "ok", f"wrote {path}"),
             *await asyncio.to_thread(_read_and_remove, path, body),
         ]
+
+
+_COMPONENT = "store"
+#: The directory cannot be written by this process at all.
+_REFUSED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST})
+
+
+def _classify(path: Path, exc: OSError) -> StorageError | ServiceRefused | RecordRejected:
+    message = f"cannot write {path}: {exc.strerror or exc}"
+    if exc.errno in _REFUSED:
+        return ServiceRefused(f"{message}: check storage.local_dir", component=_COMPONENT)
+    if exc.errno == errno.EFBIG:
+        return RecordRejected(message, component=_COMPONENT)
+    return StorageError(message)  # ENOSPC, EIO, …: may heal
 
 
 def _write_atomic(path: Path, data: bytes, metadata: dict[str, str]) -> None:

@@ -8,10 +8,13 @@ the key when one is configured, else presigned GET URLs signed at every call, so
 from the cache never carries an expired link.
 
 Each request is retried with exponential backoff and full jitter on transient faults
-(connection errors, timeouts, 5xx, throttling), ``max_attempts`` times at most; then — or at
-once for a permanent fault such as a missing bucket or denied access — :class:`StorageError`
-is raised. The processor retries that until shutdown and publishes nothing before the object
-exists, so an outage delays results but never yields a dead URL.
+(connection errors, timeouts, 5xx, throttling), ``max_attempts`` times at most; then
+:class:`StorageError` is raised, which the processor retries until shutdown, publishing
+nothing before the object exists: an outage delays results but never yields a dead URL. A
+permanent fault is raised at once, classified in :mod:`~streamproc.storage.s3faults`:
+:class:`ServiceRefused` when the store refuses all work (denied access, bad credentials, a
+missing bucket, a wrong region), :class:`RecordRejected` when it refuses this object only
+(``EntityTooLarge``).
 """
 
 from __future__ import annotations
@@ -35,13 +38,26 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
 from streamproc import __version__
-from streamproc.errors import ConfigError, StorageError
+from streamproc.errors import (
+    ConfigError,
+    RecordRejected,
+    ServiceRefused,
+    StorageError,
+)
 from streamproc.metrics import Metrics
 from streamproc.resource import AsyncResource
 from streamproc.settings import S3Settings
 from streamproc.storage.base import CheckStep
 from streamproc.storage.metadata import METADATA_LIMIT, encode_metadata
-from streamproc.storage.s3faults import DENIED, NOT_FOUND, brief, error_code, explain, is_transient
+from streamproc.storage.s3faults import (
+    COMPONENT,
+    DENIED,
+    NOT_FOUND,
+    brief,
+    classify,
+    error_code,
+    is_transient,
+)
 
 if TYPE_CHECKING:
     from aiobotocore.session import ClientCreatorContext
@@ -61,11 +77,12 @@ CHECK_FOLDER = ".streamproc-check/"
 _ABORT_TIMEOUT_S = 5.0
 
 
-class _RequestFailed(StorageError):
-    """A request failed for good; ``code`` is S3's error code, when it answered."""
+class _Answered(Exception):
+    """S3 answered with one of the codes the caller expects (``404`` to a HEAD): an answer,
+    not a fault. Never leaves the store."""
 
-    def __init__(self, message: str, code: str | None) -> None:
-        super().__init__(message)
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
         self.code = code
 
 
@@ -100,8 +117,10 @@ class S3ObjectStore(AsyncResource):
     async def start(self) -> None:
         """Open the client and, unless disabled, check that the bucket can be used.
 
-        Raises :class:`StorageError` with one line saying what is wrong (missing bucket,
-        denied access, unreachable endpoint): better at startup than on every event.
+        Raises one line saying what is wrong, better at startup than on every event:
+        :class:`ServiceRefused` for a missing bucket, denied access, a wrong region or a
+        client that cannot be built; :class:`StorageError` for an endpoint that does not
+        answer within the attempts.
         """
         if self._stack is not None:
             return
@@ -142,7 +161,9 @@ class S3ObjectStore(AsyncResource):
         except (BotoCoreError, ValueError) as exc:
             await stack.aclose()
             self._client = self._signer = None
-            raise StorageError(f"cannot create an S3 client for {self.endpoint}: {exc}") from exc
+            raise ServiceRefused(
+                f"cannot create an S3 client for {self.endpoint}: {exc}", component=COMPONENT
+            ) from exc
         self._stack = stack
 
     def _new_client(self, endpoint_url: str | None) -> ClientCreatorContext[S3Client]:
@@ -178,7 +199,11 @@ class S3ObjectStore(AsyncResource):
     # -- the ObjectStore seam ------------------------------------------------------------
 
     async def put(self, key: str, data: bytes, metadata: Mapping[str, str]) -> str:
-        """Upload ``data`` under the prefixed ``key`` unless the same bytes are there."""
+        """Upload ``data`` under the prefixed ``key`` unless the same bytes are there.
+
+        Raises :class:`StorageError` (retry), :class:`RecordRejected` (this video cannot be
+        kept) or :class:`ServiceRefused` (the store refuses all work); see ``s3faults``.
+        """
         full = self.prefix + key
         digest = await asyncio.to_thread(_sha256, data)
         if await self._holds(full, data, digest):
@@ -216,7 +241,7 @@ class S3ObjectStore(AsyncResource):
                 ExpiresIn=self._settings.presign_expiry_s,
             )
         except (BotoCoreError, ClientError) as exc:
-            raise StorageError(f"cannot presign a URL for {full}: {exc}") from exc
+            raise classify("presign", exc, 1, self.bucket, self.endpoint) from exc
 
     async def exists(self, key: str) -> bool:
         """Whether the prefixed ``key`` is stored."""
@@ -224,11 +249,10 @@ class S3ObjectStore(AsyncResource):
             await self._call(
                 "head_object",
                 partial(self._s3.head_object, Bucket=self.bucket, Key=self.prefix + key),
+                answers=NOT_FOUND,
             )
-        except _RequestFailed as exc:
-            if exc.code in NOT_FOUND:
-                return False
-            raise
+        except _Answered:
+            return False
         return True
 
     async def readiness(self) -> tuple[bool, str]:
@@ -237,7 +261,8 @@ class S3ObjectStore(AsyncResource):
         return True, f"bucket {self.bucket} answers"
 
     async def verify_bucket(self) -> None:
-        """Raise :class:`StorageError` unless the bucket exists and may be used."""
+        """Return when the bucket exists and may be used; else raise :class:`ServiceRefused`
+        (missing, denied, another region) or :class:`StorageError` (no answer)."""
         await self._call("head_bucket", partial(self._s3.head_bucket, Bucket=self.bucket))
 
     # -- uploads -------------------------------------------------------------------------
@@ -247,13 +272,14 @@ class S3ObjectStore(AsyncResource):
         object written by something else — same size and an ETag equal to the bytes' MD5."""
         try:
             head = await self._call(
-                "head_object", partial(self._s3.head_object, Bucket=self.bucket, Key=full)
+                "head_object",
+                partial(self._s3.head_object, Bucket=self.bucket, Key=full),
+                # 403: without s3:ListBucket S3 answers a missing key with 403; just upload
+                # (credentials that may not upload either fail on the PUT, naming the cause).
+                answers=NOT_FOUND | DENIED,
             )
-        except _RequestFailed as exc:
-            # 403: without s3:ListBucket S3 answers a missing key with 403; just upload.
-            if exc.code in NOT_FOUND or exc.code in DENIED:
-                return False
-            raise
+        except _Answered:
+            return False
         stored = head.get("Metadata", {}).get(HASH_KEY)
         if stored is not None:
             return stored == digest
@@ -322,8 +348,12 @@ class S3ObjectStore(AsyncResource):
 
     # -- requests ------------------------------------------------------------------------
 
-    async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
-        """Run one S3 request, retrying transient faults with backoff; one-line errors."""
+    async def _call(
+        self, what: str, op: Callable[[], Awaitable[T]], *, answers: frozenset[str] = frozenset()
+    ) -> T:
+        """Run one S3 request, retrying transient faults with backoff. An error code in
+        ``answers`` raises :class:`_Answered`; any other failure the one classified error of
+        :func:`~streamproc.storage.s3faults.classify` (a permanent one at once)."""
         s = self._settings
         attempt = 0
         while True:
@@ -331,13 +361,11 @@ class S3ObjectStore(AsyncResource):
             try:
                 return await op()
             except (BotoCoreError, ClientError, OSError, TimeoutError) as exc:
+                if isinstance(exc, ClientError) and error_code(exc) in answers:
+                    raise _Answered(error_code(exc)) from exc
                 if not is_transient(exc) or attempt >= s.max_attempts:
-                    code = error_code(exc) if isinstance(exc, ClientError) else None
-                    if code not in NOT_FOUND:  # an answer (e.g. the duplicate check), not a fault
-                        self._metrics.s3_errors.labels(what).inc()
-                    raise _RequestFailed(
-                        explain(what, exc, attempt, self.bucket, self.endpoint), code
-                    ) from exc
+                    self._metrics.s3_errors.labels(what).inc()
+                    raise classify(what, exc, attempt, self.bucket, self.endpoint) from exc
                 cap = min(s.backoff_max_s, s.backoff_initial_s * 2 ** (attempt - 1))
                 delay = random.uniform(0, cap)  # full jitter: workers do not retry in step
                 self._metrics.s3_retries.labels(what).inc()
@@ -360,7 +388,7 @@ class S3ObjectStore(AsyncResource):
         if opened_here:
             try:
                 await self._open()
-            except StorageError as exc:
+            except ServiceRefused as exc:
                 return [CheckStep("client", "fail", str(exc))]
         full = f"{self.prefix}{CHECK_FOLDER}{uuid.uuid4().hex}.txt"
         body = f"streamproc storage check {full}\n".encode()
@@ -371,7 +399,7 @@ class S3ObjectStore(AsyncResource):
         ) -> bool:
             try:
                 detail = await op()
-            except StorageError as exc:
+            except (StorageError, RecordRejected, ServiceRefused) as exc:
                 steps.append(CheckStep(name, failed, str(exc)))
                 return False
             steps.append(CheckStep(name, "ok", detail))

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from streamproc.cli import main
 from tests.helpers import event, write_jsonl
+from tests.integration.test_cli import streamproc
 from tests.kafka_broker import Topics, headers_of, read_all
 
 pytestmark = pytest.mark.kafka
@@ -74,6 +75,25 @@ def test_run_against_missing_topics_fails_with_one_line(kafka_bootstrap: str) ->
     assert code == 1
     assert f"kafka topic(s) {missing.results}, {missing.dead_letters} do not exist" in out
     assert "Traceback" not in out
+
+
+def test_run_on_a_prompts_topic_that_does_not_exist_exits_with_one_error_line(
+    kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    missing = f"does-not-exist-{topics.prompts}"
+    args = topics.cli_args(kafka_bootstrap)
+    args[args.index(topics.prompts)] = missing
+    proc = streamproc(
+        "run", "--transport", "kafka", *args, "--no-idempotence", "--cache-backend", "none",
+        "--device", "cpu", "--no-progress", cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert b"Traceback" not in proc.stderr
+    errors = [x for x in proc.stderr.decode().splitlines() if "error" in x.lower()]
+    assert errors == [
+        f"streamproc: error: kafka topic(s) {missing} do not exist on brokers "
+        f"{kafka_bootstrap} (create them with: streamproc topics create)"
+    ]
 
 
 def test_unreachable_brokers_fail_with_one_line() -> None:

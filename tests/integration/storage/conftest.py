@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import threading
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -100,6 +103,51 @@ class MotoS3:
             self.client.delete_bucket(Bucket=name)
         except self.client.exceptions.NoSuchBucket:
             pass
+
+    def iam_user(self, *, deny: tuple[str, ...] = ()) -> tuple[str, str]:
+        """Access key id and secret of a new IAM user that may do anything in S3 except the
+        ``deny`` actions (``s3:PutObject``); they matter only inside :meth:`enforcing_iam`."""
+        iam = boto3.client(
+            "iam",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+        )
+        name = f"worker-{uuid.uuid4().hex[:10]}"
+        statements: list[dict[str, Any]] = [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]
+        if deny:
+            statements.append({"Effect": "Deny", "Action": list(deny), "Resource": "*"})
+        iam.create_user(UserName=name)
+        iam.put_user_policy(
+            UserName=name,
+            PolicyName="streamproc-test",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}),
+        )
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        return key["AccessKeyId"], key["SecretAccessKey"]
+
+    @contextlib.contextmanager
+    def enforcing_iam(self) -> Iterator[None]:
+        """Inside the block moto checks the signature and the IAM policies of every request,
+        as S3 does (moto's ``INITIAL_NO_AUTH_ACTION_COUNT``, set through its
+        ``/moto-api/reset-auth`` endpoint); outside it accepts any credentials. The test's own
+        key is no IAM user: use :attr:`client` only outside the block."""
+        self._reset_auth("0")
+        try:
+            yield
+        finally:
+            self._reset_auth("inf")
+
+    def _reset_auth(self, count: str) -> None:
+        request = urllib.request.Request(
+            f"{self.endpoint}/moto-api/reset-auth",
+            data=count.encode(),
+            method="POST",
+            headers={"Content-Type": "text/plain"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            answer.read()
 
     def read(self, bucket: str, key: str) -> bytes:
         body: bytes = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()

@@ -13,10 +13,12 @@ from urllib.request import urlopen
 
 import pytest
 
-from streamproc.errors import StorageError
+from streamproc.errors import ServiceRefused, StorageError
+from streamproc.metrics import Metrics
 from streamproc.storage.base import object_key
 from streamproc.storage.metadata import METADATA_LIMIT, decode_metadata
 from streamproc.storage.s3 import CACHE_CONTROL, S3ObjectStore
+from tests.integration.ops.scrape import parse, total, value
 from tests.integration.storage.conftest import MotoS3
 from tests.unit.storage.test_local import PARAMS
 
@@ -110,10 +112,12 @@ async def test_large_video_goes_up_in_parts_and_arrives_whole(
 class FailingSecondPart(S3ObjectStore):
     """The real store, with its second part upload failing for good."""
 
-    async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+    async def _call(
+        self, what: str, op: Callable[[], Awaitable[T]], *, answers: frozenset[str] = frozenset()
+    ) -> T:
         if what == "upload_part" and getattr(op, "keywords", {}).get("PartNumber") == 2:
             raise StorageError("injected part failure")
-        return await super()._call(what, op)
+        return await super()._call(what, op, answers=answers)
 
 
 async def test_failed_multipart_upload_is_aborted_and_leaves_nothing(
@@ -205,9 +209,10 @@ async def test_metadata_stays_ascii_and_within_the_limit(
 async def test_start_fails_fast_with_one_line_when_the_bucket_is_missing(
     moto_s3: MotoS3,
 ) -> None:
-    with pytest.raises(StorageError, match=r"'no-such-bucket' .* does not exist") as caught:
+    with pytest.raises(ServiceRefused, match=r"'no-such-bucket' .* does not exist") as caught:
         await S3ObjectStore(moto_s3.s3_settings("no-such-bucket")).start()
     assert "\n" not in str(caught.value)
+    assert caught.value.component == "store"
 
 
 async def test_start_fails_fast_when_the_endpoint_cannot_be_reached(moto_s3: MotoS3) -> None:
@@ -216,16 +221,71 @@ async def test_start_fails_fast_when_the_endpoint_cannot_be_reached(moto_s3: Mot
         await S3ObjectStore(settings).start()
 
 
-async def test_bucket_deleted_while_running_makes_puts_fail_clearly(
+async def test_start_with_an_unknown_access_key_is_refused_naming_bucket_and_endpoint(
     moto_s3: MotoS3, bucket: str
 ) -> None:
-    async with S3ObjectStore(moto_s3.s3_settings(bucket)) as store:
+    settings = moto_s3.s3_settings(bucket, access_key_id="AKIANOSUCHKEY0000000", max_attempts=4)
+    with moto_s3.enforcing_iam(), pytest.raises(ServiceRefused) as caught:
+        await S3ObjectStore(settings).start()
+    assert str(caught.value) == (
+        f"access denied to bucket {bucket!r} at {moto_s3.endpoint} (403 on head_bucket): "
+        "check the storage.s3 credentials and the bucket policy"
+    )
+
+
+@pytest.mark.parametrize(
+    ("size", "request_name"), [(1000, "put_object"), (6 << 20, "create_multipart_upload")]
+)
+async def test_put_denied_by_policy_is_refused_at_once_without_retries(
+    moto_s3: MotoS3, bucket: str, size: int, request_name: str
+) -> None:
+    key_id, secret = moto_s3.iam_user(deny=("s3:PutObject",))
+    settings = moto_s3.s3_settings(
+        bucket,
+        access_key_id=key_id,
+        secret_access_key=secret,
+        max_attempts=4,
+        multipart_threshold_bytes=5 << 20,
+        multipart_chunk_bytes=5 << 20,
+    )
+    metrics = Metrics()
+    with moto_s3.enforcing_iam():
+        async with S3ObjectStore(settings, metrics=metrics) as store:  # HEAD bucket: allowed
+            with pytest.raises(ServiceRefused) as caught:
+                await store.put(KEY, os.urandom(size), META)
+    assert str(caught.value) == (
+        f"access denied to bucket {bucket!r} at {moto_s3.endpoint} (AccessDenied on "
+        f"{request_name}): check the storage.s3 credentials and the bucket policy"
+    )
+    assert caught.value.component == "store"
+    scraped = parse((await metrics.render()).decode())
+    assert total(scraped, "streamproc_s3_retries_total") == 0  # refused at the first answer
+    assert value(scraped, "streamproc_s3_errors_total", operation=request_name) == 1
+    assert moto_s3.client.list_object_versions(Bucket=bucket).get("Versions", []) == []
+
+
+async def test_bucket_deleted_while_running_refuses_the_put(moto_s3: MotoS3, bucket: str) -> None:
+    async with S3ObjectStore(moto_s3.s3_settings(bucket, max_attempts=4)) as store:
+        await store.put(KEY, b"video", META)
         moto_s3.delete_bucket(bucket)
-        with pytest.raises(StorageError, match="does not exist"):
-            await store.put(KEY, b"video", META)
-        moto_s3.create_bucket(bucket)  # an operator recreates it: the next attempt succeeds
+        with pytest.raises(ServiceRefused) as caught:
+            await store.put(KEY.replace(".mp4", "-2.mp4"), b"other video", META)
+        assert str(caught.value) == (
+            f"bucket {bucket!r} at {moto_s3.endpoint} does not exist: create it or fix "
+            "storage.s3.bucket"
+        )
+        moto_s3.create_bucket(bucket)  # the store keeps no state: it works once it exists
         url = await store.put(KEY, b"video", META)
     assert fetch(url) == b"video"
+
+
+async def test_readiness_fails_once_the_bucket_is_gone(moto_s3: MotoS3, bucket: str) -> None:
+    async with S3ObjectStore(moto_s3.s3_settings(bucket)) as store:
+        assert await store.readiness() == (True, f"bucket {bucket} answers")
+        moto_s3.delete_bucket(bucket)
+        with pytest.raises(ServiceRefused, match="does not exist"):
+            await store.readiness()
+        moto_s3.create_bucket(bucket)
 
 
 async def test_put_while_the_server_is_down_fails_after_bounded_attempts(

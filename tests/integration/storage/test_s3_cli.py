@@ -104,6 +104,29 @@ def test_run_on_a_missing_bucket_fails_at_start_with_one_line(
     )
 
 
+def test_run_with_denied_credentials_fails_at_start_with_one_error_line(
+    moto_s3: MotoS3, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3_env(moto_s3, bucket, monkeypatch)
+    monkeypatch.delenv("STREAMPROC_STORAGE__BACKEND")  # the flag chooses it
+    monkeypatch.setenv("STREAMPROC_STORAGE__S3__ACCESS_KEY_ID", "AKIANOSUCHKEY0000000")
+    source = write_jsonl(tmp_path / "in.jsonl", [event("d1")])
+    with moto_s3.enforcing_iam():
+        proc = streamproc(
+            "run", "--storage", "s3", "--cache-backend", "none", "-i", str(source),
+            cwd=tmp_path, timeout=120,
+        )  # fmt: skip
+    assert proc.returncode == 1
+    assert b"Traceback" not in proc.stderr
+    errors = [x for x in proc.stderr.decode().splitlines() if "error" in x.lower()]
+    assert errors == [
+        f"streamproc: error: access denied to bucket {bucket!r} at {moto_s3.endpoint} "
+        "(403 on head_bucket): check the storage.s3 credentials and the bucket policy"
+    ]
+    assert_no_secrets(proc.stdout, proc.stderr)
+    assert read_jsonl(tmp_path / "streamproc-out" / "results.jsonl") == []
+
+
 def test_s3_without_a_bucket_is_a_configuration_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

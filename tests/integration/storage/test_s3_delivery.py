@@ -1,4 +1,7 @@
-"""The processor over S3: an outage delays results, never loses one or publishes a dead URL."""
+"""The processor over S3: an outage delays results, never loses one or publishes a dead URL.
+
+A bucket lost while running is no outage but a refusal (``ServiceRefused``, see
+``test_s3.py``); how the worker faults on it is the processor's part."""
 
 from __future__ import annotations
 
@@ -62,7 +65,7 @@ def frames_of(data: bytes) -> int:
         return sum(1 for _ in container.decode(video=0))
 
 
-async def test_outage_and_lost_bucket_delay_results_until_the_videos_are_stored(
+async def test_an_outage_delays_results_until_the_videos_are_stored(
     make_settings: MakeSettings,
     tmp_path: Path,
     tiny_pipeline: Any,
@@ -102,18 +105,12 @@ async def test_outage_and_lost_bucket_delay_results_until_the_videos_are_stored(
         )
         try:
             await wait_for(lambda: bool(spy.calls), 60)  # events are in flight
-            # A MinIO without a volume loses its buckets when it restarts; moto keeps them
-            # in memory, so the bucket goes first, then the server.
-            moto_s3.delete_bucket(bucket)
             moto_s3.stop()
             spy.release.set()
             await wait_for(lambda: store_failures(logs, "cannot reach S3") >= 3, 60)
             assert read_jsonl(results) == []
-            moto_s3.start()
-            await wait_for(lambda: store_failures(logs, "does not exist") >= 3, 60)
-            assert read_jsonl(results) == []
             assert source.committed.get(source.partition, 0) == 0
-            moto_s3.create_bucket(bucket)
+            moto_s3.start()
             summary = await asyncio.wait_for(task, 120)
         finally:
             spy.release.set()

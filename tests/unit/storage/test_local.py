@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from streamproc.errors import StorageError
+from streamproc.errors import RecordRejected, ServiceRefused, StorageError
 from streamproc.events import GenerationParameters
 from streamproc.storage.base import object_key
-from streamproc.storage.local import LocalObjectStore
+from streamproc.storage.local import LocalObjectStore, _classify
 
 PARAMS = GenerationParameters(
     width=64,
@@ -92,14 +94,34 @@ async def test_second_put_of_the_same_key_is_idempotent(tmp_path: Path) -> None:
 
 
 async def test_keys_cannot_escape_the_store(tmp_path: Path) -> None:
-    with pytest.raises(StorageError, match="escapes"):
+    with pytest.raises(RecordRejected, match="escapes") as caught:
         await LocalObjectStore(tmp_path / "root").put("../outside.mp4", b"x", {})
+    assert caught.value.component == "store"
 
 
-async def test_unwritable_store_raises_storage_error(tmp_path: Path) -> None:
+async def test_a_store_that_cannot_be_written_at_all_is_refused(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
-    with pytest.raises(StorageError):
+    with pytest.raises(
+        ServiceRefused, match=r"cannot write .*: check storage\.local_dir"
+    ) as caught:
         await LocalObjectStore(tmp_path / "file").put("videos/k.mp4", b"x", {})
+    assert caught.value.component == "store"
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        (errno.ENOSPC, StorageError),
+        (errno.EIO, StorageError),
+        (errno.EACCES, ServiceRefused),
+        (errno.EROFS, ServiceRefused),
+        (errno.EFBIG, RecordRejected),
+    ],
+)
+def test_write_errors_are_classified_by_errno(code: int, error: type[Exception]) -> None:
+    made = _classify(Path("/v/k.mp4"), OSError(code, os.strerror(code)))
+    assert type(made) is error
+    assert str(made).startswith(f"cannot write /v/k.mp4: {os.strerror(code)}")
 
 
 def test_encoder_settings_are_part_of_the_key() -> None:
