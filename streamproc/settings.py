@@ -379,6 +379,14 @@ class CacheSettings(_Section):
         description="Redis of the shared cache: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], "
         "rediss://… (TLS) or unix:///PATH[?db=N]. Logs and config show hide only the password.",
     )
+    degrade_at_start: bool = Field(
+        False,
+        description="With backend 'redis': start even when Redis does not answer at start "
+        "(warn, answer from this worker's own entries, reconnect with backoff). Off: a Redis "
+        "that refuses the connection, times out, has an unknown host or rejects the "
+        "credentials stops the start with an error naming it, before the model loads. An "
+        "outage while running always degrades.",
+    )
     key_prefix: str = Field(
         "streamproc:cache",
         min_length=1,

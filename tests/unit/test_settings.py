@@ -161,6 +161,11 @@ def test_an_empty_s3_url_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().storage.s3.endpoint_url is None
 
 
+def test_a_redis_that_does_not_answer_at_start_is_an_error_unless_degrading_is_allowed() -> None:
+    assert load_settings().cache.degrade_at_start is False
+    assert load_settings(cache={"degrade_at_start": True}).cache.degrade_at_start is True
+
+
 def test_shown_settings_mask_the_password_of_the_redis_url_and_nothing_else_of_it() -> None:
     shown = json.loads(
         load_settings(cache={"redis_url": "redis://:hunter2@cache:6379/0"}).model_dump_json()
