@@ -87,6 +87,7 @@ def build_cache(settings: Settings, metrics: Metrics | None = None) -> Cache:
             op_timeout_s=config.redis_timeout_ms / 1000.0,
             stream_max_len=config.redis_stream_max_len,
             max_pending=config.redis_max_pending,
+            degrade_at_start=config.degrade_at_start,
             metrics=metrics,
         )
     return SemanticCache(
@@ -108,6 +109,19 @@ def build_cache(settings: Settings, metrics: Metrics | None = None) -> Cache:
         candidates=config.candidates,
         lookup_timeout_s=config.lookup_timeout_ms / 1000.0,
         sweep_interval_s=config.sweep_interval_s,
+    )
+
+
+async def check_cache(settings: Settings) -> None:
+    """Fail fast when the shared cache must answer at start and does not (one PING, within
+    ``cache.redis_timeout_ms`` per step); nothing to do for other caches or when degrading."""
+    config = settings.cache
+    if config.backend != "redis" or config.degrade_at_start:
+        return
+    from streamproc.cache.redis_store import check_reachable
+
+    await check_reachable(
+        config.redis_url.get_secret_value(), timeout_s=config.redis_timeout_ms / 1000.0
     )
 
 
@@ -155,6 +169,10 @@ async def run_worker(
             # First: a store that cannot be used fails the start before the model loads.
             await stack.enter_async_context(store)
         readiness.add("store", readiness_of(store, "embedded store"))
+        if cache is None:
+            # Before the model loads too: a Redis that must answer and does not ends the start
+            # in milliseconds, not after minutes of loading (the cache's own start checks again).
+            await check_cache(settings)
         if generator is None:
             # Off the loop: importing torch and diffusers takes seconds, and probes must answer.
             generator = await asyncio.to_thread(build_generator, settings)
@@ -168,8 +186,8 @@ async def run_worker(
         readiness.add("broker", readiness_of(source, "embedded transport"))
         if cache is None:
             cache = await asyncio.to_thread(build_cache, settings, metrics)
+        stack.push_async_callback(cache.stop)  # idempotent: also undoes a failed start
         await cache.start()
-        stack.push_async_callback(cache.stop)
         readiness.add("cache", readiness_of(cache, "in-process cache"))
         processor = Processor(
             settings,

@@ -616,7 +616,11 @@ def config() -> None:
 @config.command("show", context_settings=_CONTEXT)
 @_config_option
 def config_show(config_file: Path | None) -> None:
-    """Print the effective settings (file + environment + defaults) as JSON; secrets masked."""
+    """Print the effective settings (file + environment + defaults) as JSON.
+
+    Secrets are masked; a URL holding a password (cache.redis_url) is shown with only the
+    password masked, so you can see which server is used.
+    """
     settings = _load(config_file)
     click.echo(settings.model_dump_json(indent=2))
 

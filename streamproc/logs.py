@@ -25,8 +25,9 @@ PROMPT_FIELDS = frozenset({"prompt", "negative_prompt", "matched_prompt", "reque
 #: A field whose name contains one of these is never logged in clear.
 SECRET_WORDS = ("password", "secret", "token", "api_key", "credential", "authorization")
 MASK = "**********"
-# scheme://user:password@host — the password part.
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@")
+# scheme://user:password@host — the password part, up to the last '@' before the path (a
+# password may hold a raw '@': redis-py and urllib split at the last one).
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^/\s]+@")
 
 _LEVELS = {
     "debug": logging.DEBUG,

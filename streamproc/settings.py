@@ -21,6 +21,8 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -40,6 +42,13 @@ from streamproc.events import (
     STEPS_MAX,
     CacheMode,
     EventLimits,
+)
+from streamproc.urls import (
+    check_bind_host,
+    check_bootstrap_servers,
+    check_http_url,
+    check_redis_url,
+    mask_password,
 )
 
 TINY_MODEL = "tiny"
@@ -281,7 +290,8 @@ class S3Settings(_Section):
     )
     public_base_url: str | None = Field(
         None,
-        description="Public (CDN) URL the keys are appended to; unset: presigned GET URLs.",
+        description="Public (CDN) http(s) URL the keys are appended to (no query or fragment); "
+        "unset: presigned GET URLs.",
     )
     presign_endpoint_url: str | None = Field(
         None,
@@ -317,6 +327,14 @@ class S3Settings(_Section):
     verify_on_start: bool = Field(
         True, description="Check that the bucket exists and is reachable before reading input."
     )
+
+    @field_validator("endpoint_url", "public_base_url", "presign_endpoint_url")
+    @classmethod
+    def _http_urls(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or not value.strip():
+            return None  # an empty variable (e.g. from a compose template) means unset
+        check_http_url(value, appended=info.field_name == "public_base_url")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> S3Settings:
@@ -358,7 +376,16 @@ class CacheSettings(_Section):
     )
     redis_url: SecretStr = Field(
         SecretStr("redis://127.0.0.1:6379/0"),
-        description="Redis of the shared cache, redis:// or rediss:// (may hold a password).",
+        description="Redis of the shared cache: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], "
+        "rediss://… (TLS) or unix:///PATH[?db=N]. Logs and config show hide only the password.",
+    )
+    degrade_at_start: bool = Field(
+        False,
+        description="With backend 'redis': start even when Redis does not answer at start "
+        "(warn, answer from this worker's own entries, reconnect with backoff). Off: a Redis "
+        "that refuses the connection, times out, has an unknown host or rejects the "
+        "credentials stops the start with an error naming it, before the model loads. An "
+        "outage while running always degrades.",
     )
     key_prefix: str = Field(
         "streamproc:cache",
@@ -443,6 +470,17 @@ class CacheSettings(_Section):
         description="Writes kept while Redis is unreachable; beyond, the oldest are dropped.",
     )
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr) -> SecretStr:
+        check_redis_url(value.get_secret_value())
+        return value
+
+    @field_serializer("redis_url", when_used="json")
+    def _redis_url_shown(self, value: SecretStr) -> str:
+        # Which Redis is in use matters to whoever reads config show; only the password not.
+        return mask_password(value.get_secret_value())
+
     @model_validator(mode="after")
     def _bands(self) -> CacheSettings:
         if (
@@ -470,7 +508,9 @@ class KafkaSettings(_Section):
     """
 
     bootstrap_servers: str = Field(
-        "localhost:9092", description="Comma-separated host:port list of brokers to start from."
+        "localhost:9092",
+        description="Comma-separated HOST:PORT list of brokers to start from (an IPv6 "
+        "address in brackets: [ADDRESS]:PORT).",
     )
     prompts_topic: str = Field(
         "streamproc.prompts",
@@ -578,6 +618,12 @@ class KafkaSettings(_Section):
         "are capped to fit (dead_letters.max_original_bytes).",
     )
 
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _brokers(cls, value: str) -> str:
+        check_bootstrap_servers(value)
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> KafkaSettings:
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
@@ -652,11 +698,17 @@ class MetricsSettings(_Section):
     host: str = Field(
         "0.0.0.0",
         min_length=1,
-        description="Address to bind ('127.0.0.1' keeps it on this machine).",
+        description="Address to bind, without port ('127.0.0.1' keeps it on this machine).",
     )
     port: int = Field(
         9464, ge=0, le=65535, description="TCP port of the endpoints (0: any free port)."
     )
+
+    @field_validator("host")
+    @classmethod
+    def _bind_host(cls, value: str) -> str:
+        check_bind_host(value)
+        return value
 
 
 class Settings(BaseSettings):

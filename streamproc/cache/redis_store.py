@@ -18,6 +18,14 @@ keeps answering from its own store and keeps the queued writes (up to ``max_pend
 oldest dropped and counted beyond); a supervisor reconnects with backoff, warms again and the
 writer flushes. Keyspace notifications are not needed: expiry is known from the data itself.
 
+At start the worker must reach Redis unless ``degrade_at_start``: :meth:`RedisStore.start`
+(and :func:`check_reachable`, which the app calls before the model loads) PINGs once and
+raises a one-line error naming the Redis (:func:`~streamproc.urls.redis_address`, never the
+password): :class:`~streamproc.errors.TransientError` when it does not answer (refused,
+timed out, unknown host), :class:`~streamproc.errors.ServiceRefused` when it refuses this
+worker (credentials, ACL, database). Writes still queued when the store stops are reported
+in one warning with their count.
+
 Timeouts use ``asyncio.timeout``: on Python 3.11 ``asyncio.wait_for`` can swallow a
 cancellation that races with completion, and a background task that ignores its cancel
 would hold up shutdown.
@@ -28,6 +36,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import socket
+import ssl
 import time
 import uuid
 from collections import OrderedDict
@@ -40,12 +50,21 @@ import structlog
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    BusyLoadingError,
+    InvalidResponse,
+    RedisError,
+    ResponseError,
+)
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streamproc.cache.base import CacheEntry, StoredEntry
 from streamproc.cache.tasks import cancel_and_wait
-from streamproc.errors import ConfigError
+from streamproc.errors import ConfigError, ServiceRefused, StreamprocError, TransientError
 from streamproc.metrics import Metrics
+from streamproc.urls import redis_address
 
 if TYPE_CHECKING:
     from streamproc.cache.memory import MemoryStore
@@ -54,6 +73,10 @@ log = structlog.get_logger(__name__)
 
 _WRITE_BATCH = 256
 _WARM_BATCH = 500
+# Connect, authenticate, select the db, PING: each bounded by the socket timeouts; the whole
+# (name resolution included, which no socket timeout bounds) by this many of them.
+_CHECK_STEPS = 4
+_DEGRADE_HINT = "or set cache.degrade_at_start=true to run without it until it answers"
 
 
 @dataclass
@@ -128,20 +151,16 @@ class RedisStore:
         stream_max_len: int = 100_000,
         max_pending: int = 10_000,
         reconnect_max_s: float = 5.0,
+        degrade_at_start: bool = False,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
     ) -> None:
         self._metrics = metrics if metrics is not None else Metrics()
-        options: dict[str, Any] = {
-            "socket_connect_timeout": op_timeout_s,
-            "retry": Retry(NoBackoff(), 0),  # we retry ourselves, never inside a call
-        }
-        try:
-            self._client = Redis.from_url(url, socket_timeout=op_timeout_s, **options)
-            # XREAD BLOCK holds its connection for block_s: it gets its own client.
-            self._follower = Redis.from_url(url, socket_timeout=block_s + op_timeout_s, **options)
-        except ValueError as exc:
-            raise ConfigError(f"invalid cache.redis_url: {exc}") from None
+        self._address = redis_address(url)
+        self._client = _client(url, op_timeout_s)
+        # XREAD BLOCK holds its connection for block_s: it gets its own client.
+        self._follower = _client(url, op_timeout_s, read_timeout_s=block_s + op_timeout_s)
+        self._degrade_at_start = degrade_at_start
         self._entry_prefix = f"{namespace}:entry:"
         self._expiry_key = f"{namespace}:expiry"
         self._stream_key = f"{namespace}:changes"
@@ -163,6 +182,11 @@ class RedisStore:
         self.stats = RedisStats()
 
     @property
+    def address(self) -> str:
+        """Which Redis this is, for people: ``redis://host:port/db``, never the password."""
+        return self._address
+
+    @property
     def available(self) -> bool:
         """Whether Redis answered the last time it was asked."""
         return self._up.is_set()
@@ -170,9 +194,20 @@ class RedisStore:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self, local: MemoryStore) -> None:
-        """Warm ``local`` (when Redis answers) and keep it in sync until :meth:`stop`."""
+        """Warm ``local`` (when Redis answers) and keep it in sync until :meth:`stop`.
+
+        Unless ``degrade_at_start``, a Redis that does not answer now ends the start with
+        :class:`TransientError` or :class:`ServiceRefused` (see the module docstring).
+        """
         if self._tasks:
             return
+        if not self._degrade_at_start:
+            try:
+                await _check(self._client, self._address, self._op_timeout_s)
+            except StreamprocError:
+                await self._client.aclose()
+                await self._follower.aclose()
+                raise
         self._local = local
         self._tried.clear()
         self._tasks = [
@@ -195,6 +230,11 @@ class RedisStore:
         self._metrics.redis_up.set(0)
         await self._client.aclose()
         await self._follower.aclose()
+        if self._pending:
+            # Lost with this process: other workers will not get these entries from here.
+            log.warning(
+                "cache_shared_store_writes_unsent", count=len(self._pending), address=self._address
+            )
         log.info("cache_shared_store_stopped", pending=len(self._pending), **vars(self.stats))
 
     # -- the SharedStore seam ----------------------------------------------------------------
@@ -319,6 +359,7 @@ class RedisStore:
                     self.stats.reconnects += 1
                     log.info(
                         "cache_shared_store_reconnected",
+                        address=self._address,
                         down_s=round(self._clock() - self._down_since, 1),
                         entries=len(self._local or ()),
                     )
@@ -346,7 +387,11 @@ class RedisStore:
             self._down_since = self._clock()
             self.stats.outages += 1
             # Once per outage; the worker goes on with its own store meanwhile.
-            log.warning("cache_shared_store_unavailable", error=repr(exc)[:300])
+            log.warning(
+                "cache_shared_store_unavailable",
+                address=self._address,
+                error=_failure(exc, self._op_timeout_s),
+            )
 
     async def _warm(self) -> None:
         assert self._local is not None
@@ -404,3 +449,72 @@ class RedisStore:
             return False
         self._local.put(stored)
         return True
+
+
+async def check_reachable(url: str, *, timeout_s: float) -> None:
+    """PING the Redis at ``url`` once, with ``timeout_s`` per step; raise a one-line
+    :class:`TransientError` (no answer) or :class:`ServiceRefused` (refused this worker)
+    naming it, never its password. Cheap: meant to run before anything slow starts."""
+    client = _client(url, timeout_s)
+    try:
+        await _check(client, redis_address(url), timeout_s)
+    finally:
+        await client.aclose()
+
+
+def _client(url: str, timeout_s: float, *, read_timeout_s: float | None = None) -> Redis:
+    try:
+        return Redis.from_url(
+            url,
+            socket_connect_timeout=timeout_s,
+            socket_timeout=read_timeout_s or timeout_s,
+            retry=Retry(NoBackoff(), 0),  # we retry ourselves, never inside a call
+        )
+    except ValueError as exc:  # redis-py names the part it rejects, never its value
+        raise ConfigError(f"invalid cache.redis_url ({redis_address(url)}): {exc}") from None
+
+
+async def _check(client: Redis, address: str, timeout_s: float) -> None:
+    try:
+        async with asyncio.timeout(_CHECK_STEPS * timeout_s):
+            await client.ping()
+    except (RedisError, OSError, TimeoutError) as exc:
+        reason = _failure(exc, timeout_s)
+        if isinstance(exc, AuthenticationError | AuthorizationError | ResponseError):
+            raise ServiceRefused(
+                f"the shared cache at {address} refused this worker ({reason}); fix the "
+                f"credentials or database in cache.redis_url, {_DEGRADE_HINT}",
+                component="cache",
+            ) from exc
+        raise TransientError(
+            f"cannot reach the shared cache at {address} ({reason}); start it, fix "
+            f"cache.redis_url, {_DEGRADE_HINT}"
+        ) from exc
+
+
+def _failure(exc: BaseException, timeout_s: float) -> str:
+    """A few words on why Redis did not answer (redis-py's own messages say little)."""
+    if isinstance(exc, AuthenticationError | AuthorizationError):
+        return f"authentication failed: {exc}"[:200]
+    if isinstance(exc, ResponseError):
+        return f"error reply: {exc}"[:200]
+    if isinstance(exc, BusyLoadingError):
+        return "still loading its data set"
+    if isinstance(exc, InvalidResponse):
+        return "the server did not answer as Redis does"
+    if isinstance(exc, TimeoutError | RedisTimeoutError):
+        return f"timed out after {timeout_s * 1000:g} ms" if timeout_s else "timed out"
+    cause: BaseException | None = exc
+    while cause is not None:  # redis-py wraps the OSError without naming it
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "unknown host"
+        if isinstance(cause, FileNotFoundError):
+            return "no such socket"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS failed: {cause.reason or cause}"[:200]
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror.lower()
+        cause = cause.__cause__ or cause.__context__
+    return str(exc)[:200] or type(exc).__name__

@@ -113,7 +113,10 @@ class SemanticCache(AsyncResource):
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Warm from the shared store (if any) and start sweeping."""
+        """Warm from the shared store (if any) and start sweeping.
+
+        Raises what the shared store raises when it must answer at start and does not.
+        """
         if self._shared is not None:
             await self._shared.start(self.store)
         if self._maintainer is None:

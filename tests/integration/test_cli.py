@@ -162,3 +162,23 @@ def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
 def test_schema_files_are_current(tmp_path: Path) -> None:
     proc = streamproc("schemas", "--check", "--dir", str(ROOT / "schemas"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:hunter2@cache:6379/0", "redis://:***@cache:6379/0"),
+        ("redis://cache.internal:6380/2", "redis://cache.internal:6380/2"),
+    ],
+)
+def test_config_show_hides_the_password_of_the_redis_url_and_shows_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, shown: str
+) -> None:
+    monkeypatch.setenv("STREAMPROC_CACHE__REDIS_URL", url)
+    monkeypatch.setenv("STREAMPROC_KAFKA__SASL_PASSWORD", "hunter3")
+    proc = streamproc("config", "show", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    settings = json.loads(proc.stdout)
+    assert settings["cache"]["redis_url"] == shown
+    assert settings["kafka"]["sasl_password"] == "**********"
+    assert b"hunter" not in proc.stdout + proc.stderr

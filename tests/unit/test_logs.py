@@ -99,3 +99,11 @@ def test_secrets_never_reach_the_log() -> None:
     assert line["redis_url"] == MASK and line["sasl_password"] == MASK
     assert line["error"] == f"ConnectionError('redis://user:{MASK}@cache:6379/0 refused')"
     assert line["settings"] == {"secret_access_key": MASK, "bucket": "videos"}
+
+
+def test_a_password_with_a_raw_at_sign_is_masked_whole_and_the_host_stays() -> None:
+    out = io.StringIO()
+    configure_logging(LogSettings(), stream=out)
+    structlog.get_logger("t").warning("x", error="redis://:hun@ter2@cache:6379/0 refused")
+    [line] = lines(out)
+    assert line["error"] == f"redis://:{MASK}@cache:6379/0 refused"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,3 +89,112 @@ def test_redis_url_is_a_secret_never_printed() -> None:
     settings = load_settings(cache={"redis_url": "redis://:hunter2@cache:6379/0"})
     assert settings.cache.redis_url.get_secret_value().endswith("@cache:6379/0")
     assert "hunter2" not in settings.model_dump_json()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "setting"),
+    [
+        ({"cache": {"redis_url": "http://cache:6379/0"}}, "cache.redis_url"),
+        ({"cache": {"redis_url": "cache:6379"}}, "cache.redis_url"),
+        ({"cache": {"redis_url": "redis:///0"}}, "cache.redis_url"),
+        ({"cache": {"redis_url": "redis://cache:0/0"}}, "cache.redis_url"),
+        ({"cache": {"redis_url": "redis://cache:65536/0"}}, "cache.redis_url"),
+        ({"cache": {"redis_url": "redis://cache:63x9/0"}}, "cache.redis_url"),
+        ({"cache": {"redis_url": "redis://cache:6379/-1"}}, "cache.redis_url"),
+        ({"cache": {"redis_url": "redis://cache:6379/zero"}}, "cache.redis_url"),
+        ({"cache": {"redis_url": "redis://cache:6379?db=x"}}, "cache.redis_url"),
+        ({"cache": {"redis_url": "unix://run/redis.sock"}}, "cache.redis_url"),
+        ({"storage": {"s3": {"endpoint_url": "minio:9000"}}}, "storage.s3.endpoint_url"),
+        ({"storage": {"s3": {"endpoint_url": "s3://bucket"}}}, "storage.s3.endpoint_url"),
+        ({"storage": {"s3": {"endpoint_url": "http://minio:99999"}}}, "storage.s3.endpoint_url"),
+        ({"storage": {"s3": {"public_base_url": "https://"}}}, "storage.s3.public_base_url"),
+        (
+            {"storage": {"s3": {"public_base_url": "https://cdn/v?x=1"}}},
+            "storage.s3.public_base_url",
+        ),
+        (
+            {"storage": {"s3": {"presign_endpoint_url": "ftp://h"}}},
+            "storage.s3.presign_endpoint_url",
+        ),
+        ({"kafka": {"bootstrap_servers": "kafka"}}, "kafka.bootstrap_servers"),
+        ({"kafka": {"bootstrap_servers": "k1:9092,k2:0"}}, "kafka.bootstrap_servers"),
+        ({"kafka": {"bootstrap_servers": "PLAINTEXT://k:9092"}}, "kafka.bootstrap_servers"),
+        ({"kafka": {"bootstrap_servers": "::1:9092"}}, "kafka.bootstrap_servers"),
+        ({"kafka": {"bootstrap_servers": " , "}}, "kafka.bootstrap_servers"),
+        ({"metrics": {"host": "0.0.0.0:9464"}}, "metrics.host"),
+        ({"metrics": {"host": "http://localhost"}}, "metrics.host"),
+    ],
+)
+def test_a_bad_url_like_setting_is_a_config_error_naming_it(
+    overrides: dict[str, Any], setting: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"^invalid settings: {re.escape(setting)}: "):
+        load_settings(**overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"cache": {"redis_url": "redis://cache"}},
+        {"cache": {"redis_url": "rediss://user:pw@cache.internal:6380/15"}},
+        {"cache": {"redis_url": "redis://[::1]:6379?db=2"}},
+        {"cache": {"redis_url": "unix:///run/redis.sock?db=1"}},
+        {"storage": {"s3": {"endpoint_url": "http://minio:9000"}}},
+        {"storage": {"s3": {"public_base_url": "https://cdn.example.com/videos/"}}},
+        {"storage": {"s3": {"presign_endpoint_url": "http://[::1]:9000"}}},
+        {"kafka": {"bootstrap_servers": "k1:9092, k2:9093,[::1]:9094,"}},
+        {"metrics": {"host": "::"}},
+    ],
+)
+def test_url_like_settings_in_every_documented_form_are_accepted(overrides: dict[str, Any]) -> None:
+    load_settings(**overrides)
+
+
+def test_a_rejected_redis_url_does_not_repeat_its_password() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(cache={"redis_url": "redis://:hunter2@cache:99999/0"})
+    assert "cache.redis_url" in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+def test_an_empty_s3_url_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMPROC_STORAGE__S3__ENDPOINT_URL", "")
+    assert load_settings().storage.s3.endpoint_url is None
+
+
+def test_a_redis_that_does_not_answer_at_start_is_an_error_unless_degrading_is_allowed() -> None:
+    assert load_settings().cache.degrade_at_start is False
+    assert load_settings(cache={"degrade_at_start": True}).cache.degrade_at_start is True
+
+
+def test_shown_settings_mask_the_password_of_the_redis_url_and_nothing_else_of_it() -> None:
+    shown = json.loads(
+        load_settings(cache={"redis_url": "redis://:hunter2@cache:6379/0"}).model_dump_json()
+    )
+    assert shown["cache"]["redis_url"] == "redis://:***@cache:6379/0"
+
+
+def test_shown_settings_give_a_redis_url_without_password_whole() -> None:
+    shown = json.loads(
+        load_settings(cache={"redis_url": "rediss://cache.internal:6380/2"}).model_dump_json()
+    )
+    assert shown["cache"]["redis_url"] == "rediss://cache.internal:6380/2"
+
+
+def test_shown_settings_still_mask_every_secret_field() -> None:
+    settings = load_settings(
+        kafka={
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "PLAIN",
+            "sasl_username": "u",
+            "sasl_password": "hunter2",
+        },
+        storage={"s3": {"access_key_id": "AKIA", "secret_access_key": "hunter2"}},
+    )
+    text = settings.model_dump_json()
+    assert "hunter2" not in text
+    shown = json.loads(text)
+    assert (
+        shown["kafka"]["sasl_password"]
+        == shown["storage"]["s3"]["secret_access_key"]
+        == ("**********")
+    )

@@ -152,11 +152,13 @@ async def test_a_refreshed_ttl_reaches_the_other_workers(redis_url: str, redis_p
         await b.stop()
 
 
-async def test_unreachable_redis_at_start_is_not_fatal_and_the_cache_works_alone(
+async def test_with_degrade_at_start_an_unreachable_redis_is_not_fatal_and_the_cache_works_alone(
     redis_prefix: str,
 ) -> None:
     began = time.monotonic()
-    cache = await started(f"redis://127.0.0.1:{free_port()}/0", redis_prefix)
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    cache = semantic_cache(shared=redis_store(url, redis_prefix, degrade_at_start=True))
+    await cache.start()
     try:
         assert time.monotonic() - began < 5
         shared = cache._shared
