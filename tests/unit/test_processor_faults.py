@@ -276,7 +276,8 @@ async def test_a_capped_original_can_be_kept_whole_in_the_store(
     assert letter["original_truncated"] is True
     url = letter["original_url"]
     assert url is not None and url.startswith("file://")
-    assert Path(url.removeprefix("file://")).read_bytes() == raw
+    kept = await asyncio.to_thread(Path(url.removeprefix("file://")).read_bytes)
+    assert kept == raw
 
 
 # -- permanent faults ----------------------------------------------------------------------
@@ -377,9 +378,7 @@ async def test_a_crashed_gpu_loop_stops_the_worker_without_hanging_the_drain(
         raise RuntimeError("gpu loop bug")
 
     monkeypatch.setattr(Processor, "_gpu_loop", crashing)
-    summary = await asyncio.wait_for(
-        rig.run([event(f"e{i}", f"prompt {i}") for i in range(5)]), 60
-    )
+    summary = await asyncio.wait_for(rig.run([event(f"e{i}", f"prompt {i}") for i in range(5)]), 60)
     assert original is not crashing and calls == 1
     assert summary.crashed is not None and "gpu loop" in summary.crashed
     assert summary.exit_status == ExitStatus.CRASHED
