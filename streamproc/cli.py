@@ -284,8 +284,17 @@ def run(
     Every input line ends as a result in --results or a dead letter in --dead-letters.
     With --transport kafka the worker joins a consumer group on the prompts topic and runs
     until stopped, publishing to the results and dead-letter topics.
-    SIGINT/SIGTERM stop reading, finish the work in flight, commit and exit; a second signal
-    abandons unfinished work.
+    SIGINT/SIGTERM (Ctrl-C) stop reading, finish the work in flight, commit and exit; a second
+    signal abandons unfinished work.
+
+    \b
+    Exit status:
+      0    every event received has its result or dead letter
+      1    could not start (settings, a service unreachable or refusing at start)
+      3    stopped with unfinished events (uncommitted: delivered again)
+      4    a service refused the worker for good while running (faults.exit_after_s)
+      5    a worker task crashed (a bug; see the task_crashed log)
+      130  interrupted before the worker started
     """
     if transport == "kafka" and input_path is not None:
         _fail("--input reads a JSONL file; with --transport kafka prompts come from --topic")
