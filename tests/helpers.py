@@ -139,6 +139,8 @@ class Patience:
         if progress is not None and progress != self._last:
             self._last, self._seen_at = progress, now
         if now - self._seen_at > self.stall_s:
+            if self._last is _UNSEEN:
+                return f"not reached within {self.stall_s:.0f} s"
             return f"no progress for {self.stall_s:.0f} s (last: {self._last!r})"
         if now - self._start > self.ceiling_s:
             return f"not reached within the ceiling of {self.ceiling_s:.0f} s"

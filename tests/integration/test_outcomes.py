@@ -9,7 +9,6 @@ import base64
 import hashlib
 import json
 import random
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from tests.helpers import event, read_jsonl
 from tests.integration.conftest import PROMPT_PARTITIONS
 from tests.integration.workers import (
     Worker,
+    run_to_end,
     streamproc_command,
     streamproc_env,
     summary_of,
@@ -64,6 +64,7 @@ def check_letters_quote_their_records(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a ceiling only: the run fails sooner when it stops progressing
 def test_every_record_of_an_adversarial_file_ends_as_exactly_one_outcome(tmp_path: Path) -> None:
     """A JSONL file of 1,000 adversarial records through `streamproc run`: each line gets
     exactly one result or dead letter (no line none, none two), nothing answers a line that
@@ -72,7 +73,7 @@ def test_every_record_of_an_adversarial_file_ends_as_exactly_one_outcome(tmp_pat
     source = tmp_path / "corpus.jsonl"
     source.write_bytes(b"".join(case.value + b"\n" for case in cases))
     results, letters = tmp_path / "results.jsonl", tmp_path / "dead-letters.jsonl"
-    proc = subprocess.run(
+    proc = run_to_end(
         streamproc_command(
             "run",
             "-i",
@@ -96,9 +97,6 @@ def test_every_record_of_an_adversarial_file_ends_as_exactly_one_outcome(tmp_pat
             STREAMPROC_LOCAL__MAX_RECORD_BYTES=str(MAX_RECORD_BYTES),
             STREAMPROC_DEAD_LETTERS__MAX_ORIGINAL_BYTES=str(MAX_ORIGINAL_BYTES),
         ),
-        capture_output=True,
-        timeout=280,  # a ceiling for a hang; the run needs a fraction of it
-        check=False,
     )
     err = proc.stderr.decode(errors="replace")
     assert proc.returncode == 0, err[-3000:]

@@ -9,12 +9,14 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import eventually
+from tests.helpers import Patience, eventually
 from tests.kafka_broker import Topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,12 +189,6 @@ class Worker:
                 held = sorted(int(p.rsplit("[", 1)[1].rstrip("]")) for p in entry["partitions"])
         return held
 
-    def cpu_seconds(self) -> float:
-        """CPU seconds this worker (and its encoder processes) used so far: advances while it
-        loads the model or works, however slowly a busy machine lets it."""
-        pid = self.proc.pid
-        return cpu_seconds(pid) + sum(cpu_seconds(child) for child in descendants(pid))
-
     def stop(self, timeout_s: float = 240) -> int:
         """SIGTERM, then the exit status (a ceiling far above a drain's need)."""
         self.proc.send_signal(signal.SIGTERM)
@@ -205,12 +201,11 @@ class Worker:
 
 
 def worker_progress(*workers: Worker) -> Callable[[], Awaitable[object]]:
-    """Progress of worker processes for :func:`~tests.helpers.eventually`: their CPU time in
-    whole seconds (model loading, generating) and the length of their logs (events handled,
-    commits, rebalances)."""
+    """Progress of worker processes for :func:`~tests.helpers.eventually` (see
+    :func:`progress_of`; their logs are the files they write)."""
 
     async def progress() -> object:
-        return tuple((int(w.cpu_seconds()), w.log_path.stat().st_size) for w in workers)
+        return tuple(progress_of(w.proc.pid, w.log_path) for w in workers)
 
     return progress
 
@@ -231,3 +226,61 @@ async def wait_while_running(
     await eventually(
         check, stall_s, alive=running, context=logs, progress=worker_progress(*workers)
     )
+
+
+def progress_of(pid: int, *outputs: Path) -> tuple[int, tuple[int, ...]]:
+    """How far process ``pid`` got: the CPU time of it and its children in whole seconds
+    (it advances while the process works, however slowly a busy machine lets it), and the
+    sizes of the files it writes."""
+    cpu = cpu_seconds(pid) + sum(cpu_seconds(child) for child in descendants(pid))
+    return int(cpu), tuple(p.stat().st_size if p.exists() else -1 for p in outputs)
+
+
+def process_progress(pid: int, *outputs: Path) -> Callable[[], Awaitable[object]]:
+    """:func:`progress_of` as the progress probe of :func:`~tests.helpers.eventually`."""
+
+    async def progress() -> object:
+        return progress_of(pid, *outputs)
+
+    return progress
+
+
+def run_to_end(
+    command: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    input: bytes | None = None,
+    stall_s: float = 90,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``command`` to its end like :func:`subprocess.run` (output captured), failing only
+    when it makes no progress (CPU time, output) for ``stall_s`` seconds: a busy machine may
+    slow it down as much as it likes."""
+    with tempfile.TemporaryDirectory() as scratch:
+        out_path, err_path = Path(scratch) / "stdout", Path(scratch) / "stderr"
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            proc = subprocess.Popen(
+                command,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+            )
+        try:
+            if input is not None:
+                assert proc.stdin is not None
+                proc.stdin.write(input)
+                proc.stdin.close()
+            patience = Patience(stall_s)
+            while proc.poll() is None:
+                stalled = patience.expired(progress_of(proc.pid, out_path, err_path))
+                assert stalled is None, f"{command[3:5]}: {stalled}\n{err_path.read_text()[-3000:]}"
+                time.sleep(0.2)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        return subprocess.CompletedProcess(
+            command, proc.returncode, out_path.read_bytes(), err_path.read_bytes()
+        )
