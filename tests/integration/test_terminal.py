@@ -49,8 +49,11 @@ class Terminal:
         environment = streamproc_env(**env)
         self.pid, self.fd = pty.fork()  # the child: setsid, the pty as controlling terminal
         if self.pid == 0:  # pragma: no cover - the child process
-            os.chdir(cwd)
-            os.execve(command[0], command, environment)
+            try:
+                os.chdir(cwd)
+                os.execve(command[0], command, environment)
+            finally:
+                os._exit(127)  # never back into the test runner
         # Wide enough that no line of streamproc's output wraps.
         fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 250, 0, 0))
         self._output = bytearray()
