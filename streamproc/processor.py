@@ -564,7 +564,7 @@ class Processor:
             log.warning("event_rejected", reason=reason.value, detail=safe_text(detail, 300))
         self._metrics.dead_letters.labels(reason.value).inc()
         try:
-            await self._dead_letter(record, reason, detail, error_class, _event_id(record))
+            await self._dead_letter(record, reason, detail, error_class, _event_id(record.value))
         except (asyncio.CancelledError, _Abandoned):
             raise
         except ServiceRefused as exc2:
@@ -1111,11 +1111,13 @@ def _classify(exc: BaseException) -> tuple[DeadLetterReason, str, str]:
     return DeadLetterReason.INTERNAL_ERROR, f"{name}: {text}" if text else name, name
 
 
-def _event_id(record: Record) -> str | None:
-    """The record's event id for its dead letter, best effort: never raises."""
+def _event_id(value: bytes) -> str | None:
+    """The event id for a dead letter, best effort: bytes the decoder refused can break the
+    look-up as well (an integer of thousands of digits raises ValueError, nesting deeper than
+    the recursion limit RecursionError), and that must not cost the record its dead letter."""
     try:
-        return event_id_of(record.value)
-    except Exception:
+        return event_id_of(value)
+    except (ValueError, RecursionError):
         return None
 
 

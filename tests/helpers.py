@@ -118,12 +118,51 @@ class SpyGenerator:
         return [i for call in self.calls for i in call]
 
 
-async def wait_for(predicate: Callable[[], bool], seconds: float = 20.0) -> None:
-    """Poll ``predicate`` until true or fail after ``seconds``."""
-    deadline = time.monotonic() + seconds
+class Patience:
+    """A deadline that moves while progress is seen.
+
+    Waiting on a busy, shared machine, a fixed deadline fails a test whose work is merely
+    slow. This one fails only after ``stall_s`` seconds in which the ``progress`` value did
+    not change, or after ``ceiling_s`` in all (a bound for work that changes forever without
+    ever getting there). Without a progress value it is a plain ``stall_s`` deadline.
+    """
+
+    def __init__(self, stall_s: float, ceiling_s: float | None = None) -> None:
+        self.stall_s = stall_s
+        self.ceiling_s = ceiling_s if ceiling_s is not None else max(8 * stall_s, 240.0)
+        self._start = self._seen_at = time.monotonic()
+        self._last: object = _UNSEEN
+
+    def expired(self, progress: object = None) -> str | None:
+        """Why the wait is over (None while it is not); ``progress`` is the latest value."""
+        now = time.monotonic()
+        if progress is not None and progress != self._last:
+            self._last, self._seen_at = progress, now
+        if now - self._seen_at > self.stall_s:
+            if self._last is _UNSEEN:
+                return f"not reached within {self.stall_s:.0f} s"
+            return f"no progress for {self.stall_s:.0f} s (last: {self._last!r})"
+        if now - self._start > self.ceiling_s:
+            return f"not reached within the ceiling of {self.ceiling_s:.0f} s"
+        return None
+
+
+_UNSEEN = object()
+
+
+async def wait_for(
+    predicate: Callable[[], bool],
+    seconds: float = 20.0,
+    *,
+    progress: Callable[[], object] | None = None,
+) -> None:
+    """Poll ``predicate`` until true; fail after ``seconds`` (without a change of
+    ``progress()``, when given: see :class:`Patience`)."""
+    patience = Patience(seconds)
     while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
+        why = patience.expired(progress() if progress is not None else None)
+        if why is not None:
+            raise AssertionError(f"condition not reached: {why}")
         await asyncio.sleep(0.01)
 
 
@@ -133,14 +172,19 @@ async def eventually(
     *,
     alive: Callable[[], None] = lambda: None,
     context: Callable[[], str] = lambda: "",
+    progress: Callable[[], Awaitable[object]] | None = None,
+    ceiling_s: float | None = None,
 ) -> None:
-    """Poll an async condition until it holds or fail after ``seconds``; ``alive`` may raise
-    earlier (e.g. when a process under test died), ``context`` adds to the failure."""
-    deadline = time.monotonic() + seconds
+    """Poll an async condition until it holds; fail after ``seconds`` (without a change of
+    ``await progress()``, when given, and at the latest after ``ceiling_s``: see
+    :class:`Patience`). ``alive`` may raise earlier (e.g. when a process under test died),
+    ``context`` adds to the failure."""
+    patience = Patience(seconds, ceiling_s)
     while not await check():
         alive()
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached in time\n{context()}")
+        why = patience.expired(await progress() if progress is not None else None)
+        if why is not None:
+            raise AssertionError(f"condition not reached: {why}\n{context()}")
         await asyncio.sleep(0.2)
 
 

@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -18,121 +13,17 @@ from urllib.request import url2pathname
 
 import pytest
 
-from tests.helpers import SMALL, event, eventually
+from tests.helpers import SMALL, Patience, event
 from tests.integration.conftest import PROMPT_PARTITIONS
+from tests.integration.workers import Worker, wait_while_running, worker_progress
 from tests.kafka_broker import Topics, answers, committed, committed_to_end, produce
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parents[2]
+# Each test starts worker processes that load the model: their waits end on a lack of
+# progress, not on the clock, so the per-test ceiling is far above their need.
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(900)]
 
 # A shape that keeps the tiny pipeline busy for about a second per batch of four.
 SLOW_SHAPE = {"width": 64, "height": 64, "num_frames": 9, "num_inference_steps": 4}
-
-
-class Worker:
-    """One `python -m streamproc run --transport kafka` process, logging JSON to a file."""
-
-    def __init__(
-        self, name: str, bootstrap: str, topics: Topics, tmp_path: Path, **env: str
-    ) -> None:
-        self.name = name
-        self.log_path = tmp_path / f"{name}.log"
-        kafka = {
-            k: v for k, v in topics.settings(bootstrap).items() if k.endswith(("_ms", "_timeout"))
-        }
-        environment = {
-            **os.environ,
-            "HF_HUB_OFFLINE": "1",
-            "PYTHONUNBUFFERED": "1",
-            # This checkout's package, whatever the caller's working directory.
-            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-            "STREAMPROC_GENERATION__DEVICE": "cpu",
-            "STREAMPROC_COMMIT_INTERVAL_MS": "200",
-            **{f"STREAMPROC_KAFKA__{k.upper()}": str(v) for k, v in kafka.items()},
-            **env,
-        }
-        command = [
-            sys.executable,
-            "-m",
-            "streamproc",
-            "run",
-            "--transport",
-            "kafka",
-            "--bootstrap-servers",
-            bootstrap,
-            "--topic",
-            topics.prompts,
-            "--results-topic",
-            topics.results,
-            "--dead-letter-topic",
-            topics.dead_letters,
-            "--group-id",
-            topics.group,
-            "--no-idempotence",
-            "--worker-id",
-            name,
-            "--store-dir",
-            str(tmp_path / "store"),
-            "--window-ms",
-            "50",
-            "--max-batch-size",
-            "4",
-            "--log-format",
-            "json",
-            "--log-level",
-            "debug",
-            "--no-progress",
-        ]
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=environment
-            )
-
-    def logs(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                out.append(json.loads(line))
-        return out
-
-    def tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def assignment(self) -> list[int]:
-        """The partitions this worker holds according to its log."""
-        held: list[int] = []
-        for entry in self.logs():
-            if entry["event"] == "kafka_partitions_revoked":
-                held = []
-            elif entry["event"] == "kafka_partitions_assigned":
-                held = sorted(int(p.rsplit("[", 1)[1].rstrip("]")) for p in entry["partitions"])
-        return held
-
-    def stop(self, timeout_s: float = 90) -> int:
-        """SIGTERM, then the exit status."""
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout_s)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-
-
-async def wait_while_running(
-    check: Callable[[], Awaitable[bool]], seconds: float, *workers: Worker
-) -> None:
-    """:func:`eventually`, failing at once (with the logs) when a worker process died."""
-
-    def alive() -> None:
-        for worker in workers:
-            assert worker.proc.poll() is None, f"{worker.name} exited:\n{worker.tail()}"
-
-    def logs() -> str:
-        return "\n".join(f"--- {w.name}\n{w.tail()}" for w in workers)
-
-    await eventually(check, seconds, alive=alive, context=logs)
 
 
 async def results_by_event(bootstrap: str, topics: Topics) -> dict[str, list[dict[str, Any]]]:
@@ -176,26 +67,34 @@ async def test_worker_killed_mid_batch_then_restarted_loses_nothing_and_redoes_w
     # Commits every second: at any moment the last second's answers are not committed yet.
     first = Worker("w1", kafka_bootstrap, topics, tmp_path, STREAMPROC_COMMIT_INTERVAL_MS="1000")
     try:
+
+        async def answering() -> bool:
+            return bool(await results_by_event(kafka_bootstrap, topics))
+
+        # However long the model takes to load on a busy machine: as long as it progresses.
+        await wait_while_running(answering, 90, first)
         redo: set[str] = set()
         at_kill: dict[int, int] = {}
-        deadline = time.monotonic() + 120
+        patience = Patience(90)
         while not redo:
             assert first.proc.poll() is None, first.tail()
-            assert time.monotonic() < deadline, first.tail()
-            await asyncio.sleep(0.3)
-            if not await results_by_event(kafka_bootstrap, topics):
-                continue
+            stalled = patience.expired(await worker_progress(first)())
+            assert stalled is None, f"{stalled}\n{first.tail()}"
             # Freeze the worker, so what is published and what is committed hold still.
             first.proc.send_signal(signal.SIGSTOP)
             at_kill = await committed(kafka_bootstrap, topics.group, topics.prompts, 3)
             answered = await results_by_event(kafka_bootstrap, topics)
+            # Only a kill in the middle of the work proves anything; each look is taken while
+            # the worker stands still, so it can fail only when the worker finishes unseen.
+            assert len(answered) < len(ids), "the worker finished before it could be caught"
             uncommitted = {e for e in answered if origins[e][1] >= at_kill[origins[e][0]]}
-            if uncommitted and len(answered) < len(ids) and max(at_kill.values()) > 0:
+            if uncommitted and max(at_kill.values()) > 0:
                 first.proc.kill()  # SIGKILL while frozen in the middle of its work
                 first.proc.wait(timeout=30)
                 redo = uncommitted
             else:
                 first.proc.send_signal(signal.SIGCONT)
+                await asyncio.sleep(0.3)
         before = await results_by_event(kafka_bootstrap, topics)
 
         second = Worker("w2", kafka_bootstrap, topics, tmp_path)

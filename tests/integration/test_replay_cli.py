@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,12 @@ from click.testing import CliRunner
 from streamproc.cli import main
 from tests.helpers import event, eventually
 from tests.integration.conftest import PROMPT_PARTITIONS
+from tests.integration.workers import process_progress
 from tests.kafka_broker import Topics, answers, produce, read_all
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+# Replays load the model: their waits end on a lack of progress, not on the clock, so the
+# per-test ceiling is far above their need.
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,6 +81,10 @@ def spawn(command: list[str], log_path: Path, cwd: Path) -> subprocess.Popen[byt
         )
 
 
+def _running(proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    assert proc.poll() is None, log_path.read_text()[-3000:]
+
+
 def finished_offsets(checkpoint: dict[str, Any]) -> set[tuple[int, int]]:
     """(partition, offset) the checkpoint records as finished."""
     out = set()
@@ -103,24 +109,26 @@ async def test_a_killed_replay_resumed_from_its_checkpoint_finishes_the_range_an
         log_path, tmp_path,
     )  # fmt: skip
     try:
-        finished_at_kill: set[str] = set()
-        deadline = time.monotonic() + 120
-        while True:
-            assert first.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-            await asyncio.sleep(0.3)
-            published = {a["event_id"] for a in await answers(kafka_bootstrap, topics.results)}
-            if len(published) < 2:
-                continue
-            first.send_signal(signal.SIGSTOP)  # hold still: file and topic agree for a moment
-            checkpoint = json.loads(checkpoint_path.read_text())
-            finished_at_kill = {by_origin[o] for o in finished_offsets(checkpoint)}
-            published = {a["event_id"] for a in await answers(kafka_bootstrap, topics.results)}
-            if len(finished_at_kill) < len(ids):
-                first.kill()
-                first.wait(timeout=30)
-                break
-            first.send_signal(signal.SIGCONT)
+
+        async def publishing() -> bool:
+            return len(await answers(kafka_bootstrap, topics.results)) >= 2
+
+        # However long the start takes on a busy machine, as long as the replay progresses.
+        await eventually(
+            publishing,
+            90,
+            alive=lambda: _running(first, log_path),
+            context=lambda: log_path.read_text()[-3000:],
+            progress=process_progress(first.pid, log_path),
+        )
+        first.send_signal(signal.SIGSTOP)  # hold still: file and topic agree for a moment
+        checkpoint = json.loads(checkpoint_path.read_text())
+        finished_at_kill = {by_origin[o] for o in finished_offsets(checkpoint)}
+        published = {a["event_id"] for a in await answers(kafka_bootstrap, topics.results)}
+        # At 4 events a second the replay of 18 cannot have finished by the second result.
+        assert len(finished_at_kill) < len(ids), "the replay finished before it could be caught"
+        first.kill()
+        first.wait(timeout=30)
         # The checkpoint is written only after the broker acknowledged a result.
         assert finished_at_kill <= published
         assert finished_at_kill, "nothing finished before the kill"
@@ -135,7 +143,12 @@ async def test_a_killed_replay_resumed_from_its_checkpoint_finishes_the_range_an
         return second.poll() is not None
 
     try:
-        await eventually(exited, 150, context=lambda: log_path.read_text()[-3000:])
+        await eventually(
+            exited,
+            90,
+            context=lambda: log_path.read_text()[-3000:],
+            progress=process_progress(second.pid, log_path),
+        )
     finally:
         if second.poll() is None:
             second.kill()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import event, read_jsonl, write_jsonl
+from tests.integration.workers import run_to_end
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -22,19 +22,18 @@ def run(cwd: Path, input_file: Path, redis_url: str, prefix: str) -> None:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "STREAMPROC_CACHE__KEY_PREFIX": prefix,
     }
-    proc = subprocess.run(
+    # Fails after 90 s without progress (CPU time, output), not after a fixed time.
+    proc = run_to_end(
         [sys.executable, "-m", "streamproc", "run", "-i", str(input_file), "--log-format",
          "json", "--cache-backend", "redis", "--redis-url", redis_url],
         cwd=cwd,
-        capture_output=True,
-        timeout=300,
         env=env,
-        check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a ceiling only: each run fails sooner when it stops progressing
 def test_a_later_run_answers_from_what_an_earlier_one_stored_in_redis(
     tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:

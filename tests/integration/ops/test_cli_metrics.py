@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import event, free_port
+from tests.helpers import Patience, event, free_port
 from tests.integration.ops.scrape import get, scrape_until, value
+from tests.integration.workers import progress_of
 
 
 def command(*args: str) -> list[str]:
@@ -55,10 +56,11 @@ async def test_a_running_worker_answers_probes_and_counts_what_it_reads(tmp_path
     )
     assert proc.stdin is not None and proc.stderr is not None
     try:
-        deadline = asyncio.get_running_loop().time() + 120
+        # However long the model takes to load on a busy machine, while it progresses.
+        patience = Patience(90)
         while (await get(port, "/readyz"))[0] != 200:
             assert proc.returncode is None, "worker exited"
-            assert asyncio.get_running_loop().time() < deadline, "never ready"
+            assert patience.expired(progress_of(proc.pid)) is None, "never ready"
             await asyncio.sleep(0.2)
         assert (await get(port, "/healthz"))[0] == 200
         proc.stdin.write(json.dumps(event("cli-1")).encode() + b"\n")
