@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import io
 import sys
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -41,12 +42,17 @@ class JsonlSource(Source):
         self._closing = False
         self._committed: dict[Partition, int] = {}
         self._size: int | None = None
+        self._stdin = False
 
     async def start(self) -> None:
         if self._thread is not None:
             return
         if self._path == "-":
-            self._stream = sys.stdin.buffer
+            # Our own unbuffered-by-Python reader on fd 0, not sys.stdin.buffer: a daemon
+            # thread blocked in readline holds its reader's lock, and the interpreter takes
+            # sys.stdin.buffer's lock at shutdown (a fatal error if a thread holds it).
+            self._stream = io.BufferedReader(io.FileIO(sys.stdin.fileno(), closefd=False))
+            self._stdin = True
             batch = 1  # interactive: hand over every line as soon as it is typed
         else:
             try:
@@ -158,7 +164,7 @@ class JsonlSource(Source):
         if self._queue is not None:
             while not self._queue.empty():  # unblock a reader waiting for queue space
                 self._queue.get_nowait()
-        if self._stream is not None and self._stream is not sys.stdin.buffer:
+        if self._stream is not None and not self._stdin:
             self._stream.close()
         self._stream = None
         thread = self._thread

@@ -96,11 +96,6 @@ def test_sigterm_finishes_in_flight_work_then_exits(tmp_path: Path) -> None:
     assert b'"signal_received"' in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bus/local.py reads sys.stdin.buffer in a daemon thread; blocked in readline it "
-    "holds the buffer's lock when the interpreter shuts down: Fatal Python error, SIGABRT",
-)
 def test_sigterm_with_stdin_still_open_exits_0(tmp_path: Path) -> None:
     """Stopped by SIGTERM while its standard input stays open (a terminal, a pipe whose
     writer lives on), the run still ends with exit status 0 after its summary."""
