@@ -23,6 +23,7 @@ from streamproc.errors import ConfigError
 from streamproc.generation.base import Generator
 from streamproc.generation.encode import EncoderPool
 from streamproc.health import Check, OpsServer, Readiness, readiness_of
+from streamproc.ledger.base import ResultLedger
 from streamproc.metrics import GpuProbe, Metrics
 from streamproc.processor import Processor, ProcessorObserver, RunSummary
 from streamproc.settings import Settings
@@ -134,6 +135,25 @@ def build_generator(settings: Settings) -> Generator:
     return WanGenerator(settings.generation, max_batch_size=settings.batch.max_batch_size)
 
 
+def build_ledger(settings: Settings) -> ResultLedger | None:
+    """The configured result ledger (None: ``ledger.backend = "none"``)."""
+    backend = settings.ledger_backend
+    if backend == "none":
+        return None
+    if backend == "redis":
+        from streamproc.ledger.redis import RedisLedger
+
+        return RedisLedger(
+            settings.ledger_redis_url,
+            prefix=settings.ledger.key_prefix,
+            ttl_s=settings.ledger.ttl_s,
+            timeout_s=max(settings.cache.redis_timeout_ms / 1000.0, 1.0),
+        )
+    from streamproc.ledger.sqlite import SqliteLedger
+
+    return SqliteLedger(settings.ledger_path, ttl_s=settings.ledger.ttl_s)
+
+
 async def run_worker(
     settings: Settings,
     *,
@@ -147,9 +167,14 @@ async def run_worker(
     replay_id: str | None = None,
     metrics: Metrics | None = None,
     encoder: EncoderPool | None = None,
+    ledger: ResultLedger | None = None,
+    reprocess: bool = False,
+    skip_answered: bool = False,
 ) -> RunSummary:
     """Start everything, process until the input ends or SIGINT/SIGTERM, drain, stop.
 
+    ``ledger`` defaults to the configured one (``ledger.backend``); ``reprocess`` and
+    ``skip_answered`` are explained at :class:`~streamproc.processor.Processor`.
     ``replay_id`` marks the results as made by a replay (``streamproc replay``). The
     operations server (``/metrics``, ``/healthz``, ``/readyz``) starts first, so probes
     answer while the model loads; ``/readyz`` passes once every component below is up.
@@ -169,6 +194,13 @@ async def run_worker(
             # First: a store that cannot be used fails the start before the model loads.
             await stack.enter_async_context(store)
         readiness.add("store", readiness_of(store, "embedded store"))
+        if ledger is None:
+            ledger = build_ledger(settings)
+        if ledger is not None:
+            # Before the model loads, like the store: a ledger that cannot answer ends the
+            # start at once.
+            stack.push_async_callback(ledger.stop)  # idempotent: also undoes a failed start
+            await ledger.start()
         if cache is None:
             # Before the model loads too: a Redis that must answer and does not ends the start
             # in milliseconds, not after minutes of loading (the cache's own start checks again).
@@ -200,6 +232,9 @@ async def run_worker(
             replay_id=replay_id,
             metrics=metrics,
             encoder=encoder,
+            ledger=ledger,
+            reprocess=reprocess,
+            skip_answered=skip_answered,
         )
         readiness.add("worker", _health_of(processor))
         # Warm-up ran in generator.start(); every other component is up by now.

@@ -241,6 +241,12 @@ def main() -> None:
     default=None,
     help="Progress bar on stderr. [default: on when stderr is a terminal]",
 )
+@click.option(
+    "--reprocess",
+    is_flag=True,
+    help="Answer every event anew, even those the result ledger holds an answer for "
+    "(a re-run of the same --input otherwise answers only what it has not answered yet).",
+)
 @_config_option
 def run(
     transport: str | None,
@@ -277,11 +283,15 @@ def run(
     metrics_port: int | None,
     metrics_enabled: bool | None,
     progress: bool | None,
+    reprocess: bool,
     config_file: Path | None,
 ) -> None:
     """Process prompt events until the input ends (or SIGINT/SIGTERM), then drain and exit.
 
     Every input line ends as a result in --results or a dead letter in --dead-letters.
+    Running the same --input again finishes what an interrupted run left: lines already
+    answered in --results/--dead-letters are not answered (nor generated) again, unless
+    --reprocess.
     With --transport kafka the worker joins a consumer group on the prompts topic and runs
     until stopped, publishing to the results and dead-letter topics.
     SIGINT/SIGTERM (Ctrl-C) stop reading, finish the work in flight, commit and exit; a second
@@ -348,6 +358,13 @@ def run(
 
     async def go() -> int:
         metrics = Metrics()
+        options: dict[str, Any] = {
+            "metrics": metrics,
+            "reprocess": reprocess,
+            # A re-run of a file answers only what its output lacks; Kafka redeliveries are
+            # answered again (re-published from the ledger).
+            "skip_answered": settings.transport == "local",
+        }
         source = build_source(settings, metrics)
         if settings.transport == "local":
             # Fail fast on a bad input file; a Kafka source joins its group only once the
@@ -357,10 +374,10 @@ def run(
             if show_progress:
                 with ProgressDisplay(source.input_size) as display:
                     summary = await run_worker(
-                        settings, source=source, observers=[display], metrics=metrics
+                        settings, source=source, observers=[display], **options
                     )
             else:
-                summary = await run_worker(settings, source=source, metrics=metrics)
+                summary = await run_worker(settings, source=source, **options)
         finally:
             # Idempotent; needed when the worker failed before it took the source over (e.g. a
             # metrics port in use), so the input thread ends before the interpreter does.
@@ -396,7 +413,11 @@ def summary_line(summary: RunSummary) -> str:
     """``N events: R results (…), D dead letters (…), A abandoned`` — always adds up."""
     from streamproc.processor import Outcome
 
-    parts = [f"{summary.received} events: {summary.results} results"]
+    parts = [f"{summary.received} events"]
+    if summary.already_answered:
+        parts[0] += f": {summary.already_answered} already answered, {summary.results} results"
+    else:
+        parts[0] += f": {summary.results} results"
     hits = [
         f"{summary.outcomes[o]} {o.value}"
         for o in (Outcome.GENERATED, Outcome.HIT_EXACT, Outcome.HIT_SEMANTIC)

@@ -115,6 +115,9 @@ class DeadLetterReason(StrEnum):
     #: Anything else that went wrong while handling the record (a bug or an unforeseen input);
     #: ``error_class`` and ``detail`` name the exception.
     INTERNAL_ERROR = "internal_error"
+    #: The event id was answered before for a different request (the result ledger holds
+    #: that answer); ``detail`` names the earlier result.
+    EVENT_ID_CONFLICT = "event_id_conflict"
 
 
 class CacheOutcome(StrEnum):
@@ -352,6 +355,13 @@ class PromptEvent(_Frozen):
             return None
         return value
 
+    def payload_hash(self) -> str:
+        """SHA-256 of what decides this event's answer: every field but ``created_at``,
+        ``deadline`` and ``priority`` (a producer's retry may restamp those)."""
+        fields = self.model_dump(mode="json", exclude={"created_at", "deadline", "priority"})
+        body = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
     def effective_seed(self) -> int:
         """The seed used for noise: the given one, or a stable hash of ``event_id``.
 
@@ -435,6 +445,11 @@ class VideoResult(_Frozen):
         False, description="Made by `streamproc replay` (a backfill), not by live traffic."
     )
     replay_id: str | None = Field(None, description="Which replay made it, when replayed.")
+    redelivery: bool = Field(
+        False,
+        description="A copy of an earlier answer to this event, re-published from the result "
+        "ledger (the event was delivered again); every other field is as first published.",
+    )
 
     @staticmethod
     def result_id_for(event_id: str) -> str:

@@ -39,7 +39,14 @@ BATCH_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 SIMILARITY_BUCKETS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.92, 0.94, 0.96, 0.98, 0.99, 1.0)
 
 #: Outcomes of a record (the values of :class:`streamproc.processor.Outcome`).
-OUTCOMES = ("hit-exact", "hit-semantic", "generated", "dead-lettered", "failed")
+OUTCOMES = (
+    "hit-exact",
+    "hit-semantic",
+    "generated",
+    "dead-lettered",
+    "failed",
+    "already-answered",
+)
 #: Stages timed per event (cache_lookup, mp4_encode, store, publish) and per
 #: batch (text_encode, denoise, vae_decode, as the generator reports them).
 STAGES = (
@@ -97,6 +104,12 @@ class Metrics:
             "streamproc_events_abandoned",
             "Records left unfinished (uncommitted, so delivered again): stopped before they "
             "finished, partition revoked, or held by a permanent fault.",
+            registry=r,
+        )
+        self.redeliveries = Counter(
+            "streamproc_redeliveries",
+            "Events delivered again and answered from the result ledger (no cache lookup, no "
+            "generation).",
             registry=r,
         )
         self.dead_letters = Counter(

@@ -43,7 +43,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
@@ -62,6 +62,7 @@ from streamproc.errors import (
     PermanentError,
     RecordRejected,
     ServiceRefused,
+    StreamprocError,
     TransientError,
 )
 from streamproc.events import (
@@ -84,6 +85,7 @@ from streamproc.events import (
 )
 from streamproc.generation.base import Frames, GenerationRequest, Generator
 from streamproc.generation.encode import EncoderPool
+from streamproc.ledger.base import AnswerKind, LedgerEntry, ResultLedger, event_key, record_key
 from streamproc.metrics import Metrics
 from streamproc.settings import Settings
 from streamproc.storage.base import ObjectStore, object_key
@@ -100,6 +102,8 @@ class Outcome(StrEnum):
     GENERATED = "generated"
     DEAD_LETTERED = "dead-lettered"
     FAILED = "failed"  # a dead letter too: generation failed (or its deadline passed)
+    #: A local re-run met an event whose answer its output already holds: nothing published.
+    ALREADY_ANSWERED = "already-answered"
 
 
 RESULT_OUTCOMES = frozenset({Outcome.HIT_EXACT, Outcome.HIT_SEMANTIC, Outcome.GENERATED})
@@ -156,7 +160,12 @@ class RunSummary:
     @property
     def dead_letters(self) -> int:
         """Records answered with a dead letter."""
-        return self.finished - self.results
+        return self.finished - self.results - self.already_answered
+
+    @property
+    def already_answered(self) -> int:
+        """Records a local re-run found answered in its output already."""
+        return self.outcomes[Outcome.ALREADY_ANSWERED]
 
     @property
     def exit_status(self) -> int:
@@ -201,10 +210,16 @@ class _Trace:
 
 @dataclass
 class _Flight:
-    """One admitted record: whether its outcome is durable yet."""
+    """One admitted record: its ledger key, and whether its outcome is durable yet."""
 
     record: Record
     outcome: Outcome | None = None
+    #: Where its answer is pinned in the result ledger: the event id once the record decoded
+    #: as a valid event, else the record's origin and content.
+    key: str = ""
+    payload_hash: str = ""
+    #: The answer this handling pinned in the ledger (to tell it from another worker's).
+    claimed: str | None = None
 
 
 class _Abandoned(Exception):
@@ -231,8 +246,17 @@ class Processor:
         replay_id: str | None = None,
         metrics: Metrics | None = None,
         encoder: EncoderPool | None = None,
+        ledger: ResultLedger | None = None,
+        reprocess: bool = False,
+        skip_answered: bool = False,
     ) -> None:
-        """``replay_id`` marks every result as made by that replay (``streamproc replay``)."""
+        """``replay_id`` marks every result as made by that replay (``streamproc replay``).
+
+        ``ledger`` pins each event's first answer (a redelivery re-publishes it); with
+        ``reprocess`` events are answered anew and the ledger's answers replaced; with
+        ``skip_answered`` (local re-runs) an event whose answer this sink already holds is
+        finished without publishing it again.
+        """
         self._settings = settings
         self._replay_id = replay_id
         self._metrics = metrics if metrics is not None else Metrics()
@@ -265,6 +289,12 @@ class Processor:
         self._stopped_at = 0.0
         self._paused = False
         self._encoder = encoder if encoder is not None else EncoderPool(settings.encoding)
+        self._ledger = ledger
+        self._reprocess = reprocess
+        self._skip_answered = skip_answered
+        # No cache, no reuse: identical requests in flight are not shared either.
+        self._coalesce = settings.cache.backend != "none"
+        self._store_urls_expire = bool(getattr(store, "urls_expire", False))
         self._fault_timer: asyncio.TimerHandle | None = None
         self._metrics.batcher_queue_depth.set_function(lambda: len(self._batcher))
         self._metrics.events_in_flight.set_function(lambda: len(self._tasks))
@@ -517,7 +547,7 @@ class Processor:
         )
         failure: Exception | None = None
         try:
-            flight.outcome = await self._process(record, trace)
+            flight.outcome = await self._process(flight, trace)
         except (_Abandoned, _Held):
             return
         except ServiceRefused as exc:
@@ -533,7 +563,7 @@ class Processor:
                 log.error("event_failed_after_answer", exc_info=failure)
                 flight.outcome = answered
             else:
-                flight.outcome = await self._dead_letter_failure(record, failure)
+                flight.outcome = await self._dead_letter_failure(flight, failure)
         if flight.outcome is not None:
             self._finish(record, flight.outcome, trace, started)
 
@@ -554,9 +584,12 @@ class Processor:
         except Exception:  # bookkeeping only: the outcome is durable and counted already
             log.exception("finish_bookkeeping_failed")
 
-    async def _dead_letter_failure(self, record: Record, exc: Exception) -> Outcome | None:
+    async def _dead_letter_failure(self, flight: _Flight, exc: Exception) -> Outcome | None:
         """The dead letter of a record whose handling raised ``exc``; None when even that
         cannot be made durable (the record then stays unfinished and the worker stops)."""
+        record = flight.record
+        if await self._answered_in_output(flight):
+            return Outcome.ALREADY_ANSWERED
         reason, detail, error_class = _classify(exc)
         if reason is DeadLetterReason.INTERNAL_ERROR:
             log.error("event_crashed", exc_info=exc)
@@ -564,7 +597,7 @@ class Processor:
             log.warning("event_rejected", reason=reason.value, detail=safe_text(detail, 300))
         self._metrics.dead_letters.labels(reason.value).inc()
         try:
-            await self._dead_letter(record, reason, detail, error_class, _event_id(record.value))
+            await self._dead_letter(flight, reason, detail, error_class, _event_id(record.value))
         except (asyncio.CancelledError, _Abandoned):
             raise
         except ServiceRefused as exc2:
@@ -584,8 +617,10 @@ class Processor:
         if not self._unbatched:
             self._all_batched.set()
 
-    async def _process(self, record: Record, trace: _Trace) -> Outcome:
+    async def _process(self, flight: _Flight, trace: _Trace) -> Outcome:
+        record = flight.record
         received = utcnow()
+        flight.key = self._ledger_key(record_key(record))
         if any(name == TRUNCATED_HEADER for name, _ in record.headers):
             raise InvalidEventError(
                 DeadLetterReason.MALFORMED,
@@ -597,7 +632,14 @@ class Processor:
         structlog.contextvars.bind_contextvars(event_id=event.event_id)
         if event.created_at is not None:
             trace.origin = event.created_at.timestamp()
-        return await self._answer(record, event, received)
+        key = self._ledger_key(event_key(event.event_id))
+        payload_hash = event.payload_hash()
+        if self._ledger is not None and not self._reprocess:
+            held = await self._retry(lambda: self._ledger_get(key), "ledger")
+            if held is not None:
+                return await self._answer_again(flight, held, key, payload_hash)
+        flight.key, flight.payload_hash = key, payload_hash
+        return await self._answer(flight, event, received)
 
     @property
     def _model_id(self) -> str:
@@ -605,7 +647,7 @@ class Processor:
 
     # -- answering one event -------------------------------------------------------------
 
-    async def _answer(self, record: Record, event: PromptEvent, received: datetime) -> Outcome:
+    async def _answer(self, flight: _Flight, event: PromptEvent, received: datetime) -> Outcome:
         prompt = canonical_prompt(event.prompt)
         negative = canonical_prompt(event.negative_prompt) if event.negative_prompt else None
         params = GenerationParameters(
@@ -626,41 +668,46 @@ class Processor:
         lead: Lead | None = None
         if mode is CacheMode.REUSE:
             started = time.perf_counter()
-            hit = await self._lookup(prompt, scope)
+            hit = await self._lookup(prompt, scope, event.seed)
             self._add_stage("cache_lookup", time.perf_counter() - started)
-            if hit is None:
+            if hit is None and self._coalesce:
                 # The same or a near-duplicate request is being generated: share its video.
-                hit = await self._inflight.follow(prompt, scope)
+                hit = await self._inflight.follow(prompt, scope, seed=event.seed)
             self._metrics.cache_lookup(
                 "miss" if hit is None else hit.outcome.value,
                 hit.similarity if hit is not None else None,
             )
             if hit is not None:
-                await self._publish_hit(record, event, params, hit, received)
+                await self._publish_hit(flight, event, params, hit, received)
                 return (
                     Outcome.HIT_SEMANTIC
                     if hit.outcome is CacheOutcome.HIT_SEMANTIC
                     else Outcome.HIT_EXACT
                 )
-            lead = self._inflight.lead(prompt, scope)
+            if self._coalesce:
+                lead = self._inflight.lead(prompt, scope, seed=params.seed)
         made: CacheEntry | None = None
         try:
-            made = await self._generate(record, event, prompt, params, scope, mode, received)
+            made = await self._generate(flight, event, prompt, params, scope, mode, received)
         finally:
             if lead is not None:
                 lead.finish(made)
         return Outcome.GENERATED
 
-    async def _lookup(self, prompt: str, scope: CacheScope) -> CacheHit | None:
+    async def _lookup(self, prompt: str, scope: CacheScope, seed: int | None) -> CacheHit | None:
         try:
-            return await self._cache.lookup(prompt, scope)
+            hit = await self._cache.lookup(prompt, scope, seed=seed)
         except Exception as exc:  # a cache fault costs a generation, never the event
             log.warning("cache_lookup_failed", error=repr(exc))
             return None
+        if hit is not None and not hit.entry.serves(seed):
+            log.debug("cache_entry_unusable", matched_event_id=hit.entry.event_id)
+            return None  # an entry that cannot say how its video was made
+        return hit
 
     async def _publish_hit(
         self,
-        record: Record,
+        flight: _Flight,
         event: PromptEvent,
         params: GenerationParameters,
         hit: CacheHit,
@@ -669,7 +716,8 @@ class Processor:
         url = await self._retry(lambda: self._store.url_for(hit.entry.object_key), "store_url")
         result = self._result(
             event,
-            params,
+            # The served video's parameters (its seed may not be the one this event derives).
+            hit.entry.parameters or params,
             received,
             status="ok",
             url=url,
@@ -678,7 +726,7 @@ class Processor:
             similarity=hit.similarity,
             matched=hit.entry.event_id,
         )
-        await self._publish(record, result)
+        await self._publish(flight, result)
         log.info(
             "event_answered_from_cache",
             cache=hit.outcome.value,
@@ -688,7 +736,7 @@ class Processor:
 
     async def _generate(
         self,
-        record: Record,
+        flight: _Flight,
         event: PromptEvent,
         prompt: str,
         params: GenerationParameters,
@@ -702,7 +750,7 @@ class Processor:
         loop = asyncio.get_running_loop()
         job = _Job(
             request=GenerationRequest(event.event_id, prompt, params.negative_prompt, params.seed),
-            partition=record.partition,
+            partition=flight.record.partition,
             deadline=_monotonic_deadline(event.deadline),
             future=loop.create_future(),
         )
@@ -746,6 +794,7 @@ class Processor:
             event_id=event.event_id,
             prompt=prompt,
             created_at=time.time(),
+            parameters=params,
         )
         if mode is not CacheMode.BYPASS:
             try:
@@ -765,7 +814,7 @@ class Processor:
             generated_at=generated.generated_at,
             stored_at=stored_at,
         )
-        await self._publish(record, result)
+        await self._publish(flight, result)
         log.info("event_generated", object_key=key, batch_size=generated.batch_size)
         return entry
 
@@ -816,8 +865,18 @@ class Processor:
             }
         )
 
-    async def _publish(self, record: Record, result: VideoResult) -> None:
-        """Publish the answer to ``record`` (keyed and traced like it) until the sink acks."""
+    async def _publish(self, flight: _Flight, result: VideoResult) -> None:
+        """Pin ``result`` in the ledger, then publish what the ledger holds (``result``, or
+        an earlier answer to the same event) until the sink acks."""
+        body = result.model_dump_json()
+        held = await self._claim(flight, "result", body)
+        if held is not None and held.body != body:
+            result = await self._recorded_result(held)
+            log.info("event_answered_before", result_id=result.result_id)
+        await self._send_result(flight.record, result)
+        await self._mark_published(flight)
+
+    async def _send_result(self, record: Record, result: VideoResult) -> None:
         started = time.perf_counter()
         await self._retry(
             lambda: self._sink.publish(result, record.key, input_headers=record.headers), "publish"
@@ -827,18 +886,20 @@ class Processor:
 
     async def _dead_letter(
         self,
-        record: Record,
+        flight: _Flight,
         reason: DeadLetterReason,
         detail: str,
         error_class: str,
         event_id: str | None,
     ) -> None:
-        """Publish the dead letter of ``record`` until the sink acks.
+        """Pin the dead letter of ``flight``'s record in the ledger and publish it (or an
+        earlier answer held there) until the sink acks.
 
         The original is capped at ``dead_letters.max_original_bytes`` (optionally stored whole
         under ``dead-letters/``); should the sink still refuse the letter as too large, it goes
         out once more without any of the original (its size and SHA-256 stay).
         """
+        record = flight.record
         limit = self._settings.dead_letters.max_original_bytes
         url = None
         if len(record.value) > limit and self._settings.dead_letters.store_originals:
@@ -859,6 +920,22 @@ class Processor:
             max_original_bytes=limit,
             original_url=url,
         )
+        if not flight.key:
+            flight.key = self._ledger_key(record_key(record))
+        body = letter.model_dump_json()
+        # Our own pinned answer could not be published (too large, unserialisable): the
+        # dead letter replaces it. Another worker's answer stands.
+        held = await self._claim(flight, "dead_letter", body, replace=flight.claimed is not None)
+        if held is not None and held.body != body:
+            if held.kind == "result":  # answered before by a worker that got further
+                await self._send_result(record, await self._recorded_result(held))
+                await self._mark_published(flight)
+                return
+            letter = DeadLetter.model_validate_json(held.body)
+        await self._send_letter(record, letter)
+        await self._mark_published(flight)
+
+    async def _send_letter(self, record: Record, letter: DeadLetter) -> None:
         try:
             await self._send_dead_letter(record, letter)
         except RecordRejected as exc:
@@ -866,8 +943,101 @@ class Processor:
             bare = letter.model_copy(update={"original": "", "original_truncated": True})
             await self._send_dead_letter(record, bare)
         self._published[(record.partition, record.offset)] = (
-            Outcome.FAILED if reason in _GENERATION_REASONS else Outcome.DEAD_LETTERED
+            Outcome.FAILED if letter.reason in _GENERATION_REASONS else Outcome.DEAD_LETTERED
         )
+
+    # -- the result ledger ---------------------------------------------------------------
+
+    async def _answered_in_output(self, flight: _Flight) -> bool:
+        """Whether a local re-run finds this record's answer in its output already."""
+        if self._ledger is None or not self._skip_answered or self._reprocess:
+            return False
+        if not flight.key:
+            flight.key = self._ledger_key(record_key(flight.record))
+        held = await self._retry(lambda: self._ledger_get(flight.key), "ledger")
+        return held is not None and held.published and held.sink == self._sink.destination
+
+    def _ledger_key(self, key: str) -> str:
+        # A replay pins its own answers: it never reads nor overwrites the live ones.
+        return f"replay:{self._replay_id}:{key}" if self._replay_id else key
+
+    async def _ledger_get(self, key: str) -> LedgerEntry | None:
+        assert self._ledger is not None
+        return await self._ledger.get(key)
+
+    async def _claim(
+        self, flight: _Flight, kind: AnswerKind, body: str, *, replace: bool = False
+    ) -> LedgerEntry | None:
+        """Pin ``body`` as the answer of ``flight``'s record; returns what the ledger holds
+        now (``body``, or an earlier answer), or None without a ledger."""
+        ledger = self._ledger
+        if ledger is None:
+            return None
+        replace = replace or self._reprocess
+        entry = LedgerEntry(
+            key=flight.key,
+            payload_hash=flight.payload_hash,
+            kind=kind,
+            body=body,
+            sink=self._sink.destination,
+            recorded_at=time.time(),
+        )
+        held = await self._retry(lambda: ledger.claim(entry, replace=replace), "ledger")
+        flight.claimed = held.body if held.body == body else None
+        return held
+
+    async def _mark_published(self, flight: _Flight) -> None:
+        """Note in the ledger that the answer is out; best effort (the answer is durable
+        already: failing here only costs a duplicate line on a local re-run)."""
+        if self._ledger is None:
+            return
+        try:
+            await self._ledger.mark_published(flight.key)
+        except StreamprocError as exc:
+            log.warning("ledger_mark_failed", error=safe_text(str(exc), 300))
+
+    async def _recorded_result(self, held: LedgerEntry) -> VideoResult:
+        """The result held in the ledger as a redelivered copy: every field as first
+        published, marked ``redelivery``, with a fresh URL where the store's expire."""
+        result = VideoResult.model_validate_json(held.body)
+        update: dict[str, Any] = {"redelivery": True}
+        if result.object_key is not None and self._store_urls_expire:
+            key = result.object_key
+            update["video_url"] = await self._retry(lambda: self._store.url_for(key), "store_url")
+        return result.model_copy(update=update)
+
+    async def _answer_again(
+        self, flight: _Flight, held: LedgerEntry, key: str, payload_hash: str
+    ) -> Outcome:
+        """Answer a redelivered event from the ledger: no cache lookup, no generation."""
+        if held.payload_hash and held.payload_hash != payload_hash:
+            # Not the event that was answered: its id is taken (the record key pins this).
+            raise InvalidEventError(
+                DeadLetterReason.EVENT_ID_CONFLICT,
+                f"event_id was answered before for a different request (ledger entry of "
+                f"{_iso(held.recorded_at)}, payload sha256 {held.payload_hash[:16]}…); "
+                "use a new event_id for a new request",
+                "EventIdConflict",
+            )
+        flight.key, flight.payload_hash = key, payload_hash
+        record = flight.record
+        if self._skip_answered and held.published and held.sink == self._sink.destination:
+            log.info("event_already_answered")
+            return Outcome.ALREADY_ANSWERED
+        if held.kind == "result":
+            result = await self._recorded_result(held)
+            await self._send_result(record, result)
+            outcome = _OUTCOME_OF_CACHE[result.cache]
+        else:
+            letter = DeadLetter.model_validate_json(held.body)
+            await self._send_letter(record, letter)
+            outcome = (
+                Outcome.FAILED if letter.reason in _GENERATION_REASONS else Outcome.DEAD_LETTERED
+            )
+        await self._mark_published(flight)
+        self._metrics.redeliveries.inc()
+        log.info("event_redelivered", kind=held.kind)
+        return outcome
 
     async def _send_dead_letter(self, record: Record, letter: DeadLetter) -> None:
         await self._retry(
@@ -1109,6 +1279,10 @@ def _classify(exc: BaseException) -> tuple[DeadLetterReason, str, str]:
             return DeadLetterReason.GENERATION_FAILED, str(exc), name
     text = str(exc)
     return DeadLetterReason.INTERNAL_ERROR, f"{name}: {text}" if text else name, name
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
 def _event_id(value: bytes) -> str | None:

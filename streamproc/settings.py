@@ -665,6 +665,44 @@ class DeadLetterSettings(_Section):
     )
 
 
+class LedgerSettings(_Section):
+    """The result ledger: the first answer to each event, re-published on redelivery."""
+
+    backend: Literal["auto", "redis", "sqlite", "none"] = Field(
+        "auto",
+        description="'redis' (shared by every worker: copies of an answer are identical "
+        "across workers), 'sqlite' (a file on this machine: identical for this worker and "
+        "local re-runs), 'none' (off: a redelivered event is answered anew), 'auto' (redis "
+        "when cache.backend is redis, else sqlite).",
+    )
+    redis_url: SecretStr | None = Field(
+        None, description="Redis of the ledger (default: cache.redis_url)."
+    )
+    path: Path | None = Field(
+        None, description="SQLite file of the ledger (default: <storage.local_dir>/ledger.sqlite3)."
+    )
+    ttl_s: float = Field(
+        7 * 24 * 3600.0,
+        gt=0,
+        description="How long an answer is kept; at least the prompts topic's retention, so "
+        "any record Kafka can still deliver finds its answer.",
+    )
+    key_prefix: str = Field(
+        "streamproc-ledger", min_length=1, description="Prefix of the ledger's Redis keys."
+    )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_redis_url(value.get_secret_value())
+        return value
+
+    @field_serializer("redis_url", when_used="json")
+    def _redis_url_shown(self, value: SecretStr | None) -> str | None:
+        return mask_password(value.get_secret_value()) if value is not None else None
+
+
 class FaultSettings(_Section):
     """What the worker does when a service refuses it for good while running."""
 
@@ -748,6 +786,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     limits: LimitSettings = LimitSettings()
     dead_letters: DeadLetterSettings = DeadLetterSettings()
+    ledger: LedgerSettings = LedgerSettings()
     faults: FaultSettings = FaultSettings()
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
@@ -765,6 +804,24 @@ class Settings(BaseSettings):
                 "under kafka.max_request_size (base64 adds a third)"
             )
         return self
+
+    @property
+    def ledger_backend(self) -> Literal["redis", "sqlite", "none"]:
+        """The ledger backend in effect ('auto' resolved)."""
+        if self.ledger.backend != "auto":
+            return self.ledger.backend
+        return "redis" if self.cache.backend == "redis" else "sqlite"
+
+    @property
+    def ledger_path(self) -> Path:
+        """The SQLite file of the embedded ledger."""
+        return self.ledger.path or self.storage.local_dir / "ledger.sqlite3"
+
+    @property
+    def ledger_redis_url(self) -> str:
+        """The Redis URL of the shared ledger."""
+        url = self.ledger.redis_url or self.cache.redis_url
+        return url.get_secret_value()
 
     def event_limits(self, model_id: str | None = None) -> EventLimits:
         """The limits handed to event validation."""

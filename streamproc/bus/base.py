@@ -100,6 +100,11 @@ class Source(AsyncResource, ABC):
 class Sink(AsyncResource, ABC):
     """Makes results and dead letters durable."""
 
+    @property
+    def destination(self) -> str:
+        """Where results go, as the result ledger records it (a file path, a topic)."""
+        return type(self).__name__
+
     @abstractmethod
     async def publish(
         self,

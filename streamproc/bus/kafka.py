@@ -60,6 +60,8 @@ CONTENT_TYPE_HEADER = "content-type"
 SCHEMA_HEADER = "schema"
 #: On results made by ``streamproc replay``: the replay's id.
 REPLAY_HEADER = "streamproc-replay"
+#: On results re-published from the result ledger (the event was delivered again): ``1``.
+REDELIVERY_HEADER = "streamproc-redelivery"
 
 Headers = list[tuple[str, bytes]]
 

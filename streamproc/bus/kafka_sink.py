@@ -14,7 +14,7 @@ Results are keyed like the prompt record (its key, or the ``event_id`` when it h
 all answers about one key land in one partition in order. Headers: ``event_id``, ``trace_id``
 (the input's, or one from its W3C ``traceparent``, which is passed on too, or a new one),
 ``content-type`` and ``schema``, plus ``streamproc-replay`` (the replay id) on results of a
-replay; dead letters add ``reason``, ``error_class`` and their origin
+replay and ``streamproc-redelivery: 1`` on results re-published from the result ledger; dead letters add ``reason``, ``error_class`` and their origin
 (``origin_topic``, ``origin_partition``, ``origin_offset``).
 """
 
@@ -32,6 +32,7 @@ from streamproc.bus.base import Sink
 from streamproc.bus.kafka import (
     CONTENT_TYPE_HEADER,
     EVENT_ID_HEADER,
+    REDELIVERY_HEADER,
     REPLAY_HEADER,
     SCHEMA_HEADER,
     Headers,
@@ -64,6 +65,11 @@ class KafkaSink(Sink):
         self._settings = settings
         self._client_id = client_id
         self._producer: Any = None
+
+    @property
+    def destination(self) -> str:
+        """The results topic."""
+        return f"kafka:{self._settings.results_topic}"
 
     async def start(self) -> None:
         """Connect and check that the results and dead-letter topics exist."""
@@ -125,6 +131,8 @@ class KafkaSink(Sink):
         ]
         if result.replayed:
             headers.append((REPLAY_HEADER, (result.replay_id or "").encode()))
+        if result.redelivery:
+            headers.append((REDELIVERY_HEADER, b"1"))
         await self._send(
             self._settings.results_topic,
             key if key is not None else result.event_id.encode(),

@@ -193,6 +193,12 @@ class JsonlSink(Sink):
         self.published = 0
         self.dead_lettered = 0
 
+    @property
+    def destination(self) -> str:
+        """The results file, as an absolute path (``stdout`` for ``-``)."""
+        path = self._paths[0]
+        return "stdout" if path == "-" else f"file:{Path(path).resolve()}"
+
     async def start(self) -> None:
         if self._results is not None:
             return

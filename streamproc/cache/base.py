@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamproc.cache.normalize import normalize_prompt
-from streamproc.events import CacheOutcome, PromptEvent, canonical_prompt
+from streamproc.events import CacheOutcome, GenerationParameters, PromptEvent, canonical_prompt
 
 if TYPE_CHECKING:
     from streamproc.cache.memory import MemoryStore
@@ -88,13 +88,25 @@ def scope_of(event: PromptEvent, model_id: str, step_cache: str | None) -> Cache
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """A stored video that may answer later requests of the same scope."""
+    """A stored video that may answer later requests of the same scope.
+
+    ``parameters`` are those the video was made with (seed included); a hit's result reports
+    them, so it always describes the video it points to. Entries without them (written by an
+    older version) are never served.
+    """
 
     object_key: str
     video_url: str
     event_id: str
     prompt: str
     created_at: float
+    parameters: GenerationParameters | None = None
+
+    def serves(self, seed: int | None) -> bool:
+        """Whether this video may answer a request for ``seed`` (None: any seed will do)."""
+        if self.parameters is None:
+            return False
+        return seed is None or self.parameters.seed == seed
 
 
 @dataclass(frozen=True)
@@ -146,8 +158,14 @@ class Cache(Protocol):
         """Release what :meth:`start` took; idempotent."""
         ...
 
-    async def lookup(self, prompt: str, scope: CacheScope) -> CacheHit | None:
-        """The best reusable entry for ``prompt`` in ``scope``, or None (a miss)."""
+    async def lookup(
+        self, prompt: str, scope: CacheScope, *, seed: int | None = None
+    ) -> CacheHit | None:
+        """The best reusable entry for ``prompt`` in ``scope``, or None (a miss).
+
+        With ``seed`` (the event asked for one) only a video made with that seed is a hit;
+        without, a video of any seed is.
+        """
         ...
 
     async def insert(self, prompt: str, scope: CacheScope, entry: CacheEntry) -> None:

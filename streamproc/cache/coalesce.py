@@ -31,6 +31,8 @@ class Lead:
     text: str
     scope_key: str
     owner: InFlight
+    #: The seed the leader's video is made with.
+    seed: int | None = None
     future: asyncio.Future[CacheEntry | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -57,13 +59,18 @@ class InFlight:
     def __len__(self) -> int:
         return sum(len(leads) for leads in self._leads.values())
 
-    async def follow(self, prompt: str, scope: CacheScope) -> CacheHit | None:
+    async def follow(
+        self, prompt: str, scope: CacheScope, *, seed: int | None = None
+    ) -> CacheHit | None:
         """Wait for a leader that may answer ``prompt`` and share its video; None when there
-        is none. Call :meth:`lead` right after a None, with no await in between."""
+        is none. With ``seed`` only a leader making a video of that seed may. Call
+        :meth:`lead` right after a None, with no await in between."""
         text = match_text(prompt)
         scope_key = scope.key()
         while True:
-            leads = list(self._leads.get(scope_key, ()))
+            leads = [
+                lead for lead in self._leads.get(scope_key, ()) if seed is None or lead.seed == seed
+            ]
             if not leads:
                 return None
             added = self._added
@@ -78,9 +85,12 @@ class InFlight:
                 return CacheHit(entry=entry, outcome=outcome, similarity=similarity)
             # The leader failed; look again (another leader, or lead ourselves).
 
-    def lead(self, prompt: str, scope: CacheScope) -> Lead:
-        """Register a miss about to be generated; the caller must :meth:`Lead.finish` it."""
-        lead = Lead(prompt=prompt, text=match_text(prompt), scope_key=scope.key(), owner=self)
+    def lead(self, prompt: str, scope: CacheScope, *, seed: int | None = None) -> Lead:
+        """Register a miss about to be generated with ``seed``; the caller must
+        :meth:`Lead.finish` it."""
+        lead = Lead(
+            prompt=prompt, text=match_text(prompt), scope_key=scope.key(), owner=self, seed=seed
+        )
         self._leads.setdefault(lead.scope_key, []).append(lead)
         self._added += 1
         return lead

@@ -21,7 +21,9 @@ class NullCache:
     async def stop(self) -> None:
         return None
 
-    async def lookup(self, prompt: str, scope: CacheScope) -> CacheHit | None:
+    async def lookup(
+        self, prompt: str, scope: CacheScope, *, seed: int | None = None
+    ) -> CacheHit | None:
         return None
 
     async def insert(self, prompt: str, scope: CacheScope, entry: CacheEntry) -> None:

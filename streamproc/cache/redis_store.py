@@ -63,6 +63,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from streamproc.cache.base import CacheEntry, StoredEntry
 from streamproc.cache.tasks import cancel_and_wait
 from streamproc.errors import ConfigError, ServiceRefused, StreamprocError, TransientError
+from streamproc.events import GenerationParameters
 from streamproc.metrics import Metrics
 from streamproc.urls import redis_address
 
@@ -113,6 +114,7 @@ def encode_entry(stored: StoredEntry) -> dict[Any, Any]:
         "created_at": repr(entry.created_at),
         "expires_at": repr(stored.expires_at),
         "vector": stored.vector.astype("<f4").tobytes(),
+        "parameters": entry.parameters.model_dump_json() if entry.parameters else "",
     }
 
 
@@ -132,6 +134,11 @@ def decode_entry(fields: Mapping[bytes, bytes]) -> StoredEntry:
             event_id=text("event_id"),
             prompt=text("prompt"),
             created_at=float(text("created_at")),
+            parameters=(
+                GenerationParameters.model_validate_json(fields[b"parameters"])
+                if fields.get(b"parameters")
+                else None
+            ),
         ),
         vector=np.frombuffer(fields[b"vector"], dtype="<f4").astype(np.float32),
         expires_at=float(text("expires_at")),

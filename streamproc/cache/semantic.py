@@ -135,12 +135,15 @@ class SemanticCache(AsyncResource):
 
     # -- the Cache seam ------------------------------------------------------------------
 
-    async def lookup(self, prompt: str, scope: CacheScope) -> CacheHit | None:
-        """Exact key, then nearest neighbours with the guard; None is a miss."""
+    async def lookup(
+        self, prompt: str, scope: CacheScope, *, seed: int | None = None
+    ) -> CacheHit | None:
+        """Exact key, then nearest neighbours with the guard; None is a miss. With ``seed``,
+        only entries made with that seed qualify."""
         text = match_text(prompt)
         wanted = entry_id(prompt, scope)
         stored = self.store.get(wanted, self._clock())
-        if stored is not None:
+        if stored is not None and _serves(stored, seed):
             return self._hit(stored, CacheOutcome.HIT_EXACT, 1.0)
         vector = await self._embed(text)
         if vector is None:
@@ -149,6 +152,8 @@ class SemanticCache(AsyncResource):
         for stored, similarity in self.store.nearest(
             scope.key(), vector, self._candidates, self._clock()
         ):
+            if not _serves(stored, seed):
+                continue
             if stored.entry_id == wanted:  # inserted while this lookup was embedding
                 return self._hit(stored, CacheOutcome.HIT_EXACT, 1.0)
             if self._accepts(similarity, prompt, stored.prompt):
@@ -291,3 +296,10 @@ class SemanticCache(AsyncResource):
 def _rounded(similarity: float) -> float:
     # Float error can put a self-match a hair above 1.
     return round(min(max(similarity, -1.0), 1.0), 4)
+
+
+def _serves(stored: StoredEntry, seed: int | None) -> bool:
+    # Entries without parameters come from tests and older versions; the processor refuses
+    # to serve them (CacheEntry.serves), so only a requested seed filters here.
+    parameters = stored.entry.parameters
+    return seed is None or (parameters is not None and parameters.seed == seed)

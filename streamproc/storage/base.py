@@ -71,8 +71,8 @@ class ObjectStore(Protocol):
         ...
 
     async def url_for(self, key: str) -> str:
-        """A URL for an already stored ``key`` (fresh, for stores with expiring URLs); raises
-        like :meth:`put`."""
+        """A URL for an already stored ``key`` (fresh, for stores with expiring URLs, which
+        say so with a true ``urls_expire`` attribute); raises like :meth:`put`."""
         ...
 
     async def exists(self, key: str) -> bool:

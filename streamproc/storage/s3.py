@@ -108,6 +108,12 @@ class S3ObjectStore(AsyncResource):
         self._signer: S3Client | None = None
 
     @property
+    def urls_expire(self) -> bool:
+        """Whether the URLs it gives expire (presigned, no public base URL): a re-published
+        result then gets a fresh one."""
+        return not self._settings.public_base_url
+
+    @property
     def endpoint(self) -> str:
         """The endpoint, for messages."""
         return self._settings.endpoint_url or f"AWS S3 ({self._settings.region})"
