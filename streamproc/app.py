@@ -19,7 +19,7 @@ from streamproc.bus.kafka_source import KafkaSource
 from streamproc.bus.local import JsonlSink, JsonlSource
 from streamproc.cache.base import Cache
 from streamproc.cache.null import NullCache
-from streamproc.errors import ConfigError
+from streamproc.errors import ConfigError, TransientError
 from streamproc.generation.base import Generator
 from streamproc.generation.encode import EncoderPool
 from streamproc.health import Check, OpsServer, Readiness, readiness_of
@@ -154,6 +154,29 @@ def build_ledger(settings: Settings) -> ResultLedger | None:
     return SqliteLedger(settings.ledger_path, ttl_s=settings.ledger.ttl_s)
 
 
+async def start_ledger(settings: Settings, stack: AsyncExitStack) -> ResultLedger | None:
+    """Build and start the configured ledger (stopped by ``stack``), before the model loads:
+    one that cannot answer ends the start at once. With ``ledger.backend = auto`` and
+    ``cache.degrade_at_start``, an unreachable Redis falls back to this machine's SQLite
+    ledger, as the cache falls back to this worker's entries."""
+    ledger = build_ledger(settings)
+    if ledger is None:
+        return None
+    stack.push_async_callback(ledger.stop)  # idempotent: also undoes a failed start
+    try:
+        await ledger.start()
+    except TransientError as exc:
+        if settings.ledger.backend != "auto" or not settings.cache.degrade_at_start:
+            raise
+        from streamproc.ledger.sqlite import SqliteLedger
+
+        log.warning("ledger_degraded", error=str(exc), path=str(settings.ledger_path))
+        ledger = SqliteLedger(settings.ledger_path, ttl_s=settings.ledger.ttl_s)
+        stack.push_async_callback(ledger.stop)
+        await ledger.start()
+    return ledger
+
+
 async def run_worker(
     settings: Settings,
     *,
@@ -194,17 +217,15 @@ async def run_worker(
             # First: a store that cannot be used fails the start before the model loads.
             await stack.enter_async_context(store)
         readiness.add("store", readiness_of(store, "embedded store"))
-        if ledger is None:
-            ledger = build_ledger(settings)
-        if ledger is not None:
-            # Before the model loads, like the store: a ledger that cannot answer ends the
-            # start at once.
-            stack.push_async_callback(ledger.stop)  # idempotent: also undoes a failed start
-            await ledger.start()
         if cache is None:
             # Before the model loads too: a Redis that must answer and does not ends the start
             # in milliseconds, not after minutes of loading (the cache's own start checks again).
             await check_cache(settings)
+        if ledger is None:
+            ledger = await start_ledger(settings, stack)
+        else:
+            stack.push_async_callback(ledger.stop)
+            await ledger.start()
         if generator is None:
             # Off the loop: importing torch and diffusers takes seconds, and probes must answer.
             generator = await asyncio.to_thread(build_generator, settings)

@@ -69,6 +69,7 @@ async def replay(
     partitions: tuple[int, ...] | None = None,
     checkpoint: Path | None = None,
     bars: bool = False,
+    replay_id: str = "r-test",
 ) -> tuple[ReplaySummary, SpyGenerator]:
     generator = generator or spy(settings, tiny)
     source = KafkaReplaySource(
@@ -78,7 +79,7 @@ async def replay(
             topic=settings.kafka.prompts_topic,
             start=start,
             end=end,
-            replay_id="r-test",
+            replay_id=replay_id,
             partitions=partitions,
             checkpoint_path=checkpoint,
         ),
@@ -217,9 +218,11 @@ class CountingCache:
     async def stop(self) -> None:
         await self.inner.stop()
 
-    async def lookup(self, prompt: str, scope: CacheScope) -> CacheHit | None:
+    async def lookup(
+        self, prompt: str, scope: CacheScope, *, seed: int | None = None
+    ) -> CacheHit | None:
         self.lookups += 1
-        return await self.inner.lookup(prompt, scope)
+        return await self.inner.lookup(prompt, scope, seed=seed)
 
     async def insert(self, prompt: str, scope: CacheScope, entry: CacheEntry) -> None:
         self.inserts.append(entry.event_id)
@@ -254,8 +257,9 @@ async def test_cache_modes_of_a_replay(
 
     settings = kafka_settings(make_settings, kafka_bootstrap, topics, cache={"mode": mode})
     counting = CountingCache(cache)
+    # A new replay (its own id): the answers the first one pinned in the ledger are its own.
     summary, generator = await replay(
-        settings, tiny_pipeline, OffsetBound(0), NowBound(), cache=counting
+        settings, tiny_pipeline, OffsetBound(0), NowBound(), cache=counting, replay_id="r-two"
     )
 
     after = {s.entry_id: s.entry for s in cache.store.entries()}
