@@ -220,6 +220,8 @@ class _Flight:
     payload_hash: str = ""
     #: The answer this handling pinned in the ledger (to tell it from another worker's).
     claimed: str | None = None
+    #: The ledger held an answer for this key that cannot be read: the new one replaces it.
+    replace: bool = False
 
 
 class _Abandoned(Exception):
@@ -547,7 +549,9 @@ class Processor:
         )
         failure: Exception | None = None
         try:
-            flight.outcome = await self._process(flight, trace)
+            outcome = await self._process(flight, trace)
+            # What was published decides (another worker's earlier answer may have won).
+            flight.outcome = self._published.get((record.partition, record.offset), outcome)
         except (_Abandoned, _Held):
             return
         except ServiceRefused as exc:
@@ -635,7 +639,7 @@ class Processor:
         key = self._ledger_key(event_key(event.event_id))
         payload_hash = event.payload_hash()
         if self._ledger is not None and not self._reprocess:
-            held = await self._retry(lambda: self._ledger_get(key), "ledger")
+            held = await self._held(flight, key)
             if held is not None:
                 return await self._answer_again(flight, held, key, payload_hash)
         flight.key, flight.payload_hash = key, payload_hash
@@ -954,16 +958,31 @@ class Processor:
             return False
         if not flight.key:
             flight.key = self._ledger_key(record_key(flight.record))
-        held = await self._retry(lambda: self._ledger_get(flight.key), "ledger")
+        held = await self._held(flight, flight.key)
         return held is not None and held.published and held.sink == self._sink.destination
 
     def _ledger_key(self, key: str) -> str:
         # A replay pins its own answers: it never reads nor overwrites the live ones.
         return f"replay:{self._replay_id}:{key}" if self._replay_id else key
 
-    async def _ledger_get(self, key: str) -> LedgerEntry | None:
-        assert self._ledger is not None
-        return await self._ledger.get(key)
+    async def _held(self, flight: _Flight, key: str) -> LedgerEntry | None:
+        """The readable answer the ledger holds under ``key``; an unreadable one (written by
+        another version, damaged) is logged and will be replaced by this handling's answer."""
+        ledger = self._ledger
+        assert ledger is not None
+        held = await self._retry(lambda: ledger.get(key), "ledger")
+        if held is None:
+            return None
+        model: type[VideoResult] | type[DeadLetter] = (
+            VideoResult if held.kind == "result" else DeadLetter
+        )
+        try:
+            model.model_validate_json(held.body)
+        except ValueError as exc:
+            log.warning("ledger_entry_unreadable", key=key, error=safe_text(str(exc), 300))
+            flight.replace = True
+            return None
+        return held
 
     async def _claim(
         self, flight: _Flight, kind: AnswerKind, body: str, *, replace: bool = False
@@ -973,7 +992,7 @@ class Processor:
         ledger = self._ledger
         if ledger is None:
             return None
-        replace = replace or self._reprocess
+        replace = replace or self._reprocess or flight.replace
         entry = LedgerEntry(
             key=flight.key,
             payload_hash=flight.payload_hash,

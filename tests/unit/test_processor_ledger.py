@@ -190,3 +190,20 @@ async def test_without_a_cache_identical_requests_are_not_coalesced(
     await harness.run(lines, cache=NullCache())
     assert sorted(harness.spy.generated_ids) == ["d0", "d1", "d2"]
     assert {r["cache"] for r in harness.results} == {"miss"}
+
+
+async def test_an_unreadable_ledger_entry_is_replaced_by_a_new_answer(harness: Harness) -> None:
+    import sqlite3
+
+    line = event("e", "a harbour crane")
+    await harness.run([line])
+    path = Path(harness.settings.storage.local_dir) / "ledger.sqlite3"
+    with sqlite3.connect(path) as db:  # another version's (or a damaged) entry
+        db.execute("UPDATE answers SET body = '{\"not\": \"a result\"}' WHERE key = 'event:e'")
+    summary = await harness.run([line])
+    first, anew = harness.results
+    assert anew["redelivery"] is False and anew["event_id"] == "e"
+    assert summary.outcomes[Outcome.HIT_EXACT] == 1  # answered anew (from the cache)
+    await harness.run([line])
+    assert harness.results[-1]["redelivery"] is True  # the new answer is pinned now
+    assert harness.results[-1]["cache"] == "hit-exact"
