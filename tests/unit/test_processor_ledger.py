@@ -201,7 +201,7 @@ async def test_an_unreadable_ledger_entry_is_replaced_by_a_new_answer(harness: H
     with sqlite3.connect(path) as db:  # another version's (or a damaged) entry
         db.execute("UPDATE answers SET body = '{\"not\": \"a result\"}' WHERE key = 'event:e'")
     summary = await harness.run([line])
-    first, anew = harness.results
+    _, anew = harness.results
     assert anew["redelivery"] is False and anew["event_id"] == "e"
     assert summary.outcomes[Outcome.HIT_EXACT] == 1  # answered anew (from the cache)
     await harness.run([line])
