@@ -249,13 +249,14 @@ class RedisServer:
     """A redis-server of the test's own on a free loopback port, to stop and restart at will
     (never the machine's Redis on 6379). No persistence: a restart starts empty."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, password: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise AssertionError("redis-server is not installed (.ci/run installs it)")
         self._binary = binary
         self._dir = directory
         self.port = free_port()
+        self.password = password
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -277,6 +278,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self._dir),
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -290,6 +292,10 @@ class RedisServer:
     def answers(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                if self.password:
+                    conn.sendall(f"AUTH {self.password}\r\n".encode())
+                    if not conn.recv(16).startswith(b"+OK"):
+                        return False
                 conn.sendall(b"PING\r\n")
                 return conn.recv(16).startswith(b"+PONG")
         except OSError:

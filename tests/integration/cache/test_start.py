@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from streamproc.cache.memory import MemoryStore
 from streamproc.cache.redis_store import RedisStore, check_reachable
 from streamproc.errors import ServiceRefused, TransientError
-from tests.helpers import event, free_port, read_jsonl, write_jsonl
+from tests.helpers import RedisServer, event, free_port, read_jsonl, write_jsonl
 from tests.integration.test_cli import streamproc
 
 HINT = "or set cache.degrade_at_start=true to run without it until it answers"
@@ -81,26 +80,20 @@ def test_credentials_the_real_redis_rejects_end_the_start(tmp_path: Path, redis_
     assert line.endswith(HINT) and "hunter2" not in line
 
 
-def redis_wants_a_password() -> bool:
-    """Whether the Redis on 6379 refuses a PING without credentials (NOAUTH)."""
-    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.AuthenticationError:
-        return True
-    finally:
-        client.close()
-    return False
-
-
 def test_a_wrong_password_ends_the_start(tmp_path: Path) -> None:
-    if not redis_wants_a_password():
-        pytest.skip("the Redis on 6379 has no password, so it accepts any: nothing to refuse")
-    status, lines = run_with_redis(tmp_path, "redis://:streamproc-wrong-password@127.0.0.1:6379/0")
+    """A private redis-server that requires a password refuses a wrong one: exit 1, one line
+    naming the Redis, never the password."""
+    server = RedisServer(tmp_path / "redis", password="the-right-one")
+    server.start()
+    try:
+        url = f"redis://:streamproc-wrong-password@127.0.0.1:{server.port}/0"
+        status, lines = run_with_redis(tmp_path, url)
+    finally:
+        server.stop()
     assert status == 1
     [line] = lines
-    assert "redis://127.0.0.1:6379/0 refused this worker (authentication failed" in line
-    assert "streamproc-wrong-password" not in line
+    assert f"redis://127.0.0.1:{server.port}/0 refused this worker (authentication failed" in line
+    assert "streamproc-wrong-password" not in line and "the-right-one" not in line
 
 
 async def test_a_redis_store_that_must_answer_raises_instead_of_starting(
