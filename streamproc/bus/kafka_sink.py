@@ -14,8 +14,9 @@ Results are keyed like the prompt record (its key, or the ``event_id`` when it h
 all answers about one key land in one partition in order. Headers: ``event_id``, ``trace_id``
 (the input's, or one from its W3C ``traceparent``, which is passed on too, or a new one),
 ``content-type`` and ``schema``, plus ``streamproc-replay`` (the replay id) on results of a
-replay and ``streamproc-redelivery: 1`` on results re-published from the result ledger; dead letters add ``reason``, ``error_class`` and their origin
-(``origin_topic``, ``origin_partition``, ``origin_offset``).
+replay and ``streamproc-redelivery: 1`` on results re-published from the result ledger; dead
+letters add ``reason``, ``error_class`` and their origin (``origin_topic``,
+``origin_partition``, ``origin_offset``).
 """
 
 from __future__ import annotations
