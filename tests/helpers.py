@@ -247,15 +247,18 @@ def free_port() -> int:
 
 class RedisServer:
     """A redis-server of the test's own on a free loopback port, to stop and restart at will
-    (never the machine's Redis on 6379). No persistence: a restart starts empty."""
+    (never the machine's Redis on 6379). No persistence unless ``durable`` (an append-only
+    file written before every reply, so a restart finds every acknowledged write): otherwise
+    a restart starts empty."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, durable: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise AssertionError("redis-server is not installed (.ci/run installs it)")
         self._binary = binary
         self._dir = directory
         self.port = free_port()
+        self._durable = durable
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -274,7 +277,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self._durable else "no",
+                "--appendfsync",
+                "always",
                 "--dir",
                 str(self._dir),
             ],
