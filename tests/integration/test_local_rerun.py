@@ -3,7 +3,6 @@ second run finishes what the first left, and answers nothing twice."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -72,13 +71,13 @@ def interrupted_run(command: list[str], cwd: Path, results: Path) -> tuple[int, 
             assert proc.poll() is None, log_path.read_text()[-3000:]
             stalled = patience.expired(progress_of(proc.pid, log_path))
             assert stalled is None, f"{stalled}\n{log_path.read_text()[-3000:]}"
-            os.kill(proc.pid, signal.SIGSTOP)
-            written = len(read_jsonl(results))
-            if written >= 4:
+            proc.send_signal(signal.SIGSTOP)
+            written = results.read_bytes().count(b"\n") if results.exists() else 0
+            if written >= 4:  # whole lines: the process may be frozen halfway through one
                 proc.send_signal(signal.SIGINT)  # handled once the process runs on
-                os.kill(proc.pid, signal.SIGCONT)
+                proc.send_signal(signal.SIGCONT)
                 break
-            os.kill(proc.pid, signal.SIGCONT)
+            proc.send_signal(signal.SIGCONT)
             time.sleep(0.1)
         patience = Patience(90)
         while proc.poll() is None:
