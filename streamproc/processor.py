@@ -643,7 +643,9 @@ class Processor:
             if held is not None:
                 return await self._answer_again(flight, held, key, payload_hash)
         flight.key, flight.payload_hash = key, payload_hash
-        return await self._answer(flight, event, received)
+        outcome = await self._answer(flight, event, received)
+        # What went out decides: the ledger may have held an earlier answer of another kind.
+        return self._published.get((record.partition, record.offset), outcome)
 
     @property
     def _model_id(self) -> str:
@@ -871,10 +873,15 @@ class Processor:
 
     async def _publish(self, flight: _Flight, result: VideoResult) -> None:
         """Pin ``result`` in the ledger, then publish what the ledger holds (``result``, or
-        an earlier answer to the same event) until the sink acks."""
+        an earlier answer to the same event: a result or a dead letter) until the sink acks."""
         body = result.model_dump_json()
         held = await self._claim(flight, "result", body)
         if held is not None and held.body != body:
+            if held.kind == "dead_letter":  # e.g. a duplicate record whose generation failed
+                log.info("event_answered_before", kind=held.kind)
+                await self._send_letter(flight.record, DeadLetter.model_validate_json(held.body))
+                await self._mark_published(flight)
+                return
             result = await self._recorded_result(held)
             log.info("event_answered_before", result_id=result.result_id)
         await self._send_result(flight.record, result)

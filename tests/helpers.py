@@ -247,9 +247,13 @@ def free_port() -> int:
 
 class RedisServer:
     """A redis-server of the test's own on a free loopback port, to stop and restart at will
-    (never the machine's Redis on 6379). No persistence: a restart starts empty."""
+    (never the machine's Redis on 6379). No persistence unless ``durable`` (an append-only
+    file written before every reply, so a restart finds every acknowledged write): otherwise
+    a restart starts empty."""
 
-    def __init__(self, directory: Path, *, password: str | None = None) -> None:
+    def __init__(
+        self, directory: Path, *, durable: bool = False, password: str | None = None
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise AssertionError("redis-server is not installed (.ci/run installs it)")
@@ -257,6 +261,7 @@ class RedisServer:
         self._dir = directory
         self.port = free_port()
         self.password = password
+        self._durable = durable
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -275,7 +280,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self._durable else "no",
+                "--appendfsync",
+                "always",
                 "--dir",
                 str(self._dir),
                 *(["--requirepass", self.password] if self.password else []),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import socket
 import subprocess
 import time
@@ -83,10 +84,22 @@ class TansuBroker:
                 time.sleep(0.2)
         return False
 
+    def pause(self) -> None:
+        """Freeze the broker (SIGSTOP): connections stay open and nothing is answered, as
+        with a broker stalled by its host."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused broker run on (SIGCONT); harmless when it is not paused."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
+        proc.send_signal(signal.SIGCONT)  # a paused broker cannot act on SIGTERM
         proc.terminate()
         try:
             proc.wait(timeout=10)

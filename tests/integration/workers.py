@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,15 +47,18 @@ class Summary:
     results: int
     dead_letters: int
     abandoned: int
+    #: Records a local re-run found answered in its output already.
+    already_answered: int = 0
 
     @property
     def adds_up(self) -> bool:
-        return self.received == self.results + self.dead_letters + self.abandoned
+        answered = self.already_answered + self.results + self.dead_letters
+        return self.received == answered + self.abandoned
 
 
 _SUMMARY = re.compile(
-    r"streamproc: (\d+) events: (\d+) results(?: \([^)]*\))?, (\d+) dead letters"
-    r"(?: \([^)]*\))?(?:, (\d+) abandoned)?"
+    r"streamproc: (\d+) events: (?:(\d+) already answered, )?(\d+) results(?: \([^)]*\))?, "
+    r"(\d+) dead letters(?: \([^)]*\))?(?:, (\d+) abandoned)?"
 )
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
 
@@ -69,8 +72,8 @@ def summary_of(output: str) -> Summary:
     """The summary line of a run's output (exactly one must be there)."""
     found = _SUMMARY.findall(plain(output))
     assert len(found) == 1, f"expected one summary line, found {found}:\n{output[-3000:]}"
-    received, results, dead, abandoned = found[0]
-    return Summary(int(received), int(results), int(dead), int(abandoned or 0))
+    received, already, results, dead, abandoned = found[0]
+    return Summary(int(received), int(results), int(dead), int(abandoned or 0), int(already or 0))
 
 
 def descendants(pid: int) -> dict[int, int]:
@@ -122,10 +125,18 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Worker:
-    """One `python -m streamproc run --transport kafka` process, logging JSON to a file."""
+    """One `python -m streamproc run --transport kafka` process, logging JSON to a file;
+    ``args`` are further `run` flags (e.g. ``--cache-backend redis``)."""
 
     def __init__(
-        self, name: str, bootstrap: str, topics: Topics, tmp_path: Path, **env: str
+        self,
+        name: str,
+        bootstrap: str,
+        topics: Topics,
+        tmp_path: Path,
+        *,
+        args: Sequence[str] = (),
+        **env: str,
     ) -> None:
         self.name = name
         self.log_path = tmp_path / f"{name}.log"
@@ -160,6 +171,7 @@ class Worker:
             "--log-level",
             "debug",
             "--no-progress",
+            *args,
         )
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(

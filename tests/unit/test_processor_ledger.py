@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from streamproc.cache.base import CacheHit, CacheScope
 from streamproc.cache.semantic import SemanticCache
+from streamproc.generation.base import GenerationRequest
 from streamproc.processor import Outcome
 from tests.conftest import MakeSettings
-from tests.helpers import event, semantic_cache
+from tests.helpers import SpyGenerator, event, semantic_cache
 from tests.unit.test_processor import Harness
 
 
@@ -73,6 +75,32 @@ async def test_a_dead_letter_is_pinned_too(harness: Harness) -> None:
     await harness.run(["{broken json"])
     first, copy = harness.dead
     assert copy == first  # the very same letter, failed_at included
+
+
+async def test_a_duplicate_record_whose_twin_failed_first_publishes_the_pinned_letter(
+    make_settings: MakeSettings, tmp_path: Path, tiny_pipeline: Any
+) -> None:
+    """Two records of one event in flight together: the first one's generation fails and its
+    dead letter is pinned; the second, generated meanwhile, publishes that letter too (no
+    crash, and counted as the failed generation it publishes)."""
+    settings = {"generation": {"device": "cpu", "retries": 0}}
+    harness = harness_with(make_settings, tmp_path, tiny_pipeline, **settings)
+    calls: list[str] = []
+
+    def first_call_fails(request: GenerationRequest) -> bool:
+        calls.append(request.event_id)
+        return len(calls) == 1
+
+    harness.spy = SpyGenerator(harness.spy.inner, fail=first_call_fails)
+    line = event("twice", "a paper lantern on a river")
+    with capture_logs() as logs:
+        summary = await harness.run([line, line])
+    assert harness.spy.generated_ids == ["twice", "twice"]  # the second did generate
+    assert harness.results == []
+    first, second = harness.dead
+    assert second == first and first["reason"] == "generation_failed"
+    assert summary.outcomes[Outcome.FAILED] == 2
+    assert [e for e in logs if e["log_level"] == "error"] == []
 
 
 async def test_the_same_event_id_with_another_request_is_a_conflict(harness: Harness) -> None:
