@@ -5,7 +5,7 @@
 * ``compile`` — regional compilation: ``torch.compile`` of the repeated transformer block
   (compiled once, reused by all 30 blocks), warmed up at start for the configured shapes.
 * ``fp8`` — float8 dynamic-activation, float8-weight linear layers through torchao (opt-in,
-  CUDA with compute capability ≥ 8.9 only).
+  CUDA with compute capability ≥ 8.9 only, bf16 weights; ``pip install 'streamproc[fp8]'``).
 """
 
 from __future__ import annotations
@@ -46,6 +46,13 @@ def apply_fp8(pipe: Any, device: torch.device) -> None:
     """Quantise the transformer's linear layers to float8 (weights and activations, per row)."""
     if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9):
         raise ConfigError("generation.fp8 needs a CUDA GPU with compute capability 8.9 or newer")
+    dtype = pipe.transformer.dtype
+    if dtype != torch.bfloat16:
+        # torchao's per-row float8 quantises from bf16 only; say so before it fails deep inside.
+        raise ConfigError(
+            f"generation.fp8 needs the transformer in bfloat16, but it was loaded as {dtype} "
+            "(load with generation.dtype 'auto' or 'bfloat16' and generation.fp8 set)"
+        )
     try:
         from torchao.quantization import (  # type: ignore[import-not-found,unused-ignore]
             Float8DynamicActivationFloat8WeightConfig,
@@ -53,7 +60,9 @@ def apply_fp8(pipe: Any, device: torch.device) -> None:
             quantize_,
         )
     except ImportError as exc:
-        raise ConfigError(f"generation.fp8 needs torchao installed: {exc}") from None
+        raise ConfigError(
+            f"generation.fp8 needs torchao (pip install 'streamproc[fp8]'): {exc}"
+        ) from None
 
     def is_block_linear(module: torch.nn.Module, name: str) -> bool:
         # Only the repeated blocks' large matmuls; embeddings and the output head stay exact.
@@ -66,12 +75,13 @@ def apply_fp8(pipe: Any, device: torch.device) -> None:
     )
 
 
-def apply_compile(pipe: Any) -> None:
+def apply_compile(pipe: Any, *, dynamic_batch: bool = False) -> None:
     """Regionally compile the transformer's repeated blocks (compiled lazily, at warm-up).
 
-    Shapes stay static: a graph per batch size and frame size, each specialised (measured
-    faster than one dynamic-batch graph), all compiled at warm-up. The recompile limit is
-    raised so that many shapes never silently fall back to eager.
+    By default shapes stay static: a graph per batch size and frame size, each specialised,
+    all compiled at warm-up. With ``dynamic_batch`` the batch dimension is symbolic, so one
+    graph per frame size serves every batch size (fewer compiles at start). The recompile
+    limit is raised so that many shapes never silently fall back to eager.
     """
     import torch._dynamo
 
@@ -88,7 +98,22 @@ def apply_compile(pipe: Any) -> None:
     if not blocks:
         raise ConfigError(f"{type(transformer).__name__} declares no repeated blocks to compile")
     for block in blocks:
-        block.forward = torch.compile(block.forward, fullgraph=True)
+        compiled = torch.compile(block.forward, fullgraph=True)
+        block.forward = _batch_dynamic(compiled) if dynamic_batch else compiled
+
+
+def _batch_dynamic(compiled: Any) -> Any:
+    """``compiled`` with dimension 0 of its tensor arguments marked dynamic before each call."""
+    mark = torch._dynamo.maybe_mark_dynamic
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        for value in (*args, *kwargs.values()):
+            # The rotary table has no batch dimension (its first is 1) and stays static.
+            if isinstance(value, torch.Tensor) and value.ndim and value.shape[0] > 1:
+                mark(value, 0)
+        return compiled(*args, **kwargs)
+
+    return forward
 
 
 def apply_optimizations(pipe: Any, settings: GenerationSettings, device: torch.device) -> list[str]:
@@ -108,7 +133,7 @@ def apply_optimizations(pipe: Any, settings: GenerationSettings, device: torch.d
         apply_fp8(pipe, device)
         done.add("fp8")
     if settings.compile and "compile" not in done:
-        apply_compile(pipe)
+        apply_compile(pipe, dynamic_batch=settings.compile_dynamic_batch)
         done.add("compile")
     applied = sorted(done)
     if device.type == "cuda":
