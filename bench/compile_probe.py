@@ -152,7 +152,7 @@ def main() -> None:
         apply_fp8(pipe, device)
         torch.cuda.synchronize(device)
         phases["quantise"] = round(time.perf_counter() - started, 2)
-        report["weight_type"] = type(model.blocks[0].ffn.net[0].proj.weight).__name__
+        report["weight_type"] = type(model.blocks[0].attn1.to_q.weight).__name__
     apply_attention_backend(pipe, args.attention_backend)
     torch.backends.cuda.matmul.allow_tf32 = True
     apply_compile(pipe, dynamic_batch=args.dynamic_batch)
