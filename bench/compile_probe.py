@@ -113,6 +113,9 @@ def main() -> None:
     parser.add_argument("--shape", default="832x480x17")
     parser.add_argument("--attention-backend", default="_native_cudnn")
     parser.add_argument("--dynamic-batch", action="store_true")
+    parser.add_argument(
+        "--gemm-backends", help="inductor's max_autotune_gemm_backends for the blocks (ATEN)"
+    )
     parser.add_argument("--repeat", type=int, default=5, help="timed calls per batch, warm")
     parser.add_argument("--load-artifacts", type=Path)
     parser.add_argument("--save-artifacts", type=Path)
@@ -155,7 +158,8 @@ def main() -> None:
         report["weight_type"] = type(model.blocks[0].attn1.to_q.weight).__name__
     apply_attention_backend(pipe, args.attention_backend)
     torch.backends.cuda.matmul.allow_tf32 = True
-    apply_compile(pipe, dynamic_batch=args.dynamic_batch)
+    apply_compile(pipe, dynamic_batch=args.dynamic_batch, gemm_backends=args.gemm_backends)
+    report["gemm_backends"] = args.gemm_backends
     block_times = time_blocks(model, device)
     report["batches"] = []
     for rows in (int(x) for x in args.batches.split(",")):

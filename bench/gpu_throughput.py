@@ -159,6 +159,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 
+VARIANTS["compiled-fp8-dyn"] = {**VARIANTS["compiled-fp8"], "compile_dynamic_batch": True}
+VARIANTS["compiled-cudnn-dyn"] = {**VARIANTS["compiled-cudnn"], "compile_dynamic_batch": True}
+
 # Opt-in request class: events carry attributes.quality = "draft", served with diffusers'
 # FirstBlockCache at the threshold in the name (random weights: speed only, not quality).
 for _threshold in (0.05, 0.1, 0.2, 0.5, 1.0):

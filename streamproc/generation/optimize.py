@@ -20,6 +20,9 @@ from streamproc.settings import GenerationSettings
 
 log = structlog.get_logger(__name__)
 
+#: The matmul implementations inductor may use for float8 layers (see apply_compile).
+FP8_GEMM_BACKENDS = "ATEN"
+
 
 def apply_attention_backend(pipe: Any, backend: str | None) -> None:
     """Select diffusers' attention backend for the transformer (None keeps the default)."""
@@ -75,13 +78,19 @@ def apply_fp8(pipe: Any, device: torch.device) -> None:
     )
 
 
-def apply_compile(pipe: Any, *, dynamic_batch: bool = False) -> None:
+def apply_compile(
+    pipe: Any, *, dynamic_batch: bool = False, gemm_backends: str | None = None
+) -> None:
     """Regionally compile the transformer's repeated blocks (compiled lazily, at warm-up).
 
     By default shapes stay static: a graph per batch size and frame size, each specialised,
     all compiled at warm-up. With ``dynamic_batch`` the batch dimension is symbolic, so one
     graph per frame size serves every batch size (fewer compiles at start). The recompile
     limit is raised so that many shapes never silently fall back to eager.
+
+    ``gemm_backends`` limits the matmul implementations inductor may choose from (its
+    ``max_autotune_gemm_backends``). Inductor benchmarks Triton templates for every
+    float8 ``_scaled_mm`` shape even without max-autotune; ``"ATEN"`` keeps cuBLAS/CUTLASS.
     """
     import torch._dynamo
 
@@ -97,8 +106,11 @@ def apply_compile(pipe: Any, *, dynamic_batch: bool = False) -> None:
     blocks = [m for m in transformer.modules() if type(m).__name__ in repeated]
     if not blocks:
         raise ConfigError(f"{type(transformer).__name__} declares no repeated blocks to compile")
+    options: dict[str, Any] | None = (
+        {"max_autotune_gemm_backends": gemm_backends} if gemm_backends else None
+    )
     for block in blocks:
-        compiled = torch.compile(block.forward, fullgraph=True)
+        compiled = torch.compile(block.forward, fullgraph=True, options=options)
         block.forward = _batch_dynamic(compiled) if dynamic_batch else compiled
 
 
@@ -133,7 +145,13 @@ def apply_optimizations(pipe: Any, settings: GenerationSettings, device: torch.d
         apply_fp8(pipe, device)
         done.add("fp8")
     if settings.compile and "compile" not in done:
-        apply_compile(pipe, dynamic_batch=settings.compile_dynamic_batch)
+        apply_compile(
+            pipe,
+            dynamic_batch=settings.compile_dynamic_batch,
+            # Autotuning the float8 matmuls' Triton templates took 166 s per graph (one per
+            # batch size) on an H200; cuBLAS's row-wise float8 kernels need no tuning.
+            gemm_backends=FP8_GEMM_BACKENDS if settings.fp8 else None,
+        )
         done.add("compile")
     applied = sorted(done)
     if device.type == "cuda":

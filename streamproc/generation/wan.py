@@ -29,7 +29,11 @@ from streamproc.generation.base import GeneratedBatch, GenerationRequest
 from streamproc.generation.compile_cache import CacheState, CompileCache, device_name, fingerprint
 from streamproc.generation.fullsize import FULL_MODEL, FULL_MODEL_ID, build_full_random_pipeline
 from streamproc.generation.memory import Measurement, MemoryBudget, latent_tokens
-from streamproc.generation.optimize import apply_optimizations, set_conv3d_memory_format
+from streamproc.generation.optimize import (
+    FP8_GEMM_BACKENDS,
+    apply_optimizations,
+    set_conv3d_memory_format,
+)
 from streamproc.generation.runner import RunnerOptions, StagedRunner
 from streamproc.generation.stepcache import StepCaches
 from streamproc.generation.tiny import TINY_MODEL_ID, build_tiny_pipeline
@@ -272,6 +276,7 @@ class WanGenerator:
                 batch_sizes=list(range(1, self._max_batch + 1)),
                 options={
                     "dynamic_batch": settings.compile_dynamic_batch,
+                    "gemm_backends": FP8_GEMM_BACKENDS if settings.fp8 else "default",
                     "batched_cfg": settings.batched_cfg,
                     "tf32": settings.tf32,
                     "max_sequence_length": settings.max_sequence_length,
