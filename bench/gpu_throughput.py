@@ -279,7 +279,10 @@ def variant_settings(
 ) -> Settings:
     spec = dict(VARIANTS[name])
     if compile_cache is not None:
-        spec["compile_cache_dir"] = str(compile_cache)
+        # "{precision}" in the path: fp8 and fp16 entries in the directories that
+        # bench/gpu_startup.py fills (its --cache-root), so a start-up run warms this one.
+        precision = "fp8" if spec.get("fp8") else "fp16"
+        spec["compile_cache_dir"] = str(compile_cache).replace("{precision}", precision)
     batch = spec.pop("batch")
     # Only the variant's own request class is configured (and warmed up).
     step_cache = spec.pop("step_cache", None)
@@ -616,7 +619,8 @@ def main() -> None:
     parser.add_argument(
         "--compile-cache",
         type=Path,
-        help="generation.compile_cache_dir of the variants (default: none)",
+        help="generation.compile_cache_dir of the variants; '{precision}' in it becomes fp8 "
+        "or fp16 (default: none)",
     )
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     args = parser.parse_args()
