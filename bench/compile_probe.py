@@ -18,7 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -53,6 +56,42 @@ class RecompileLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage()[:600])
+
+
+class StackSampler(threading.Thread):
+    """Samples the main thread's Python stack every ``interval`` seconds (a poor man's
+    profiler with no overhead to speak of): where does a long compile spend its time?"""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.samples: list[list[str]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        main = threading.main_thread().ident
+        while not self.done.wait(self.interval):
+            frame = sys._current_frames().get(main or 0)
+            stack = []
+            while frame is not None:
+                code = frame.f_code
+                where = "/".join(Path(code.co_filename).parts[-2:])
+                stack.append(f"{where}:{code.co_name}")
+                frame = frame.f_back
+            self.samples.append(stack)
+
+    def summary(self, top: int = 30) -> dict[str, Any]:
+        self.done.set()
+        innermost = Counter(s[0] for s in self.samples if s)
+        inclusive: Counter[str] = Counter()
+        for stack in self.samples:
+            inclusive.update(set(stack))
+        return {
+            "interval_s": self.interval,
+            "samples": len(self.samples),
+            "innermost": innermost.most_common(top),
+            "inclusive": inclusive.most_common(3 * top),
+        }
 
 
 def build(dtype: torch.dtype, device: torch.device) -> Any:
@@ -167,11 +206,17 @@ def main() -> None:
         graphs_before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
         recompiles_before = len(handler.messages)
         block_times.clear()
+        sampler = StackSampler()
+        sampler.start()
         started = time.perf_counter()
         with torch.inference_mode():
             model(**kwargs)
         torch.cuda.synchronize(device)
         first = time.perf_counter() - started
+        stacks = sampler.summary()
+        print(json.dumps({"rows": rows, "first_call_s": round(first, 2), "stacks": stacks}))
+        print(torch._dynamo.utils.compile_times(repr="str"), flush=True)
+        print(json.dumps({"counters": counters()}), flush=True)
         slow_blocks = [(i, round(t, 2)) for i, t in enumerate(block_times) if t > 0.5]
         steady = []
         for _ in range(args.repeat):
@@ -189,6 +234,7 @@ def main() -> None:
             "recompile_messages": len(handler.messages) - recompiles_before,
             "blocks_over_0.5s": slow_blocks,
             "steady_ms": round(1000 * sorted(steady)[len(steady) // 2], 1),
+            "stacks": stacks,
         }
         report["batches"].append(entry)
         print(json.dumps(entry), flush=True)
