@@ -28,7 +28,10 @@ COPY streamproc ./streamproc
 RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install --index-url "$TORCH_INDEX_URL" "torch==2.13.0"; fi \
     && pip install ".${EXTRAS:+[$EXTRAS]}"
 
-RUN useradd --create-home --uid 10001 streamproc
+RUN useradd --create-home --uid 10001 streamproc \
+    && mkdir -p /var/cache/streamproc/compile && chown -R streamproc /var/cache/streamproc
+# generation.compile_cache_dir: mount a volume here so restarts reuse compiled graphs.
+VOLUME /var/cache/streamproc/compile
 USER streamproc
 # Outputs of the embedded transport land here when it is used.
 WORKDIR /home/streamproc

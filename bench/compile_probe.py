@@ -153,6 +153,9 @@ def main() -> None:
     parser.add_argument("--attention-backend", default="_native_cudnn")
     parser.add_argument("--dynamic-batch", action="store_true")
     parser.add_argument(
+        "--tune", action="store_true", help="fp8: let torchao switch on coordinate-descent tuning"
+    )
+    parser.add_argument(
         "--gemm-backends", help="inductor's max_autotune_gemm_backends for the blocks (ATEN)"
     )
     parser.add_argument("--repeat", type=int, default=5, help="timed calls per batch, warm")
@@ -183,7 +186,7 @@ def main() -> None:
         started = time.perf_counter()
         info = torch.compiler.load_cache_artifacts(args.load_artifacts.read_bytes())
         phases["load_artifacts"] = round(time.perf_counter() - started, 2)
-        report["loaded"] = {k: len(v) for k, v in vars(info).items()} if info else None
+        report["loaded"] = {k: len(v) for k, v in info.artifacts.items()} if info else None
     started = time.perf_counter()
     model = build(dtype, device)
     torch.cuda.synchronize(device)
@@ -191,7 +194,8 @@ def main() -> None:
     pipe = SimpleNamespace(transformer=model)
     if args.fp8:
         started = time.perf_counter()
-        apply_fp8(pipe, device)
+        apply_fp8(pipe, device, kernel_tuning=args.tune)
+        report["kernel_tuning"] = args.tune
         torch.cuda.synchronize(device)
         phases["quantise"] = round(time.perf_counter() - started, 2)
         report["weight_type"] = type(model.blocks[0].attn1.to_q.weight).__name__
@@ -247,7 +251,7 @@ def main() -> None:
         if saved is not None:
             data, info = saved
             args.save_artifacts.write_bytes(data)
-            report["saved"] = {"bytes": len(data), **{k: len(v) for k, v in vars(info).items()}}
+            report["saved"] = {"bytes": len(data), **{k: len(v) for k, v in info.artifacts.items()}}
         phases["save_artifacts"] = round(time.perf_counter() - started, 2)
     print(json.dumps({k: v for k, v in report.items() if k != "compile_times"}), flush=True)
     print(report["compile_times"], flush=True)

@@ -160,6 +160,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 VARIANTS["compiled-fp8-dyn"] = {**VARIANTS["compiled-fp8"], "compile_dynamic_batch": True}
+# What "compiled-fp8-dyn" ran before fp8 stopped torchao from switching on kernel tuning
+# (the 2026-12-01 H200 figures): the same, with torchao's coordinate-descent tuning.
+VARIANTS["compiled-fp8-dyn-tuned"] = {**VARIANTS["compiled-fp8-dyn"], "fp8_kernel_tuning": True}
 VARIANTS["compiled-cudnn-dyn"] = {**VARIANTS["compiled-cudnn"], "compile_dynamic_batch": True}
 
 # Opt-in request class: events carry attributes.quality = "draft", served with diffusers'

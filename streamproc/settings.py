@@ -208,6 +208,12 @@ class GenerationSettings(_Section):
         "pip install 'streamproc[fp8]'; CUDA, compute capability >= 8.9; needs bfloat16 "
         "weights, which dtype 'auto' then loads).",
     )
+    fp8_kernel_tuning: bool = Field(
+        False,
+        description="With fp8: let torchao switch on inductor's coordinate-descent kernel "
+        "tuning for the whole process (measured 107 s per compiled graph on an H200, paid "
+        "again at every restart; off keeps inductor's own kernel choices).",
+    )
     tf32: bool = Field(
         True, description="Let float32 matmuls (the fp32-only time embedding) use TF32 on CUDA."
     )

@@ -69,7 +69,7 @@ class TorchArtifacts:
         info = torch.compiler.load_cache_artifacts(data)
         if info is None:  # torch could not read them (it logs why)
             return None
-        return sum(len(v) for v in vars(info).values() if isinstance(v, list))
+        return sum(len(keys) for keys in info.artifacts.values())
 
     def save(self) -> bytes | None:
         import torch.compiler

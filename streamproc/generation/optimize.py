@@ -45,8 +45,14 @@ def _probe_attention(backend: str, device: torch.device, dtype: torch.dtype) -> 
         dispatch_attention_fn(q, q, q, backend=AttentionBackendName(backend))
 
 
-def apply_fp8(pipe: Any, device: torch.device) -> None:
-    """Quantise the transformer's linear layers to float8 (weights and activations, per row)."""
+def apply_fp8(pipe: Any, device: torch.device, *, kernel_tuning: bool = False) -> None:
+    """Quantise the transformer's linear layers to float8 (weights and activations, per row).
+
+    torchao's quantisation also sets inductor's global config to its recommendation
+    (coordinate-descent tuning of every Triton kernel at its first run) unless told not to:
+    on an H200 that tuning was 107 of the 120 s that compiling one block graph took, and a
+    restart paid it again despite the compile cache. ``kernel_tuning`` opts back in.
+    """
     if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9):
         raise ConfigError("generation.fp8 needs a CUDA GPU with compute capability 8.9 or newer")
     dtype = pipe.transformer.dtype
@@ -73,7 +79,9 @@ def apply_fp8(pipe: Any, device: torch.device) -> None:
 
     quantize_(
         pipe.transformer,
-        Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()),
+        Float8DynamicActivationFloat8WeightConfig(
+            granularity=PerRow(), set_inductor_config=kernel_tuning
+        ),
         filter_fn=is_block_linear,
     )
 
@@ -142,14 +150,14 @@ def apply_optimizations(pipe: Any, settings: GenerationSettings, device: torch.d
         done -= {d for d in done if d.startswith("attention=")}
         done.add(f"attention={backend}")
     if settings.fp8 and "fp8" not in done:
-        apply_fp8(pipe, device)
+        apply_fp8(pipe, device, kernel_tuning=settings.fp8_kernel_tuning)
         done.add("fp8")
     if settings.compile and "compile" not in done:
         apply_compile(
             pipe,
             dynamic_batch=settings.compile_dynamic_batch,
-            # Autotuning the float8 matmuls' Triton templates took 166 s per graph (one per
-            # batch size) on an H200; cuBLAS's row-wise float8 kernels need no tuning.
+            # Float8 matmuls stay on cuBLAS/CUTLASS's row-wise kernels (what the measured FP8
+            # figures ran): inductor would benchmark Triton templates for each of them.
             gemm_backends=FP8_GEMM_BACKENDS if settings.fp8 else None,
         )
         done.add("compile")

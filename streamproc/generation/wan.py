@@ -277,6 +277,7 @@ class WanGenerator:
                 options={
                     "dynamic_batch": settings.compile_dynamic_batch,
                     "gemm_backends": FP8_GEMM_BACKENDS if settings.fp8 else "default",
+                    "fp8_kernel_tuning": settings.fp8 and settings.fp8_kernel_tuning,
                     "batched_cfg": settings.batched_cfg,
                     "tf32": settings.tf32,
                     "max_sequence_length": settings.max_sequence_length,

@@ -198,6 +198,29 @@ def test_fp8_with_half_weights_is_refused_before_torchao_sees_them(
         apply_fp8(pipe, torch.device("cuda"))
 
 
+@pytest.mark.parametrize("tuning", [False, True])
+def test_fp8_leaves_inductors_global_config_alone_unless_tuning_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch, tuning: bool
+) -> None:
+    # torchao needs a CUDA GPU to quantise; what is checked here is only what streamproc asks
+    # of it, through a stand-in module with torchao's names.
+    import sys
+    from types import ModuleType, SimpleNamespace
+
+    from streamproc.generation.optimize import apply_fp8
+
+    asked: dict[str, Any] = {}
+    fake = ModuleType("torchao.quantization")
+    fake.PerRow = lambda: "per-row"  # type: ignore[attr-defined]
+    fake.Float8DynamicActivationFloat8WeightConfig = lambda **kw: kw  # type: ignore[attr-defined]
+    fake.quantize_ = lambda model, config, filter_fn: asked.update(config)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torchao.quantization", fake)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    pipe = SimpleNamespace(transformer=SimpleNamespace(dtype=torch.bfloat16))
+    apply_fp8(pipe, torch.device("cuda"), kernel_tuning=tuning)
+    assert asked == {"granularity": "per-row", "set_inductor_config": tuning}
+
+
 def test_fp8_with_explicit_half_dtype_is_an_invalid_setting() -> None:
     from pydantic import ValidationError
 
