@@ -2,6 +2,7 @@
 #   docker build -t streamproc-worker .                     # CUDA build of torch (PyPI)
 #   docker build -t streamproc-worker:cpu \
 #     --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu .   # smaller, CPU only
+#   docker build -t streamproc-worker:fp8 --build-arg EXTRAS=fp8 .   # + torchao (generation.fp8)
 # Configuration comes from STREAMPROC_* environment variables (docs/configuration.md).
 FROM python:3.11-slim
 
@@ -21,12 +22,16 @@ RUN apt-get update \
 
 WORKDIR /app
 ARG TORCH_INDEX_URL=
+ARG EXTRAS=
 COPY pyproject.toml README.md ./
 COPY streamproc ./streamproc
 RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install --index-url "$TORCH_INDEX_URL" "torch==2.13.0"; fi \
-    && pip install .
+    && pip install ".${EXTRAS:+[$EXTRAS]}"
 
-RUN useradd --create-home --uid 10001 streamproc
+RUN useradd --create-home --uid 10001 streamproc \
+    && mkdir -p /var/cache/streamproc/compile && chown -R streamproc /var/cache/streamproc
+# generation.compile_cache_dir: mount a volume here so restarts reuse compiled graphs.
+VOLUME /var/cache/streamproc/compile
 USER streamproc
 # Outputs of the embedded transport land here when it is used.
 WORKDIR /home/streamproc

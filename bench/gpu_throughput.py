@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import math
 import os
 import statistics
 import sys
@@ -33,10 +35,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from streamproc.app import run_worker
+from streamproc.batching import ShapeKey
 from streamproc.bus.local import JsonlSource
 from streamproc.cache.null import NullCache
 from streamproc.events import PromptEvent
+from streamproc.generation.base import GenerationRequest
 from streamproc.generation.encode import encode_mp4, to_uint8
+from streamproc.generation.runner import RunnerOptions, StagedRunner
 from streamproc.generation.wan import WanGenerator, load_pipeline
 from streamproc.logs import configure_logging
 from streamproc.samples import example_prompt
@@ -154,6 +159,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 
+VARIANTS["compiled-fp8-dyn"] = {**VARIANTS["compiled-fp8"], "compile_dynamic_batch": True}
+# What "compiled-fp8-dyn" ran before fp8 stopped torchao from switching on kernel tuning
+# (the 2026-12-01 H200 figures): the same, with torchao's coordinate-descent tuning.
+VARIANTS["compiled-fp8-dyn-tuned"] = {**VARIANTS["compiled-fp8-dyn"], "fp8_kernel_tuning": True}
+VARIANTS["compiled-cudnn-dyn"] = {**VARIANTS["compiled-cudnn"], "compile_dynamic_batch": True}
+
 # Opt-in request class: events carry attributes.quality = "draft", served with diffusers'
 # FirstBlockCache at the threshold in the name (random weights: speed only, not quality).
 for _threshold in (0.05, 0.1, 0.2, 0.5, 1.0):
@@ -262,9 +273,19 @@ def naive_baseline(pipe: Any, shape: dict[str, Any], n: int) -> dict[str, Any]:
 
 
 def variant_settings(
-    name: str, shape: dict[str, Any], base: dict[str, Any], out: Path, window_ms: float
+    name: str,
+    shape: dict[str, Any],
+    base: dict[str, Any],
+    out: Path,
+    window_ms: float,
+    compile_cache: Path | None = None,
 ) -> Settings:
     spec = dict(VARIANTS[name])
+    if compile_cache is not None:
+        # "{precision}" in the path: fp8 and fp16 entries in the directories that
+        # bench/gpu_startup.py fills (its --cache-root), so a start-up run warms this one.
+        precision = "fp8" if spec.get("fp8") else "fp16"
+        spec["compile_cache_dir"] = str(compile_cache).replace("{precision}", precision)
     batch = spec.pop("batch")
     # Only the variant's own request class is configured (and warmed up).
     step_cache = spec.pop("step_cache", None)
@@ -294,25 +315,34 @@ async def run_variant(
     n: int,
     base: dict[str, Any],
     window_ms: float,
-    single: bool,
+    single: list[str],
+    compile_cache: Path | None = None,
+    probe: list[GenerationRequest] | None = None,
 ) -> dict[str, Any]:
     pipe = loaded[0]
     device = pipe.transformer.device
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         out = Path(tmp)
-        settings = variant_settings(name, shape, base, out, window_ms)
+        settings = variant_settings(name, shape, base, out, window_ms, compile_cache)
         generator = WanGenerator(
             settings.generation, loaded=loaded, max_batch_size=settings.batch.max_batch_size
         )
+        print(json.dumps({"starting": name}), flush=True)
         await generator.start()
         store = LocalObjectStore(out / "store")
         report: dict[str, Any] = {
             "variant": name,
             "settings": VARIANTS[name],
             "startup_s": {k: round(v, 2) for k, v in generator.startup_seconds.items()},
+            "compile_cache": generator.compile_cache_state,
+            "warmup_calls": generator.warmup_calls,
         }
+        print(json.dumps({"started": name, **report}), flush=True)
         try:
-            report["isolated"] = _isolated_denoise(generator, shape, loaded[1])
+            batch = int(VARIANTS[name]["batch"])
+            report["isolated"] = _isolated_denoise(generator, shape, loaded[1], min(4, batch))
+            if probe is not None:
+                report["probe"] = _outputs(generator._require_runner(), shape, loaded[1], probe)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             path = out / "in.jsonl"
@@ -401,15 +431,8 @@ async def run_variant(
         return report
 
 
-def _isolated_denoise(
-    generator: WanGenerator, shape: dict[str, Any], model_id: str
-) -> dict[str, Any]:
-    """Denoise and decode of 4 videos with nothing else running: the GPU's own pace."""
-    from streamproc.batching import ShapeKey
-    from streamproc.generation.base import GenerationRequest
-
-    runner = generator._require_runner()
-    key = ShapeKey(
+def _shape_key(shape: dict[str, Any], model_id: str) -> ShapeKey:
+    return ShapeKey(
         model_id,
         shape["width"],
         shape["height"],
@@ -417,12 +440,69 @@ def _isolated_denoise(
         shape["num_inference_steps"],
         shape["guidance_scale"],
     )
-    requests = [GenerationRequest(f"iso-{i}", f"isolated prompt {i}", None, i) for i in range(4)]
+
+
+def _isolated_denoise(
+    generator: WanGenerator, shape: dict[str, Any], model_id: str, n: int
+) -> dict[str, Any]:
+    """Denoise and decode of ``n`` videos (a batch size the variant warmed up) with nothing
+    else running: the GPU's own pace."""
+    runner = generator._require_runner()
+    key = _shape_key(shape, model_id)
+    requests = [GenerationRequest(f"iso-{i}", f"isolated prompt {i}", None, i) for i in range(n)]
     stages: dict[str, float] = {}
     for _ in range(2):
         stages = {}
         runner.frames_for(runner.latents_for(key, requests, stages), stages)
-    return {k: round(v / 4, 4) for k, v in stages.items()}
+    return {"videos": n, **{k: round(v / n, 4) for k, v in stages.items()}}
+
+
+def probe_requests(n: int) -> list[GenerationRequest]:
+    """Fixed prompts and seeds whose outputs are compared across precisions."""
+    return [
+        GenerationRequest(f"probe-{i}", f"{PROBE_PROMPT} #{i}", None, 1000 + i) for i in range(n)
+    ]
+
+
+PROBE_PROMPT = "a red fox running through fresh snow at dawn, cinematic"
+
+
+def _outputs(
+    runner: StagedRunner, shape: dict[str, Any], model_id: str, requests: list[GenerationRequest]
+) -> dict[str, Any]:
+    """Final latents (float32, on the host) and decoded frames of ``requests``, one batch."""
+    latents = runner.latents_for(_shape_key(shape, model_id), requests, {})
+    frames = runner.frames_for(latents, {})
+    return {"latents": latents.float().cpu(), "frames": frames}
+
+
+def reference_outputs(
+    pipe: Any, shape: dict[str, Any], model_id: str, requests: list[GenerationRequest]
+) -> dict[str, Any]:
+    """The same requests through the loaded pipeline as it is (eager, no quantisation)."""
+    options = RunnerOptions(batched_cfg=True, vae_dtype=pipe.vae.dtype)
+    return _outputs(StagedRunner(pipe, options), shape, model_id, requests)
+
+
+def compare_outputs(ours: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+    """Relative L2 of the latents and PSNR of the decoded frames (uint8), per video."""
+    import numpy as np
+
+    rel_l2 = []
+    psnr = []
+    for i in range(reference["latents"].shape[0]):
+        a, b = ours["latents"][i], reference["latents"][i]
+        rel_l2.append(float((a - b).norm() / b.norm()))
+        x = ours["frames"][i].astype(np.float64)
+        y = reference["frames"][i].astype(np.float64)
+        mse = float(((x - y) ** 2).mean())
+        psnr.append(float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse))
+    return {
+        "videos": len(rel_l2),
+        "latents_rel_l2": [round(v, 5) for v in rel_l2],
+        "frames_psnr_db": [round(v, 2) for v in psnr],
+        "latents_finite": bool(torch.isfinite(ours["latents"]).all()),
+    }
 
 
 async def _single_event(
@@ -480,6 +560,19 @@ def _tokens(shape: dict[str, Any]) -> int:
     return frames * (shape["height"] // 32) * (shape["width"] // 32)
 
 
+def weights_of(name: str, dtype: str) -> dict[str, Any]:
+    """The load settings a variant's pipeline needs: fp8 variants quantise bf16 weights."""
+    return {"dtype": dtype, "fp8": bool(VARIANTS[name].get("fp8"))}
+
+
+def release(loaded: tuple[Any, str] | None) -> None:
+    """Drop a pipeline before the next is built (both would fit; the figures stay clean)."""
+    del loaded
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="tiny model on the CPU")
@@ -502,12 +595,35 @@ def main() -> None:
         help="WxHxF/STEPS/GUIDANCE [default: 832x480x17/16/5.0, tiny: 256x256x9/4/5.0]",
     )
     parser.add_argument("--window-ms", type=float, default=20.0)
-    parser.add_argument("--dtype", default="auto", help="weights dtype (fp8 needs bfloat16)")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        help="weights dtype; 'auto' loads float16, and bfloat16 for fp8 variants",
+    )
     parser.add_argument(
         "--single",
         default="",
         help="after the last variant, time one event arriving alone, once per "
         "listed encoder preset (e.g. veryfast,superfast)",
+    )
+    parser.add_argument(
+        "--single-all",
+        action="store_true",
+        help="time the lone events (--single) after every variant, not only the last",
+    )
+    parser.add_argument(
+        "--numerics",
+        type=int,
+        default=0,
+        metavar="N",
+        help="compare N videos (fixed prompts and seeds) of every variant with the same "
+        "weights in bf16, eager and unquantised: relative L2 of the latents, PSNR of frames",
+    )
+    parser.add_argument(
+        "--compile-cache",
+        type=Path,
+        help="generation.compile_cache_dir of the variants; '{precision}' in it becomes fp8 "
+        "or fp16 (default: none)",
     )
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     args = parser.parse_args()
@@ -534,24 +650,59 @@ def main() -> None:
         sys.exit(f"unknown variants: {unknown}")
 
     configure_logging(load_settings(log={"level": "warning"}).log)
-    started = time.perf_counter()
-    loaded = load_pipeline(load_settings(generation=base).generation)
-    device = loaded[0].transformer.device
     report: dict[str, Any] = {
         "date": datetime.now().isoformat(timespec="seconds"),
         "shape": spec,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
-        "build_s": round(time.perf_counter() - started, 1),
-        "matmul_tflops": matmul_tflops(device),
         "variants": [],
     }
-    print(json.dumps({k: v for k, v in report.items() if k != "variants"}), flush=True)
-    if args.baseline_events:
-        report["naive"] = naive_baseline(loaded[0], shape, args.baseline_events)
-        print(json.dumps({"naive": report["naive"]}), flush=True)
+    probe = probe_requests(args.numerics) if args.numerics else None
+    reference: dict[str, Any] | None = None  # bf16, eager, unquantised: what variants match
+    pending: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (variant report, outputs)
+    loaded: tuple[Any, str] | None = None
+    loaded_for: dict[str, Any] | None = None
     for i, name in enumerate(names):
-        n = args.final_events if i == len(names) - 1 else args.events
+        weights = weights_of(name, args.dtype)
+        if weights != loaded_for:
+            # Compiled and quantised pipelines cannot be undone: a new weights dtype (fp8
+            # variants load bf16) builds the pipeline again, same seed, same weights.
+            release(loaded)
+            loaded = None
+            started = time.perf_counter()
+            load = load_settings(generation={**base, "fp8": weights["fp8"]}).generation
+            loaded = load_pipeline(load)
+            loaded_for = weights
+            device = loaded[0].transformer.device
+            report.setdefault("builds", []).append(
+                {
+                    "for": name,
+                    "dtype": str(loaded[0].transformer.dtype),
+                    "build_s": round(time.perf_counter() - started, 1),
+                }
+            )
+            if "device" not in report:
+                report["device"] = (
+                    torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+                )
+                report["matmul_tflops"] = matmul_tflops(device)
+                print(json.dumps({k: v for k, v in report.items() if k != "variants"}), flush=True)
+            if (
+                probe is not None
+                and reference is None
+                and loaded[0].transformer.dtype
+                in (
+                    torch.bfloat16,
+                    torch.float32,
+                )
+            ):
+                reference = reference_outputs(loaded[0], shape, loaded[1], probe)
+            if args.baseline_events and "naive" not in report:
+                report["naive"] = naive_baseline(loaded[0], shape, args.baseline_events)
+                print(json.dumps({"naive": report["naive"]}), flush=True)
+        assert loaded is not None
+        last = i == len(names) - 1
+        n = args.final_events if last else args.events
+        single = [p for p in args.single.split(",") if p] if last or args.single_all else []
         result = asyncio.run(
             run_variant(
                 name,
@@ -560,9 +711,14 @@ def main() -> None:
                 n,
                 base,
                 args.window_ms,
-                single=[p for p in args.single.split(",") if p] if i == len(names) - 1 else [],
+                single=single,
+                compile_cache=args.compile_cache,
+                probe=probe,
             )
         )
+        outputs = result.pop("probe", None)
+        if outputs is not None:
+            pending.append((result, outputs))
         if report.get("matmul_tflops") and result.get("denoise_tflops_per_s"):
             result["denoise_mfu_vs_matmul"] = round(
                 result["denoise_tflops_per_s"] / report["matmul_tflops"], 3
@@ -573,6 +729,11 @@ def main() -> None:
             )
         report["variants"].append(result)
         print(json.dumps(result), flush=True)
+    if reference is not None:
+        # Random weights: this bounds the numerics of each precision, not visual quality.
+        for result, outputs in pending:
+            result["vs_bf16_eager"] = compare_outputs(outputs, reference)
+            print(json.dumps({"variant": result["variant"], **result["vs_bf16_eager"]}))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
 

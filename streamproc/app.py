@@ -20,7 +20,7 @@ from streamproc.bus.local import JsonlSink, JsonlSource
 from streamproc.cache.base import Cache
 from streamproc.cache.null import NullCache
 from streamproc.errors import ConfigError, TransientError
-from streamproc.generation.base import Generator
+from streamproc.generation.base import Generator, ReportsStartup
 from streamproc.generation.encode import EncoderPool
 from streamproc.health import Check, OpsServer, Readiness, readiness_of
 from streamproc.ledger.base import ResultLedger
@@ -259,7 +259,9 @@ async def run_worker(
         )
         readiness.add("worker", _health_of(processor))
         # Warm-up ran in generator.start(); every other component is up by now.
-        model_ready(True)
+        model_ready(
+            True, generator.startup_detail if isinstance(generator, ReportsStartup) else "ok"
+        )
         metrics.model_loaded.set(1)
         stack.callback(metrics.model_loaded.set, 0)
         stack.callback(model_ready, False)

@@ -168,7 +168,7 @@ def main() -> None:
 @click.option(
     "--dtype",
     type=click.Choice(["auto", "float16", "bfloat16", "float32"]),
-    help="Weights precision; auto = float16 on CUDA, float32 on CPU.",
+    help="Weights precision; auto = float16 on CUDA (bfloat16 with --fp8), float32 on CPU.",
 )
 @click.option("--fps", type=int, help="Frame rate of the MP4s. [default: 16]")
 @click.option(
@@ -176,6 +176,18 @@ def main() -> None:
     "compile_blocks",
     default=None,
     help="Regionally compile the transformer blocks (warmed up at start).",
+)
+@click.option(
+    "--compile-cache-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Persistent compile cache: a restart with the same model, shapes, dtype and "
+    "versions loads the compiled graphs from here instead of compiling again.",
+)
+@click.option(
+    "--fp8/--no-fp8",
+    default=None,
+    help="float8 linear layers in the transformer (torchao, CUDA with compute capability "
+    ">= 8.9); with --dtype auto the weights load in bfloat16.",
 )
 @click.option(
     "--attention-backend",
@@ -261,6 +273,8 @@ def run(
     dtype: str | None,
     fps: int | None,
     compile_blocks: bool | None,
+    compile_cache_dir: Path | None,
+    fp8: bool | None,
     attention_backend: str | None,
     warmup_shapes: tuple[str, ...],
     window_ms: float | None,
@@ -329,6 +343,8 @@ def run(
             "dtype": dtype,
             "fps": fps,
             "compile": compile_blocks,
+            "compile_cache_dir": compile_cache_dir,
+            "fp8": fp8,
             "attention_backend": attention_backend,
             "warmup_shapes": list(warmup_shapes) or None,
         },

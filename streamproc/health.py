@@ -20,7 +20,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -80,15 +80,17 @@ class Readiness:
         """Register (or replace) the check ``name``."""
         self._checks[name] = check
 
-    def add_flag(self, name: str, detail_false: str) -> Callable[[bool], None]:
-        """Register a check that passes once the returned setter is called with True."""
-        state = {"ok": False}
+    def add_flag(self, name: str, detail_false: str) -> Callable[..., None]:
+        """Register a check that passes once the returned setter is called with True (and,
+        optionally, the detail to report while it passes)."""
+        state: dict[str, Any] = {"ok": False, "detail": "ok"}
 
         async def check() -> tuple[bool, str]:
-            return (True, "ok") if state["ok"] else (False, detail_false)
+            return (True, state["detail"]) if state["ok"] else (False, detail_false)
 
-        def set_flag(value: bool) -> None:
+        def set_flag(value: bool, detail: str = "ok") -> None:
             state["ok"] = value
+            state["detail"] = detail
 
         self.add(name, check)
         return set_flag

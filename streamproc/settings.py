@@ -151,7 +151,8 @@ class GenerationSettings(_Section):
     )
     device: str = Field("auto", description="'auto' (cuda when present), 'cpu', 'cuda', 'cuda:1'.")
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
-        "auto", description="'auto' is float16 on CUDA and float32 on CPU."
+        "auto",
+        description="'auto' is float16 on CUDA (bfloat16 with fp8) and float32 on CPU.",
     )
     scheduler: Literal["unipc", "dpm++"] = Field(
         "unipc", description="Sampler: UniPC or DPM-Solver++ (flow matching)."
@@ -176,6 +177,18 @@ class GenerationSettings(_Section):
         description="Regionally compile the repeated transformer blocks (torch.compile), "
         "warmed up at start for warmup_shapes.",
     )
+    compile_dynamic_batch: bool = Field(
+        False,
+        description="With compile: one graph per frame size whose batch dimension is "
+        "symbolic, instead of one specialised graph per batch size (fewer compiles at start).",
+    )
+    compile_cache_dir: Path | None = Field(
+        None,
+        description="Directory of the persistent compile cache (with compile): compiled graphs "
+        "are saved there after a cold warm-up and loaded by the next start with the same "
+        "model, shapes, dtype and versions (keyed; see docs/operations.md). Unset: every "
+        "start compiles anew.",
+    )
     attention_backend: str | None = Field(
         None,
         description="diffusers attention backend, e.g. '_native_flash' (best compiled) "
@@ -191,8 +204,15 @@ class GenerationSettings(_Section):
     )
     fp8: bool = Field(
         False,
-        description="Opt-in: float8 linear layers in the transformer blocks (torchao; "
-        "CUDA, compute capability >= 8.9; needs dtype bfloat16, which 'auto' then picks).",
+        description="Opt-in: float8 linear layers in the transformer blocks (torchao, "
+        "pip install 'streamproc[fp8]'; CUDA, compute capability >= 8.9; needs bfloat16 "
+        "weights, which dtype 'auto' then loads).",
+    )
+    fp8_kernel_tuning: bool = Field(
+        False,
+        description="With fp8: let torchao switch on inductor's coordinate-descent kernel "
+        "tuning for the whole process (measured 107 s per compiled graph on an H200, paid "
+        "again at every restart; off keeps inductor's own kernel choices).",
     )
     tf32: bool = Field(
         True, description="Let float32 matmuls (the fp32-only time embedding) use TF32 on CUDA."

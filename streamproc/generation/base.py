@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -74,4 +74,15 @@ class Generator(Protocol):
         Each video depends only on its own request (per-event seeds), not on the rest of the
         batch. Raises :class:`~streamproc.errors.GenerationError` when the call fails.
         """
+        ...
+
+
+@runtime_checkable
+class ReportsStartup(Protocol):
+    """A generator that can say how its start went (e.g. whether compiled graphs came from a
+    persistent cache); the readiness probe's ``model`` check shows it."""
+
+    @property
+    def startup_detail(self) -> str:
+        """One line, read once the generator has started."""
         ...

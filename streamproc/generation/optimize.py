@@ -5,7 +5,7 @@
 * ``compile`` — regional compilation: ``torch.compile`` of the repeated transformer block
   (compiled once, reused by all 30 blocks), warmed up at start for the configured shapes.
 * ``fp8`` — float8 dynamic-activation, float8-weight linear layers through torchao (opt-in,
-  CUDA with compute capability ≥ 8.9 only).
+  CUDA with compute capability ≥ 8.9 only, bf16 weights; ``pip install 'streamproc[fp8]'``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from streamproc.errors import ConfigError
 from streamproc.settings import GenerationSettings
 
 log = structlog.get_logger(__name__)
+
+#: The matmul implementations inductor may use for float8 layers (see apply_compile).
+FP8_GEMM_BACKENDS = "ATEN"
 
 
 def apply_attention_backend(pipe: Any, backend: str | None) -> None:
@@ -42,10 +45,23 @@ def _probe_attention(backend: str, device: torch.device, dtype: torch.dtype) -> 
         dispatch_attention_fn(q, q, q, backend=AttentionBackendName(backend))
 
 
-def apply_fp8(pipe: Any, device: torch.device) -> None:
-    """Quantise the transformer's linear layers to float8 (weights and activations, per row)."""
+def apply_fp8(pipe: Any, device: torch.device, *, kernel_tuning: bool = False) -> None:
+    """Quantise the transformer's linear layers to float8 (weights and activations, per row).
+
+    torchao's quantisation also sets inductor's global config to its recommendation
+    (coordinate-descent tuning of every Triton kernel at its first run) unless told not to:
+    on an H200 that tuning was 107 of the 120 s that compiling one block graph took, and a
+    restart paid it again despite the compile cache. ``kernel_tuning`` opts back in.
+    """
     if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9):
         raise ConfigError("generation.fp8 needs a CUDA GPU with compute capability 8.9 or newer")
+    dtype = pipe.transformer.dtype
+    if dtype != torch.bfloat16:
+        # torchao's per-row float8 quantises from bf16 only; say so before it fails deep inside.
+        raise ConfigError(
+            f"generation.fp8 needs the transformer in bfloat16, but it was loaded as {dtype} "
+            "(load with generation.dtype 'auto' or 'bfloat16' and generation.fp8 set)"
+        )
     try:
         from torchao.quantization import (  # type: ignore[import-not-found,unused-ignore]
             Float8DynamicActivationFloat8WeightConfig,
@@ -53,7 +69,9 @@ def apply_fp8(pipe: Any, device: torch.device) -> None:
             quantize_,
         )
     except ImportError as exc:
-        raise ConfigError(f"generation.fp8 needs torchao installed: {exc}") from None
+        raise ConfigError(
+            f"generation.fp8 needs torchao (pip install 'streamproc[fp8]'): {exc}"
+        ) from None
 
     def is_block_linear(module: torch.nn.Module, name: str) -> bool:
         # Only the repeated blocks' large matmuls; embeddings and the output head stay exact.
@@ -61,17 +79,26 @@ def apply_fp8(pipe: Any, device: torch.device) -> None:
 
     quantize_(
         pipe.transformer,
-        Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()),
+        Float8DynamicActivationFloat8WeightConfig(
+            granularity=PerRow(), set_inductor_config=kernel_tuning
+        ),
         filter_fn=is_block_linear,
     )
 
 
-def apply_compile(pipe: Any) -> None:
+def apply_compile(
+    pipe: Any, *, dynamic_batch: bool = False, gemm_backends: str | None = None
+) -> None:
     """Regionally compile the transformer's repeated blocks (compiled lazily, at warm-up).
 
-    Shapes stay static: a graph per batch size and frame size, each specialised (measured
-    faster than one dynamic-batch graph), all compiled at warm-up. The recompile limit is
-    raised so that many shapes never silently fall back to eager.
+    By default shapes stay static: a graph per batch size and frame size, each specialised,
+    all compiled at warm-up. With ``dynamic_batch`` the batch dimension is symbolic, so one
+    graph per frame size serves every batch size (fewer compiles at start). The recompile
+    limit is raised so that many shapes never silently fall back to eager.
+
+    ``gemm_backends`` limits the matmul implementations inductor may choose from (its
+    ``max_autotune_gemm_backends``). Inductor benchmarks Triton templates for every
+    float8 ``_scaled_mm`` shape even without max-autotune; ``"ATEN"`` keeps cuBLAS/CUTLASS.
     """
     import torch._dynamo
 
@@ -87,8 +114,26 @@ def apply_compile(pipe: Any) -> None:
     blocks = [m for m in transformer.modules() if type(m).__name__ in repeated]
     if not blocks:
         raise ConfigError(f"{type(transformer).__name__} declares no repeated blocks to compile")
+    options: dict[str, Any] | None = (
+        {"max_autotune_gemm_backends": gemm_backends} if gemm_backends else None
+    )
     for block in blocks:
-        block.forward = torch.compile(block.forward, fullgraph=True)
+        compiled = torch.compile(block.forward, fullgraph=True, options=options)
+        block.forward = _batch_dynamic(compiled) if dynamic_batch else compiled
+
+
+def _batch_dynamic(compiled: Any) -> Any:
+    """``compiled`` with dimension 0 of its tensor arguments marked dynamic before each call."""
+    mark = torch._dynamo.maybe_mark_dynamic
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        for value in (*args, *kwargs.values()):
+            # The rotary table has no batch dimension (its first is 1) and stays static.
+            if isinstance(value, torch.Tensor) and value.ndim and value.shape[0] > 1:
+                mark(value, 0)
+        return compiled(*args, **kwargs)
+
+    return forward
 
 
 def apply_optimizations(pipe: Any, settings: GenerationSettings, device: torch.device) -> list[str]:
@@ -105,10 +150,16 @@ def apply_optimizations(pipe: Any, settings: GenerationSettings, device: torch.d
         done -= {d for d in done if d.startswith("attention=")}
         done.add(f"attention={backend}")
     if settings.fp8 and "fp8" not in done:
-        apply_fp8(pipe, device)
+        apply_fp8(pipe, device, kernel_tuning=settings.fp8_kernel_tuning)
         done.add("fp8")
     if settings.compile and "compile" not in done:
-        apply_compile(pipe)
+        apply_compile(
+            pipe,
+            dynamic_batch=settings.compile_dynamic_batch,
+            # Float8 matmuls stay on cuBLAS/CUTLASS's row-wise kernels (what the measured FP8
+            # figures ran): inductor would benchmark Triton templates for each of them.
+            gemm_backends=FP8_GEMM_BACKENDS if settings.fp8 else None,
+        )
         done.add("compile")
     applied = sorted(done)
     if device.type == "cuda":

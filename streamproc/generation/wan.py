@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,9 +26,14 @@ from diffusers import DPMSolverMultistepScheduler, UniPCMultistepScheduler, WanP
 from streamproc.batching import ShapeKey
 from streamproc.errors import ConfigError, GenerationError
 from streamproc.generation.base import GeneratedBatch, GenerationRequest
+from streamproc.generation.compile_cache import CacheState, CompileCache, device_name, fingerprint
 from streamproc.generation.fullsize import FULL_MODEL, FULL_MODEL_ID, build_full_random_pipeline
 from streamproc.generation.memory import Measurement, MemoryBudget, latent_tokens
-from streamproc.generation.optimize import apply_optimizations, set_conv3d_memory_format
+from streamproc.generation.optimize import (
+    FP8_GEMM_BACKENDS,
+    apply_optimizations,
+    set_conv3d_memory_format,
+)
 from streamproc.generation.runner import RunnerOptions, StagedRunner
 from streamproc.generation.stepcache import StepCaches
 from streamproc.generation.tiny import TINY_MODEL_ID, build_tiny_pipeline
@@ -147,6 +153,9 @@ class WanGenerator:
         self._decode_stream: Any = None
         self.budget: MemoryBudget | None = None
         self.startup_seconds: dict[str, float] = {}
+        #: One entry per warm-up call: shape, batch size, seconds, graphs it compiled.
+        self.warmup_calls: list[dict[str, Any]] = []
+        self.compile_cache: CompileCache | None = None
 
     @property
     def model_id(self) -> str:
@@ -166,6 +175,18 @@ class WanGenerator:
         return self.budget.max_batch(shape) if self.budget is not None else None
 
     @property
+    def compile_cache_state(self) -> CacheState:
+        """Whether the compiled graphs came from the persistent cache at start."""
+        return self.compile_cache.state if self.compile_cache is not None else "off"
+
+    @property
+    def startup_detail(self) -> str:
+        """How the start went, for the readiness probe's ``model`` check."""
+        if self.compile_cache is None:
+            return "warmed up" + ("; compile cache off" if self._settings.compile else "")
+        return f"warmed up; compile cache {self.compile_cache.state} (key {self.compile_cache.key})"
+
+    @property
     def pipeline(self) -> WanPipeline:
         """The loaded pipeline (after :meth:`start`)."""
         if self._pipe is None:
@@ -179,6 +200,7 @@ class WanGenerator:
         if self._settings.overlap_decode:
             self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamproc-vae")
         loop = asyncio.get_running_loop()
+        self.startup_seconds, self.warmup_calls = {}, []
         started = time.perf_counter()
         if self._loaded is not None:
             self._pipe, self._model_id = self._loaded
@@ -187,13 +209,18 @@ class WanGenerator:
                 self._gpu, load_pipeline, self._settings
             )
         self.startup_seconds["load"] = time.perf_counter() - started
+        log.info(
+            "model_loaded", model_id=self._model_id, load_s=round(self.startup_seconds["load"], 3)
+        )
         vae_dtype = resolve_vae_dtype(self._settings.vae_dtype, self.device)
         if self.pipeline.vae.dtype != vae_dtype:
             self.pipeline.vae.to(dtype=vae_dtype)
         set_conv3d_memory_format(self.pipeline.vae, self._settings.vae_channels_last)
+        started = time.perf_counter()
         applied = await loop.run_in_executor(
             self._gpu, apply_optimizations, self._pipe, self._settings, self.device
         )
+        self.startup_seconds["optimize"] = time.perf_counter() - started
         pipe = self.pipeline
         self._runner = StagedRunner(
             pipe,
@@ -208,24 +235,65 @@ class WanGenerator:
             self._decode_stream = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
             total = torch.cuda.get_device_properties(self.device).total_memory
             self.budget = MemoryBudget(int(total * self._settings.memory_fraction))
+        self.compile_cache = self._open_compile_cache()
+        if self.compile_cache is not None:
+            await loop.run_in_executor(self._gpu, self.compile_cache.load)
+            self.startup_seconds["compile_cache_load"] = self.compile_cache.seconds["load"]
         started = time.perf_counter()
         await loop.run_in_executor(self._gpu, self._warm_up)
         self.startup_seconds["warmup"] = time.perf_counter() - started
+        if self.compile_cache is not None and self.compile_cache.state != "warm":
+            # Everything this start compiled, for the next one (a warm entry is complete:
+            # every input of the graphs is part of its key).
+            await loop.run_in_executor(self._gpu, self.compile_cache.save)
+            self.startup_seconds["compile_cache_save"] = self.compile_cache.seconds.get("save", 0.0)
         log.info(
             "model_ready",
             model_id=self._model_id,
             device=str(self.device),
             optimizations=applied,
-            load_s=round(self.startup_seconds["load"], 3),
-            warmup_s=round(self.startup_seconds["warmup"], 3),
+            compile_cache=self.compile_cache_state,
+            graphs_compiled=sum(c["graphs"] for c in self.warmup_calls),
+            **{f"{k}_s": round(v, 3) for k, v in self.startup_seconds.items()},
+        )
+
+    def _open_compile_cache(self) -> CompileCache | None:
+        """This configuration's entry of the persistent compile cache (None: not compiling,
+        or no directory configured)."""
+        settings = self._settings
+        if not settings.compile or settings.compile_cache_dir is None:
+            return None
+        pipe = self.pipeline
+        return CompileCache(
+            settings.compile_cache_dir,
+            fingerprint(
+                model_id=self._model_id,
+                transformer_config=pipe.transformer.config,
+                dtype=str(pipe.transformer.dtype),
+                fp8=settings.fp8,
+                attention_backend=settings.attention_backend,
+                shapes=[_graph_shape(spec) for spec in settings.warmup_shapes],
+                batch_sizes=list(range(1, self._max_batch + 1)),
+                options={
+                    "dynamic_batch": settings.compile_dynamic_batch,
+                    "gemm_backends": FP8_GEMM_BACKENDS if settings.fp8 else "default",
+                    "fp8_kernel_tuning": settings.fp8 and settings.fp8_kernel_tuning,
+                    "batched_cfg": settings.batched_cfg,
+                    "tf32": settings.tf32,
+                    "max_sequence_length": settings.max_sequence_length,
+                },
+                device=device_name(self.device),
+            ),
         )
 
     def _warm_up(self) -> None:
         """Run each configured shape at the batch sizes that trigger compilation, then measure
         memory for the budget. Runs on the GPU thread before any event is read."""
         for spec in self._settings.warmup_shapes:
-            width, height, frames, steps, guidance = parse_shape_spec(spec)
-            shape = ShapeKey(self._model_id, width, height, frames, min(steps, 2), guidance)
+            width, height, frames, _, guidance = parse_shape_spec(spec)
+            # One denoising step is enough: every step calls the transformer with the same
+            # shapes, and the compiled graphs do not depend on the step count.
+            shape = ShapeKey(self._model_id, width, height, frames, 1, guidance)
             runner = self._require_runner()
             # Compiled graphs are specialised per batch size: prepare every size the batcher
             # may hand over. Eager needs one call (cuDNN autotuning of the VAE).
@@ -233,7 +301,8 @@ class WanGenerator:
             # Step-cache hooks wrap the compiled blocks from outside: a request class reuses
             # these graphs and needs no warm-up of its own.
             for n in sizes:
-                self._warm_call(runner, shape, n)
+                # The decoder works one video at a time whatever the batch: once per shape.
+                self._warm_call(runner, shape, n, spec, decode=n == sizes[0])
             if self.budget is None:
                 continue
             measurement = self._measure(runner, shape)
@@ -245,11 +314,24 @@ class WanGenerator:
                 per_video_gib=round(measurement.per_video / 2**30, 2),
             )
 
-    def _warm_call(self, runner: StagedRunner, shape: ShapeKey, n: int) -> None:
+    def _warm_call(
+        self, runner: StagedRunner, shape: ShapeKey, n: int, spec: str, *, decode: bool
+    ) -> None:
+        graphs_before = _graphs_compiled()
+        started = time.perf_counter()
         requests = [GenerationRequest(f"warmup-{i}", "warm-up", None, i) for i in range(n)]
         latents = self._latents(runner, shape, requests, {})
-        with self._decode_context():
-            runner.frames_for(latents[:1], {})
+        if decode:
+            with self._decode_context():
+                runner.frames_for(latents[:1], {})
+        call = {
+            "shape": spec,
+            "batch": n,
+            "seconds": round(time.perf_counter() - started, 3),
+            "graphs": _graphs_compiled() - graphs_before,
+        }
+        self.warmup_calls.append(call)
+        log.info("warmup_call", **call)
 
     def _measure(self, runner: StagedRunner, shape: ShapeKey) -> Measurement:
         cuda = torch.cuda
@@ -324,3 +406,18 @@ class WanGenerator:
     ) -> list[Any]:
         with self._decode_context():
             return runner.frames_for(latents, stages)
+
+
+def _graph_shape(spec: str) -> str:
+    """What of a warm-up shape the compiled graphs depend on: frame size and guidance (which
+    doubles the transformer's batch), not the step count."""
+    width, height, frames, _, guidance = parse_shape_spec(spec)
+    return f"{width}x{height}x{frames}/{'cfg' if guidance > 1.0 else 'nocfg'}"
+
+
+def _graphs_compiled() -> int:
+    """Graphs Dynamo has compiled in this process so far."""
+    import torch._dynamo.utils
+
+    counters: Counter[str] = torch._dynamo.utils.counters["stats"]
+    return int(counters["unique_graphs"])

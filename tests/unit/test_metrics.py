@@ -84,6 +84,14 @@ async def test_readiness_names_failed_raising_and_silent_checks() -> None:
     assert {r.name for r in await readiness.run() if not r.ok} == {"store"}
 
 
+async def test_a_passing_flag_reports_the_detail_it_was_set_with() -> None:
+    readiness = Readiness()
+    set_model = readiness.add_flag("model", "loading")
+    set_model(True, "warmed up; compile cache warm (key abc)")
+    [result] = await readiness.run()
+    assert result.ok and result.detail == "warmed up; compile cache warm (key abc)"
+
+
 async def test_a_hanging_check_fails_within_the_timeout() -> None:
     readiness = Readiness(timeout_s=0.05)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -175,6 +176,77 @@ def test_fp8_on_a_cpu_is_refused_clearly() -> None:
         apply_fp8(pipe, torch.device("cpu"))
 
 
+def test_fp8_with_dtype_auto_loads_bf16_weights_on_cuda() -> None:
+    from streamproc.generation.wan import resolve_dtype
+
+    cuda = torch.device("cuda")  # naming a device needs no GPU
+    assert resolve_dtype("auto", cuda, fp8=True) == torch.bfloat16
+    assert resolve_dtype("auto", cuda) == torch.float16
+    assert resolve_dtype("auto", torch.device("cpu"), fp8=True) == torch.float32
+
+
+def test_fp8_with_half_weights_is_refused_before_torchao_sees_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+
+    from streamproc.generation.optimize import apply_fp8
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    pipe = SimpleNamespace(transformer=SimpleNamespace(dtype=torch.float16))
+    with pytest.raises(ConfigError, match="bfloat16"):
+        apply_fp8(pipe, torch.device("cuda"))
+
+
+@pytest.mark.parametrize("tuning", [False, True])
+def test_fp8_leaves_inductors_global_config_alone_unless_tuning_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch, tuning: bool
+) -> None:
+    # torchao needs a CUDA GPU to quantise; what is checked here is only what streamproc asks
+    # of it, through a stand-in module with torchao's names.
+    import sys
+    from types import ModuleType, SimpleNamespace
+
+    from streamproc.generation.optimize import apply_fp8
+
+    asked: dict[str, Any] = {}
+    fake = ModuleType("torchao.quantization")
+    fake.PerRow = lambda: "per-row"  # type: ignore[attr-defined]
+    fake.Float8DynamicActivationFloat8WeightConfig = lambda **kw: kw  # type: ignore[attr-defined]
+    fake.quantize_ = lambda model, config, filter_fn: asked.update(config)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torchao.quantization", fake)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    pipe = SimpleNamespace(transformer=SimpleNamespace(dtype=torch.bfloat16))
+    apply_fp8(pipe, torch.device("cuda"), kernel_tuning=tuning)
+    assert asked == {"granularity": "per-row", "set_inductor_config": tuning}
+
+
+def test_fp8_with_explicit_half_dtype_is_an_invalid_setting() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="fp8 needs dtype"):
+        GenerationSettings(fp8=True, dtype="float16")
+
+
+@pytest.mark.slow
+async def test_a_restarted_compiled_generator_finds_its_graphs_in_the_cache(
+    tmp_path: Path,
+) -> None:
+    settings = GenerationSettings(
+        device="cpu", compile=True, warmup_shapes=["64x32x9/3"], compile_cache_dir=tmp_path
+    )
+    states = []
+    for _ in range(2):  # a start, then a restart of the same configuration
+        generator = WanGenerator(settings, max_batch_size=1)
+        await generator.start()
+        states.append((generator.compile_cache_state, generator.startup_detail))
+        await generator.stop()
+    assert states[0][0] == "cold" and states[1][0] == "warm"
+    assert "compile cache warm" in states[1][1]
+    key = states[1][1].rsplit("key ", 1)[1].rstrip(")")
+    assert (tmp_path / key / "manifest.json").is_file()
+
+
 def test_memory_budget_caps_batches_by_measured_growth() -> None:
     shape = ShapeKey("m", 832, 480, 17, 16, 5.0)
     gib = 2**30
@@ -241,7 +313,7 @@ def test_optimizations_are_applied_once_per_pipeline(monkeypatch: pytest.MonkeyP
 
     pipe, _ = load_pipeline(GenerationSettings(device="cpu"))
     compiled: list[int] = []
-    monkeypatch.setattr(optimize, "apply_compile", lambda p: compiled.append(1))
+    monkeypatch.setattr(optimize, "apply_compile", lambda p, **kw: compiled.append(1))
     settings = GenerationSettings(device="cpu", compile=True, attention_backend="native")
     first = optimize.apply_optimizations(pipe, settings, torch.device("cpu"))
     second = optimize.apply_optimizations(pipe, settings, torch.device("cpu"))
