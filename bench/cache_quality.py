@@ -161,7 +161,7 @@ def main() -> None:
                 why = f"cosine {c:.3f} < {default.similarity_threshold}"
             else:
                 why = guard.check(p.a, p.b).reason or ""
-            lex = lexical_overlap(p.a, p.b)
+            lex = lexical_overlap(p.a, p.b, guard)
             print(f"  {c:.3f} lex={lex:.2f} {p.a!r} | {p.b!r} :: {why}")
 
 

@@ -2,7 +2,7 @@
 
 Both the exact key and the embedding of a prompt are taken from :func:`normalize_prompt`, so
 two prompts that normalise alike are one cache entry, and an entry's vector is the vector of
-its key text. :func:`tokenize` splits a prompt into the word tokens the attribute guard reads.
+its key text. The attribute guard parses the same text (:mod:`streamproc.cache.scene`).
 """
 
 from __future__ import annotations
@@ -11,36 +11,48 @@ import re
 import unicodedata
 from typing import Final
 
-# Leading framing words that describe the medium, not the scene. Longest first so that
-# "a cinematic shot of" wins over "cinematic shot of". "a shot of" is deliberately absent:
-# "a shot of espresso" is a scene.
-_FILLER_PREFIXES: Final[tuple[str, ...]] = tuple(
-    sorted(
-        {
-            "a video of",
-            "video of",
-            "a short video of",
-            "short video of",
-            "a video showing",
-            "video showing",
-            "a clip of",
-            "clip of",
-            "a short clip of",
-            "short clip of",
-            "footage of",
-            "video footage of",
-            "stock footage of",
-            "footage showing",
-            "a cinematic shot of",
-            "cinematic shot of",
-            "a cinematic video of",
-            "cinematic video of",
-            "cinematic footage of",
-        },
-        key=len,
-        reverse=True,
-    )
+# Framing that describes the medium or the request, not the scene: "generate a video of",
+# "a short clip showing", "cinematic footage of". A medium noun must be followed by a
+# connector and a word, so "a movie theater" and "a video of: a fox" stay. "shot" counts
+# only as "cinematic shot": "a shot of espresso" is a scene.
+_LEADING_FILLER: Final = re.compile(
+    r"(?:please\s+)?"
+    r"(?:(?:generate|create|make|render|produce|show)(?:\s+me)?\s+)?"
+    r"(?:(?:a|an|one|the)\s+)?"
+    r"(?:(?:short|brief|quick|cinematic|high[- ]quality|hq|hd|4k|8k|stock|video)\s+)*"
+    r"(?:video|clip|footage|movie|cinematic\s+shot)"
+    r"\s+(?:of|showing|depicting|featuring|about)\s+(?=\w)"
 )
+# Quality tags after the scene (", 4k, high quality", ", cinematic"): a trailing
+# comma-separated part made only of these words is dropped, as are trailing resolution tags.
+_TAG_WORDS: Final = frozenset(
+    [
+        "4k",
+        "8k",
+        "hd",
+        "uhd",
+        "ultra",
+        "full",
+        "1080p",
+        "720p",
+        "resolution",
+        "high",
+        "quality",
+        "best",
+        "res",
+        "hq",
+        "highly",
+        "detailed",
+        "cinematic",
+        "masterpiece",
+        "sharp",
+        "focus",
+        "definition",
+        "in",
+        "and",
+    ]
+)
+_RESOLUTION_TAGS: Final = frozenset(["4k", "8k", "hd", "uhd", "1080p", "720p"])
 # NFKC and case folding can each undo the other's fixed point for a few code points, so
 # both are repeated until the text is stable; real text settles in one or two passes.
 _MAX_PASSES: Final = 8
@@ -70,15 +82,22 @@ def _canonical_text(text: str) -> str:
     return text
 
 
-def _drop_leading_filler(text: str) -> str:
-    # Each round removes a prefix, so the loop ends; stacked filler ("a clip of footage of")
+def _drop_filler(text: str) -> str:
+    # Each round removes something, so the loop ends; stacked filler ("a clip of footage of")
     # goes entirely.
     while True:
-        for prefix in _FILLER_PREFIXES:
-            if text.startswith(prefix + " "):
-                text = _strip_edges(text[len(prefix) + 1 :])
-                break
-        else:
+        before = text
+        match = _LEADING_FILLER.match(text)
+        if match is not None:
+            text = _strip_edges(text[match.end() :])
+        head, comma, tail = text.rpartition(",")
+        tags = set(tail.split())
+        if comma and head and tags <= _TAG_WORDS and tags - {"in", "and"}:
+            text = _strip_edges(head)
+        words = text.split()
+        if len(words) > 1 and words[-1] in _RESOLUTION_TAGS:
+            text = _strip_edges(" ".join(words[:-1]))
+        if text == before:
             return text
 
 
@@ -86,24 +105,9 @@ def normalize_prompt(text: str, *, drop_filler: bool = True) -> str:
     """The prompt as the cache keys and embeds it.
 
     Unicode NFKC, case-folded, whitespace collapsed to single spaces, punctuation stripped
-    from both ends and (when ``drop_filler``) leading framing words such as "a video of"
-    removed. Deterministic and idempotent; inner punctuation and word order are kept.
+    from both ends and (when ``drop_filler``) framing such as "generate a video of" or "a
+    short clip showing" and trailing quality tags such as ", 4k, high quality" removed.
+    Deterministic and idempotent; inner punctuation and word order are kept.
     """
     text = _canonical_text(text)
-    return _drop_leading_filler(text) if drop_filler else text
-
-
-_TOKEN_RE: Final = re.compile(r"[^\W_]+|[,;:.!?()]")
-PUNCT_TOKENS: Final = frozenset(",;:.!?()")
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-case word tokens without accents; hyphens split words; clause punctuation kept."""
-    text = normalize_prompt(text, drop_filler=False)
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = text.replace("\u2019", "'").replace("\u2018", "'")
-    text = re.sub(r"\bb\s*[&/]\s*w\b", " monochrome ", text)
-    text = text.replace("&", " and ")
-    text = re.sub(r"'s\b", "", text).replace("'", "")
-    return _TOKEN_RE.findall(text)
+    return _drop_filler(text) if drop_filler else text

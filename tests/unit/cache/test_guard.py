@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamproc.cache.attributes import extract_attributes
 from streamproc.cache.guard import (
     AttributeGuard,
     HitPolicy,
@@ -37,13 +36,127 @@ def load_pairs() -> list[dict[str, object]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-# --- attribute families: a changed detail is rejected, a paraphrase accepted ----------------
+# --- roles: who does what to whom, in either voice ---------------------------------------------
+
+
+def test_swapped_agent_and_patient_are_rejected_with_the_role() -> None:
+    verdict = GUARD.check("a dog chasing a cat", "a cat chasing a dog")
+    assert not verdict.accepted
+    assert verdict.reason == "role_mismatch: dog agent of chasing vs dog patient of chasing"
+
+
+def test_swapped_roles_are_rejected_between_passives() -> None:
+    verdict = GUARD.check("an otter being chased by a seal", "a seal being chased by an otter")
+    assert not verdict.accepted
+    assert verdict.reason is not None and verdict.reason.startswith("role_mismatch")
+
+
+def test_passive_with_the_same_roles_is_the_same_scene() -> None:
+    assert accepts("a cat chased by a dog", "a dog chasing a cat")
+    assert accepts("a clown being photographed by a tourist", "a tourist photographing a clown")
+
+
+def test_passive_with_the_roles_swapped_is_rejected() -> None:
+    verdict = GUARD.check("a dog chased by a cat", "a dog chasing a cat")
+    assert not verdict.accepted
+    assert verdict.reason == "role_mismatch: cat agent of chased vs cat patient of chased"
+
+
+def test_swapped_adjectives_are_rejected() -> None:
+    verdict = GUARD.check("a tiny boat on a huge wave", "a huge boat on a tiny wave")
+    assert not verdict.accepted
+    assert verdict.reason is not None and verdict.reason.startswith("role_mismatch: tiny")
+
+
+# --- relations: where things are -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate", "reason"),
+    [
+        ("a lamp above a table", "a lamp beside a table", "lamp above table vs lamp beside table"),
+        (
+            "a mirror above a sink",
+            "a mirror below a sink",
+            "mirror above sink vs mirror below sink",
+        ),
+        (
+            "a man standing behind a car",
+            "a man standing in front of a car",
+            "man behind car vs man in front of car",
+        ),
+        (
+            "a vase to the left of a lamp",
+            "a vase to the right of a lamp",
+            "vase to left of lamp vs vase to right of lamp",
+        ),
+        (
+            "a teddy bear inside a cardboard box",
+            "a teddy bear outside a cardboard box",
+            "bear inside box vs bear outside box",
+        ),
+        ("a dog lying under a table", "a dog lying on a table", "dog under table vs dog on table"),
+        ("a cat on a cardboard box", "a cardboard box on a cat", "cat on box vs box on cat"),
+    ],
+)
+def test_a_different_relation_is_rejected_and_named(
+    request_text: str, candidate: str, reason: str
+) -> None:
+    verdict = GUARD.check(request_text, candidate)
+    assert not verdict.accepted
+    assert verdict.reason is not None and verdict.reason.startswith("relation_mismatch")
+    assert verdict.reason.split(": ", 1)[1].replace("cardboard ", "") == reason.replace(
+        "cardboard ", ""
+    )
+
+
+def test_a_relation_read_from_the_other_end_is_the_same() -> None:
+    assert accepts("a lamp above a desk", "a desk below a lamp")
+
+
+def test_prepositions_of_one_relation_are_interchangeable() -> None:
+    assert accepts("a lamp above a desk", "a lamp over a desk")
+    assert accepts("a cat under a table", "a cat beneath a table")
+
+
+def test_symmetric_relations_may_be_reversed() -> None:
+    assert accepts("a cup next to a laptop", "a laptop next to a cup")
+
+
+# --- particles: on/off, in/out --------------------------------------------------------------------
+
+
+def test_lights_on_and_off_differ() -> None:
+    verdict = GUARD.check("a bedroom with the lights on", "a bedroom with the lights off")
+    assert not verdict.accepted
+    assert verdict.reason == "particle_mismatch: on vs off"
+
+
+def test_switching_on_and_off_differ() -> None:
+    assert not accepts("a man switching on a desk lamp", "a man switching off a desk lamp")
+
+
+def test_zooming_in_and_out_differ() -> None:
+    verdict = GUARD.check(
+        "a camera zooming in on a lighthouse", "a camera zooming out on a lighthouse"
+    )
+    assert not verdict.accepted
+    assert verdict.reason == "particle_mismatch: in vs out"
+
+
+def test_into_and_out_of_differ() -> None:
+    verdict = GUARD.check("a dog jumping into a lake", "a dog jumping out of a lake")
+    assert not verdict.accepted
+    assert verdict.reason == "relation_mismatch: dog into lake vs dog out lake"
+
+
+# --- what a viewer would notice: every content word needs a counterpart ---------------------------
 
 
 def test_number_change_is_rejected_with_reason() -> None:
     verdict = GUARD.check("two horses running in a field", "three horses running in a field")
     assert not verdict.accepted
-    assert verdict.reason == "number_mismatch: two vs three"
+    assert verdict.reason == "number_mismatch: 2 horses vs 3 horses"
 
 
 def test_number_word_and_digit_are_the_same_count() -> None:
@@ -51,20 +164,20 @@ def test_number_word_and_digit_are_the_same_count() -> None:
 
 
 def test_pair_of_means_two() -> None:
-    assert accepts("two horses running in a field", "a pair of horses running through a field")
+    assert accepts("two horses running in a field", "a pair of horses running in a field")
 
 
-def test_compound_number_words_are_read_whole() -> None:
-    assert extract_attributes("twenty five lanterns")["number"] == {"25": "twenty five"}
-    assert not accepts("twenty five lanterns", "twenty lanterns")
+def test_singular_and_plural_differ() -> None:
+    verdict = GUARD.check("a dog running on the beach", "dogs running on the beach")
+    assert not verdict.accepted
+    assert verdict.reason == "number_mismatch: one dog vs several dogs"
 
 
 def test_colour_change_is_rejected() -> None:
-    assert not accepts("a white horse galloping on a beach", "a brown horse galloping on a beach")
-
-
-def test_grey_and_gray_are_one_colour() -> None:
-    assert accepts("a grey cat on a sofa", "a gray cat on a couch")
+    verdict = GUARD.check(
+        "a white horse galloping on a beach", "a brown horse galloping on a beach"
+    )
+    assert verdict.reason == "word_mismatch: white vs brown"
 
 
 def test_time_of_day_added_is_rejected() -> None:
@@ -72,235 +185,90 @@ def test_time_of_day_added_is_rejected() -> None:
         "a kitten rolling on green grass", "a kitten rolling on green grass at night"
     )
     assert not verdict.accepted
-    assert verdict.reason is not None
-    assert verdict.reason.startswith("time_of_day_mismatch")
+    assert verdict.reason == "word_mismatch: none vs night"
 
 
-def test_sunset_and_sunrise_differ() -> None:
-    assert not accepts("mountains at sunset", "mountains at sunrise")
-
-
-def test_dusk_is_sunset_and_dawn_is_sunrise() -> None:
-    assert accepts("New York skyline at dusk", "the New York skyline at sunset")
-    assert accepts("a calm lake at dawn", "a calm lake at sunrise")
-
-
-def test_weather_change_is_rejected() -> None:
+def test_weather_season_and_style_changes_are_rejected() -> None:
     assert not accepts("rain falling on a quiet city street", "snow falling on a quiet city street")
-
-
-def test_snowy_and_snow_covered_are_the_same_weather() -> None:
-    assert accepts(
-        "a skier racing down a snowy slope", "a skier speeding down a snow-covered slope"
-    )
-
-
-def test_snowfall_matches_falling_snow() -> None:
-    assert accepts("heavy snowfall in a pine forest", "snow falling heavily in a pine forest")
-
-
-def test_season_change_is_rejected() -> None:
     assert not accepts("a forest path in autumn", "a forest path in winter")
+    assert not accepts("a city skyline in watercolor style", "a city skyline in pixel art style")
 
 
-def test_fall_as_season_matches_autumn() -> None:
-    assert accepts("a forest path in the fall", "a forest path in autumn")
-
-
-def test_negated_object_is_not_present() -> None:
-    assert not accepts(
-        "a stack of pancakes with strawberries", "a stack of pancakes without strawberries"
+def test_different_subject_object_and_action_are_rejected() -> None:
+    assert GUARD.check(
+        "a cat sleeping on a windowsill", "a dog sleeping on a windowsill"
+    ).reason == ("word_mismatch: cat vs dog")
+    assert not accepts("a chef slicing a pineapple", "a chef slicing a watermelon")
+    assert GUARD.check("a dog digging in the garden", "a dog sleeping in the garden").reason == (
+        "word_mismatch: digging vs sleeping"
     )
 
 
-def test_negation_scope_stops_at_a_clause_break() -> None:
-    attrs = extract_attributes("a road without snow, at night")
-    assert attrs["negation"] == {"weather:snow": "snow"}
-    assert attrs["time_of_day"] == {"night": "at night"}
-
-
-def test_negation_scope_ends_before_a_following_action() -> None:
-    attrs = extract_attributes("a person without a hat walking")
-    assert attrs["negation"] == {"subject:hat": "hat"}
-    assert attrs["action"] == {"walk": "walking"}
-
-
-def test_without_people_means_empty() -> None:
-    assert accepts("a beach without people", "an empty beach")
-    assert not accepts("a beach without people", "a crowded beach")
-
-
-def test_subject_species_change_is_rejected() -> None:
-    assert not accepts("a cat sleeping on a windowsill", "a dog sleeping on a windowsill")
-
-
-def test_kitten_is_not_a_cat() -> None:
-    assert not accepts("a cat playing with a ball of yarn", "a kitten playing with a ball of yarn")
-
-
-def test_subject_synonyms_are_accepted() -> None:
-    assert accepts(
-        "a yellow taxi driving through Manhattan", "a yellow cab driving through Manhattan"
-    )
-    assert accepts("children playing in a sprinkler", "kids playing in a sprinkler")
-
-
-def test_singular_and_plural_animals_differ() -> None:
-    verdict = GUARD.check("a dog running on the beach", "dogs running on the beach")
-    assert not verdict.accepted
-    assert verdict.reason is not None
-    assert verdict.reason.startswith("plurality_mismatch")
-
-
-def test_action_change_is_rejected() -> None:
-    assert not accepts("a dog walking on a leash", "a dog running on a leash")
-
-
-def test_verb_inflections_are_one_action() -> None:
-    assert accepts(
-        "a man jogging along the beach at sunrise", "at sunrise a man jogs along the beach"
-    )
-    assert accepts("a bear catching salmon in a river", "a bear caught salmon in the river")
-
-
-def test_noun_use_of_a_verb_is_not_an_action() -> None:
-    assert "action" not in extract_attributes("a cinematic wide shot of a city park")
-
-
-def test_camera_angle_change_is_rejected() -> None:
-    assert not accepts("skyscrapers seen from below", "skyscrapers seen from above")
-
-
-def test_drone_shot_is_aerial_footage() -> None:
-    assert accepts("a drone shot over a snowy forest", "aerial footage above a snow-covered forest")
-
-
-def test_slow_motion_and_timelapse_differ() -> None:
-    assert not accepts("traffic on a highway in slow motion", "a timelapse of traffic on a highway")
-
-
-def test_time_lapse_spellings_are_one_playback() -> None:
-    assert accepts("a timelapse of traffic on a highway", "time-lapse of highway traffic")
-
-
-def test_pace_change_is_rejected() -> None:
-    assert not accepts("a bus driving slowly through fog", "a bus driving fast through fog")
-
-
-def test_direction_change_is_rejected() -> None:
-    assert not accepts(
-        "a car turning left at an intersection", "a car turning right at an intersection"
-    )
-    assert not accepts("an escalator moving up in a mall", "an escalator moving down in a mall")
-
-
-def test_phrasal_up_is_not_a_direction() -> None:
-    assert "direction" not in extract_attributes("a smartphone screen lights up on a desk")
-
-
-def test_size_change_is_rejected() -> None:
-    assert not accepts("a surfer riding a huge wave", "a surfer riding a small wave")
-
-
-def test_size_synonyms_are_accepted() -> None:
-    assert accepts("a giant wave crashing", "a huge wave crashing")
-
-
-def test_material_change_is_rejected() -> None:
-    assert not accepts(
-        "a steam train crossing a stone bridge", "a steam train crossing a metal bridge"
-    )
-
-
-def test_wood_and_wooden_are_one_material() -> None:
-    assert accepts(
-        "an old wooden staircase in a mansion", "an old staircase made of wood in a mansion"
-    )
-
-
-def test_style_change_is_rejected() -> None:
-    assert not accepts("a city street in colour", "a city street in black and white")
-
-
-def test_black_and_white_spellings_are_one_style() -> None:
-    assert accepts("a city street in black-and-white", "a city street in B&W")
-
-
-def test_age_change_is_rejected() -> None:
-    assert not accepts("an elderly man feeding pigeons", "a young man feeding pigeons")
-
-
-def test_old_and_elderly_are_one_age() -> None:
-    assert accepts(
-        "an old man feeding pigeons in a square", "an elderly man feeding pigeons in a plaza"
-    )
-
-
-def test_location_change_is_rejected() -> None:
-    assert not accepts(
-        "pedestrians crossing a crosswalk in Tokyo", "pedestrians crossing a crosswalk in London"
-    )
-
-
-def test_location_synonyms_are_accepted() -> None:
-    assert accepts(
-        "an octopus crawling across the seabed", "an octopus creeping along the sea floor"
-    )
-
-
-def test_indoor_and_outdoor_differ() -> None:
-    assert not accepts(
-        "a swimmer doing laps in an outdoor pool", "a swimmer doing laps in an indoor pool"
-    )
-
-
-def test_british_and_american_spellings_are_accepted() -> None:
-    assert accepts("a meadow full of colourful flowers", "a meadow full of colorful flowers")
-    assert accepts("a tractor plowing a field", "a tractor ploughing a field")
-
-
-def test_prompts_outside_the_vocabulary_yield_no_attributes() -> None:
-    # Only the word-swap check can read them; everything else is left to the cosine.
-    assert extract_attributes("un perro corriendo") == {}
-    assert accepts("un perro corriendo", "un perro corriendo!")
-    assert not accepts("un perro corriendo", "un gato corriendo")
-
-
-def test_swapped_unknown_words_are_rejected() -> None:
+def test_words_outside_any_table_are_still_compared() -> None:
     verdict = GUARD.check(
         "a woman in a red dress eating a mango on a sunny beach",
         "a woman in a red dress eating a papaya on a sunny beach",
     )
+    assert verdict.reason == "word_mismatch: mango vs papaya"
+
+
+def test_negation_is_rejected_with_reason() -> None:
+    verdict = GUARD.check("a burger with cheese on a plate", "a burger without cheese on a plate")
     assert not verdict.accepted
-    assert verdict.reason == "wording_mismatch: mango vs papaya"
+    assert verdict.reason == "negation_mismatch: cheese vs no cheese"
+    assert not accepts("a cyclist wearing a helmet", "a cyclist not wearing a helmet")
 
 
-def test_unknown_word_on_one_side_only_is_not_a_swap() -> None:
-    assert accepts("the Golden Gate Bridge in fog", "the Golden Gate Bridge shrouded in mist")
+# --- paraphrases that must be accepted -----------------------------------------------------------
 
 
-def test_spelling_variants_of_unknown_words_are_not_a_swap() -> None:
-    assert accepts("a flavourful curry simmering", "a flavorful curry simmering")
+def test_inflection_and_reordered_clauses_are_accepted() -> None:
     assert accepts(
-        "a train traveling through snowy mountains", "a train travelling through snowy mountains"
+        "a man jogging along the beach at sunrise", "at sunrise a man jogs along the beach"
+    )
+    assert accepts("a tram crossing a bridge in the rain", "in the rain, a tram crosses a bridge")
+
+
+def test_synonym_groups_are_accepted() -> None:
+    assert accepts(
+        "a yellow taxi driving through Manhattan", "a yellow cab driving through Manhattan"
+    )
+    assert accepts("New York skyline at dusk", "the New York skyline at sunset")
+    assert accepts("a drone shot over a snowy forest", "aerial footage over a snow-covered forest")
+
+
+def test_regional_words_are_accepted() -> None:
+    assert accepts("a red lorry parked on a street", "a red truck parked on a street")
+    assert accepts("a child eating candy floss at a fair", "a child eating cotton candy at a fair")
+    assert accepts("a forest path in autumn", "a forest path in the fall")
+
+
+def test_british_and_american_spellings_are_accepted() -> None:
+    assert accepts("a quiet neighbourhood at dusk", "a quiet neighborhood at dusk")
+    assert accepts("a colourful rug in a grey room", "a colorful rug in a gray room")
+    assert accepts("a flavourful curry simmering", "a flavorful curry simmering")
+
+
+def test_compound_written_apart_is_the_same_word() -> None:
+    assert accepts("a timelapse of a flower opening", "a time-lapse of a flower opening")
+
+
+def test_filler_and_quality_tags_are_ignored() -> None:
+    assert accepts("generate a video of a penguin sliding on ice", "a penguin sliding on ice")
+    assert accepts("a short clip showing a horse galloping", "a horse galloping")
+    assert accepts("a parrot eating a nut, 4k, high quality", "a parrot eating a nut")
+    assert accepts(
+        "a waterfall in a jungle, cinematic, 8k", "cinematic footage of a waterfall in a jungle"
     )
 
 
-def test_compound_written_apart_is_not_a_swap() -> None:
-    assert accepts("a bathroom with a clawfoot bathtub", "a bathroom with a claw-foot tub")
+def test_unknown_checks_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown guard checks"):
+        AttributeGuard(checks=["number", "smell"])
 
 
-def test_plain_motion_verbs_are_interchangeable() -> None:
-    assert accepts("jellyfish drifting in dark water", "jellyfish floating in dark water")
-
-
-def test_unknown_families_are_refused() -> None:
-    with pytest.raises(ValueError, match="unknown attribute families"):
-        AttributeGuard(families=["number", "smell"])
-
-
-def test_guard_can_be_limited_to_some_families() -> None:
-    numbers_only = AttributeGuard(families=["number"])
+def test_guard_can_be_limited_to_some_checks() -> None:
+    numbers_only = AttributeGuard(checks=["number"])
     assert numbers_only.check("a red car", "a blue car").accepted
     assert not numbers_only.check("two red cars", "three red cars").accepted
 
@@ -440,15 +408,15 @@ def test_second_stage_needs_guard_and_overlap() -> None:
     drone = ("a drone shot over a snowy forest", "aerial footage above a snow-covered forest")
     assert policy.is_hit(0.72, *drone, GUARD)
     assert not HitPolicy().is_hit(0.72, *drone, GUARD)
-    # An unknown word added on one side: the guard sees no difference, the overlap does.
-    assert GUARD.check("a tram in Lisbon", "a tram").accepted
+    # A detail added on one side is a difference for the guard, in any band.
+    assert GUARD.check("a tram in Lisbon", "a tram").reason == "word_mismatch: lisbon vs none"
     assert not policy.is_hit(0.75, "a tram in Lisbon", "a tram", GUARD)
     assert not policy.is_hit(0.69, *drone, GUARD)
 
 
 def test_lexical_overlap_maps_synonyms() -> None:
-    assert lexical_overlap("a yellow taxi in Manhattan", "a yellow cab in Manhattan") == 1.0
-    assert lexical_overlap("a woman eating a mango", "a woman eating a papaya") < 0.65
+    assert lexical_overlap("a yellow taxi in Manhattan", "a yellow cab in Manhattan", GUARD) == 1.0
+    assert lexical_overlap("a woman eating a mango", "a woman eating a papaya", GUARD) < 0.65
 
 
 # --- the labelled set and the quality gate --------------------------------------------------------

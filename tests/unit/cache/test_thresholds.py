@@ -55,7 +55,7 @@ def entry(name: str) -> CacheEntry:
 
 
 STORED = "a quiet harbour with fishing boats"
-REQUEST = "quiet harbour, fishing boats moored"
+REQUEST = "fishing boats in a quiet harbour"
 
 
 @pytest.mark.parametrize(

