@@ -13,6 +13,12 @@ tags, lemmas; no entity recogniser) and keeps what the guard compares:
   left of"), stored in one direction ("X below Y" as "Y above X");
 * **particles** — states without an object: "lights on", "zoom in", "switched off".
 
+The parse is corrected first where the small model is known to misread prompts (participle
+lemmas, verbs tagged as nouns: :mod:`~streamproc.cache.tagging`). Phrases of the synonym groups
+are read as one word in any inflection ("lifting off", "rays of sunlight"); the medium at the
+head of a prompt ("footage of ...") and participles that only state what is seen ("lit by",
+"covered in") are no words of their own.
+
 The parser loads once per process, on first use (about 1.5 s); parses are memoised per text.
 """
 
@@ -30,6 +36,8 @@ from streamproc.cache.lexicon.relations import (
     CONVERSE,
     COUNTING_NOUNS,
     LIGHT_LEMMAS,
+    MEDIA_NOUNS,
+    NEUTRAL_PARTICIPLES,
     NEUTRAL_VERBS,
     NUMBER_WORDS,
     PARTICLES,
@@ -37,6 +45,7 @@ from streamproc.cache.lexicon.relations import (
     RELATIONAL_NOUNS,
 )
 from streamproc.cache.normalize import normalize_prompt
+from streamproc.cache.tagging import Lemmas, correct
 from streamproc.cache.words import SYNONYM_HEAD, phrases, us_spelling
 
 if TYPE_CHECKING:
@@ -168,9 +177,18 @@ def _forms(*texts: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def _keys(forms: Iterable[str], surface: str) -> frozenset[str]:
+def _keys(forms: Iterable[str], surface: str, lemmas: Lemmas) -> frozenset[str]:
     keys = set(forms)
     keys.add(_stem(us_spelling(surface)))
+    if surface.endswith(("ing", "ed")):
+        # A participle the tagger read as a noun or adjective ("a sailboat gliding").
+        verb = lemmas.verb(surface)
+        if verb is not None:
+            keys.add(verb)
+    if surface.endswith("ness") and len(surface) > 6:
+        # "in darkness" = "in the dark"; "happiness" -> "happy".
+        stem = surface[:-4]
+        keys.add(stem[:-1] + "y" if stem.endswith("i") else stem)
     keys.update(SYNONYM_HEAD[form] for form in list(keys) if form in SYNONYM_HEAD)
     return frozenset(keys)
 
@@ -182,12 +200,14 @@ def _passive(verb: Token) -> bool:
 class _Reading:
     """Builds one :class:`Scene` from one parsed document."""
 
-    def __init__(self, doc: Doc, known_phrases: frozenset[tuple[str, ...]]) -> None:
+    def __init__(self, doc: Doc, known_phrases: frozenset[tuple[str, ...]], lemmas: Lemmas) -> None:
         self.doc = doc
         self.unit_of: dict[int, int] = {}  # token index -> word index
         self.words: list[Word] = []
-        self.used: set[int] = set()  # tokens read as relations, counts or particles
+        self.used: set[int] = set()  # tokens read as relations or counts
+        self.particles: set[int] = set()  # tokens read as particles (unless in a phrase)
         self._phrases = known_phrases
+        self._lemmas = lemmas
         # "without a beard chopping wood", "without flying cars": the first noun after it.
         self._without = {
             next((t.i for t in w.subtree if t.i > w.i and t.pos_ in ("NOUN", "PROPN")), -1)
@@ -213,17 +233,32 @@ class _Reading:
             ):
                 end += 2
             if end > i and not any(j in self.used for j in range(i, end + 1)):
-                spans.append((i, end + 1))
+                parts = tuple(lowers[j] for j in range(i, end + 1, 2))
+                if parts not in self._phrases and self._neutral_participle(doc[end]):
+                    # "graffiti-covered walls" are walls covered in graffiti: the graffiti is
+                    # the word, the participle adds nothing.
+                    self.used.update(range(end - 1, end + 1))
+                    end -= 2
+                if end > i:
+                    spans.append((i, end + 1))
                 i = end + 1
                 continue
             for length in range(min(2 * self._longest, len(doc) - i), 1, -1):
                 span = range(i, i + length)
-                if any(j in self.used for j in span) or doc[i].pos_ in ("ADP", "DET"):
+                if any(j in self.used for j in span) or doc[i].pos_ == "DET":
                     continue
+                if doc[i + length - 1].dep_ == "prep" and doc[i].pos_ != "VERB":
+                    continue  # "wave at" is a verb's phrase: not "a wave at sunset"
                 # "snow-covered" is the phrase "snow covered".
                 words = tuple(lowers[j] for j in span if lowers[j] != "-")
-                lemma_last = (*words[:-1], lemmas[i + length - 1])
-                if words in self._phrases or lemma_last in self._phrases:
+                # Inflected phrases: "rays of sunlight", "lifting off", "doing yoga". Nouns,
+                # "-s" forms and a leading verb are lemmatised ("a car parked" is no car park).
+                lemmatised = tuple(
+                    lemmas[j] if self._phrase_lemma(doc[j], first=j == i) else lowers[j]
+                    for j in span
+                    if lowers[j] != "-"
+                )
+                if words in self._phrases or lemmatised in self._phrases:
                     spans.append((i, i + length))
                     i += length
                     break
@@ -231,11 +266,29 @@ class _Reading:
                 i += 1
         return spans
 
+    @staticmethod
+    def _phrase_lemma(token: Token, *, first: bool) -> bool:
+        if token.pos_ == "NOUN" or (first and token.pos_ == "VERB"):
+            return True
+        return token.pos_ == "VERB" and token.lower_.endswith("s")  # "sun rays" read as a verb
+
+    def _neutral_participle(self, token: Token) -> bool:
+        # "lit by lanterns", "shrouded in mist", "covered in snow": a state the scene shows
+        # by what it names, not an action of its own.
+        form = token.lower_
+        if token.tag_ != "VBN" and not form.endswith(("ed", "en")) and form != "lit":
+            return False
+        verb = self._lemmas.verb(form) or token.lemma_.lower()
+        return verb in NEUTRAL_PARTICIPLES or verb in NEUTRAL_VERBS
+
     def _is_content(self, token: Token) -> bool:
-        if token.i in self.used:
+        if token.i in self.used or token.i in self.particles:
             return False
         if token.pos_ == "AUX" and token.lemma_.lower() not in _AUXILIARIES:
             return True  # "two kids fly kites": a verb the tagger took for an auxiliary
+        if token.pos_ == "PRON":
+            # "someone", "somebody": pronouns that name a person like "a person" does.
+            return token.lower_ in SYNONYM_HEAD and token.lower_ not in _NEGATIONS
         if token.pos_ not in _KINDS:
             return False
         lemma = token.lemma_.lower()
@@ -243,6 +296,15 @@ class _Reading:
             return False
         if token.pos_ in ("VERB", "AUX") and lemma in NEUTRAL_VERBS:
             return False
+        if token.pos_ in ("VERB", "ADJ") and self._neutral_participle(token):
+            return False
+        if token.pos_ == "NOUN" and lemma in MEDIA_NOUNS and token.dep_ == "ROOT":
+            # The medium at the head of a prompt: "slow-motion footage of a dunk", "a
+            # rotating shot of a watch", "a lipstick product shot".
+            return False
+        has_of = any(c.dep_ == "prep" and c.lower_ == "of" for c in token.children)
+        if token.pos_ == "ADJ" and lemma == "full" and has_of:
+            return False  # "a market full of shoppers" is a market with shoppers
         return not (token.pos_ == "NUM" and token.head.i != token.i and token.dep_ == "nummod")
 
     def read_words(self) -> None:
@@ -252,7 +314,12 @@ class _Reading:
             surface = span.text.lower()
             parts = [t.lower_ for t in span if t.text != "-"]
             lemma = " ".join([*parts[:-1], span[-1].lemma_.lower()])
-            forms = _forms(surface, lemma, " ".join(parts), "".join(parts))
+            lemmatised = " ".join(
+                t.lemma_.lower() if self._phrase_lemma(t, first=t.i == start) else t.lower_
+                for t in span
+                if t.text != "-"
+            )
+            forms = _forms(surface, lemma, lemmatised, " ".join(parts), "".join(parts))
             head = span.root
             self._add(range(start, end), surface, forms, _KINDS.get(head.pos_, "noun"), head)
         for token in doc:
@@ -262,7 +329,7 @@ class _Reading:
             if token.pos_ == "PROPN":
                 lemma = token.lower_
             forms = _forms(lemma, token.lower_)
-            kind = "verb" if token.pos_ == "AUX" else _KINDS[token.pos_]
+            kind = "verb" if token.pos_ == "AUX" else _KINDS.get(token.pos_, "noun")
             self._add([token.i], token.lower_, forms, kind, token)
 
     def _add(
@@ -273,7 +340,7 @@ class _Reading:
         self.words.append(
             Word(
                 text=surface,
-                keys=_keys(forms, surface),
+                keys=_keys(forms, surface, self._lemmas),
                 forms=forms,
                 kind=kind,
                 count=count,
@@ -291,8 +358,11 @@ class _Reading:
             "Number", []
         )
         determined = any(c.dep_ in ("det", "nummod", "poss") for c in token.children)
-        if token.dep_ in ("compound", "nmod") or (
-            not plural and not determined and token.lower_ == token.lemma_.lower()
+        gerund = not plural and token.lower_.endswith("ing")  # "a helicopter landing"
+        if (
+            gerund
+            or token.dep_ in ("compound", "nmod")
+            or (not plural and not determined and token.lower_ == token.lemma_.lower())
         ):
             # "a sunflower field", "sheep grazing", "fog rolling": number unknowable.
             plural = None
@@ -342,7 +412,7 @@ class _Reading:
             if token.pos_ == "ADV" and lemma in RELATION_CLASSES and self._object(token):
                 self.used.add(token.i)
             if token.pos_ in ("ADV", "ADP", "PART") and lemma in PARTICLES:
-                self.used.add(token.i)
+                self.particles.add(token.i)
 
     def _relational_object(self, noun: Token) -> Token | None:
         # "in front of X", "to the left of X", "on top of X": the X.
@@ -367,9 +437,11 @@ class _Reading:
     # -- roles -----------------------------------------------------------------------------
 
     def _expand(self, token: Token) -> Iterator[Token]:
+        # Conjuncts ("a cat and a dog") and appositives ("its mother, a lioness") are
+        # participants alike.
         yield token
         for child in token.children:
-            if child.dep_ == "conj":
+            if child.dep_ in ("conj", "appos"):
                 yield from self._expand(child)
 
     def _participants(self, verb: Token) -> tuple[list[Token], list[Token]]:
@@ -457,8 +529,8 @@ class _Reading:
             if token.dep_ not in ("prep", "advmod"):
                 continue
             target = self._object(token)
-            if target is None:
-                continue
+            if target is None or self._neutral_participle(token.head):
+                continue  # "a can covered in droplets" places nothing in the droplets
             relational = target.lower_ in RELATIONAL_NOUNS and target.i in self.used
             if lemma not in RELATION_CLASSES and not relational:
                 continue
@@ -488,6 +560,8 @@ class _Reading:
             lemma = token.lower_
             if lemma not in PARTICLES or token.pos_ not in ("ADV", "ADP", "PART"):
                 continue
+            if token.i in self.unit_of:
+                continue  # part of a phrase: "wake up", "lift off", "close up"
             if token.dep_ == "prt" or self._object(token) is None:
                 found.add(PARTICLES[lemma])
         return frozenset(found)
@@ -501,6 +575,7 @@ class SceneReader:
         self._memo: OrderedDict[str, Scene] = OrderedDict()
         self._memo_size = memo_size
         self._phrases: frozenset[tuple[str, ...]] | None = None
+        self._lemmas: Lemmas | None = None
 
     def load(self) -> None:
         """Load the parser and word tables now (blocking) rather than on the first read."""
@@ -508,6 +583,8 @@ class SceneReader:
             self._parser = load_parser()
         if self._phrases is None:
             self._phrases = phrases()
+        if self._lemmas is None:
+            self._lemmas = Lemmas.of(self._parser)
 
     def read(self, prompt: str) -> Scene:
         """The scene of ``prompt`` (normalised first: case, filler and quality tags go)."""
@@ -519,14 +596,16 @@ class SceneReader:
         self.load()
         assert self._parser is not None
         assert self._phrases is not None
-        found = self._memo[text] = self._build(self._parser(text), self._phrases)
+        assert self._lemmas is not None
+        doc = correct(self._parser(text), self._lemmas)
+        found = self._memo[text] = self._build(doc, self._phrases, self._lemmas)
         if len(self._memo) > self._memo_size:
             self._memo.popitem(last=False)
         return found
 
     @staticmethod
-    def _build(doc: Doc, known_phrases: frozenset[tuple[str, ...]]) -> Scene:
-        reading = _Reading(doc, known_phrases)
+    def _build(doc: Doc, known_phrases: frozenset[tuple[str, ...]], lemmas: Lemmas) -> Scene:
+        reading = _Reading(doc, known_phrases, lemmas)
         reading.mark_structure()
         reading.read_words()
         return Scene(

@@ -219,5 +219,17 @@ NEUTRAL_VERBS: Final = frozenset(
         "wait",
         "make",
         "come",
+        "drive",
     ]
+)
+
+#: Participles that state what a thing is seen with rather than an action ("a street lit by
+#: lanterns" is a street with lanterns; "an alley shrouded in mist" an alley in mist).
+NEUTRAL_PARTICIPLES: Final = frozenset(
+    ["light", "illuminate", "shroud", "bathe", "blanket", "drape", "line", "dot", "frame"]
+)
+
+#: Nouns that name the medium, not the scene: "footage of X" at the head of a prompt is X.
+MEDIA_NOUNS: Final = frozenset(
+    ["video", "clip", "footage", "shot", "scene", "view", "movie", "sequence", "gif", "image"]
 )

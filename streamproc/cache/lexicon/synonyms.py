@@ -218,6 +218,7 @@ SYNONYM_GROUPS: Final[tuple[str, ...]] = (
     "alley|alleyway",
     "square|plaza|piazza",
     "skate park|skatepark",
+    "watering hole|waterhole",
     "market|marketplace|bazaar|night market|street market",
     "station|train station|railway station|subway station",
     "runway|airstrip",
