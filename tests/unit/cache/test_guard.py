@@ -333,6 +333,15 @@ def test_filler_and_quality_tags_are_ignored() -> None:
     )
 
 
+def test_a_request_clause_is_no_detail_but_a_picture_word_in_it_is() -> None:
+    assert accepts(
+        "can you make me a 5 second video of a horse galloping on a beach",
+        "a horse galloping on a beach",
+    )
+    verdict = GUARD.check("make a slow motion video of a hummingbird", "a hummingbird")
+    assert verdict.reason == "word_mismatch: slow motion vs none"
+
+
 def test_unknown_checks_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown guard checks"):
         AttributeGuard(checks=["number", "smell"])
@@ -442,6 +451,67 @@ def test_normalize_prompt_keeps_filler_inside_the_prompt() -> None:
 
 def test_normalize_prompt_keeps_a_shot_of_which_can_be_a_scene() -> None:
     assert normalize_prompt("a shot of espresso") == "a shot of espresso"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "scene"),
+    [
+        ("Can you make a video of a horse galloping on a beach?", "a horse galloping on a beach"),
+        ("I'd like a short clip of a fox in the snow", "a fox in the snow"),
+        ("make me a 5 second video of a cat playing with yarn", "a cat playing with yarn"),
+        ("Render a 10s clip showing a train crossing a bridge", "a train crossing a bridge"),
+        ("i would like to see footage of a hummingbird hovering", "a hummingbird hovering"),
+        ("could you please generate a clip of an owl", "an owl"),
+        ("please generate a cinematic video where a dragon flies", "a dragon flies"),
+        ("create a clip: a child blowing bubbles", "a child blowing bubbles"),
+        ("Text to video: a lighthouse in a storm", "a lighthouse in a storm"),
+        ("i need a 6-second clip of lava flowing", "lava flowing"),
+    ],
+)
+def test_normalize_prompt_drops_a_request_clause(prompt: str, scene: str) -> None:
+    assert normalize_prompt(prompt) == scene
+
+
+@pytest.mark.parametrize(
+    ("prompt", "kept"),
+    [
+        ("make a slow motion video of a bird", "a slow motion video of a bird"),
+        ("a black and white clip of a train", "a black and white clip of a train"),
+        ("a vintage film of a woman dancing", "a vintage film of a woman dancing"),
+        ("a film of dust on a table", "a film of dust on a table"),
+        ("a clip with pearls", "a clip with pearls"),
+        ("a television showing a video of a match", "a television showing a video of a match"),
+    ],
+)
+def test_normalize_prompt_keeps_framing_that_changes_the_picture(prompt: str, kept: str) -> None:
+    assert normalize_prompt(prompt) == kept
+
+
+@pytest.mark.parametrize(
+    ("prompt", "scene"),
+    [
+        ("a koala in a tree, 4k, highly detailed, trending on artstation", "a koala in a tree"),
+        ("a street at night, ultra hd, 8k, sharp focus, masterpiece", "a street at night"),
+        ("a field of sunflowers, high detail, professional, 8k uhd", "a field of sunflowers"),
+        ("a sunset over the sea, award winning, best quality, in 4k", "a sunset over the sea"),
+        ("a fox in 4k", "a fox"),
+    ],
+)
+def test_normalize_prompt_drops_trailing_tag_lists(prompt: str, scene: str) -> None:
+    assert normalize_prompt(prompt) == scene
+
+
+@pytest.mark.parametrize(
+    ("prompt", "kept"),
+    [
+        ("a dog on the beach, at night", "a dog on the beach, at night"),
+        ("a city street, rainy, 4k", "a city street, rainy"),
+        ("a portrait of a woman, oil painting, 4k", "a portrait of a woman, oil painting"),
+        ("a moon, full", "a moon, full"),  # a modifier alone is no tag
+    ],
+)
+def test_normalize_prompt_keeps_trailing_parts_that_are_not_tags(prompt: str, kept: str) -> None:
+    assert normalize_prompt(prompt) == kept
 
 
 def test_normalize_prompt_can_keep_filler() -> None:
