@@ -15,7 +15,9 @@ cached candidate only when the two describe the same scene:
 3. **number** — aligned nouns with different counts ("two" / "three"; "a dog" / "dogs");
 4. **roles** — an aligned participant that is the agent of an action on one side and its
    patient on the other, whatever the voice: "a cat chased by a dog" = "a dog chasing a cat"
-   but != "a dog chased by a cat";
+   but != "a dog chased by a cat"; the owner of a patient counts as a patient ("a nurse
+   bandaging a soldier's arm" != "a soldier bandaging a nurse's arm") and who takes, paints or
+   draws a picture of whom is a role too;
 5. **relations** — the same two things placed differently ("above" / "beside", "behind" /
    "in front of", left / right, inside / outside, on / under), or the relation reversed
    ("a cat on a box" / "a box on a cat"); "X below Y" = "Y above X";

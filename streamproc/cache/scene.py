@@ -8,7 +8,10 @@ tags, lemmas; no entity recogniser) and keeps what the guard compares:
   plural) and whether it is negated ("without cheese", "not wearing");
 * **roles** — for each verb, its agent and its patient, read the same way in the active, the
   passive and the participle forms: "a dog chasing a cat", "a cat chased by a dog" and "a cat
-  being chased by a dog" all give chase(agent=dog, patient=cat);
+  being chased by a dog" all give chase(agent=dog, patient=cat). The owner of a patient is a
+  patient too ("bandaging a soldier's arm", "the arm of a soldier"), and a picture noun is an
+  event of its own: "a tourist taking a photo of a monk" gives photo(agent=tourist,
+  patient=monk), whatever the verb;
 * **relations** — where one thing is relative to another ("above", "in front of", "to the
   left of"), stored in one direction ("X below Y" as "Y above X");
 * **particles** — states without an object: "lights on", "zoom in", "switched off".
@@ -41,6 +44,7 @@ from streamproc.cache.lexicon.relations import (
     NEUTRAL_VERBS,
     NUMBER_WORDS,
     PARTICLES,
+    PICTURE_NOUNS,
     RELATION_CLASSES,
     RELATIONAL_NOUNS,
 )
@@ -482,15 +486,64 @@ class _Reading:
                 agents.extend(self._expand(verb.head))
         elif verb.dep_ == "conj" and not agents and verb.head.pos_ == "VERB":
             agents.extend(self._participants(verb.head)[0])
+        # Whose arm is bandaged, whose hair is cut, what a cup holds: the owner of a patient
+        # ("a soldier's arm", "the arm of a soldier") is acted on too.
+        patients.extend(owner for patient in list(patients) for owner in self._owners(patient))
         return agents, patients
+
+    def _owners(self, noun: Token) -> Iterator[Token]:
+        if noun.pos_ not in ("NOUN", "PROPN"):
+            return
+        for child in noun.children:
+            if child.dep_ == "poss" and child.pos_ in ("NOUN", "PROPN"):
+                yield from self._expand(child)
+            elif child.dep_ == "prep" and child.lower_ == "of":
+                for target in child.children:
+                    if target.dep_ == "pobj" and target.pos_ in ("NOUN", "PROPN"):
+                        yield from self._expand(target)
+
+    def _objects_of(self, noun: Token, preposition: str) -> list[Token]:
+        return [
+            t
+            for child in noun.children
+            if child.dep_ == "prep" and child.lower_ == preposition
+            for target in child.children
+            if target.dep_ == "pobj"
+            for t in self._expand(target)
+        ]
+
+    def _picture_roles(
+        self, noun: Token, participants: dict[int, tuple[list[Token], list[Token]]]
+    ) -> tuple[list[Token], list[Token]]:
+        # "a photographer taking a picture of a bride", "a portrait of a king painted by an
+        # artist", "the artist's portrait of a king": who makes the picture, and of whom.
+        shown = self._objects_of(noun, "of")
+        makers = self._objects_of(noun, "by")
+        makers += [
+            agent
+            for agents, patients in participants.values()
+            if any(p.i == noun.i for p in patients)
+            for agent in agents
+        ]
+        owners = [c for c in noun.children if c.dep_ == "poss" and c.pos_ in ("NOUN", "PROPN")]
+        if shown:
+            makers += owners
+        else:
+            shown = owners  # "the bride's portrait" is a portrait of the bride
+        return makers, shown
 
     def read_roles(self) -> list[Role]:
         roles: list[Role] = []
-        for token in self.doc:
-            verb = self.word(token)
-            if token.pos_ != "VERB" or verb is None:
+        participants = {t.i: self._participants(t) for t in self.doc if t.pos_ == "VERB"}
+        events = [(self.word(self.doc[i]), found) for i, found in participants.items()]
+        events += [
+            (self.word(token), self._picture_roles(token, participants))
+            for token in self.doc
+            if token.pos_ == "NOUN" and token.lemma_.lower() in PICTURE_NOUNS
+        ]
+        for verb, (agents, patients) in events:
+            if verb is None:
                 continue
-            agents, patients = self._participants(token)
             for role, tokens in (("agent", agents), ("patient", patients)):
                 for participant in tokens:
                     index = self.word(participant)

@@ -233,3 +233,28 @@ NEUTRAL_PARTICIPLES: Final = frozenset(
 MEDIA_NOUNS: Final = frozenset(
     ["video", "clip", "footage", "shot", "scene", "view", "movie", "sequence", "gif", "image"]
 )
+
+#: Nouns of a picture made of someone or something: their "of"-object is what is shown and
+#: whoever takes, paints or draws them makes it ("a tourist taking a photo of a monk").
+PICTURE_NOUNS: Final = frozenset(
+    [
+        "picture",
+        "photo",
+        "photograph",
+        "pic",
+        "snapshot",
+        "selfie",
+        "portrait",
+        "painting",
+        "drawing",
+        "sketch",
+        "image",
+        "caricature",
+        "statue",
+        "sculpture",
+        "video",
+        "film",
+        "footage",
+        "recording",
+    ]
+)

@@ -64,6 +64,50 @@ def test_passive_with_the_roles_swapped_is_rejected() -> None:
     assert verdict.reason == "role_mismatch: cat agent of chased vs cat patient of chased"
 
 
+@pytest.mark.parametrize(
+    ("request_text", "candidate", "reason"),
+    [
+        (
+            "a photographer taking a picture of a bride",
+            "a bride taking a picture of a photographer",
+            "photographer agent of picture vs photographer patient of picture",
+        ),
+        (
+            "an artist painting a portrait of a king",
+            "a king painting a portrait of an artist",
+            "artist agent of painting vs artist patient of painting",
+        ),
+        (
+            "a portrait of a queen painted by a young artist",
+            "a portrait of a young artist painted by a queen",
+            "artist agent of painted vs artist patient of painted",
+        ),
+    ],
+)
+def test_who_pictures_whom_is_a_role(request_text: str, candidate: str, reason: str) -> None:
+    verdict = GUARD.check(request_text, candidate)
+    assert verdict.reason == f"role_mismatch: {reason}"
+
+
+def test_the_owner_of_what_is_acted_on_is_acted_on() -> None:
+    verdict = GUARD.check("a nurse bandaging a soldier's arm", "a soldier bandaging a nurse's arm")
+    assert verdict.reason == "role_mismatch: nurse agent of bandaging vs nurse patient of bandaging"
+    verdict = GUARD.check(
+        "a mother brushing her daughter's hair", "a daughter brushing her mother's hair"
+    )
+    assert verdict.reason == "role_mismatch: mother agent of brushing vs mother patient of brushing"
+
+
+def test_a_possessive_and_an_of_object_are_the_same_owner() -> None:
+    assert accepts("a nurse bandaging a soldier's arm", "a nurse bandaging the arm of a soldier")
+    assert accepts(
+        "a hairdresser cutting a woman's hair", "a woman's hair being cut by a hairdresser"
+    )
+    assert accepts(
+        "an artist painting a portrait of a king", "a portrait of a king being painted by an artist"
+    )
+
+
 def test_swapped_adjectives_are_rejected() -> None:
     verdict = GUARD.check("a tiny boat on a huge wave", "a huge boat on a tiny wave")
     assert not verdict.accepted
