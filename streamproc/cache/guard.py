@@ -21,7 +21,10 @@ cached candidate only when the two describe the same scene:
 5. **relations** — the same two things placed differently ("above" / "beside", "behind" /
    "in front of", left / right, inside / outside, on / under), or the relation reversed
    ("a cat on a box" / "a box on a cat"); "X below Y" = "Y above X";
-6. **particles** — states without an object: "lights on" / "off", "zoom in" / "out".
+6. **particles** — states and directions: "lights on" / "off", "zoom in" / "out" differ even
+   when one side says nothing; up / down, forward / back, toward / away, over / under only
+   against their opposite ("climbing up a ladder" is "climbing a ladder"). A direction is read
+   whether the parser makes it a particle or a preposition ("moving up / down a staircase").
 
 Filler ("generate a video of", "a short clip showing", ", 4k, high quality") is removed by
 :func:`~streamproc.cache.normalize.normalize_prompt` before both the embedding and the parse.

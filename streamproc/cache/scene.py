@@ -14,7 +14,8 @@ tags, lemmas; no entity recogniser) and keeps what the guard compares:
   patient=monk), whatever the verb;
 * **relations** — where one thing is relative to another ("above", "in front of", "to the
   left of"), stored in one direction ("X below Y" as "Y above X");
-* **particles** — states without an object: "lights on", "zoom in", "switched off".
+* **particles** — directions and states, with or without an object: "lights on", "zoom in",
+  "switched off", "leaning back", "moving up a staircase".
 
 The parse is corrected first where the small model is known to misread prompts (participle
 lemmas, verbs tagged as nouns: :mod:`~streamproc.cache.tagging`). Phrases of the synonym groups
@@ -40,13 +41,17 @@ from streamproc.cache.lexicon.relations import (
     COUNTING_NOUNS,
     LIGHT_LEMMAS,
     MEDIA_NOUNS,
+    MOTIONS,
     NEUTRAL_PARTICIPLES,
     NEUTRAL_VERBS,
     NUMBER_WORDS,
+    OPPOSITE,
     PARTICLES,
     PICTURE_NOUNS,
     RELATION_CLASSES,
     RELATIONAL_NOUNS,
+    STATES,
+    SWITCHING_VERBS,
 )
 from streamproc.cache.normalize import normalize_prompt
 from streamproc.cache.tagging import Lemmas, correct
@@ -253,6 +258,8 @@ class _Reading:
                     continue
                 if doc[i + length - 1].dep_ == "prep" and doc[i].pos_ != "VERB":
                     continue  # "wave at" is a verb's phrase: not "a wave at sunset"
+                if self._states_an_object(doc[i], doc[i + length - 1]):
+                    continue  # "taking off a coat" is no plane taking off
                 # "snow-covered" is the phrase "snow covered".
                 words = tuple(lowers[j] for j in span if lowers[j] != "-")
                 # Inflected phrases: "rays of sunlight", "lifting off", "doing yoga". Nouns,
@@ -269,6 +276,13 @@ class _Reading:
             else:
                 i += 1
         return spans
+
+    @staticmethod
+    def _states_an_object(verb: Token, last: Token) -> bool:
+        # A verb with a state particle and an object ("turn on a lamp", "take off a coat")
+        # keeps the particle to compare.
+        state = PARTICLES.get(last.lower_) in STATES and last.head.i == verb.i
+        return state and any(c.dep_ == "dobj" for c in verb.children)
 
     @staticmethod
     def _phrase_lemma(token: Token, *, first: bool) -> bool:
@@ -615,9 +629,17 @@ class _Reading:
                 continue
             if token.i in self.unit_of:
                 continue  # part of a phrase: "wake up", "lift off", "close up"
-            if token.dep_ == "prt" or self._object(token) is None:
+            # "turning on the lamp" read as "turning (on the lamp)": right after a verb of
+            # switching, "on" is its particle whatever the parser attached.
+            switched = (
+                token.head.lemma_.lower() in SWITCHING_VERBS
+                and token.i == token.head.i + 1
+                and any(c.dep_ == "pobj" for c in token.children)  # not "taken out of"
+            )
+            if token.dep_ == "prt" or lemma in MOTIONS or switched or self._object(token) is None:
                 found.add(PARTICLES[lemma])
-        return frozenset(found)
+        # Only directions that can clash are compared.
+        return frozenset(found & (STATES | OPPOSITE.keys()))
 
 
 class SceneReader:

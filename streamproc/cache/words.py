@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Final
 
+from streamproc.cache.lexicon.relations import PARTICLES
 from streamproc.cache.lexicon.synonyms import KEY_GROUPS, SYNONYM_GROUPS
 
 _PHRASE: Final = re.compile(r"[a-z][a-z' -]*")
@@ -110,13 +111,15 @@ def regional_pair(left: str, right: str) -> bool:
 def phrases() -> frozenset[tuple[str, ...]]:
     """Multi-word terms read as one word: synonym-group and regional phrases ("car park")."""
     found = {tuple(key.split()) for key in SYNONYM_HEADS if " " in key}
-    # Regional notes also hold fragments ("car parked"); only their two-word nouns whose
-    # counterpart is a word or a phrase too are kept.
+    # Regional notes also hold fragments ("car parked") and phrasal verbs ("turn on", "walk
+    # out"); only their two-word nouns whose counterpart is a word or a phrase too are kept,
+    # and none with a particle, which the guard must read as one.
     found |= {
         tuple(key.split())
         for key, others in _breame()[1].items()
         if len(key.split()) == 2
         and not key.split()[-1].endswith(("ed", "ing"))
+        and not any(word in PARTICLES for word in key.split())
         and any(other in _breame()[1] for other in others)
     }
     return frozenset(found)

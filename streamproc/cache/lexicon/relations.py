@@ -71,18 +71,57 @@ RELATIONAL_NOUNS: Final = frozenset(
 )
 
 #: Particles and bare prepositions that state where something is or goes ("lights on",
-#: "zoom in"); pairs that exclude each other.
+#: "zoom in", "leaning back"), by the direction they name; pairs of directions exclude each
+#: other. Without an opposite ("around", "along", "together") a particle is no word at all.
 PARTICLES: Final[Mapping[str, str]] = {
     "on": "on",
     "off": "off",
     "in": "in",
     "inside": "in",
+    "inward": "in",
+    "inwards": "in",
     "out": "out",
     "outside": "out",
+    "outward": "out",
+    "outwards": "out",
     "up": "up",
+    "upward": "up",
+    "upwards": "up",
+    "uphill": "up",
+    "upstairs": "up",
     "down": "down",
+    "downward": "down",
+    "downwards": "down",
+    "downhill": "down",
+    "downstairs": "down",
+    "forward": "forward",
+    "forwards": "forward",
+    "ahead": "forward",
+    "onward": "forward",
+    "onwards": "forward",
+    "back": "back",
+    "backward": "back",
+    "backwards": "back",
+    "toward": "toward",
+    "towards": "toward",
+    "away": "away",
+    "over": "over",
+    "under": "under",
+    "around": "around",
+    "round": "around",
+    "about": "around",
+    "along": "along",
+    "across": "across",
+    "through": "through",
+    "past": "past",
+    "by": "past",
+    "aside": "aside",
+    "apart": "apart",
+    "together": "together",
 }
-#: Particle states a prompt must agree on even when only one side states them.
+#: Particle states a prompt must agree on even when only one side states them ("a lamp" is
+#: no "lamp turned on"); other directions clash only with their opposite ("climbing up a
+#: ladder" is "climbing a ladder", not "climbing down").
 STATES: Final = frozenset({"on", "off", "in", "out"})
 OPPOSITE: Final[Mapping[str, str]] = {
     "on": "off",
@@ -91,7 +130,21 @@ OPPOSITE: Final[Mapping[str, str]] = {
     "out": "in",
     "up": "down",
     "down": "up",
+    "forward": "back",
+    "back": "forward",
+    "toward": "away",
+    "away": "toward",
+    "over": "under",
+    "under": "over",
 }
+#: Verbs whose "on", "off", "in" or "out" right after them is a particle even before an
+#: object ("turning on the lamp", "taking off a coat").
+SWITCHING_VERBS: Final = frozenset({"turn", "switch", "put", "take", "shut", "power", "flick"})
+#: Directions read even with an object: "moving up a staircase" goes up whether the parser
+#: makes "up" a particle or a preposition.
+MOTIONS: Final = frozenset(
+    {"up", "down", "toward", "towards", "away", "upward", "downward", "forward", "back"}
+)
 
 #: Number words the tagger marks NUM; digits are read directly.
 NUMBER_WORDS: Final[Mapping[str, int]] = {

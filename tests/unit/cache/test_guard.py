@@ -261,6 +261,52 @@ def test_zooming_in_and_out_differ() -> None:
     assert verdict.reason == "particle_mismatch: in vs out"
 
 
+@pytest.mark.parametrize(
+    ("request_text", "candidate", "reason"),
+    [
+        ("a cat climbing up a tree", "a cat climbing down a tree", "up vs down"),
+        (
+            "a camera moving up a grand staircase",  # "up" a particle here, "down" a preposition
+            "a camera moving down a grand staircase",
+            "up vs down",
+        ),
+        (
+            "a man walking forward on a treadmill",
+            "a man walking backward on a treadmill",
+            "forward vs back",
+        ),
+        ("a cyclist leaning forward", "a cyclist leaning back", "forward vs back"),
+        (
+            "an elevator going up in a glass tower",
+            "an elevator going down in a glass tower",
+            "up vs down",
+        ),
+    ],
+)
+def test_opposite_directions_differ(request_text: str, candidate: str, reason: str) -> None:
+    assert GUARD.check(request_text, candidate).reason == f"particle_mismatch: {reason}"
+
+
+def test_a_direction_stated_on_one_side_only_is_the_same_motion() -> None:
+    assert accepts("a girl climbing up a ladder", "a girl climbing a ladder")
+    assert accepts("a kitten rolling on green grass", "a kitten rolls around on green grass")
+
+
+def test_a_particle_is_read_wherever_the_parser_attaches_it() -> None:
+    assert accepts("a girl turning the lamp on", "a girl turning on the lamp")
+    assert accepts(
+        "the lights being switched off by a janitor", "a janitor switching off the lights"
+    )
+    verdict = GUARD.check(
+        "the lights being switched on by a janitor", "a janitor switching off the lights"
+    )
+    assert verdict.reason == "particle_mismatch: on vs off"
+    # "out of" places the pizza; it is no state of its own.
+    assert accepts(
+        "a pizza coming out of a wood-fired oven", "a pizza being taken out of a wood-fired oven"
+    )
+
+
 def test_into_and_out_of_differ() -> None:
     verdict = GUARD.check("a dog jumping into a lake", "a dog jumping out of a lake")
     assert not verdict.accepted
