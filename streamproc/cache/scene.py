@@ -55,7 +55,7 @@ from streamproc.cache.lexicon.relations import (
 )
 from streamproc.cache.normalize import normalize_prompt
 from streamproc.cache.tagging import Lemmas, correct
-from streamproc.cache.words import SYNONYM_HEADS, phrases, us_spelling
+from streamproc.cache.words import SYNONYM_HEADS, phrases, singulars, us_spelling
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -347,6 +347,9 @@ class _Reading:
             if token.pos_ == "PROPN":
                 lemma = token.lower_
             forms = _forms(lemma, token.lower_)
+            if token.tag_ == "NNS":
+                # The lemmatiser reads "cookies" as "cooky": every regular singular counts.
+                forms |= _forms(*singulars(token.lower_))
             kind = "verb" if token.pos_ == "AUX" else _KINDS.get(token.pos_, "noun")
             self._add([token.i], token.lower_, forms, kind, token)
 

@@ -170,7 +170,8 @@ def _plural(phrase: str) -> str:
     return " ".join([*rest, last])
 
 
-def _singulars(word: str) -> list[str]:
+def singulars(word: str) -> list[str]:
+    """The singulars ``word`` may be the regular plural of ("cookies" -> "cookie", "cooky")."""
     if not _plural_of(word) or len(word) < 4:
         return []
     found = [word[:-1]]
@@ -198,7 +199,7 @@ def _rewrites() -> tuple[Mapping[str, str], int]:
             key = _spelled(member)
             # A member of two groups, the plural of the head, or an adverbial phrase ("at
             # night", "seen from above": the head would lose its preposition) stays as written.
-            plural = head in _singulars(key) or key in _singulars(head)
+            plural = head in singulars(key) or key in singulars(head)
             adverbial = key.split(" ")[0] in _FUNCTION_WORDS
             if rewritable and seen[member] == 1 and not (plural or adverbial) and key != head:
                 table.setdefault(key, head)
@@ -226,7 +227,7 @@ def canonical_text(text: str) -> str:
             words = [w for _, _, w in window]
             found = table.get(" ".join(words))
             if found is None:
-                for singular in _singulars(words[-1]):
+                for singular in singulars(words[-1]):
                     head = table.get(" ".join([*words[:-1], singular]))
                     if head is not None:
                         found = _plural(head)

@@ -31,6 +31,7 @@ KEY_GROUPS: Final[tuple[str, ...]] = (
     "baby|infant|newborn",
     "teenager|teen|adolescent",
     "chef|cook",
+    "doctor|physician|medic",
     "waiter|waitress",
     "wizard|sorcerer|mage",
     "astronaut|spaceman|cosmonaut",
@@ -55,6 +56,7 @@ KEY_GROUPS: Final[tuple[str, ...]] = (
     "dog|doggy|hound|pooch",
     "puppy|pup",
     "horse|stallion|mare",
+    "rooster|cockerel|~cock",
     "pig|hog",
     "chicken|hen",
     "seagull|gull",
@@ -203,7 +205,7 @@ KEY_GROUPS: Final[tuple[str, ...]] = (
     "sandcastle|sand castle",
     # places
     "beach|shore|seashore|seaside",
-    "coast|coastline|coastal",
+    "coast|coastline|coastal|shoreline|shore",
     "ocean|sea|open sea|open ocean",
     "stream|brook|creek",
     "pool|swimming pool",
@@ -329,7 +331,7 @@ KEY_GROUPS: Final[tuple[str, ...]] = (
     "photorealistic|photo realistic|hyperrealistic|realistic",
     "film grain|8mm|16mm|super 8|vhs",
     # era
-    "vintage|retro|classic|antique|old fashioned",
+    "vintage|retro|classic|antique|old fashioned|old",
     "modern|contemporary",
     "futuristic|sci fi|scifi|science fiction",
     # British words with the American one first (spellings come from breame)
@@ -380,8 +382,8 @@ KEY_GROUPS: Final[tuple[str, ...]] = (
 
 GUARD_GROUPS: Final[tuple[str, ...]] = (
     # actions (base forms)
-    "walk|stroll|wander|amble|march|hike",
-    "run|sprint|dash",
+    "walk|stroll|wander|amble|march|hike|prowl|trudge|saunter|trek",
+    "run|sprint|dash|jog|gallop",
     "fly|soar",
     "jump|leap|hop",
     "climb|scale",
@@ -390,8 +392,8 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     "fall|drop|tumble",
     "sit|sit down",
     "rest|lie|lie down|lounge|relax",
-    "sleep|nap|doze",
-    "eat|munch|chew",
+    "sleep|asleep|nap|doze|slumber",
+    "eat|munch|chew|nibble|gnaw",
     "drink|sip",
     "hunt|stalk",
     "chase|pursue",
@@ -439,7 +441,7 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     "knit|crochet",
     "sew|stitch",
     "mix|stir|whisk",
-    "photograph|snap a photo",
+    "photograph|snap a photo|take a photo|take a picture|snap a picture",
     "sculpt|carve",
     "harvest|pick fruit",
     "vacuum|hoover",
@@ -469,7 +471,8 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     "pan|panning|pans|panned",
     "static shot|locked off|tripod shot",
     # pace
-    "fast|quickly|rapidly|speed|race|high speed|swift|swiftly|zoom|rush|hurry",
+    "fast|quickly|rapidly|rapid|speedy|quick|speed|race|high speed|swift|swiftly",
+    "rush|hurry",
     "slow|slowly|leisurely|sluggish",
     # size
     "small|tiny|miniature|mini|petite|little",
@@ -485,7 +488,7 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     "ceramic|porcelain",
     "wool|woollen|woolen|knitted",
     # mood
-    "calm|tranquil|peaceful|serene|still|quiet",
+    "calm|tranquil|peaceful|serene|still|quiet|silent|hushed",
     "busy|bustling|crowded|crowd|packed|hectic|rush hour|full of people",
     "empty|deserted|abandoned|desolate|vacant|nobody|no one|unoccupied",
     # intensity
@@ -497,6 +500,29 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     # location
     "underwater|undersea|under water|under the sea|beneath the waves|"
     "below the surface|under the ocean",
+    # plain synonyms of states, looks and actions
+    "photo|photograph|picture|pic|snapshot",
+    "road|street|avenue|boulevard",
+    "rug|carpet",
+    "scared|frightened|afraid|terrified|fearful",
+    "angry|furious|mad|enraged|irate",
+    "sad|unhappy|sorrowful|downcast|glum",
+    "happy|joyful|cheerful|glad|joyous|delighted",
+    "smile|grin",
+    "throw|toss|hurl|fling|lob",
+    "gaze|stare|peer",
+    "observe|watch",
+    "pretty|beautiful|lovely|gorgeous|stunning",
+    "shiny|glossy|gleaming|lustrous",
+    "meander|wind|snake|twist|zigzag|curve",
+    "sparkle|glitter|twinkle|shimmer|glisten",
+    "cute|adorable",
+    "tired|exhausted|weary|sleepy",
+    "wet|damp|soaked|drenched|soggy",
+    "dirty|filthy|grimy",
+    "dense|thick",
+    "delicious|tasty|yummy",
+    "scary|spooky|creepy|eerie",
 )
 
 #: Every group; a word in several groups is compared by the first.
