@@ -78,6 +78,25 @@ def decide(
     return [policy.is_hit(float(c), p.a, p.b, guard) for c, p in zip(cos, pairs, strict=True)]
 
 
+def guard_cost(pairs: Sequence[Pair]) -> tuple[float, float, float]:
+    """Microseconds per candidate with both prompts parsed cold and with both memoised, and
+    per prompt for match_text (the exact key's text)."""
+    guard = AttributeGuard()  # a fresh memo; the parser itself is loaded once per process
+    started = time.perf_counter()
+    for p in pairs:
+        guard.check(p.a, p.b)
+    cold = time.perf_counter()
+    for p in pairs:
+        guard.check(p.a, p.b)
+    warm = time.perf_counter()
+    for p in pairs:
+        match_text(p.a)
+        match_text(p.b)
+    keyed = time.perf_counter()
+    per = 1e6 / len(pairs)
+    return (cold - started) * per, (warm - cold) * per, (keyed - warm) * per / 2
+
+
 def row(label: str, q: HitQuality) -> str:
     return (
         f"{label:<44} P={q.precision:.3f} R={q.recall:.3f} F1={q.f1:.3f} "
@@ -121,17 +140,26 @@ def main() -> None:
     print(row("default", q_default))
     print()
 
-    print("== threshold sweep (single stage) ==")
+    print("== threshold sweep (single stage; 'guarded': share of pairs the guard must check) ==")
     print(f"{'threshold':<10} {'with guard':<58} | without guard")
     for t in THRESHOLDS:
         with_guard = hit_quality(decide(HitPolicy(t), cos, pairs, guard), labels)
         without = hit_quality(decide(HitPolicy(t, use_guard=False), cos, pairs, guard), labels)
+        guarded = float(np.mean(cos >= t))
         print(
             f"{t:<10.2f} P={with_guard.precision:.3f} R={with_guard.recall:.3f} "
-            f"F1={with_guard.f1:.3f} FP={with_guard.fp:<3} FN={with_guard.fn:<3}"
-            f"{'':<11} | P={without.precision:.3f} R={without.recall:.3f} "
+            f"F1={with_guard.f1:.3f} FP={with_guard.fp:<3} FN={with_guard.fn:<3} "
+            f"guarded={guarded:.2f} | P={without.precision:.3f} R={without.recall:.3f} "
             f"F1={without.f1:.3f} FP={without.fp:<3} FN={without.fn}"
         )
+    print()
+
+    cold, warm, keyed = guard_cost(pairs)
+    print("== cost ==")
+    print(
+        f"guard per candidate: {cold:.0f} us with both prompts parsed cold, {warm:.1f} us "
+        f"memoised; match_text {keyed:.1f} us per prompt"
+    )
     print()
 
     print("== second stage: >=0.85 guard; [verified, 0.85) guard + lexical overlap ==")

@@ -345,7 +345,9 @@ def lexical_overlap(a: str, b: str, guard: AttributeGuard | None = None) -> floa
     """Jaccard overlap of the prompts' content words, counting aligned synonyms as shared.
 
     Used only as a second-stage check for candidates between the lower and the main
-    threshold: a paraphrase below 0.85 cosine usually still shares its key words.
+    threshold. With the guard on it adds nothing: a candidate the guard accepts has a
+    counterpart for every content word, so its overlap is 1.0 (less only where two words
+    were read as one, "skate park" / "skatepark").
     """
     return (guard or AttributeGuard()).overlap(a, b)
 
@@ -361,7 +363,7 @@ class HitPolicy:
     (``cache.min_lexical_overlap``).
     """
 
-    similarity_threshold: float = 0.85
+    similarity_threshold: float = 0.75
     use_guard: bool = True
     verified_threshold: float | None = None
     min_overlap: float = 0.0

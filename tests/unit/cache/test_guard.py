@@ -733,8 +733,8 @@ def test_hit_quality_rejects_mismatched_lengths() -> None:
 
 
 def test_policy_misses_below_threshold() -> None:
-    assert not HitPolicy().is_hit(0.849, "a red car", "a red car", GUARD)
-    assert HitPolicy().is_hit(0.85, "a red car", "a red car", GUARD)
+    assert not HitPolicy().is_hit(0.749, "a red car", "a red car", GUARD)
+    assert HitPolicy().is_hit(0.75, "a red car", "a red car", GUARD)
 
 
 def test_policy_guard_vetoes_a_close_candidate() -> None:
