@@ -41,7 +41,7 @@ from typing import Final
 
 from streamproc.cache.lexicon.relations import OPPOSITE, STATES, SYMMETRIC
 from streamproc.cache.scene import Relation, Scene, SceneReader, Word
-from streamproc.cache.words import regional_pair
+from streamproc.cache.words import SYNONYM_HEADS, regional_pair
 
 __all__ = [
     "CHECKS",
@@ -180,15 +180,20 @@ def _counts_differ(mine: Word, theirs: Word) -> bool:
     return other.plural is not None and not (counted.count == 1 and not other.plural)
 
 
+def _named_plural(word: Word) -> bool:
+    return bool(word.plural) and word.text in SYNONYM_HEADS
+
+
 def _check_number(left: Scene, right: Scene, al: _Alignment) -> str | None:
     for i, j in al.forward.items():
         mine, theirs = left.words[i], right.words[j]
         nouns = mine.kind in ("noun", "name") and theirs.kind in ("noun", "name")
         if not nouns:
             continue
-        if not (mine.forms & theirs.forms):
-            # Two words for one thing differ in grammatical number by nature ("flames" /
-            # "fire", "the woods" / "a forest"): only stated counts compare.
+        if not (mine.forms & theirs.forms) and (_named_plural(mine) or _named_plural(theirs)):
+            # A group that lists a word in the plural names one thing by it ("flames" /
+            # "a fire", "the woods" / "a forest"): only stated counts compare. Other plurals
+            # count ("kids" / "a child").
             counted = None not in (mine.count, theirs.count)
             if counted and mine.count != theirs.count:
                 return f"number_mismatch: {_count(mine)} vs {_count(theirs)}"

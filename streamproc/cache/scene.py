@@ -380,6 +380,11 @@ class _Reading:
         )
         determined = any(c.dep_ in ("det", "nummod", "poss") for c in token.children)
         gerund = not plural and token.lower_.endswith("ing")  # "a helicopter landing"
+        head = token.head
+        # "a kid playing" read as the noun "kid playing": the "a" is the kid's.
+        misread = token.dep_ == "compound" and head.tag_ == "NN" and head.lower_.endswith("ing")
+        if misread and any(c.dep_ == "det" and c.lower_ in ("a", "an") for c in head.children):
+            return None, False
         if (
             gerund
             or token.dep_ in ("compound", "nmod")

@@ -151,6 +151,9 @@ _FUNCTIONS: Final = (
 _FUNCTION_WORDS: Final = frozenset(_FUNCTIONS.split())
 
 
+_IRREGULAR_SINGULARS: Final = {plural: singular for singular, plural in _IRREGULAR_PLURALS.items()}
+
+
 def _plural_of(word: str) -> bool:
     return word.endswith("s") and not word.endswith("ss")
 
@@ -171,7 +174,9 @@ def _plural(phrase: str) -> str:
 
 
 def singulars(word: str) -> list[str]:
-    """The singulars ``word`` may be the regular plural of ("cookies" -> "cookie", "cooky")."""
+    """The singulars ``word`` may be the plural of ("cookies" -> "cookie", "cooky")."""
+    if word in _IRREGULAR_SINGULARS:
+        return [_IRREGULAR_SINGULARS[word]]
     if not _plural_of(word) or len(word) < 4:
         return []
     found = [word[:-1]]

@@ -351,7 +351,7 @@ KEY_GROUPS: Final[tuple[str, ...]] = (
     "mailman|postman|mail carrier|postwoman",
     "mailbox|postbox|post box|pillar box",
     "main street|high street",
-    "traffic circle|roundabout",
+    "traffic circle|~roundabout",
     "overpass|flyover",
     "store|shop",
     "stove|cooker",

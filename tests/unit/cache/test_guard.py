@@ -709,11 +709,18 @@ def test_match_text_folds_filler_and_regional_words_into_one_key() -> None:
     )
 
 
-def test_synonyms_compare_by_stated_counts_only() -> None:
+def test_a_plural_a_group_lists_names_one_thing() -> None:
     assert accepts("flames in a fireplace", "a fire in a fireplace")
     assert accepts("a stroll through the woods", "a stroll through a forest")
     verdict = GUARD.check("two flames in a fireplace", "three fires in a fireplace")
     assert verdict.reason == "number_mismatch: 2 flames vs 3 fires"
+
+
+def test_the_plural_of_a_synonym_is_still_several() -> None:
+    verdict = GUARD.check("a kid playing in a park", "children playing in a park")
+    assert verdict.reason == "number_mismatch: one kid vs several children"
+    verdict = GUARD.check("a person walking in the rain", "people walking in the rain")
+    assert verdict.reason == "number_mismatch: one person vs several people"
 
 
 # --- decision and quality helpers ---------------------------------------------------------------
