@@ -24,7 +24,7 @@ from typing import Final
 # the connector introduces the scene ("of", "showing", "where", ":"). When a modifier that
 # changes the picture stands in the way ("a slow motion video of"), only the request goes and
 # the rest stays for the guard to compare.
-_POLITE: Final = r"(?:please|pls|kindly)"
+_POLITE: Final = r"(?:please|pls|kindly|(?:hey|hi|hello|ok|okay|so)\b,?)"
 _MODAL: Final = r"(?:can|could|would|will)\s+(?:you|u)"
 _WANT: Final = (
     r"(?:i|we)(?:'d|\s+would|\s+want|\s+need|\s+wanna)(?:\s+(?:like|love))?"

@@ -228,54 +228,60 @@ class _Reading:
     # -- words ---------------------------------------------------------------------------
 
     def _merge_phrases(self) -> list[tuple[int, int]]:
-        doc, spans, i = self.doc, [], 0
-        lowers = [t.lower_ for t in doc]
-        lemmas = [t.lemma_.lower() for t in doc]
-        while i < len(doc):
-            # "time-lapse", "snow-covered", "close-up": one word written with a hyphen.
-            end = i
-            while (
-                end + 2 < len(doc)
-                and doc[end + 1].text == "-"
-                and not doc[end].whitespace_
-                and not doc[end + 1].whitespace_
-            ):
-                end += 2
-            if end > i and not any(j in self.used for j in range(i, end + 1)):
-                parts = tuple(lowers[j] for j in range(i, end + 1, 2))
-                if parts not in self._phrases and self._neutral_participle(doc[end]):
-                    # "graffiti-covered walls" are walls covered in graffiti: the graffiti is
-                    # the word, the participle adds nothing.
-                    self.used.update(range(end - 1, end + 1))
-                    end -= 2
-                if end > i:
-                    spans.append((i, end + 1))
-                i = end + 1
-                continue
-            for length in range(min(2 * self._longest, len(doc) - i), 1, -1):
-                span = range(i, i + length)
-                if any(j in self.used for j in span) or doc[i].pos_ == "DET":
-                    continue
-                if doc[i + length - 1].dep_ == "prep" and doc[i].pos_ != "VERB":
-                    continue  # "wave at" is a verb's phrase: not "a wave at sunset"
-                if self._states_an_object(doc[i], doc[i + length - 1]):
-                    continue  # "taking off a coat" is no plane taking off
-                # "snow-covered" is the phrase "snow covered".
-                words = tuple(lowers[j] for j in span if lowers[j] != "-")
-                # Inflected phrases: "rays of sunlight", "lifting off", "doing yoga". Nouns,
-                # "-s" forms and a leading verb are lemmatised ("a car parked" is no car park).
-                lemmatised = tuple(
-                    lemmas[j] if self._phrase_lemma(doc[j], first=j == i) else lowers[j]
-                    for j in span
-                    if lowers[j] != "-"
-                )
-                if words in self._phrases or lemmatised in self._phrases:
-                    spans.append((i, i + length))
-                    i += length
-                    break
-            else:
+        spans: list[tuple[int, int]] = []
+        i = 0
+        while i < len(self.doc):
+            # A known phrase first ("multi-storey car park"), then a word written with a
+            # hyphen ("time-lapse", "close-up").
+            end = self._known_phrase(i) or self._hyphenated(i)
+            if end is None:
                 i += 1
+                continue
+            if end > i + 1:
+                spans.append((i, end))
+            i = max(end, i + 1)
         return spans
+
+    def _known_phrase(self, i: int) -> int | None:
+        doc = self.doc
+        for length in range(min(2 * self._longest, len(doc) - i), 1, -1):
+            span = range(i, i + length)
+            if any(j in self.used for j in span) or doc[i].pos_ == "DET":
+                continue
+            if doc[i + length - 1].dep_ == "prep" and doc[i].pos_ != "VERB":
+                continue  # "wave at" is a verb's phrase: not "a wave at sunset"
+            if self._states_an_object(doc[i], doc[i + length - 1]):
+                continue  # "taking off a coat" is no plane taking off
+            # "snow-covered" is the phrase "snow covered".
+            words = tuple(doc[j].lower_ for j in span if doc[j].text != "-")
+            # Inflected phrases: "rays of sunlight", "lifting off", "doing yoga". Nouns, "-s"
+            # forms and a leading verb are lemmatised ("a car parked" is no car park).
+            lemmatised = tuple(
+                doc[j].lemma_.lower() if self._phrase_lemma(doc[j], first=j == i) else doc[j].lower_
+                for j in span
+                if doc[j].text != "-"
+            )
+            if words in self._phrases or lemmatised in self._phrases:
+                return i + length
+        return None
+
+    def _hyphenated(self, i: int) -> int | None:
+        doc, end = self.doc, i
+        while (
+            end + 2 < len(doc)
+            and doc[end + 1].text == "-"
+            and not doc[end].whitespace_
+            and not doc[end + 1].whitespace_
+        ):
+            end += 2
+        if end == i or any(j in self.used for j in range(i, end + 1)):
+            return None
+        if self._neutral_participle(doc[end]):
+            # "graffiti-covered walls" are walls covered in graffiti: the graffiti is the
+            # word, the participle adds nothing.
+            self.used.update(range(end - 1, end + 1))
+            end -= 2
+        return end + 1
 
     @staticmethod
     def _states_an_object(verb: Token, last: Token) -> bool:

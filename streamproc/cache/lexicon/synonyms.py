@@ -248,6 +248,7 @@ KEY_GROUPS: Final[tuple[str, ...]] = (
     "basement|cellar",
     "church|cathedral",
     "garden|backyard",
+    "backyard|back garden|back yard",
     "space|outer space",
     "sky|skies",
     "concert|gig",

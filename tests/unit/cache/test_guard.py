@@ -175,6 +175,10 @@ def test_phrases_are_read_in_any_inflection() -> None:
     assert accepts("a wave being ridden by a surfer at sunset", "a surfer riding a wave at sunset")
 
 
+def test_a_known_phrase_is_read_before_a_hyphenated_word() -> None:
+    assert accepts("a car in a multi-storey car park", "a car in a parking garage")
+
+
 def test_a_person_named_by_a_pronoun_is_a_person() -> None:
     assert accepts("a person typing on a laptop", "someone typing on a laptop")
 
@@ -583,6 +587,7 @@ def test_normalize_prompt_keeps_a_shot_of_which_can_be_a_scene() -> None:
         ("create a clip: a child blowing bubbles", "a child blowing bubbles"),
         ("Text to video: a lighthouse in a storm", "a lighthouse in a storm"),
         ("i need a 6-second clip of lava flowing", "lava flowing"),
+        ("hey, can you make a quick video of a parrot talking", "a parrot talking"),
     ],
 )
 def test_normalize_prompt_drops_a_request_clause(prompt: str, scene: str) -> None:
