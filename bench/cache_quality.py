@@ -42,10 +42,10 @@ from streamproc.cache.words import canonical_text  # noqa: E402
 
 THRESHOLDS = (0.70, 0.75, 0.80, 0.85, 0.90, 0.95)
 SECOND_STAGE = (
+    HitPolicy(verified_threshold=0.65, min_overlap=0.65),
     HitPolicy(verified_threshold=0.70, min_overlap=0.65),
-    HitPolicy(verified_threshold=0.75, min_overlap=0.65),
-    HitPolicy(verified_threshold=0.70, min_overlap=0.5),
-    HitPolicy(verified_threshold=0.70, min_overlap=0.0),
+    HitPolicy(verified_threshold=0.65, min_overlap=0.5),
+    HitPolicy(verified_threshold=0.65, min_overlap=0.0),
 )
 
 
@@ -136,7 +136,8 @@ def main() -> None:
 
     default = HitPolicy()
     q_default = hit_quality(decide(default, cos, pairs, guard), labels)
-    print("== defaults: cache.similarity_threshold=0.85, guard on, no second stage ==")
+    edge = default.similarity_threshold
+    print(f"== defaults: cache.similarity_threshold={edge:.2f}, guard on, no second stage ==")
     print(row("default", q_default))
     print()
 
@@ -162,7 +163,7 @@ def main() -> None:
     )
     print()
 
-    print("== second stage: >=0.85 guard; [verified, 0.85) guard + lexical overlap ==")
+    print(f"== second stage: >={edge:.2f} guard; [verified, {edge:.2f}) guard + lexical overlap ==")
     for policy in SECOND_STAGE:
         q = hit_quality(decide(policy, cos, pairs, guard), labels)
         label = f"verified={policy.verified_threshold:.2f} overlap>={policy.min_overlap:.2f}"

@@ -322,14 +322,23 @@ class _Reading:
             return False
         if token.pos_ in ("VERB", "ADJ") and self._neutral_participle(token):
             return False
-        if token.pos_ == "NOUN" and lemma in MEDIA_NOUNS and token.dep_ == "ROOT":
-            # The medium at the head of a prompt: "slow-motion footage of a dunk", "a
-            # rotating shot of a watch", "a lipstick product shot".
-            return False
+        gerund = token.pos_ == "NOUN" and token.lower_.endswith("ing") and token.dep_ != "compound"
+        if gerund and self._lemmas.verb(token.lower_) in NEUTRAL_VERBS:
+            return False  # "a convertible cruising" read as the noun "cruising"
         has_of = any(c.dep_ == "prep" and c.lower_ == "of" for c in token.children)
+        # The medium at the head of a prompt: "slow-motion footage of a dunk", "a rotating shot
+        # of a watch", "a lipstick product shot".
+        heads = token.dep_ == "ROOT" or (has_of and self._heads_the_prompt(token))
+        if token.pos_ == "NOUN" and lemma in MEDIA_NOUNS and heads:
+            return False
         if token.pos_ == "ADJ" and lemma == "full" and has_of:
             return False  # "a market full of shoppers" is a market with shoppers
         return not (token.pos_ == "NUM" and token.head.i != token.i and token.dep_ == "nummod")
+
+    def _heads_the_prompt(self, token: Token) -> bool:
+        # No noun before it but its own modifiers ("slow-motion footage of ...").
+        own = {t.i for t in token.lefts for t in t.subtree}
+        return not any(t.pos_ in ("NOUN", "PROPN") and t.i not in own for t in self.doc[: token.i])
 
     def read_words(self) -> None:
         doc = self.doc

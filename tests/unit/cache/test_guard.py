@@ -148,6 +148,10 @@ def test_the_medium_at_the_head_of_a_prompt_is_not_a_detail() -> None:
         "a rotating shot of a luxury wristwatch on a black background",
         "a luxury wristwatch rotating on a black background",
     )
+    assert accepts(
+        "a basketball player dunking in slow motion",
+        "slow-motion footage of a basketball player dunking",  # "footage" read as a subject
+    )
     assert GUARD.check("a fox watching a video of a fox", "a fox watching a fox").reason == (
         "word_mismatch: video vs none"
     )
@@ -177,6 +181,13 @@ def test_phrases_are_read_in_any_inflection() -> None:
 
 def test_a_known_phrase_is_read_before_a_hyphenated_word() -> None:
     assert accepts("a car in a multi-storey car park", "a car in a parking garage")
+
+
+def test_a_neutral_verb_read_as_a_noun_is_still_neutral() -> None:
+    assert accepts(
+        "a vintage convertible cruising along the coast",
+        "a classic convertible driving along the coastline",
+    )
 
 
 def test_a_person_named_by_a_pronoun_is_a_person() -> None:
