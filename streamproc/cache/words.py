@@ -188,8 +188,9 @@ def singulars(word: str) -> list[str]:
 
 
 @functools.cache
-def _rewrites() -> tuple[Mapping[str, str], int]:
-    """Key-group member (US spelling) -> its group's head; phrase heads map to themselves."""
+def _rewrites() -> tuple[Mapping[str, str], int, frozenset[str]]:
+    """Key-group member (US spelling) -> its group's head, phrase heads mapping to themselves;
+    the longest key in words; the words a key starts with."""
     seen: dict[str, int] = {}
     for group in SYNONYM_GROUPS:
         for member, _ in _members(group):
@@ -208,23 +209,28 @@ def _rewrites() -> tuple[Mapping[str, str], int]:
             adverbial = key.split(" ")[0] in _FUNCTION_WORDS
             if rewritable and seen[member] == 1 and not (plural or adverbial) and key != head:
                 table.setdefault(key, head)
-    return table, max(len(key.split()) for key in table)
+    starts = frozenset(key.split(" ")[0] for key in table)
+    return table, max(len(key.split()) for key in table), starts
 
 
 def _spelled(phrase: str) -> str:
     return " ".join(us_spelling(word) for word in phrase.split(" "))
 
 
+@functools.lru_cache(maxsize=16384)  # repeats are the exact-key path's common case
 def canonical_text(text: str) -> str:
     """``text`` (already normalised) with one form for each thing: US spelling, and each
     member of a key group as its group's head ("a red lorry in a car park" -> "a red truck in
     a parking lot"; "courgettes" -> "zucchinis"). Deterministic and idempotent."""
-    table, longest = _rewrites()
+    table, longest, starts = _rewrites()
     spans = [(m.start(), m.end(), us_spelling(m.group())) for m in _WORD.finditer(text)]
     out: list[str] = []
     position = i = 0
     while i < len(spans):
-        for length in range(min(longest, len(spans) - i), 0, -1):
+        first = spans[i][2]
+        # Most words start no key: skip the phrase search for them.
+        keyed = first in starts or any(s in starts for s in singulars(first))
+        for length in range(min(longest, len(spans) - i) if keyed else 0, 0, -1):
             window = spans[i : i + length]
             # Words of a phrase stand apart by one space or a hyphen ("snow-covered").
             if any(text[a[1] : b[0]] not in (" ", "-") for a, b in itertools.pairwise(window)):
