@@ -279,12 +279,12 @@ NEUTRAL_VERBS: Final = frozenset(
 #: Participles that state what a thing is seen with rather than an action ("a street lit by
 #: lanterns" is a street with lanterns; "an alley shrouded in mist" an alley in mist).
 NEUTRAL_PARTICIPLES: Final = frozenset(
-    ["light", "illuminate", "shroud", "bathe", "blanket", "drape", "line", "dot", "frame"]
+    ["light", "illuminate", "shroud", "bathe", "blanket", "drape", "line", "dot"]
 )
 
 #: Nouns that name the medium, not the scene: "footage of X" at the head of a prompt is X.
 MEDIA_NOUNS: Final = frozenset(
-    ["video", "clip", "footage", "shot", "scene", "view", "movie", "sequence", "gif", "image"]
+    ["video", "clip", "footage", "shot", "scene", "view", "movie", "sequence", "gif"]
 )
 
 #: Nouns of a picture made of someone or something: their "of"-object is what is shown and

@@ -155,6 +155,10 @@ def test_the_medium_at_the_head_of_a_prompt_is_not_a_detail() -> None:
     assert GUARD.check("a fox watching a video of a fox", "a fox watching a fox").reason == (
         "word_mismatch: video vs none"
     )
+    # A picture of a thing is not the thing.
+    assert GUARD.check("an image of a dog on a wall", "a dog on a wall").reason == (
+        "word_mismatch: image vs none"
+    )
 
 
 def test_a_participle_that_only_states_what_is_seen_adds_nothing() -> None:
