@@ -42,6 +42,7 @@ from streamproc.cache.lexicon.relations import (
     LIGHT_LEMMAS,
     MEDIA_NOUNS,
     MOTIONS,
+    NEUTRAL_INTRANSITIVE,
     NEUTRAL_PARTICIPLES,
     NEUTRAL_VERBS,
     NUMBER_WORDS,
@@ -320,10 +321,13 @@ class _Reading:
             return False
         if token.pos_ in ("VERB", "AUX") and lemma in NEUTRAL_VERBS:
             return False
+        if token.pos_ == "VERB" and lemma in NEUTRAL_INTRANSITIVE:
+            return self._drives_something(token)
         if token.pos_ in ("VERB", "ADJ") and self._neutral_participle(token):
             return False
         gerund = token.pos_ == "NOUN" and token.lower_.endswith("ing") and token.dep_ != "compound"
-        if gerund and self._lemmas.verb(token.lower_) in NEUTRAL_VERBS:
+        neutral = NEUTRAL_VERBS | NEUTRAL_INTRANSITIVE
+        if gerund and self._lemmas.verb(token.lower_) in neutral:
             return False  # "a convertible cruising" read as the noun "cruising"
         has_of = any(c.dep_ == "prep" and c.lower_ == "of" for c in token.children)
         # The medium at the head of a prompt: "slow-motion footage of a dunk", "a rotating shot
@@ -334,6 +338,13 @@ class _Reading:
         if token.pos_ == "ADJ" and lemma == "full" and has_of:
             return False  # "a market full of shoppers" is a market with shoppers
         return not (token.pos_ == "NUM" and token.head.i != token.i and token.dep_ == "nummod")
+
+    def _drives_something(self, verb: Token) -> bool:
+        # An object in either voice ("driving a tractor", "a tractor driven by a farmer"), but
+        # not the path of a motion ("driving down the high street").
+        if any(c.dep_ == "prt" and c.lower_ in MOTIONS for c in verb.children):
+            return False
+        return bool(self._participants(verb)[1])
 
     def _heads_the_prompt(self, token: Token) -> bool:
         # No noun before it but its own modifiers ("slow-motion footage of ...").

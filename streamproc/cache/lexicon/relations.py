@@ -272,9 +272,12 @@ NEUTRAL_VERBS: Final = frozenset(
         "wait",
         "make",
         "come",
-        "drive",
     ]
 )
+
+#: Verbs neutral without an object ("a car driving through a tunnel" is a car going through
+#: it) but not with one ("a woman driving a bus" is no passenger).
+NEUTRAL_INTRANSITIVE: Final = frozenset({"drive"})
 
 #: Participles that state what a thing is seen with rather than an action ("a street lit by
 #: lanterns" is a street with lanterns; "an alley shrouded in mist" an alley in mist).

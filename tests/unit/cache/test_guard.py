@@ -187,6 +187,13 @@ def test_a_known_phrase_is_read_before_a_hyphenated_word() -> None:
     assert accepts("a car in a multi-storey car park", "a car in a parking garage")
 
 
+def test_driving_is_moving_unless_something_is_driven() -> None:
+    assert accepts("a car driving through a tunnel", "a car going through a tunnel")
+    assert GUARD.check("a woman driving a bus", "a woman on a bus").reason == (
+        "word_mismatch: driving vs none"
+    )
+
+
 def test_a_neutral_verb_read_as_a_noun_is_still_neutral() -> None:
     assert accepts(
         "a vintage convertible cruising along the coast",
