@@ -42,6 +42,7 @@ from streamproc.batching import MicroBatcher, ShapeKey  # noqa: E402
 from streamproc.cache.base import CacheEntry, CacheScope  # noqa: E402
 from streamproc.cache.coalesce import InFlight  # noqa: E402
 from streamproc.cache.embedder import BatchingEmbedder, SentenceTransformerEncoder  # noqa: E402
+from streamproc.cache.guard import HitPolicy  # noqa: E402
 from streamproc.cache.redis_store import RedisStore  # noqa: E402
 from streamproc.cache.semantic import SemanticCache  # noqa: E402
 from streamproc.events import EventLimits, canonical_prompt, decode_prompt  # noqa: E402
@@ -218,7 +219,8 @@ async def fresh_cache(args: argparse.Namespace, encoder: SentenceTransformerEnco
     shared = None
     if args.backend == "redis":
         shared = RedisStore(args.redis_url, namespace=f"streamproc-bench:{os.getpid()}:{run}")
-    cache = SemanticCache(BatchingEmbedder(encoder), shared=shared)
+    policy = HitPolicy(similarity_threshold=args.similarity_threshold)
+    cache = SemanticCache(BatchingEmbedder(encoder), shared=shared, policy=policy)
     await cache.start()
     scope = CacheScope(MODEL, SIZE["width"], SIZE["height"], SIZE["num_frames"],
                        SIZE["num_inference_steps"], 5.0)  # fmt: skip
@@ -249,6 +251,9 @@ async def main() -> None:
     parser.add_argument("--rates", default="100,200,300", help="paced rates, semantic/miss")
     parser.add_argument("--exact-rates", default="1000,3000")
     parser.add_argument("--workloads", default="exact,semantic,miss")
+    parser.add_argument(
+        "--similarity-threshold", type=float, default=HitPolicy().similarity_threshold
+    )
     args = parser.parse_args()
 
     encoder = SentenceTransformerEncoder(threads=args.threads)
@@ -256,7 +261,7 @@ async def main() -> None:
 
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}, "
           f"torch threads {torch.get_num_threads()}, backend {args.backend}, "
-          f"{args.events} events per run")  # fmt: skip
+          f"{args.events} events per run, threshold {args.similarity_threshold}")  # fmt: skip
     run = itertools.count()
     for load in workloads(args.events, seed=0):
         if load.name not in args.workloads.split(","):

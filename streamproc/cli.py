@@ -226,7 +226,7 @@ def main() -> None:
 @click.option(
     "--similarity-threshold",
     type=click.FloatRange(0, 1, min_open=True),
-    help="Lowest cosine similarity of a semantic cache hit. [default: 0.85]",
+    help="Lowest cosine similarity of a semantic cache hit. [default: 0.75]",
 )
 @click.option(
     "--cache-ttl",

@@ -417,12 +417,17 @@ class CacheSettings(_Section):
     )
     refresh_ttl_on_hit: bool = Field(False, description="A hit restarts its entry's TTL.")
     similarity_threshold: float = Field(
-        0.85, gt=0, le=1, description="Lowest cosine similarity of a semantic hit."
+        0.75,
+        gt=0,
+        le=1,
+        description="Lowest cosine similarity of a semantic hit; the guard (verify_hits) then "
+        "decides. Without the guard cosine alone decides: keep it high (docs/cache.md).",
     )
     verify_hits: bool = Field(
         True,
-        description="Check a semantic candidate's attributes (numbers, colours, time of day, "
-        "weather, subjects, negation ...) against the request before accepting it.",
+        description="Check every semantic candidate with the guard before accepting it: the "
+        "prompts are parsed and must have the same words, roles, relations, directions, "
+        "counts and negation (loads spaCy's small English model).",
     )
     verified_threshold: float | None = Field(
         None,
@@ -430,7 +435,8 @@ class CacheSettings(_Section):
         le=1,
         description="Optional lower band: a candidate from here up to similarity_threshold "
         "hits when the guard accepts it and the prompts share min_lexical_overlap of their "
-        "content words. Off when unset.",
+        "content words. Off when unset. With verify_hits on it is the same as a lower "
+        "similarity_threshold (a candidate the guard accepts shares all its words).",
     )
     min_lexical_overlap: float = Field(
         0.65, ge=0, le=1, description="Content-word overlap the lower band requires."

@@ -6,9 +6,11 @@ may answer a request: a 480p request never gets a 720p video. The processor call
 stored; a cache failure is never fatal (the event is generated instead).
 
 Prompts are compared as :func:`match_text` gives them (:func:`~streamproc.cache.normalize.
-normalize_prompt`: NFKC, case-folded, whitespace collapsed, edge punctuation and leading
-framing words such as "a video of" removed). The exact key and the embedding of a prompt
-both come from that text, so what is "exact" and what is "near" never disagree.
+normalize_prompt`: NFKC, case-folded, whitespace collapsed, edge punctuation, a leading
+request such as "can you make a video of" and trailing quality tags removed; then
+:func:`~streamproc.cache.words.canonical_text`: US spelling, and one word for each thing,
+"lorry" as "truck"). The exact key and the embedding of a prompt both come from that text, so
+what is "exact" and what is "near" never disagree.
 
 The parts behind :class:`~streamproc.cache.semantic.SemanticCache` have their own small
 seams here: :class:`Encoder` (a sentence-embedding model), :class:`Embedder` (the same, off
@@ -28,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamproc.cache.normalize import normalize_prompt
+from streamproc.cache.words import canonical_text
 from streamproc.events import CacheOutcome, GenerationParameters, PromptEvent, canonical_prompt
 
 if TYPE_CHECKING:
@@ -39,7 +42,7 @@ Vector = npt.NDArray[np.float32]
 
 def match_text(prompt: str) -> str:
     """The prompt as the cache keys and embeds it (see the module docstring)."""
-    return normalize_prompt(prompt)
+    return canonical_text(normalize_prompt(prompt))
 
 
 @dataclass(frozen=True)

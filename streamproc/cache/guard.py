@@ -1,52 +1,50 @@
 """Verification guard for semantic-cache hits.
 
 Cosine similarity of MiniLM embeddings is blunt about the details that make two videos
-different: "a kitten on grass" and "a kitten on grass at night" score 0.87, "two horses"
-and "three horses" 0.84. This module extracts the attributes a viewer would notice
-(counts, colours, time of day, weather, season, subjects, actions, camera, direction,
-size, material, style, negation ...) from both prompts and refuses a cached candidate
-whose attributes differ from the request's. It is pure Python: no I/O, no model.
+different: "a kitten on grass" and "a kitten on grass at night" score 0.87, and "a dog
+chasing a cat" and "a cat chasing a dog" 0.98 — the same words in other roles. The guard
+reads both prompts with a dependency parser (:mod:`~streamproc.cache.scene`) and accepts a
+cached candidate only when the two describe the same scene:
 
-Design decisions (documented because they decide which pairs are "the same scene"):
+1. **words** — every content word of one prompt has a counterpart in the other: the same
+   lemma (so inflection and voice do not matter), the same word in US spelling, a member of
+   the same synonym group, or the other region's word ("lorry" / "truck"). A word without a
+   counterpart is a changed or added detail: objects, actions, colours, time of day, weather,
+   places, styles — no list of them is needed;
+2. **negation** — a word negated on one side only ("with" / "without cheese");
+3. **number** — aligned nouns with different counts ("two" / "three"; "a dog" / "dogs");
+4. **roles** — an aligned participant that is the agent of an action on one side and its
+   patient on the other, whatever the voice: "a cat chased by a dog" = "a dog chasing a cat"
+   but != "a dog chased by a cat"; the owner of a patient counts as a patient ("a nurse
+   bandaging a soldier's arm" != "a soldier bandaging a nurse's arm") and who takes, paints or
+   draws a picture of whom is a role too;
+5. **relations** — the same two things placed differently ("above" / "beside", "behind" /
+   "in front of", left / right, inside / outside, on / under), or the relation reversed
+   ("a cat on a box" / "a box on a cat"); "X below Y" = "Y above X";
+6. **particles** — states and directions: "lights on" / "off", "zoom in" / "out" differ even
+   when one side says nothing; up / down, forward / back, toward / away, over / under only
+   against their opposite ("climbing up a ladder" is "climbing a ladder"). A direction is read
+   whether the parser makes it a particle or a preposition ("moving up / down a staircase").
 
-* Attributes come from a closed vocabulary; a synonym outside the synonym tables turns a
-  paraphrase into a miss (a slow answer, never a wrong one). Words outside the vocabulary
-  count in one way only: when the prompts align word by word and one unknown word stands
-  where another stood ("mango" / "papaya", "Lisbon" / "Prague"), the candidate is
-  rejected. An unknown word added or dropped on one side is left to the cosine threshold.
-* Symmetric: an attribute present in one prompt and absent in the other rejects
-  ("a kitten on grass" never serves "a kitten on grass at night", nor the reverse).
-* Synonyms are merged only when the picture is the same: dusk = sunset = sundown,
-  dawn = sunrise, snowy = snow-covered, drone shot = aerial footage, cab = taxi,
-  plane = airplane, kids = children, sea = ocean. Young animals are distinct subjects
-  (kitten != cat, puppy != dog) because the video looks different.
-* For people, animals and vehicles the grammatical number counts ("a dog" != "dogs");
-  for other nouns it is ignored ("waves" / "a wave" rarely changes the clip).
-* Negation is scoped to the few words after "without" / "no" / "not"; a negated word
-  does not count as present, and "without people" means the same as "empty".
-* English only: a prompt in another language yields no attributes (only the word-swap
-  check applies), and MiniLM's cosine across languages is near zero, so a prompt and its
-  translation are a miss.
-
-Layout: :mod:`~streamproc.cache.normalize` (prompt text), :mod:`~streamproc.cache.lexicon`
-(the vocabulary), :mod:`~streamproc.cache.attributes` (extraction); this module decides.
+Filler ("generate a video of", "a short clip showing", ", 4k, high quality") is removed by
+:func:`~streamproc.cache.normalize.normalize_prompt` before both the embedding and the parse.
+The verdict names the first check that failed and the words involved. Symmetric by
+construction. English only: a prompt in another language parses into nonsense words that
+must then match exactly.
 """
 
 from __future__ import annotations
 
-import difflib
-import functools
-import re
-from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
-from streamproc.cache.attributes import FAMILIES, Attributes, extract_attributes, match_phrase
-from streamproc.cache.lexicon.build import KNOWN_TOKENS
-from streamproc.cache.lexicon.words import STOPWORDS, US_SPELLING
-from streamproc.cache.normalize import PUNCT_TOKENS, tokenize
+from streamproc.cache.lexicon.relations import OPPOSITE, STATES, SYMMETRIC
+from streamproc.cache.scene import Relation, Scene, SceneReader, Word
+from streamproc.cache.words import SYNONYM_HEADS, regional_pair
 
 __all__ = [
+    "CHECKS",
     "AttributeGuard",
     "GuardVerdict",
     "HitPolicy",
@@ -55,126 +53,292 @@ __all__ = [
     "lexical_overlap",
 ]
 
-# --------------------------------------------------------------------------------------
-# Words outside the vocabulary
-# --------------------------------------------------------------------------------------
-
-
-def _is_unknown_word(token: str) -> bool:
-    return (
-        token not in KNOWN_TOKENS
-        and token not in STOPWORDS
-        and token not in PUNCT_TOKENS
-        and not token.isdigit()
-    )
-
-
-def _stem(word: str) -> str:
-    """A rough stem that also folds British spellings ("flavourful" ~ "flavorful")."""
-    word = US_SPELLING.get(word, word)
-    # -our -> -or (colour, flavour, harbour); words like "pour" and "four" only merge with
-    # nonsense, which is harmless here.
-    word = re.sub(r"(?<=[a-z]{2})our(?=(s|ed|ing|ful|ite|able)?$)", "or", word)
-    # travelling -> traveling; merging "filling" with "filing" is an accepted cost.
-    word = re.sub(r"(?<=[aeiou])ll(?=(ing|ed|er)$)", "l", word)
-    # Crude, but keeps "grinds" and "grinding" from looking like a swap.
-    for suffix in ("ing", "ed", "es", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
-    return word
-
-
-@functools.lru_cache(maxsize=16384)
-def _content_tokens(text: str) -> list[str]:
-    # Cached: a cache lookup checks one request against several candidates, and a stored
-    # prompt is checked again and again. Callers only read the list.
-    return [t for t in tokenize(text) if t not in STOPWORDS and t not in PUNCT_TOKENS]
-
-
-def _unknown_word_swap(request: str, candidate: str) -> tuple[str, str] | None:
-    """Unknown words standing in the same place in both prompts ("mango" / "papaya").
-
-    The vocabulary cannot name every fruit, breed or city, and MiniLM scores such swaps
-    in otherwise identical long prompts above 0.85. When the prompts align word by word
-    and an aligned stretch holds a different unknown word on each side, the change is
-    treated as a different scene. An unknown word on one side only (a paraphrase adding
-    "shrouded") is not a swap.
-    """
-    left, right = _content_tokens(request), _content_tokens(candidate)
-    matcher = difflib.SequenceMatcher(a=left, b=right, autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag != "replace":
-            continue
-        mine = {_stem(t): t for t in left[i1:i2] if _is_unknown_word(t)}
-        theirs = {_stem(t): t for t in right[j1:j2] if _is_unknown_word(t)}
-        if not mine or not theirs or mine.keys() == theirs.keys():
-            continue
-        # "clawfoot" / "claw-foot", "watering hole" / "waterhole" are one word written twice.
-        joined_left = "".join(map(_stem, left[i1:i2]))
-        if "".join(mine) == "".join(theirs) or joined_left == "".join(map(_stem, right[j1:j2])):
-            continue
-        return _describe(mine), _describe(theirs)
-    return None
-
-
-# --------------------------------------------------------------------------------------
-# Guard
-# --------------------------------------------------------------------------------------
+#: The guard's checks, in the order a rejection reports them.
+CHECKS: Final[tuple[str, ...]] = ("word", "negation", "number", "role", "relation", "particle")
 
 
 @dataclass(frozen=True)
 class GuardVerdict:
-    """Whether a cached candidate may answer a request, and why not when it may not."""
+    """Whether a cached candidate may answer a request, and why not when it may not.
+
+    ``reason`` reads ``"<check>_mismatch: <request side> vs <candidate side>"``, e.g.
+    ``"role_mismatch: dog agent of chase vs dog patient of chase"``.
+    """
 
     accepted: bool
     reason: str | None = None
 
 
-def _describe(values: Mapping[str, str]) -> str:
-    if not values:
-        return "none"
-    return "+".join(values[key] for key in sorted(values))
+# --------------------------------------------------------------------------------------
+# Alignment: which word of the candidate stands for which word of the request
+# --------------------------------------------------------------------------------------
+
+
+def _same(left: Word, right: Word) -> bool:
+    if left.keys & right.keys:
+        return True
+    return any(regional_pair(x, y) for x in left.forms for y in right.forms)
+
+
+def _spellings(word: Word) -> set[str]:
+    return {form.replace("-", "").replace(" ", "") for form in (*word.forms, word.text)}
+
+
+def _joined(words: Sequence[Word], i: int) -> set[str]:
+    # Two neighbouring words written as one elsewhere ("skate park" / "skatepark",
+    # "watering hole" / "waterhole").
+    if i + 1 >= len(words):
+        return set()
+    return {a + b for a in _spellings(words[i]) for b in _spellings(words[i + 1])}
+
+
+@dataclass
+class _Alignment:
+    forward: dict[int, int]
+    backward: dict[int, int]
+    left_over: list[int]
+    right_over: list[int]
+
+
+def _align(left: Scene, right: Scene) -> _Alignment:
+    forward: dict[int, int] = {}
+    backward: dict[int, int] = {}
+    for strict in (True, False):
+        for i, word in enumerate(left.words):
+            if i in forward:
+                continue
+            for j, other in enumerate(right.words):
+                if j in backward or (strict and word.kind != other.kind):
+                    continue
+                if (word.keys & other.keys) if strict else _same(word, other):
+                    forward[i], backward[j] = j, i
+                    break
+    for side, words, others, mine, theirs in (
+        ("left", left.words, right.words, forward, backward),
+        ("right", right.words, left.words, backward, forward),
+    ):
+        del side
+        for i in range(len(words) - 1):
+            if i in mine or i + 1 in mine:
+                continue
+            joined = _joined(words, i)
+            for j, other in enumerate(others):
+                if j not in theirs and joined & _spellings(other):
+                    mine[i] = mine[i + 1] = j
+                    theirs[j] = i
+                    break
+    return _Alignment(
+        forward,
+        backward,
+        [i for i in range(len(left.words)) if i not in forward],
+        [j for j in range(len(right.words)) if j not in backward],
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The checks
+# --------------------------------------------------------------------------------------
+
+
+def _names(words: Iterable[Word]) -> str:
+    return "+".join(sorted(word.text for word in words)) or "none"
+
+
+def _check_words(left: Scene, right: Scene, al: _Alignment) -> str | None:
+    if not al.left_over and not al.right_over:
+        return None
+    mine = [left.words[i] for i in al.left_over]
+    theirs = [right.words[j] for j in al.right_over]
+    return f"word_mismatch: {_names(mine)} vs {_names(theirs)}"
+
+
+def _check_negation(left: Scene, right: Scene, al: _Alignment) -> str | None:
+    for i, j in al.forward.items():
+        mine, theirs = left.words[i], right.words[j]
+        if mine.negated != theirs.negated:
+            return f"negation_mismatch: {_polar(mine)} vs {_polar(theirs)}"
+    return None
+
+
+def _polar(word: Word) -> str:
+    return f"no {word.text}" if word.negated else word.text
+
+
+def _count(word: Word) -> str:
+    if word.count is not None:
+        return f"{word.count} {word.text}"
+    return f"{'several' if word.plural else 'one'} {word.text}"
+
+
+def _counts_differ(mine: Word, theirs: Word) -> bool:
+    if mine.count is not None and theirs.count is not None:
+        return mine.count != theirs.count
+    if mine.count is None and theirs.count is None:
+        return None not in (mine.plural, theirs.plural) and mine.plural != theirs.plural
+    counted, other = (mine, theirs) if mine.count is not None else (theirs, mine)
+    # "one dog" is "a dog"; "three dogs" is not "dogs".
+    return other.plural is not None and not (counted.count == 1 and not other.plural)
+
+
+def _named_plural(word: Word) -> bool:
+    return bool(word.plural) and word.text in SYNONYM_HEADS
+
+
+def _check_number(left: Scene, right: Scene, al: _Alignment) -> str | None:
+    for i, j in al.forward.items():
+        mine, theirs = left.words[i], right.words[j]
+        nouns = mine.kind in ("noun", "name") and theirs.kind in ("noun", "name")
+        if not nouns:
+            continue
+        if not (mine.forms & theirs.forms) and (_named_plural(mine) or _named_plural(theirs)):
+            # A group that lists a word in the plural names one thing by it ("flames" /
+            # "a fire", "the woods" / "a forest"): only stated counts compare. Other plurals
+            # count ("kids" / "a child").
+            counted = None not in (mine.count, theirs.count)
+            if counted and mine.count != theirs.count:
+                return f"number_mismatch: {_count(mine)} vs {_count(theirs)}"
+            continue
+        if _counts_differ(mine, theirs):
+            return f"number_mismatch: {_count(mine)} vs {_count(theirs)}"
+    return None
+
+
+def _check_roles(left: Scene, right: Scene, al: _Alignment) -> str | None:
+    theirs = {(r.verb, r.role, r.participant) for r in right.roles}
+    for role in left.roles:
+        verb, participant = al.forward.get(role.verb), al.forward.get(role.participant)
+        if verb is None or participant is None or (verb, role.role, participant) in theirs:
+            continue
+        if role.role == "property":
+            # Only a swap counts ("a tiny boat on a huge wave" / "a huge boat on a tiny wave"):
+            # the parser attaches stacked adjectives inconsistently.
+            moved = [r for r in right.roles if r.verb == verb and r.role == "property"]
+            for r in moved:
+                back = al.backward.get(r.participant)
+                swapped = back is not None and any(
+                    o.role == "property"
+                    and o.participant == back
+                    and al.forward.get(o.verb) is not None
+                    and (al.forward[o.verb], "property", participant) in theirs
+                    for o in left.roles
+                )
+                if r.participant != participant and swapped:
+                    what = left.words[role.verb].text
+                    return (
+                        f"role_mismatch: {what} {left.words[role.participant].text} vs "
+                        f"{what} {right.words[r.participant].text}"
+                    )
+            continue
+        other = "patient" if role.role == "agent" else "agent"
+        if (verb, other, participant) in theirs:
+            who, action = left.words[role.participant].text, left.words[role.verb].text
+            return f"role_mismatch: {who} {role.role} of {action} vs {who} {other} of {action}"
+    return None
+
+
+def _check_relations(left: Scene, right: Scene, al: _Alignment) -> str | None:
+    for relation in left.relations:
+        subject, anchor = al.forward.get(relation.subject), al.forward.get(relation.anchor)
+        if subject is None or anchor is None:
+            continue
+        between = [r for r in right.relations if {r.subject, r.anchor} == {subject, anchor}]
+        if not between:
+            continue
+        agrees = any(
+            (r.subject, r.kind, r.anchor) == (subject, relation.kind, anchor)
+            or (r.kind == relation.kind and relation.kind in SYMMETRIC)
+            for r in between
+        )
+        if agrees:
+            continue
+        other = between[0]
+        return f"relation_mismatch: {_relation(left, relation)} vs {_relation(right, other)}"
+    return None
+
+
+def _relation(scene: Scene, relation: Relation) -> str:
+    first, second = scene.words[relation.subject].text, scene.words[relation.anchor].text
+    if relation.written_reversed:
+        first, second = second, first
+    return f"{first} {relation.surface} {second}"
+
+
+def _check_particles(left: Scene, right: Scene, al: _Alignment) -> str | None:
+    del al
+    differ = left.particles ^ right.particles
+    clash = {p for p in differ if p in STATES} | {
+        p for p in left.particles if OPPOSITE[p] in right.particles - left.particles
+    }
+    if not clash:
+        return None
+    mine = "+".join(sorted(left.particles)) or "none"
+    theirs = "+".join(sorted(right.particles)) or "none"
+    return f"particle_mismatch: {mine} vs {theirs}"
+
+
+_CHECKERS: Final = {
+    "word": _check_words,
+    "negation": _check_negation,
+    "number": _check_number,
+    "role": _check_roles,
+    "relation": _check_relations,
+    "particle": _check_particles,
+}
 
 
 class AttributeGuard:
-    """Rejects a candidate whose visible attributes differ from the request's."""
+    """Rejects a candidate that does not describe the request's scene (see the module doc).
 
-    def __init__(self, families: Iterable[str] = FAMILIES, *, memo_size: int = 16384) -> None:
-        self._families = tuple(families)
-        unknown = set(self._families) - set(FAMILIES)
+    Loads the parser when built (about 1.5 s, once per process): build it off the event
+    loop. ``checks`` limits the guard to some of :data:`CHECKS`.
+    """
+
+    def __init__(
+        self, checks: Iterable[str] = CHECKS, *, reader: SceneReader | None = None
+    ) -> None:
+        self._checks = tuple(checks)
+        unknown = set(self._checks) - set(CHECKS)
         if unknown:
-            raise ValueError(f"unknown attribute families: {sorted(unknown)}")
-        # Attributes of recent prompts: extraction is pure, and costs more than the check.
-        self._memo: OrderedDict[str, Attributes] = OrderedDict()
-        self._memo_size = memo_size
+            raise ValueError(f"unknown guard checks: {sorted(unknown)}")
+        self._reader = reader or SceneReader()
+        self._reader.load()
 
-    def _attributes(self, text: str) -> Attributes:
-        found = self._memo.get(text)
-        if found is None:
-            found = self._memo[text] = extract_attributes(text)
-            if len(self._memo) > self._memo_size:
-                self._memo.popitem(last=False)
-        else:
-            self._memo.move_to_end(text)
-        return found
+    def scene(self, prompt: str) -> Scene:
+        """The parsed scene of ``prompt`` (memoised)."""
+        return self._reader.read(prompt)
 
     def check(self, request: str, candidate: str) -> GuardVerdict:
-        """Accept when every checked family has the same values in both prompts."""
-        wanted = self._attributes(request)
-        offered = self._attributes(candidate)
-        for family in self._families:
-            if family == "wording":
-                swap = _unknown_word_swap(request, candidate)
-                if swap is not None:
-                    return GuardVerdict(False, f"wording_mismatch: {swap[0]} vs {swap[1]}")
-                continue
-            mine = wanted.get(family, {})
-            theirs = offered.get(family, {})
-            if mine.keys() != theirs.keys():
-                return GuardVerdict(
-                    False, f"{family}_mismatch: {_describe(mine)} vs {_describe(theirs)}"
+        """Accept when every check finds the two prompts' scenes the same."""
+        left, right = self._reader.read(request), self._reader.read(candidate)
+        alignment = _align(left, right)
+        for name in self._checks:
+            reason = _CHECKERS[name](left, right, alignment)
+            if reason is None and name != "word":
+                # Every check is asked both ways round, so the verdict is symmetric.
+                flipped = _Alignment(
+                    alignment.backward, alignment.forward, alignment.right_over, alignment.left_over
                 )
+                if _CHECKERS[name](right, left, flipped) is not None:
+                    reason = _swap_sides(_CHECKERS[name](right, left, flipped))
+            if reason is not None:
+                return GuardVerdict(False, reason)
         return GuardVerdict(True)
+
+    def overlap(self, a: str, b: str) -> float:
+        """Share of content words the two prompts have in common (Jaccard, after alignment)."""
+        left, right = self._reader.read(a), self._reader.read(b)
+        if not left.words and not right.words:
+            return 1.0
+        aligned = len(set(_align(left, right).backward))
+        return aligned / (len(left.words) + len(right.words) - aligned)
+
+
+def _swap_sides(reason: str | None) -> str | None:
+    if reason is None:
+        return None
+    head, _, detail = reason.partition(": ")
+    mine, _, theirs = detail.partition(" vs ")
+    return f"{head}: {theirs} vs {mine}"
 
 
 # --------------------------------------------------------------------------------------
@@ -182,33 +346,15 @@ class AttributeGuard:
 # --------------------------------------------------------------------------------------
 
 
-def lexical_overlap(a: str, b: str) -> float:
-    """Jaccard overlap of content words, after mapping known synonyms to one word.
+def lexical_overlap(a: str, b: str, guard: AttributeGuard | None = None) -> float:
+    """Jaccard overlap of the prompts' content words, counting aligned synonyms as shared.
 
     Used only as a second-stage check for candidates between the lower and the main
-    threshold: a paraphrase below 0.85 cosine usually still shares its key words.
+    threshold. With the guard on it adds nothing: a candidate the guard accepts has a
+    counterpart for every content word, so its overlap is 1.0 (less only where two words
+    were read as one, "skate park" / "skatepark").
     """
-
-    def bag(text: str) -> set[str]:
-        tokens = tokenize(text)
-        words: set[str] = set()
-        i = 0
-        while i < len(tokens):
-            hit = match_phrase(tokens, i)
-            if hit is not None and hit[0]:
-                words.update(f"{fam}:{val}" for fam, val in hit[0] if fam != "plurality")
-                i += hit[1]
-                continue
-            token = tokens[i]
-            if token not in STOPWORDS and token not in PUNCT_TOKENS:
-                words.add(token)
-            i += 1
-        return words
-
-    left, right = bag(a), bag(b)
-    if not left and not right:
-        return 1.0
-    return len(left & right) / len(left | right)
+    return (guard or AttributeGuard()).overlap(a, b)
 
 
 @dataclass(frozen=True)
@@ -222,7 +368,7 @@ class HitPolicy:
     (``cache.min_lexical_overlap``).
     """
 
-    similarity_threshold: float = 0.85
+    similarity_threshold: float = 0.75
     use_guard: bool = True
     verified_threshold: float | None = None
     min_overlap: float = 0.0
@@ -236,11 +382,13 @@ class HitPolicy:
             floor = min(floor, self.verified_threshold)
         if cosine < floor:
             return False
-        if self.use_guard and not (guard or AttributeGuard()).check(request, candidate).accepted:
-            return False
+        if self.use_guard:
+            guard = guard or AttributeGuard()
+            if not guard.check(request, candidate).accepted:
+                return False
         if cosine >= self.similarity_threshold:
             return True
-        return lexical_overlap(request, candidate) >= self.min_overlap
+        return lexical_overlap(request, candidate, guard) >= self.min_overlap
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,12 @@
-"""Prompt normalisation: the text the cache keys, embeds and compares.
+"""Prompt normalisation: the text the guard parses, and the base of the text the cache keys.
 
-Both the exact key and the embedding of a prompt are taken from :func:`normalize_prompt`, so
-two prompts that normalise alike are one cache entry, and an entry's vector is the vector of
-its key text. :func:`tokenize` splits a prompt into the word tokens the attribute guard reads.
+:func:`normalize_prompt` folds case, Unicode and spacing and drops the words that describe
+the request or the medium rather than the scene: a request clause at the start ("can you
+make me a 5 second video of", "text to video:") and a trailing list of quality tags
+(", 4k, highly detailed, trending on artstation"). The guard parses this text
+(:mod:`streamproc.cache.scene`); the cache keys and embeds it after
+:func:`~streamproc.cache.words.canonical_text` has put every word in one canonical form
+(:func:`streamproc.cache.base.match_text`).
 """
 
 from __future__ import annotations
@@ -11,36 +15,78 @@ import re
 import unicodedata
 from typing import Final
 
-# Leading framing words that describe the medium, not the scene. Longest first so that
-# "a cinematic shot of" wins over "cinematic shot of". "a shot of" is deliberately absent:
-# "a shot of espresso" is a scene.
-_FILLER_PREFIXES: Final[tuple[str, ...]] = tuple(
-    sorted(
-        {
-            "a video of",
-            "video of",
-            "a short video of",
-            "short video of",
-            "a video showing",
-            "video showing",
-            "a clip of",
-            "clip of",
-            "a short clip of",
-            "short clip of",
-            "footage of",
-            "video footage of",
-            "stock footage of",
-            "footage showing",
-            "a cinematic shot of",
-            "cinematic shot of",
-            "a cinematic video of",
-            "cinematic video of",
-            "cinematic footage of",
-        },
-        key=len,
-        reverse=True,
-    )
+# -- the request clause at the start -----------------------------------------------------------
+#
+# Its shape: [request] [determiner] [neutral modifiers] MEDIUM CONNECTOR scene. The request is
+# a polite or modal lead-in and a verb of making ("could you please generate", "i'd like to see",
+# "make me"); the modifiers say how long or how good, never what is shown ("short", "5 second",
+# "10s", "4k", "cinematic"); the medium is the thing asked for ("video", "clip", "footage");
+# the connector introduces the scene ("of", "showing", "where", ":"). When a modifier that
+# changes the picture stands in the way ("a slow motion video of"), only the request goes and
+# the rest stays for the guard to compare.
+_POLITE: Final = r"(?:please|pls|kindly|(?:hey|hi|hello|ok|okay|so)\b,?)"
+_MODAL: Final = r"(?:can|could|would|will)\s+(?:you|u)"
+_WANT: Final = (
+    r"(?:i|we)(?:'d|\s+would|\s+want|\s+need|\s+wanna)(?:\s+(?:like|love))?"
+    r"(?:\s+(?:to\s+(?:see|get|have|watch)|you\s+to))?"
 )
+_MAKE: Final = (
+    r"(?:generate|create|make|render|produce|show|give|film|shoot|animate|draw\s+up|"
+    r"let\s+me\s+see|let's\s+see)"
+)
+_REQUEST: Final = (
+    rf"(?:{_POLITE}\s+)?(?:{_MODAL}\s+)?(?:{_POLITE}\s+)?(?:{_WANT}\s+)?(?:{_POLITE}\s+)?"
+    rf"(?:{_MAKE}(?:\s+(?:me|us))?\s+)?(?:{_POLITE}\s+)?"
+)
+_DETERMINER: Final = r"(?:a|an|one|the|some)"
+_NUMBER: Final = (
+    r"(?:\d+(?:\.\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|fifteen|twenty|thirty)"
+)
+_NEUTRAL_MODIFIER: Final = (
+    rf"(?:{_NUMBER}[- ]?(?:seconds?|secs?|s|minutes?|mins?)(?:[- ]long)?|"
+    r"short|brief|quick|little|cinematic|high[- ]quality|hq|hd|uhd|full[- ]hd|"
+    r"\d+k|\d{3,4}p|\d+fps|stock|video)"
+)
+_MEDIUM: Final = r"(?:video|clip|footage|movie|film|cinematic\s+shot|shot|scene|sequence|reel|gif)"
+_CONNECTOR: Final = r"(?:of|showing|depicting|featuring|about|where|in\s+which|that\s+shows|with)"
+#: Request, medium and connector with only neutral modifiers between: all of it goes.
+_CLAUSE: Final = re.compile(
+    rf"(?P<request>{_REQUEST})(?:{_DETERMINER}\s+)?(?:{_NEUTRAL_MODIFIER}\s+)*"
+    rf"(?P<medium>{_MEDIUM})\s*(?:(?P<connector>{_CONNECTOR})\s+|:\s*)(?=\w)"
+)
+# Without a request, a few media words are scenes ("a shot of espresso", "a film of dust",
+# "a clip with pearls"): they count as framing only after a request verb.
+_ASKED_ONLY: Final = frozenset({"shot", "film"})
+#: A request verb ahead of a medium with a modifier of its own ("make a slow motion video
+#: of"): the request alone goes.
+_REQUEST_ONLY: Final = re.compile(
+    rf"(?:{_POLITE}\s+)?(?:{_MODAL}\s+|{_WANT}\s+)?(?:{_POLITE}\s+)?{_MAKE}(?:\s+(?:me|us))?"
+    rf"\s+(?=(?:{_DETERMINER}\s+)?(?:[\w-]+\s+){{1,4}}?{_MEDIUM}\s+{_CONNECTOR}\s+\w)"
+)
+#: A label before a colon: "text to video:", "prompt:", "t2v:".
+_LABEL: Final = re.compile(
+    r"(?:(?:text|txt)[- ]?(?:to|2)[- ]?(?:video|vid)|t2v|prompt|video\s+prompt|"
+    r"description|caption)\s*:\s*(?=\w)"
+)
+
+# -- quality tags at the end ---------------------------------------------------------------------
+#
+# A trailing comma-separated part made only of these words is dropped; "in", "and", "on" and
+# "with" may join them ("trending on artstation", "in 4k") but are not tags on their own.
+_TAGS: Final = """
+    4k 8k 16k hd uhd fhd hdr qhd 1080p 720p 2160p resolution res hi-res high-res quality hq
+    definition masterpiece masterful detailed detail details intricate ultra-detailed
+    hyperdetailed focus clarity cinematic cinematography trending artstation award
+    award-winning professional stunning beautiful gorgeous amazing breathtaking please
+"""
+_TAG_WORDS: Final = frozenset(_TAGS.split())
+#: Words that are tags only beside another tag ("high quality", "sharp focus"; "full" alone
+#: may be a full moon).
+_MODIFIERS: Final = "high ultra super full best top highly hyper sharp winning very extremely"
+_TAG_MODIFIERS: Final = frozenset(_MODIFIERS.split())
+_TAG_JOINERS: Final = frozenset({"in", "and", "on", "with", "of", "at"})
+_TAG_PATTERN: Final = re.compile(r"\d+(?:k|p|fps)")
+_RESOLUTION_TAGS: Final = frozenset(["4k", "8k", "hd", "uhd", "1080p", "720p"])
 # NFKC and case folding can each undo the other's fixed point for a few code points, so
 # both are repeated until the text is stable; real text settles in one or two passes.
 _MAX_PASSES: Final = 8
@@ -70,40 +116,58 @@ def _canonical_text(text: str) -> str:
     return text
 
 
-def _drop_leading_filler(text: str) -> str:
-    # Each round removes a prefix, so the loop ends; stacked filler ("a clip of footage of")
-    # goes entirely.
+def _is_tag_list(part: str) -> bool:
+    words = [w for w in part.split() if w not in _TAG_JOINERS]
+    tags = [w for w in words if w in _TAG_WORDS or _TAG_PATTERN.fullmatch(w)]
+    return bool(tags) and all(w in _TAG_MODIFIERS for w in words if w not in tags)
+
+
+def _drop_leading(text: str) -> str:
+    match = _LABEL.match(text)
+    if match is not None:
+        return _strip_edges(text[match.end() :])
+    match = _CLAUSE.match(text)
+    if match is not None:
+        asked = bool(match.group("request").strip())
+        medium = match.group("medium")
+        shot = medium == "shot" and "cinematic" in text[: match.start("medium")]
+        bare = (medium not in _ASKED_ONLY or shot) and match.group("connector") != "with"
+        if asked or bare:
+            return _strip_edges(text[match.end() :])
+    match = _REQUEST_ONLY.match(text)
+    if match is not None:
+        return _strip_edges(text[match.end() :])
+    return text
+
+
+def _drop_trailing(text: str) -> str:
+    head, comma, tail = text.rpartition(",")
+    if comma and head and _is_tag_list(tail):
+        return _strip_edges(head)
+    words = text.split()
+    if len(words) > 1 and words[-1] in _RESOLUTION_TAGS:
+        cut = -2 if len(words) > 2 and words[-2] == "in" else -1
+        return _strip_edges(" ".join(words[:cut]))
+    return text
+
+
+def _drop_filler(text: str) -> str:
+    # Each round removes something or ends the loop; stacked filler ("a clip of footage of",
+    # ", 4k, hd, trending") goes entirely.
     while True:
-        for prefix in _FILLER_PREFIXES:
-            if text.startswith(prefix + " "):
-                text = _strip_edges(text[len(prefix) + 1 :])
-                break
-        else:
+        before = text
+        text = _drop_trailing(_drop_leading(text))
+        if text == before:
             return text
 
 
 def normalize_prompt(text: str, *, drop_filler: bool = True) -> str:
-    """The prompt as the cache keys and embeds it.
+    """The prompt as the guard reads it.
 
     Unicode NFKC, case-folded, whitespace collapsed to single spaces, punctuation stripped
-    from both ends and (when ``drop_filler``) leading framing words such as "a video of"
+    from both ends and (when ``drop_filler``) a leading request clause ("could you make me a
+    short video of", "text to video:") and trailing quality tags (", 4k, highly detailed")
     removed. Deterministic and idempotent; inner punctuation and word order are kept.
     """
     text = _canonical_text(text)
-    return _drop_leading_filler(text) if drop_filler else text
-
-
-_TOKEN_RE: Final = re.compile(r"[^\W_]+|[,;:.!?()]")
-PUNCT_TOKENS: Final = frozenset(",;:.!?()")
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-case word tokens without accents; hyphens split words; clause punctuation kept."""
-    text = normalize_prompt(text, drop_filler=False)
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = text.replace("\u2019", "'").replace("\u2018", "'")
-    text = re.sub(r"\bb\s*[&/]\s*w\b", " monochrome ", text)
-    text = text.replace("&", " and ")
-    text = re.sub(r"'s\b", "", text).replace("'", "")
-    return _TOKEN_RE.findall(text)
+    return _drop_filler(text) if drop_filler else text

@@ -5,7 +5,7 @@ order:
 
 1. the exact key (scope + normalised prompt): ``hit-exact``, similarity 1.0, no embedding;
 2. the nearest neighbours of the prompt's embedding among the live entries of the same
-   scope, best first: a neighbour at or above ``similarity_threshold`` (0.85) whose
+   scope, best first: a neighbour at or above ``similarity_threshold`` (0.75) whose
    attributes the :class:`~streamproc.cache.guard.AttributeGuard` finds equal is a
    ``hit-semantic`` with its cosine as similarity (the optional lower band of
    :class:`~streamproc.cache.guard.HitPolicy` also applies);

@@ -1,21 +1,7 @@
-"""The closed English vocabulary of the attribute guard.
+"""The guard's hand-written English: closed-class words and synonym groups.
 
-Pure data plus the English morphology that expands it: ``nouns`` and ``places`` (subjects
-and locations), ``verbs`` (actions), ``words`` (colours, time of day, weather, camera,
-numbers, negation, fixed readings, stopwords) and ``morphology`` (plurals and verb forms).
-``build`` turns them into the phrase table the guard scans prompts with.
+``relations`` holds grammatical words the parser's output is read with (spatial prepositions,
+particles, number words); ``synonyms`` the groups of words that show the same picture.
+Everything else — inflection, voice, roles, which words are content words — comes from the
+parser (:mod:`streamproc.cache.scene`).
 """
-
-from __future__ import annotations
-
-Attr = tuple[str, str]  # (family, canonical value)
-
-
-def words(spec: str) -> frozenset[str]:
-    """The space-separated words of ``spec``."""
-    return frozenset(spec.split())
-
-
-def alts(spec: str) -> list[str]:
-    """The ``|``-separated alternatives of ``spec``, trimmed."""
-    return [part.strip() for part in spec.split("|") if part.strip()]

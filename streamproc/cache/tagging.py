@@ -1,0 +1,152 @@
+"""Corrections to the small parser's tags and lemmas, made before a scene is read.
+
+``en_core_web_sm`` is fast but misreads a few shapes that prompts use all the time. Each
+correction below rewrites the parsed :class:`~spacy.tokens.Doc` in place, from the parse itself
+and the lemmatiser's own tables, before :mod:`~streamproc.cache.scene` reads it:
+
+* **verb lemmas** of "-ing" and "-ed" forms: the lemmatiser reads "riding" as "rid" and
+  "shining" as "shin"; English spelling decides it ("rid" would be "ridding"), so a stem that
+  ends consonant-vowel-consonant takes its "e" back when the verb exists;
+* **participles tagged as adjectives** ("a wave ridden by a surfer" with "ridden" as an
+  adjective): a past participle is a verb, with the verb's lemma ("ride"), irregular ones
+  from the lemmatiser's exceptions;
+* **verbs tagged as plural nouns** after a reordered clause ("in the morning, a fox trots"
+  read as the noun "fox trots"): a plural noun cannot take "a", so it is the verb and the
+  noun before it its subject;
+* **-ing words tagged as nouns** that modify a noun ("a sailboat gliding") are verbs;
+* **"can" tagged as a modal** without a verb to help ("a soda can") is a noun.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+    from spacy.tokens import Doc, Token
+
+__all__ = ["Lemmas", "correct"]
+
+_VOWELS: Final = frozenset("aeiou")
+_SINGULAR_DETERMINERS: Final = frozenset({"a", "an", "one", "this", "that", "each", "every"})
+_VERB_DEPENDENCIES: Final = frozenset({"acl", "relcl", "advcl"})
+
+
+class Lemmas:
+    """Verb lemmas read with the parser's own lemmatiser tables."""
+
+    def __init__(self, verbs: Collection[str], irregular: Mapping[str, list[str]]) -> None:
+        self._verbs = frozenset(verbs)
+        self._irregular = irregular
+
+    @classmethod
+    def of(cls, parser: Language) -> Lemmas:
+        """The tables of ``parser``'s rule lemmatiser (empty when it has none)."""
+        try:
+            lookups = parser.get_pipe("lemmatizer").lookups  # type: ignore[attr-defined]
+            verbs = lookups.get_table("lemma_index")["verb"]
+            irregular = lookups.get_table("lemma_exc")["verb"]
+        except (KeyError, AttributeError):
+            return cls((), {})
+        return cls(verbs, irregular)
+
+    def is_verb(self, lemma: str) -> bool:
+        """Whether ``lemma`` is a verb the lemmatiser knows."""
+        return lemma in self._verbs
+
+    def verb(self, form: str) -> str | None:
+        """The lemma of ``form`` read as a verb ("riding" -> "ride"), or None."""
+        if form in self._irregular:
+            return self._irregular[form][0]
+        for suffix in ("ing", "ed"):
+            if form.endswith(suffix) and len(form) > len(suffix) + 1:
+                found = self._from_stem(form[: -len(suffix)], suffix)
+                if found is not None:
+                    return found
+        return form if form in self._verbs else None
+
+    def _from_stem(self, stem: str, suffix: str) -> str | None:
+        known = self._verbs
+        if suffix == "ed" and stem.endswith("i") and stem[:-1] + "y" in known:
+            return stem[:-1] + "y"  # carried
+        lying = suffix == "ing" and stem.endswith("y") and stem not in known
+        if lying and stem[:-1] + "ie" in known:
+            return stem[:-1] + "ie"
+        doubled = len(stem) > 2 and stem[-1] == stem[-2] and stem[-1] not in _VOWELS
+        if doubled and stem not in known and stem[:-1] in known:
+            return stem[:-1]  # running, chopped
+        if _ends_cvc(stem) and not doubled and stem + "e" in known:
+            return stem + "e"  # riding, shining, baked
+        if stem in known:
+            return stem
+        if stem + "e" in known:
+            return stem + "e"  # paddling
+        return None
+
+
+def _ends_cvc(stem: str) -> bool:
+    if len(stem) < 2:
+        return False
+    last, vowel = stem[-1], stem[-2]
+    before = stem[-3] if len(stem) > 2 else ""
+    return (
+        last not in _VOWELS
+        and last not in "wxy"
+        and vowel in _VOWELS
+        and (not before or before not in _VOWELS)
+    )
+
+
+def correct(doc: Doc, lemmas: Lemmas) -> Doc:
+    """Apply the corrections of the module docstring to ``doc`` (in place) and return it."""
+    for token in doc:
+        _retag(token, lemmas)
+    for token in doc:
+        if token.pos_ == "VERB" and token.lower_.endswith(("ing", "ed")):
+            lemma = lemmas.verb(token.lower_)
+            if lemma is not None:
+                token.lemma_ = lemma
+    return doc
+
+
+def _retag(token: Token, lemmas: Lemmas) -> None:
+    form = token.lower_
+    participle = token.tag_ == "VBN" or (form.endswith(("ed", "en")) and _has_agent(token))
+    if token.pos_ == "ADJ" and participle:
+        _make_verb(token, lemmas.verb(form), "VBN")
+    elif token.tag_ == "NNS" and _finite_verb(token, lemmas):
+        subject = next(c for c in token.children if c.dep_ == "compound" and c.i < token.i)
+        subject.dep_ = "nsubj"
+        _make_verb(token, token.lemma_, "VBZ")
+    elif (
+        token.pos_ in ("NOUN", "ADJ")
+        and form.endswith("ing")
+        and token.dep_ in _VERB_DEPENDENCIES
+        and token.head.pos_ in ("NOUN", "PROPN")
+    ):
+        _make_verb(token, lemmas.verb(form), "VBG")
+    elif token.pos_ == "AUX" and token.dep_ not in ("aux", "auxpass"):
+        helps = token.head.pos_ in ("VERB", "AUX") and token.head.i != token.i
+        if not helps and not any(c.pos_ == "VERB" for c in token.children):
+            token.pos_, token.tag_ = "NOUN", "NN"
+
+
+def _has_agent(token: Token) -> bool:
+    return any(c.dep_ == "agent" or c.lower_ == "by" for c in token.children)
+
+
+def _finite_verb(token: Token, lemmas: Lemmas) -> bool:
+    # "a fox trots": a singular determiner on a plural noun with a noun before it.
+    singular = any(c.dep_ == "det" and c.lower_ in _SINGULAR_DETERMINERS for c in token.children)
+    compound = any(
+        c.dep_ == "compound" and c.i < token.i and c.pos_ in ("NOUN", "PROPN")
+        for c in token.children
+    )
+    return singular and compound and lemmas.is_verb(token.lemma_.lower())
+
+
+def _make_verb(token: Token, lemma: str | None, tag: str) -> None:
+    token.pos_, token.tag_ = "VERB", tag
+    if lemma:
+        token.lemma_ = lemma
