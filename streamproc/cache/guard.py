@@ -8,9 +8,11 @@ cached candidate only when the two describe the same scene:
 
 1. **words** — every content word of one prompt has a counterpart in the other: the same
    lemma (so inflection and voice do not matter), the same word in US spelling, a member of
-   the same synonym group, or the other region's word ("lorry" / "truck"). A word without a
-   counterpart is a changed or added detail: objects, actions, colours, time of day, weather,
-   places, styles — no list of them is needed;
+   the same synonym group, the other region's word ("lorry" / "truck"), or, between two words
+   no group lists, a WordNet synonym of the same part of speech ("purchasing" / "buying":
+   :mod:`~streamproc.cache.wordnet`). A word without a counterpart is a changed or added
+   detail: objects, actions, colours, time of day, weather, places, styles — no list of them
+   is needed;
 2. **negation** — a word negated on one side only ("with" / "without cheese");
 3. **number** — aligned nouns with different counts ("two" / "three"; "a dog" / "dogs");
 4. **roles** — an aligned participant that is the agent of an action on one side and its
@@ -41,7 +43,8 @@ from typing import Final
 
 from streamproc.cache.lexicon.relations import OPPOSITE, STATES, SYMMETRIC
 from streamproc.cache.scene import Relation, Scene, SceneReader, Word
-from streamproc.cache.words import SYNONYM_HEADS, regional_pair
+from streamproc.cache.wordnet import WordNet, load_wordnet
+from streamproc.cache.words import SYNONYM_HEADS, regional_pair, us_spelling
 
 __all__ = [
     "CHECKS",
@@ -92,6 +95,20 @@ def _joined(words: Sequence[Word], i: int) -> set[str]:
     return {a + b for a in _spellings(words[i]) for b in _spellings(words[i + 1])}
 
 
+def _in_groups(word: Word) -> bool:
+    return any(form in SYNONYM_HEADS for form in word.forms)
+
+
+def _synonyms(wordnet: WordNet, word: Word, other: Word) -> bool:
+    # Only for words no hand-written group lists: a group fixes the sense a prompt means by
+    # its word, where WordNet's most frequent sense may be another ("jog" is to ramble on,
+    # "bike" a motorcycle, "draw" to pull).
+    if word.kind != other.kind or _in_groups(word) or _in_groups(other):
+        return False
+    left, right = ({w.lemma, us_spelling(w.lemma)} for w in (word, other))
+    return wordnet.synonyms(left, right, word.kind)
+
+
 @dataclass
 class _Alignment:
     forward: dict[int, int]
@@ -100,7 +117,7 @@ class _Alignment:
     right_over: list[int]
 
 
-def _align(left: Scene, right: Scene) -> _Alignment:
+def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignment:
     forward: dict[int, int] = {}
     backward: dict[int, int] = {}
     for strict in (True, False):
@@ -126,6 +143,15 @@ def _align(left: Scene, right: Scene) -> _Alignment:
                 if j not in theirs and joined & _spellings(other):
                     mine[i] = mine[i + 1] = j
                     theirs[j] = i
+                    break
+    if wordnet is not None:
+        # Last, for words still without a counterpart: a synonym the lexical database knows.
+        for i, word in enumerate(left.words):
+            if i in forward:
+                continue
+            for j, other in enumerate(right.words):
+                if j not in backward and _synonyms(wordnet, word, other):
+                    forward[i], backward[j] = j, i
                     break
     return _Alignment(
         forward,
@@ -289,12 +315,17 @@ _CHECKERS: Final = {
 class AttributeGuard:
     """Rejects a candidate that does not describe the request's scene (see the module doc).
 
-    Loads the parser when built (about 1.5 s, once per process): build it off the event
-    loop. ``checks`` limits the guard to some of :data:`CHECKS`.
+    Loads the parser and the WordNet tables when built (about 1.5 s and 0.2 s, once per
+    process): build it off the event loop. ``checks`` limits the guard to some of
+    :data:`CHECKS`.
     """
 
     def __init__(
-        self, checks: Iterable[str] = CHECKS, *, reader: SceneReader | None = None
+        self,
+        checks: Iterable[str] = CHECKS,
+        *,
+        reader: SceneReader | None = None,
+        wordnet: WordNet | None = None,
     ) -> None:
         self._checks = tuple(checks)
         unknown = set(self._checks) - set(CHECKS)
@@ -302,6 +333,7 @@ class AttributeGuard:
             raise ValueError(f"unknown guard checks: {sorted(unknown)}")
         self._reader = reader or SceneReader()
         self._reader.load()
+        self._wordnet = wordnet or load_wordnet()
 
     def scene(self, prompt: str) -> Scene:
         """The parsed scene of ``prompt`` (memoised)."""
@@ -310,7 +342,7 @@ class AttributeGuard:
     def check(self, request: str, candidate: str) -> GuardVerdict:
         """Accept when every check finds the two prompts' scenes the same."""
         left, right = self._reader.read(request), self._reader.read(candidate)
-        alignment = _align(left, right)
+        alignment = _align(left, right, self._wordnet)
         for name in self._checks:
             reason = _CHECKERS[name](left, right, alignment)
             if reason is None and name != "word":
@@ -329,7 +361,7 @@ class AttributeGuard:
         left, right = self._reader.read(a), self._reader.read(b)
         if not left.words and not right.words:
             return 1.0
-        aligned = len(set(_align(left, right).backward))
+        aligned = len(set(_align(left, right, self._wordnet).backward))
         return aligned / (len(left.words) + len(right.words) - aligned)
 
 

@@ -105,6 +105,7 @@ class Word:
     keys: frozenset[str]
     forms: frozenset[str]
     kind: str
+    lemma: str = ""  # the base form, for a lexical database ("purchasing" -> "purchase")
     count: int | None = None
     plural: bool | None = False
     negated: bool = False
@@ -370,7 +371,8 @@ class _Reading:
             )
             forms = _forms(surface, lemma, lemmatised, " ".join(parts), "".join(parts))
             head = span.root
-            self._add(range(start, end), surface, forms, _KINDS.get(head.pos_, "noun"), head)
+            kind = _KINDS.get(head.pos_, "noun")
+            self._add(range(start, end), surface, forms, kind, head, lemmatised)
         for token in doc:
             if token.i in self.unit_of or not self._is_content(token):
                 continue
@@ -382,10 +384,16 @@ class _Reading:
                 # The lemmatiser reads "cookies" as "cooky": every regular singular counts.
                 forms |= _forms(*singulars(token.lower_))
             kind = "verb" if token.pos_ == "AUX" else _KINDS.get(token.pos_, "noun")
-            self._add([token.i], token.lower_, forms, kind, token)
+            self._add([token.i], token.lower_, forms, kind, token, lemma)
 
     def _add(
-        self, tokens: Iterable[int], surface: str, forms: frozenset[str], kind: str, head: Token
+        self,
+        tokens: Iterable[int],
+        surface: str,
+        forms: frozenset[str],
+        kind: str,
+        head: Token,
+        lemma: str,
     ) -> None:
         index = len(self.words)
         count, plural = self._count(head)
@@ -395,6 +403,7 @@ class _Reading:
                 keys=_keys(forms, surface, self._lemmas),
                 forms=forms,
                 kind=kind,
+                lemma=lemma,
                 count=count,
                 plural=plural,
                 negated=self._negated(head),

