@@ -23,6 +23,19 @@ log = structlog.get_logger(__name__)
 #: The matmul implementations inductor may use for float8 layers (see apply_compile).
 FP8_GEMM_BACKENDS = "ATEN"
 
+#: diffusers' attention backends that pin one PyTorch SDPA kernel by entering ``sdpa_kernel``
+#: inside every attention call. Compiled, that context manager becomes part of the block graph,
+#: and AOTAutograd's cache refuses such graphs ("Unsupported call_function target
+#: _backend_from_string", seen on an H200), so every restart traced them again. With
+#: ``compile`` on, the blocks use plain SDPA instead and the same kernel is pinned around each
+#: compiled call, outside the graph (see apply_compile's ``sdpa``).
+PINNED_SDPA = {
+    "_native_cudnn": "CUDNN_ATTENTION",
+    "_native_flash": "FLASH_ATTENTION",
+    "_native_efficient": "EFFICIENT_ATTENTION",
+    "_native_math": "MATH",
+}
+
 
 def apply_attention_backend(pipe: Any, backend: str | None) -> None:
     """Select diffusers' attention backend for the transformer (None keeps the default)."""
@@ -87,7 +100,11 @@ def apply_fp8(pipe: Any, device: torch.device, *, kernel_tuning: bool = False) -
 
 
 def apply_compile(
-    pipe: Any, *, dynamic_batch: bool = False, gemm_backends: str | None = None
+    pipe: Any,
+    *,
+    dynamic_batch: bool = False,
+    gemm_backends: str | None = None,
+    sdpa: str | None = None,
 ) -> None:
     """Regionally compile the transformer's repeated blocks (compiled lazily, at warm-up).
 
@@ -99,6 +116,9 @@ def apply_compile(
     ``gemm_backends`` limits the matmul implementations inductor may choose from (its
     ``max_autotune_gemm_backends``). Inductor benchmarks Triton templates for every
     float8 ``_scaled_mm`` shape even without max-autotune; ``"ATEN"`` keeps cuBLAS/CUTLASS.
+
+    ``sdpa`` (a ``torch.nn.attention.SDPBackend`` name) is entered around each compiled block
+    call, so the graph is traced with that kernel chosen and holds no context manager.
     """
     import torch._dynamo
 
@@ -119,7 +139,22 @@ def apply_compile(
     )
     for block in blocks:
         compiled = torch.compile(block.forward, fullgraph=True, options=options)
-        block.forward = _batch_dynamic(compiled) if dynamic_batch else compiled
+        if dynamic_batch:
+            compiled = _batch_dynamic(compiled)
+        block.forward = _pinned_sdpa(compiled, sdpa) if sdpa else compiled
+
+
+def _pinned_sdpa(compiled: Any, backend: str) -> Any:
+    """``compiled`` called with PyTorch's SDPA limited to ``backend`` (outside the graph)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    kernel = getattr(SDPBackend, backend)
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        with sdpa_kernel(kernel):
+            return compiled(*args, **kwargs)
+
+    return forward
 
 
 def _batch_dynamic(compiled: Any) -> Any:
@@ -145,8 +180,12 @@ def apply_optimizations(pipe: Any, settings: GenerationSettings, device: torch.d
     done: set[str] = pipe.__dict__.setdefault("_streamproc_applied", set())
     applied = []
     backend = settings.attention_backend
+    pinned = PINNED_SDPA.get(backend or "") if settings.compile else None
     if backend and f"attention={backend}" not in done:
         apply_attention_backend(pipe, backend)
+        if pinned and "compile" not in done:
+            # Probed above with the pinning backend; the compiled blocks pin it themselves.
+            pipe.transformer.set_attention_backend("native")
         done -= {d for d in done if d.startswith("attention=")}
         done.add(f"attention={backend}")
     if settings.fp8 and "fp8" not in done:
@@ -159,6 +198,7 @@ def apply_optimizations(pipe: Any, settings: GenerationSettings, device: torch.d
             # Float8 matmuls stay on cuBLAS/CUTLASS's row-wise kernels (what the measured FP8
             # figures ran): inductor would benchmark Triton templates for each of them.
             gemm_backends=FP8_GEMM_BACKENDS if settings.fp8 else None,
+            sdpa=pinned,
         )
         done.add("compile")
     applied = sorted(done)

@@ -319,3 +319,45 @@ def test_optimizations_are_applied_once_per_pipeline(monkeypatch: pytest.MonkeyP
     second = optimize.apply_optimizations(pipe, settings, torch.device("cpu"))
     assert compiled == [1]
     assert first == second == ["attention=native", "compile"]
+
+
+def test_compiled_blocks_pin_the_sdpa_kernel_outside_the_graph(
+    tiny_pipeline: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pinning backend (``_native_*``) under compile: the blocks call plain SDPA (no
+    ``sdpa_kernel`` inside the traced code, which AOTAutograd's cache refuses) while the
+    wrapper around each compiled call limits PyTorch to that one kernel; frames unchanged."""
+    from streamproc.generation import optimize
+
+    reference_pipe, model_id = tiny_pipeline
+    pipe, _ = load_pipeline(GenerationSettings(device="cpu"))
+    # Compiling the tiny model on a CPU takes minutes: the wrapping is what is under test.
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
+    settings = GenerationSettings(device="cpu", compile=True, attention_backend="_native_math")
+    optimize.apply_optimizations(pipe, settings, torch.device("cpu"))
+
+    seen: list[tuple[bool, bool]] = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        if inside:  # the transformer's attention, not the text encoder's
+            seen.append((torch._C._get_math_sdp_enabled(), torch._C._get_flash_sdp_enabled()))
+        return sdpa(*args, **kwargs)
+
+    inside: list[int] = []
+    hooks = []
+    for transformer in (reference_pipe.transformer, pipe.transformer):
+        hooks.append(transformer.register_forward_pre_hook(lambda *a: inside.append(1)))
+        hooks.append(transformer.register_forward_hook(lambda *a: inside.clear()))
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    try:
+        a = run(StagedRunner(reference_pipe, RunnerOptions()), shape_of(model_id), REQUESTS[:1])
+        unpinned, seen[:] = seen[:], []
+        b = run(StagedRunner(pipe, RunnerOptions()), shape_of(model_id), REQUESTS[:1])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert len(seen) == len(unpinned) > 0
+    assert all(math and not flash for math, flash in seen)
+    assert all(flash for _, flash in unpinned)  # nothing is pinned without the wrapper
+    assert max_diff(a, b) <= LEVELS
