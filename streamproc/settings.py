@@ -13,7 +13,7 @@ import os
 import socket
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -335,7 +335,7 @@ class GenerationSettings(_Section):
 
 
 class EncodingSettings(_Section):
-    """MP4 encoding of the frames (H.264 through PyAV/libx264, on CPU threads)."""
+    """MP4 encoding of the frames (H.264 through PyAV: libx264 on the CPU, or NVENC)."""
 
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = (
         Field("veryfast", description="x264 speed/size trade-off; part of the object key.")
@@ -347,7 +347,17 @@ class EncodingSettings(_Section):
         description="x264 quality (lower is better, bigger); part of the object key.",
     )
     threads: int = Field(0, ge=0, le=64, description="x264 threads per video (0: x264 picks).")
-    workers: int = Field(2, ge=1, le=32, description="Videos encoded at the same time.")
+    workers: Annotated[int, Field(ge=1, le=32)] | Literal["auto"] = Field(
+        "auto",
+        description="Videos encoded at the same time (one process each); 'auto': every usable "
+        "core but two (event loop, GPU thread), at least 2, at most 32.",
+    )
+    codec: Literal["libx264", "h264_nvenc", "auto"] = Field(
+        "libx264",
+        description="H.264 encoder: 'libx264' (CPU), 'h264_nvenc' (NVIDIA hardware encoder; the "
+        "worker refuses to start where the card or the PyAV build lacks it) or 'auto' (NVENC "
+        "where it works, else libx264, logged as encoder_codec).",
+    )
     executor: Literal["process", "thread"] = Field(
         "process",
         description="Encode in worker processes (keeps the GIL free for the GPU "
