@@ -13,7 +13,7 @@ import os
 import socket
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -347,7 +347,7 @@ class EncodingSettings(_Section):
         description="x264 quality (lower is better, bigger); part of the object key.",
     )
     threads: int = Field(0, ge=0, le=64, description="x264 threads per video (0: x264 picks).")
-    workers: Annotated[int, Field(ge=1, le=32)] | Literal["auto"] = Field(
+    workers: int | Literal["auto"] = Field(
         "auto",
         description="Videos encoded at the same time (one process each); 'auto': every usable "
         "core but two (event loop, GPU thread), at least 2, at most 32.",
@@ -363,6 +363,14 @@ class EncodingSettings(_Section):
         description="Encode in worker processes (keeps the GIL free for the GPU "
         "thread) or threads.",
     )
+
+
+    @field_validator("workers")
+    @classmethod
+    def _workers_in_range(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= 32:
+            raise ValueError("must be 'auto' or between 1 and 32")
+        return value
 
 
 class S3Settings(_Section):
