@@ -364,7 +364,6 @@ class EncodingSettings(_Section):
         "thread) or threads.",
     )
 
-
     @field_validator("workers")
     @classmethod
     def _workers_in_range(cls, value: int | str) -> int | str:
