@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from streamproc.app import run_worker
 from streamproc.batching import ShapeKey
+from streamproc.bus.local import JsonlSource
 from streamproc.generation.batchsize import (
     StoredThroughput,
     ThroughputProfile,
@@ -21,6 +23,8 @@ from streamproc.generation.batchsize import (
 from streamproc.generation.wan import WanGenerator
 from streamproc.metrics import Metrics
 from streamproc.settings import BatchSettings, GenerationSettings
+from tests.conftest import MakeSettings
+from tests.helpers import read_jsonl, write_jsonl
 
 
 def key(frames: int = 17, steps: int = 4, guidance: float = 1.0) -> ShapeKey:
@@ -184,3 +188,42 @@ async def test_the_largest_policy_measures_nothing(tiny_pipeline: tuple[Any, str
     await gen.stop()
     assert gen.chosen_batch_sizes == {}
     assert gen.max_batch_size(ShapeKey(gen.model_id, 64, 32, 9, 2, 5.0)) is None
+
+
+async def test_a_worker_serves_a_few_step_profile_and_exports_its_batch_sizes(
+    tiny_pipeline: tuple[Any, str], make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    # The whole worker: profile defaults on events, the sampler in results, chosen sizes
+    # exported by the app.
+    settings = make_settings(
+        generation={"profile": "fastwan2.2-ti2v-5b-dmd3", "warmup_shapes": ["64x32x9"]},
+        batch={"max_batch_size": 2, "size_policy": "throughput"},
+        cache={"backend": "none"},
+    )
+    generator = WanGenerator(
+        settings.generation, loaded=tiny_pipeline, max_batch_size=2, batch=settings.batch
+    )
+    lines = [
+        {"event_id": f"e{i}", "prompt": "a red fox", "width": 64, "height": 32, "num_frames": 9}
+        for i in range(3)
+    ]
+    metrics = Metrics()
+    summary = await run_worker(
+        settings,
+        source=JsonlSource(str(write_jsonl(tmp_path / "in.jsonl", lines))),
+        generator=generator,
+        metrics=metrics,
+        handle_signals=False,
+    )
+    assert summary.exit_status == 0
+    results = read_jsonl(Path(settings.local.results))
+    assert len(results) == 3
+    for result in results:
+        params = result["parameters"]
+        assert (params["num_inference_steps"], params["guidance_scale"]) == (3, 1.0)
+        assert params["scheduler"] == "lcm:shift=1:t=1000,757,522"
+        assert result["model_id"].endswith("#lcm:shift=1:t=1000,757,522")
+        assert result["batch_size"] <= generator.chosen_batch_sizes["64x32x9/nocfg"]
+    text = (await metrics.render()).decode()
+    chosen = generator.chosen_batch_sizes["64x32x9/nocfg"]
+    assert f'streamproc_batch_size_chosen{{shape="64x32x9/nocfg"}} {float(chosen)}' in text
