@@ -10,6 +10,7 @@ p50/p95 event latency, peak GPU memory, denoise MFU and per-stage seconds per vi
     python bench/gpu_throughput.py                      # full size, on the GPU
     python bench/gpu_throughput.py --tiny               # CPU-sized smoke run
     python bench/gpu_throughput.py --variants plain,optimised --events 32 --out result.json
+    python bench/gpu_throughput.py --profile fastwan2.2-ti2v-5b-dmd3 --batch-policy throughput
 
 Variants run in the order given; compilation cannot be undone, so compiled variants go last.
 """
@@ -279,6 +280,7 @@ def variant_settings(
     out: Path,
     window_ms: float,
     compile_cache: Path | None = None,
+    policy: dict[str, Any] | None = None,
 ) -> Settings:
     spec = dict(VARIANTS[name])
     if compile_cache is not None:
@@ -301,7 +303,12 @@ def variant_settings(
     return load_settings(
         worker_id=f"bench-{name}",
         generation={**base, **spec, "warmup_shapes": [warmup]},
-        batch={"max_batch_size": batch, "window_ms": window_ms, "max_in_flight": 256},
+        batch={
+            "max_batch_size": batch,
+            "window_ms": window_ms,
+            "max_in_flight": 256,
+            **(policy or {}),
+        },
         local={"results": str(out / "results.jsonl"), "dead_letters": str(out / "dead.jsonl")},
         storage={"local_dir": str(out / "store")},
         log={"level": "warning"},
@@ -318,14 +325,18 @@ async def run_variant(
     single: list[str],
     compile_cache: Path | None = None,
     probe: list[GenerationRequest] | None = None,
+    policy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     pipe = loaded[0]
     device = pipe.transformer.device
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         out = Path(tmp)
-        settings = variant_settings(name, shape, base, out, window_ms, compile_cache)
+        settings = variant_settings(name, shape, base, out, window_ms, compile_cache, policy)
         generator = WanGenerator(
-            settings.generation, loaded=loaded, max_batch_size=settings.batch.max_batch_size
+            settings.generation,
+            loaded=loaded,
+            max_batch_size=settings.batch.max_batch_size,
+            batch=settings.batch,
         )
         print(json.dumps({"starting": name}), flush=True)
         await generator.start()
@@ -336,6 +347,14 @@ async def run_variant(
             "startup_s": {k: round(v, 2) for k, v in generator.startup_seconds.items()},
             "compile_cache": generator.compile_cache_state,
             "warmup_calls": generator.warmup_calls,
+            "profile": generator.profile.name,
+            "sampler": generator.scheduler_name,
+            "batch_size_policy": settings.batch.size_policy,
+            "chosen_batch_sizes": generator.chosen_batch_sizes,
+            "batch_videos_per_s": {
+                label: {str(n): round(r, 4) for n, r in rates.items()}
+                for label, rates in generator.batch_throughput.items()
+            },
         }
         print(json.dumps({"started": name, **report}), flush=True)
         try:
@@ -592,7 +611,28 @@ def main() -> None:
     parser.add_argument(
         "--shape",
         default=None,
-        help="WxHxF/STEPS/GUIDANCE [default: 832x480x17/16/5.0, tiny: 256x256x9/4/5.0]",
+        help="WxHxF[/STEPS[/GUIDANCE]]; steps and guidance default to the profile's "
+        "[default: 832x480x17/16/5.0, tiny: 256x256x9/4/5.0; with --profile: 832x480x17]",
+    )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="generation.profile: a built-in model profile or a .toml/.yaml file (e.g. "
+        "fastwan2.2-ti2v-5b-dmd3 for 3 steps without guidance); the naive baseline samples "
+        "with the profile's scheduler at diffusers' own timestep spacing",
+    )
+    parser.add_argument(
+        "--batch-policy",
+        choices=("largest", "throughput"),
+        default="largest",
+        help="batch.size_policy of the variants: 'throughput' times every batch size at "
+        "warm-up and keeps a larger one only where it gains --min-batch-gain",
+    )
+    parser.add_argument("--min-batch-gain", type=float, default=0.05, help="batch.min_batch_gain")
+    parser.add_argument(
+        "--throughput-file",
+        type=Path,
+        help="batch.throughput_file: stored batch timings (read, and written when measured)",
     )
     parser.add_argument("--window-ms", type=float, default=20.0)
     parser.add_argument(
@@ -628,10 +668,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     args = parser.parse_args()
 
+    from streamproc.generation.profiles import DEFAULT_PROFILE, load_profile
     from streamproc.settings import parse_shape_spec
 
-    spec = args.shape or ("256x256x9/4/5.0" if args.tiny else "832x480x17/16/5.0")
-    w, h, f, s, g = parse_shape_spec(spec)
+    profile = load_profile(args.profile or DEFAULT_PROFILE)
+    default_shape = "832x480x17" if args.profile else "832x480x17/16/5.0"
+    tiny_shape = "256x256x9" if args.profile else "256x256x9/4/5.0"
+    spec = args.shape or (tiny_shape if args.tiny else default_shape)
+    w, h, f, s, g = parse_shape_spec(spec, profile.steps, profile.guidance)
     shape = {
         "width": w,
         "height": h,
@@ -643,6 +687,12 @@ def main() -> None:
         "model": "tiny" if args.tiny else "random-5b",
         "device": "cpu" if args.tiny else "cuda",
         "dtype": args.dtype,
+        "profile": profile.name if args.profile in (None, profile.name) else args.profile,
+    }
+    policy = {
+        "size_policy": args.batch_policy,
+        "min_batch_gain": args.min_batch_gain,
+        "throughput_file": str(args.throughput_file) if args.throughput_file else None,
     }
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
     unknown = [n for n in names if n not in VARIANTS]
@@ -653,6 +703,7 @@ def main() -> None:
     report: dict[str, Any] = {
         "date": datetime.now().isoformat(timespec="seconds"),
         "shape": spec,
+        "profile": profile.name,
         "torch": torch.__version__,
         "variants": [],
     }
@@ -714,6 +765,7 @@ def main() -> None:
                 single=single,
                 compile_cache=args.compile_cache,
                 probe=probe,
+                policy=policy,
             )
         )
         outputs = result.pop("probe", None)

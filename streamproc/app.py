@@ -20,7 +20,7 @@ from streamproc.bus.local import JsonlSink, JsonlSource
 from streamproc.cache.base import Cache
 from streamproc.cache.null import NullCache
 from streamproc.errors import ConfigError, TransientError
-from streamproc.generation.base import Generator, ReportsStartup
+from streamproc.generation.base import Generator, ReportsBatchSizes, ReportsStartup
 from streamproc.generation.encode import EncoderPool
 from streamproc.health import Check, OpsServer, Readiness, readiness_of
 from streamproc.ledger.base import ResultLedger
@@ -132,7 +132,9 @@ def build_generator(settings: Settings) -> Generator:
     # `storage check` build other components only.
     from streamproc.generation.wan import WanGenerator
 
-    return WanGenerator(settings.generation, max_batch_size=settings.batch.max_batch_size)
+    return WanGenerator(
+        settings.generation, max_batch_size=settings.batch.max_batch_size, batch=settings.batch
+    )
 
 
 def build_ledger(settings: Settings) -> ResultLedger | None:
@@ -231,6 +233,8 @@ async def run_worker(
             generator = await asyncio.to_thread(build_generator, settings)
         await generator.start()
         stack.push_async_callback(generator.stop)
+        if isinstance(generator, ReportsBatchSizes):
+            metrics.batch_sizes(generator.chosen_batch_sizes, generator.batch_throughput)
         _watch_gpu(settings, metrics, stack)
         sink = await stack.enter_async_context(sink if sink is not None else build_sink(settings))
         source = await stack.enter_async_context(

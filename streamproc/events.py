@@ -154,6 +154,23 @@ class EventLimits:
     model_id: str | None = None
     #: Request classes this worker serves besides 'standard' (None: not checked).
     quality_classes: frozenset[str] | None = None
+    #: The model profile's defaults for an event that names no steps / no guidance
+    #: (None: the contract's defaults, 16 and 5.0).
+    default_steps: int | None = None
+    default_guidance: float | None = None
+    #: The only step count the profile samples (explicit timesteps); None: any.
+    fixed_steps: int | None = None
+    #: The profile samples without classifier-free guidance: guidance above 1 is refused.
+    no_guidance: bool = False
+    #: The profile's name, for the messages of refused events.
+    profile: str | None = None
+
+    def serves_model(self, model: str) -> bool:
+        """Whether an event naming ``model`` may run here: the served id, or the weights part
+        of it (before a ``#sampler`` suffix)."""
+        if self.model_id is None:
+            return True
+        return model in (self.model_id, self.model_id.partition("#")[0])
 
 
 class _Frozen(BaseModel):
@@ -257,6 +274,21 @@ class PromptEvent(_Frozen):
         },
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_defaults(cls, data: Any, info: ValidationInfo) -> Any:
+        # An event that names no steps or guidance gets the served model profile's (a
+        # few-step distilled model is sampled at its own step count, without guidance).
+        limits = _limits(info)
+        if limits is None or not isinstance(data, dict):
+            return data
+        defaults: dict[str, int | float | None] = {
+            "num_inference_steps": limits.default_steps,
+            "guidance_scale": limits.default_guidance,
+        }
+        missing = {k: v for k, v in defaults.items() if v is not None and k not in data}
+        return {**data, **missing} if missing else data
+
     @field_validator("schema_version", mode="before")
     @classmethod
     def _version_is_an_integer(cls, value: object) -> object:
@@ -333,7 +365,26 @@ class PromptEvent(_Frozen):
                 "quality '{quality}' is not offered here (classes: {offered})",
                 {"quality": quality, "offered": ", ".join(sorted({STANDARD_QUALITY, *offered}))},
             )
-        if self.model is not None and limits.model_id is not None and self.model != limits.model_id:
+        profile = limits.profile or "this worker's"
+        if limits.fixed_steps is not None and self.num_inference_steps != limits.fixed_steps:
+            raise PydanticCustomError(
+                "unsupported_parameter",
+                "num_inference_steps={value}: model profile '{profile}' samples exactly "
+                "{steps} steps (leave it out)",
+                {
+                    "value": self.num_inference_steps,
+                    "profile": profile,
+                    "steps": limits.fixed_steps,
+                },
+            )
+        if limits.no_guidance and self.guidance_scale > 1.0:
+            raise PydanticCustomError(
+                "unsupported_parameter",
+                "guidance_scale={value}: model profile '{profile}' samples without "
+                "classifier-free guidance (use 1 or leave it out)",
+                {"value": self.guidance_scale, "profile": profile},
+            )
+        if self.model is not None and not limits.serves_model(self.model):
             raise PydanticCustomError(
                 "unsupported_parameter",
                 "model '{model}' is not served here (this worker runs '{served}')",

@@ -277,6 +277,20 @@ class Metrics:
         self.model_loaded = Gauge(
             "streamproc_model_loaded", "1 once the model is loaded and warmed up.", registry=r
         )
+        self.batch_size_chosen = Gauge(
+            "streamproc_batch_size_chosen",
+            "Batch size the throughput policy chose at warm-up, per shape "
+            "(WIDTHxHEIGHTxFRAMES/cfg|nocfg); absent with batch.size_policy 'largest'.",
+            ["shape"],
+            registry=r,
+        )
+        self.batch_throughput = Gauge(
+            "streamproc_batch_throughput_videos_per_second",
+            "Videos per second of one call of each batch size, per shape, as measured at "
+            "warm-up (or read from batch.throughput_file).",
+            ["shape", "batch_size"],
+            registry=r,
+        )
 
     def catalogue(self) -> list[MetricInfo]:
         """Every metric this class exports, in definition order."""
@@ -312,6 +326,16 @@ class Metrics:
             with contextlib.suppress(KeyError):
                 gauge.remove(*labels)
         self._partition_labels[id(gauge)] = set(seen)
+
+    def batch_sizes(
+        self, chosen: Mapping[str, int], rates: Mapping[str, Mapping[int, float]]
+    ) -> None:
+        """Export the batch sizes the throughput policy chose and the rates behind them."""
+        for shape, size in chosen.items():
+            self.batch_size_chosen.labels(shape).set(size)
+        for shape, by_size in rates.items():
+            for size, videos_per_s in by_size.items():
+                self.batch_throughput.labels(shape, str(size)).set(videos_per_s)
 
     # -- scrape-time values -----------------------------------------------------------------
 

@@ -8,6 +8,7 @@ the environment themselves.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import tomllib
@@ -43,6 +44,13 @@ from streamproc.events import (
     CacheMode,
     EventLimits,
 )
+from streamproc.generation.profiles import (
+    BUILTIN_PROFILES,
+    DEFAULT_PROFILE,
+    ModelProfile,
+    SamplerKind,
+    load_profile,
+)
 from streamproc.urls import (
     check_bind_host,
     check_bootstrap_servers,
@@ -55,21 +63,30 @@ TINY_MODEL = "tiny"
 DEFAULT_OUT = Path("streamproc-out")
 
 
-def parse_shape_spec(spec: str) -> tuple[int, int, int, int, float]:
-    """``'832x480x17/16/5.0'`` → (width, height, frames, steps, guidance); steps default 16,
-    guidance 5.0. Raises ValueError with a readable message."""
+def parse_shape_spec(
+    spec: str, default_steps: int = 16, default_guidance: float = 5.0
+) -> tuple[int, int, int, int, float]:
+    """``'832x480x17/16/5.0'`` → (width, height, frames, steps, guidance); steps and guidance
+    default to the given values (a model profile's). Raises ValueError with a readable
+    message."""
     size, _, rest = spec.partition("/")
     parts = size.lower().split("x")
     extra = rest.split("/") if rest else []
     try:
         width, height, frames = (int(p) for p in parts)
-        steps = int(extra[0]) if extra else 16
-        guidance = float(extra[1]) if len(extra) > 1 else 5.0
+        steps = int(extra[0]) if extra else default_steps
+        guidance = float(extra[1]) if len(extra) > 1 else default_guidance
     except ValueError:
         raise ValueError(f"shape {spec!r} is not WIDTHxHEIGHTxFRAMES[/STEPS[/GUIDANCE]]") from None
     if width % 32 or height % 32 or (frames - 1) % 4 or steps < 1 or len(extra) > 2:
         raise ValueError(f"shape {spec!r}: sizes must be multiples of 32, frames 4k+1")
     return width, height, frames, steps, guidance
+
+
+@functools.lru_cache(maxsize=16)
+def _profile_in_force(spec: str, sampler: SamplerKind | None, shift: float | None) -> ModelProfile:
+    # Read once per process (events are validated against it one by one).
+    return load_profile(spec).with_overrides(sampler=sampler, shift=shift)
 
 
 class _Section(BaseModel):
@@ -95,6 +112,26 @@ class BatchSettings(_Section):
         100.0, ge=0, description="Longest wait for more events of the same shape."
     )
     max_batch_size: int = Field(4, ge=1, le=64, description="Most videos per pipeline call.")
+    size_policy: Literal["largest", "throughput"] = Field(
+        "largest",
+        description="'largest': batches grow to max_batch_size (or what fits in GPU memory). "
+        "'throughput': at warm-up, time one call per batch size of each warm-up shape and keep "
+        "a larger batch only where it raises videos/s by at least min_batch_gain (long clips "
+        "then run alone instead of making every event wait for the whole batch).",
+    )
+    min_batch_gain: float = Field(
+        0.05,
+        ge=0,
+        le=10,
+        description="With size_policy 'throughput': the least throughput gain (0.05: 5 %) a "
+        "larger batch must bring over the size chosen so far.",
+    )
+    throughput_file: Path | None = Field(
+        None,
+        description="With size_policy 'throughput': a JSON file of measured seconds per call "
+        "(per model, device and shape). Shapes found there are not measured again; shapes "
+        "measured at start are added to it.",
+    )
     max_in_flight: int = Field(
         64, ge=1, description="Events admitted but unfinished; above it the source is paused."
     )
@@ -154,10 +191,21 @@ class GenerationSettings(_Section):
         "auto",
         description="'auto' is float16 on CUDA (bfloat16 with fp8) and float32 on CPU.",
     )
-    scheduler: Literal["unipc", "dpm++"] = Field(
-        "unipc", description="Sampler: UniPC or DPM-Solver++ (flow matching)."
+    profile: str = Field(
+        DEFAULT_PROFILE,
+        description="Model profile: how the checkpoint is sampled (sampler, shift, explicit "
+        "timesteps, default steps and guidance, whether events may ask for guidance). A "
+        "built-in name (" + ", ".join(sorted(BUILTIN_PROFILES)) + ") or a .toml/.yaml file of "
+        "profile fields; see docs/models.md.",
     )
-    flow_shift: float = Field(5.0, gt=0, description="Flow-matching sigma shift of the sampler.")
+    scheduler: SamplerKind | None = Field(
+        None,
+        description="Overrides the profile's sampler: 'unipc', 'dpm++' (multistep flow "
+        "matching), 'euler' or 'lcm' (x0-predict-and-renoise); null keeps the profile's.",
+    )
+    flow_shift: float | None = Field(
+        None, gt=0, description="Overrides the profile's flow-matching sigma shift."
+    )
     max_sequence_length: int = Field(512, ge=8, le=512, description="Text tokens per prompt.")
     fps: int = Field(16, ge=1, le=120, description="Frame rate of the MP4s.")
     retries: int = Field(
@@ -238,6 +286,11 @@ class GenerationSettings(_Section):
         "A class reuses the compiled blocks warmed up for warmup_shapes.",
     )
 
+    @property
+    def model_profile(self) -> ModelProfile:
+        """The profile in force: ``profile`` with the ``scheduler``/``flow_shift`` overrides."""
+        return _profile_in_force(self.profile, self.scheduler, self.flow_shift)
+
     def step_cache_for(self, quality: str | None) -> str | None:
         """The step-cache label of a request class (None: standard, every step computed)."""
         return None if quality is None else self.step_cache_classes[quality].label()
@@ -256,6 +309,23 @@ class GenerationSettings(_Section):
                 raise ValueError(f"{name!r} cannot name a step-cache class")
         return value
 
+    @field_validator("profile")
+    @classmethod
+    def _profile_loads(cls, value: str) -> str:
+        try:
+            load_profile(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _overrides_fit_the_profile(self) -> GenerationSettings:
+        try:
+            self.model_profile  # noqa: B018 - validates the overrides against the profile
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
     @field_validator("warmup_shapes")
     @classmethod
     def _shapes_parse(cls, value: list[str]) -> list[str]:
@@ -265,7 +335,7 @@ class GenerationSettings(_Section):
 
 
 class EncodingSettings(_Section):
-    """MP4 encoding of the frames (H.264 through PyAV/libx264, on CPU threads)."""
+    """MP4 encoding of the frames (H.264 through PyAV: libx264 on the CPU, or NVENC)."""
 
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = (
         Field("veryfast", description="x264 speed/size trade-off; part of the object key.")
@@ -277,12 +347,29 @@ class EncodingSettings(_Section):
         description="x264 quality (lower is better, bigger); part of the object key.",
     )
     threads: int = Field(0, ge=0, le=64, description="x264 threads per video (0: x264 picks).")
-    workers: int = Field(2, ge=1, le=32, description="Videos encoded at the same time.")
+    workers: int | Literal["auto"] = Field(
+        "auto",
+        description="Videos encoded at the same time (one process each); 'auto': every usable "
+        "core but two (event loop, GPU thread), at least 2, at most 32.",
+    )
+    codec: Literal["libx264", "h264_nvenc", "auto"] = Field(
+        "libx264",
+        description="H.264 encoder: 'libx264' (CPU), 'h264_nvenc' (NVIDIA hardware encoder; the "
+        "worker refuses to start where the card or the PyAV build lacks it) or 'auto' (NVENC "
+        "where it works, else libx264, logged as encoder_codec).",
+    )
     executor: Literal["process", "thread"] = Field(
         "process",
         description="Encode in worker processes (keeps the GIL free for the GPU "
         "thread) or threads.",
     )
+
+    @field_validator("workers")
+    @classmethod
+    def _workers_in_range(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= 32:
+            raise ValueError("must be 'auto' or between 1 and 32")
+        return value
 
 
 class S3Settings(_Section):
@@ -850,7 +937,8 @@ class Settings(BaseSettings):
         return url.get_secret_value()
 
     def event_limits(self, model_id: str | None = None) -> EventLimits:
-        """The limits handed to event validation."""
+        """The limits handed to event validation (with the model profile's defaults)."""
+        profile = self.generation.model_profile
         return EventLimits(
             max_prompt_chars=self.limits.max_prompt_chars,
             max_width=self.limits.max_width,
@@ -859,6 +947,11 @@ class Settings(BaseSettings):
             max_steps=self.limits.max_steps,
             model_id=model_id,
             quality_classes=frozenset(self.generation.step_cache_classes),
+            default_steps=profile.steps,
+            default_guidance=profile.guidance,
+            fixed_steps=profile.fixed_steps,
+            no_guidance=profile.guidance_fixed,
+            profile=profile.name,
         )
 
 

@@ -86,3 +86,18 @@ class ReportsStartup(Protocol):
     def startup_detail(self) -> str:
         """One line, read once the generator has started."""
         ...
+
+
+@runtime_checkable
+class ReportsBatchSizes(Protocol):
+    """A generator whose batch sizes were chosen from measured throughput at warm-up."""
+
+    @property
+    def chosen_batch_sizes(self) -> dict[str, int]:
+        """Batch size per shape label (``832x480x17/cfg``); empty when no policy chose."""
+        ...
+
+    @property
+    def batch_throughput(self) -> dict[str, dict[int, float]]:
+        """Videos per second by batch size, per shape label, behind the choice."""
+        ...

@@ -1,10 +1,12 @@
-"""Frames to H.264 MP4 bytes (PyAV, libx264), and the pool of processes that encodes them."""
+"""Frames to H.264 MP4 bytes (PyAV: libx264 on the CPU, or NVENC on an NVIDIA card), and the
+pool of processes that encodes them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import ctypes
+import ctypes.util
 import functools
 import io
 import multiprocessing
@@ -16,17 +18,19 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import av
 import numpy as np
 import structlog
 
-from streamproc.errors import RecordRejected
+from streamproc.errors import ConfigError, RecordRejected
 from streamproc.generation.base import Frames
 from streamproc.resource import AsyncResource
 
 if TYPE_CHECKING:
+    from av.video.stream import VideoStream
+
     from streamproc.settings import EncodingSettings
 
 log = structlog.get_logger(__name__)
@@ -37,25 +41,50 @@ def to_uint8(video: np.ndarray) -> Frames:
     return np.clip(np.rint(video * 255.0), 0, 255).astype(np.uint8)
 
 
+#: The hardware H.264 encoder of NVIDIA cards, as FFmpeg names it.
+NVENC = "h264_nvenc"
+#: x264 presets → the NVENC presets of similar speed (p1 fastest … p7 slowest).
+_NVENC_PRESETS = {
+    "ultrafast": "p1",
+    "superfast": "p2",
+    "veryfast": "p3",
+    "faster": "p4",
+    "fast": "p5",
+    "medium": "p6",
+    "slow": "p7",
+}
+
+
 def encode_mp4(
-    frames: Frames, fps: int, *, crf: int = 18, preset: str = "veryfast", threads: int = 1
+    frames: Frames,
+    fps: int,
+    *,
+    crf: int = 18,
+    preset: str = "veryfast",
+    threads: int = 1,
+    codec: str = "libx264",
 ) -> bytes:
     """Encode ``(F, H, W, 3)`` uint8 frames as an MP4 (yuv420p, every frame kept).
 
     Deterministic for the same frames, settings and thread count (``threads=0`` lets x264
     choose from the CPU count, so bytes may differ between machines, never the picture).
+    ``codec`` ``h264_nvenc`` encodes on the GPU: constant quality ``crf`` (NVENC's ``cq``) and
+    the NVENC preset of about the x264 preset's speed.
     """
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"expected (F, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
     n, height, width, _ = frames.shape
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps, 1))
+        stream = cast("VideoStream", container.add_stream(codec, rate=Fraction(fps, 1)))
         stream.width = width
         stream.height = height
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": preset, "threads": str(threads)}
-        stream.codec_context.thread_count = threads
+        if codec == NVENC:
+            stream.options = {"rc": "vbr", "cq": str(crf), "preset": _NVENC_PRESETS[preset]}
+        else:
+            stream.options = {"crf": str(crf), "preset": preset, "threads": str(threads)}
+            stream.codec_context.thread_count = threads
         for i in range(n):
             frame = av.VideoFrame.from_ndarray(frames[i], format="rgb24")
             for packet in stream.encode(frame):
@@ -63,6 +92,64 @@ def encode_mp4(
         for packet in stream.encode():
             container.mux(packet)
     return buffer.getvalue()
+
+
+def nvenc_unavailable() -> str | None:
+    """Why NVENC cannot encode here (None: it can): the PyAV build lacks the encoder, there
+    is no NVIDIA driver, or the card refused to open a session. Encodes two tiny frames."""
+    try:
+        av.codec.Codec(NVENC, "w")
+    except Exception:
+        return f"this PyAV/FFmpeg build has no {NVENC} encoder"
+    if ctypes.util.find_library("cuda") is None and not _loadable("libcuda.so.1"):
+        return "no NVIDIA driver here (libcuda.so.1 not found)"
+    try:
+        encode_mp4(np.zeros((2, 64, 64, 3), np.uint8), 16, codec=NVENC)
+    except Exception as exc:  # FFmpeg says little more than "cannot open"
+        return f"the {NVENC} encoder did not open: {exc}"
+    return None
+
+
+def _loadable(name: str) -> bool:
+    try:
+        ctypes.CDLL(name)
+    except OSError:
+        return False
+    return True
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, else the CPU count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def auto_workers(cores: int | None = None) -> int:
+    """Encoder processes for ``encoding.workers = "auto"``: every usable core but two (the
+    event loop and the thread that launches GPU kernels), at least two, at most 32."""
+    cores = usable_cores() if cores is None else cores
+    return max(2, min(32, cores - 2))
+
+
+async def choose_codec(requested: str) -> str:
+    """The codec to encode with for ``encoding.codec``: ``libx264`` as asked; ``h264_nvenc``
+    when it works here, else ConfigError saying why; ``auto``: NVENC where it works, x264
+    otherwise (logged either way)."""
+    if requested == "libx264":
+        return requested
+    reason = await asyncio.to_thread(nvenc_unavailable)
+    if reason is None:
+        log.info("encoder_codec", codec=NVENC, requested=requested)
+        return NVENC
+    if requested == NVENC:
+        raise ConfigError(
+            f"encoding.codec={NVENC} is not available here: {reason} "
+            "(use libx264, or auto to fall back to it)"
+        )
+    log.info("encoder_codec", codec="libx264", requested=requested, nvenc_unavailable=reason)
+    return "libx264"
 
 
 class EncoderPool(AsyncResource):
@@ -87,6 +174,18 @@ class EncoderPool(AsyncResource):
         self._pool: Executor | None = None
         self._lock = asyncio.Lock()
         self.rebuilds = 0
+        self.workers = auto_workers() if settings.workers == "auto" else settings.workers
+        #: The codec in use, decided at start (``encoding.codec`` may be 'auto').
+        self.codec: str | None = None
+
+    @property
+    def key_material(self) -> dict[str, object]:
+        """The encoder settings that change the picture, for the object key: preset and crf,
+        and the codec when it is not libx264 (keys made before the codec setting hold)."""
+        material: dict[str, object] = {"preset": self._settings.preset, "crf": self._settings.crf}
+        if self.codec not in (None, "libx264"):
+            material["codec"] = self.codec
+        return material
 
     @property
     def healthy(self) -> bool:
@@ -94,9 +193,13 @@ class EncoderPool(AsyncResource):
         return self._pool is not None
 
     async def start(self) -> None:
-        """Start every worker now, so the first video does not wait for a process spawn."""
+        """Choose the codec and start every worker now, so the first video does not wait for
+        a process spawn. Raises ConfigError when ``h264_nvenc`` was asked for and cannot run."""
+        if self.codec is None:
+            self.codec = await choose_codec(self._settings.codec)
         if self._pool is None:
             self._pool = await self._new_pool()
+            log.info("encoder_pool_started", workers=self.workers, codec=self.codec)
 
     async def stop(self) -> None:
         """Shut the workers down (queued encodes are cancelled); idempotent."""
@@ -107,8 +210,10 @@ class EncoderPool(AsyncResource):
     async def encode(self, frames: Frames, fps: int) -> bytes:
         """The MP4 of ``frames``; raises RecordRejected when it keeps killing the encoder."""
         s = self._settings
+        if self.codec is None:  # encode() before start(): decide now
+            self.codec = await choose_codec(s.codec)
         job = functools.partial(
-            encode_mp4, frames, fps, crf=s.crf, preset=s.preset, threads=s.threads
+            encode_mp4, frames, fps, crf=s.crf, preset=s.preset, threads=s.threads, codec=self.codec
         )
         loop = asyncio.get_running_loop()
         for attempt in range(1, self._attempts + 1):
@@ -141,20 +246,20 @@ class EncoderPool(AsyncResource):
     async def _new_pool(self) -> Executor:
         s = self._settings
         if s.executor == "thread":
-            return ThreadPoolExecutor(max_workers=s.workers, thread_name_prefix="streamproc-enc")
+            return ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="streamproc-enc")
         loop = asyncio.get_running_loop()
         # Blocked around the spawns, the children start with SIGINT/SIGTERM blocked (the mask
         # survives fork and exec), so no signal reaches them before their initializer ignores
         # it; the parent receives any that arrived once they are unblocked.
         with _terminal_signals_blocked():
             pool = ProcessPoolExecutor(
-                max_workers=s.workers,
+                max_workers=self.workers,
                 mp_context=_SpawnContext(),
                 initializer=_child_init,
                 initargs=(os.getpid(),),
             )
             # Each submission spawns one worker while none is idle.
-            waits = [loop.run_in_executor(pool, _ready) for _ in range(s.workers)]
+            waits = [loop.run_in_executor(pool, _ready) for _ in range(self.workers)]
         await asyncio.gather(*waits)
         return pool
 

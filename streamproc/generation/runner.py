@@ -26,6 +26,7 @@ import torch
 
 from streamproc.batching import ShapeKey
 from streamproc.generation.base import Frames, GenerationRequest
+from streamproc.generation.profiles import ModelProfile
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class RunnerOptions:
     text_cache_size: int = 256
     vae_channels_last: bool = False
     uniform_timestep: bool = True
+    #: How to sample (scheduler, shift, explicit timesteps); None: a fresh copy of the
+    #: pipeline's own scheduler.
+    profile: ModelProfile | None = None
 
 
 @dataclass
@@ -127,9 +131,21 @@ class StagedRunner:
             self._text_cache.popitem(last=False)
         return out
 
-    def noise(self, shape: ShapeKey, requests: Sequence[GenerationRequest]) -> torch.Tensor:
-        """Initial latents, one CPU generator per event: each depends on its own seed only."""
-        generators = [torch.Generator(device="cpu").manual_seed(r.seed) for r in requests]
+    @staticmethod
+    def generators(requests: Sequence[GenerationRequest]) -> list[torch.Generator]:
+        """One CPU generator per event, seeded with its seed: the initial noise and, for a
+        renoising sampler, every later draw come from it, so a video depends on its seed
+        alone, never on its batch."""
+        return [torch.Generator(device="cpu").manual_seed(r.seed) for r in requests]
+
+    def noise(
+        self,
+        shape: ShapeKey,
+        requests: Sequence[GenerationRequest],
+        generators: list[torch.Generator] | None = None,
+    ) -> torch.Tensor:
+        """Initial latents, drawn from each event's generator (fresh ones unless given)."""
+        generators = generators if generators is not None else self.generators(requests)
         latents: torch.Tensor = self.pipe.prepare_latents(
             len(requests),
             self.pipe.transformer.config.in_channels,
@@ -142,13 +158,42 @@ class StagedRunner:
         )
         return latents
 
-    def denoise(self, latents: torch.Tensor, text: Encoded, shape: ShapeKey) -> torch.Tensor:
-        """The sampling loop (flow matching, ``expand_timesteps`` as in Wan2.2-TI2V-5B)."""
+    def scheduler_for(self, steps: int) -> Any:
+        """A fresh scheduler set up for ``steps`` steps (the profile's, or the pipeline's)."""
+        pipe = self.pipe
+        profile = self.options.profile
+        if profile is not None:
+            scheduler = profile.make_scheduler(pipe.scheduler.config)
+            profile.set_timesteps(scheduler, steps, self.device)
+            return scheduler
+        scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+        scheduler.set_timesteps(steps, device=self.device)
+        scheduler.set_begin_index(0)
+        return scheduler
+
+    def denoise(
+        self,
+        latents: torch.Tensor,
+        text: Encoded,
+        shape: ShapeKey,
+        generators: list[torch.Generator] | None = None,
+    ) -> torch.Tensor:
+        """The sampling loop (flow matching, ``expand_timesteps`` as in Wan2.2-TI2V-5B).
+
+        A renoising sampler (``lcm``) predicts the clean latent at each step and noises it to
+        the next sigma with fresh noise drawn from ``generators`` (one per video, continuing
+        where the initial noise left off); without guidance each step is exactly one
+        transformer pass.
+        """
         pipe = self.pipe
         transformer = pipe.transformer
-        scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
-        scheduler.set_timesteps(shape.num_inference_steps, device=self.device)
-        scheduler.set_begin_index(0)
+        scheduler = self.scheduler_for(shape.num_inference_steps)
+        profile = self.options.profile
+        step_kwargs: dict[str, Any] = {}
+        if profile is not None and profile.stochastic:
+            if generators is None or len(generators) != latents.shape[0]:
+                raise ValueError("a renoising sampler needs one generator per video")
+            step_kwargs["generator"] = generators
         guidance = shape.guidance_scale
         cfg = text.uncond is not None
         batch = latents.shape[0]
@@ -204,7 +249,7 @@ class StagedRunner:
                             return_dict=False,
                         )[0]
                     noise = uncond_out + guidance * (noise - uncond_out)
-            latents = scheduler.step(noise, t, latents, return_dict=False)[0]
+            latents = scheduler.step(noise, t, latents, return_dict=False, **step_kwargs)[0]
         return latents
 
     def decode(self, latents: torch.Tensor) -> list[Frames]:
@@ -235,9 +280,10 @@ class StagedRunner:
         text = self._timed(
             stages, "text_encode", lambda: self.encode(requests, shape.guidance_scale)
         )
-        latents = self.noise(shape, requests)
+        generators = self.generators(requests)
+        latents = self.noise(shape, requests, generators)
         out: torch.Tensor = self._timed(
-            stages, "denoise", lambda: self.denoise(latents, text, shape)
+            stages, "denoise", lambda: self.denoise(latents, text, shape, generators)
         )
         return out
 

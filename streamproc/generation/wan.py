@@ -21,11 +21,17 @@ from typing import Any
 
 import structlog
 import torch
-from diffusers import DPMSolverMultistepScheduler, UniPCMultistepScheduler, WanPipeline
+from diffusers import WanPipeline
 
 from streamproc.batching import ShapeKey
 from streamproc.errors import ConfigError, GenerationError
 from streamproc.generation.base import GeneratedBatch, GenerationRequest
+from streamproc.generation.batchsize import (
+    StoredThroughput,
+    ThroughputProfile,
+    rate,
+    shape_label,
+)
 from streamproc.generation.compile_cache import CacheState, CompileCache, device_name, fingerprint
 from streamproc.generation.fullsize import FULL_MODEL, FULL_MODEL_ID, build_full_random_pipeline
 from streamproc.generation.memory import Measurement, MemoryBudget, latent_tokens
@@ -34,10 +40,11 @@ from streamproc.generation.optimize import (
     apply_optimizations,
     set_conv3d_memory_format,
 )
+from streamproc.generation.profiles import ModelProfile
 from streamproc.generation.runner import RunnerOptions, StagedRunner
 from streamproc.generation.stepcache import StepCaches
 from streamproc.generation.tiny import TINY_MODEL_ID, build_tiny_pipeline
-from streamproc.settings import TINY_MODEL, GenerationSettings, parse_shape_spec
+from streamproc.settings import TINY_MODEL, BatchSettings, GenerationSettings, parse_shape_spec
 
 log = structlog.get_logger(__name__)
 
@@ -71,29 +78,19 @@ def resolve_vae_dtype(name: str, device: torch.device) -> torch.dtype:
     return _DTYPES[name]
 
 
-def make_scheduler(name: str, base_config: Any, flow_shift: float) -> Any:
-    """The flow-matching sampler ``name`` ('unipc' or 'dpm++'), from a pipeline's config."""
-    overrides = {
-        "prediction_type": "flow_prediction",
-        "use_flow_sigmas": True,
-        "flow_shift": flow_shift,
-    }
-    if name == "unipc":
-        return UniPCMultistepScheduler.from_config(base_config, **overrides)
-    if name == "dpm++":
-        return DPMSolverMultistepScheduler.from_config(
-            base_config, algorithm_type="dpmsolver++", solver_order=2, **overrides
-        )
-    raise ConfigError(f"unknown scheduler {name!r} (use 'unipc' or 'dpm++')")
-
-
-def model_id_for(settings: GenerationSettings) -> str:
-    """The model id a pipeline loaded from ``settings`` gets (without loading it)."""
+def weights_id_for(settings: GenerationSettings) -> str:
+    """The id of the weights ``settings`` load (without loading them)."""
     if settings.model == FULL_MODEL:
         return f"{FULL_MODEL_ID}@seed{settings.tiny_seed}"
     if settings.model == TINY_MODEL:
         return f"{TINY_MODEL_ID}@seed{settings.tiny_seed}"
     return settings.model
+
+
+def model_id_for(settings: GenerationSettings) -> str:
+    """The model id a worker serving ``settings`` reports (without loading anything): the
+    weights, and the sampler of the model profile unless it is the default."""
+    return settings.model_profile.model_id(weights_id_for(settings))
 
 
 def load_pipeline(settings: GenerationSettings) -> tuple[WanPipeline, str]:
@@ -121,7 +118,7 @@ def load_pipeline(settings: GenerationSettings) -> tuple[WanPipeline, str]:
     vae_dtype = resolve_vae_dtype(settings.vae_dtype, device)
     if pipe.vae.dtype != vae_dtype:
         pipe.vae.to(dtype=vae_dtype)
-    pipe.scheduler = make_scheduler(settings.scheduler, pipe.scheduler.config, settings.flow_shift)
+    pipe.scheduler = settings.model_profile.make_scheduler(pipe.scheduler.config)
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe, model_id_for(settings)
@@ -136,16 +133,26 @@ class WanGenerator:
         *,
         loaded: tuple[WanPipeline, str] | None = None,
         max_batch_size: int = 4,
+        batch: BatchSettings | None = None,
     ) -> None:
         """``loaded`` is an already loaded ``(pipeline, model_id)`` to use instead of loading;
         ``max_batch_size`` is the largest batch warm-up prepares (compiled graphs are static
-        per batch size)."""
+        per batch size); ``batch`` brings the batch-size policy (default: 'largest')."""
         self._settings = settings
         self._max_batch = max_batch_size
+        self._batch = batch or BatchSettings(max_batch_size=max_batch_size)
+        #: Chosen batch sizes per warm-up shape (size_policy 'throughput'), after start().
+        self.throughput: ThroughputProfile | None = None
         self._loaded = loaded
         self._pipe: WanPipeline | None = None
         self._runner: StagedRunner | None = None
-        self._model_id = loaded[1] if loaded else settings.model
+        self._profile = settings.model_profile
+        # A loaded pipeline's id names its weights; the profile decides the sampler suffix.
+        self._model_id = (
+            self._profile.model_id(loaded[1].partition("#")[0])
+            if loaded
+            else model_id_for(settings)
+        )
         self.device = resolve_device(settings.device)
         self._step_caches = StepCaches(settings.step_cache_classes)
         self._gpu: ThreadPoolExecutor | None = None
@@ -163,7 +170,13 @@ class WanGenerator:
 
     @property
     def scheduler_name(self) -> str:
-        return self._settings.scheduler
+        """The model profile's sampler label (``unipc``, ``lcm:shift=1:t=1000,757,522``)."""
+        return self._profile.sampler_label()
+
+    @property
+    def profile(self) -> ModelProfile:
+        """The model profile in force."""
+        return self._profile
 
     @property
     def max_concurrent_batches(self) -> int:
@@ -171,8 +184,32 @@ class WanGenerator:
         return 2 if self._settings.overlap_decode else 1
 
     def max_batch_size(self, shape: ShapeKey) -> int | None:
-        """The largest batch of ``shape`` that fits the memory budget (None: no limit known)."""
-        return self.budget.max_batch(shape) if self.budget is not None else None
+        """The largest batch of ``shape`` to run: what fits the memory budget, lowered to the
+        size the throughput policy chose (None: no limit known)."""
+        limits = [
+            limit
+            for limit in (
+                self.budget.max_batch(shape) if self.budget is not None else None,
+                self.throughput.max_batch(shape) if self.throughput is not None else None,
+            )
+            if limit is not None
+        ]
+        return min(limits) if limits else None
+
+    @property
+    def chosen_batch_sizes(self) -> dict[str, int]:
+        """The batch size the throughput policy chose per warm-up shape (empty: policy off)."""
+        return dict(self.throughput.chosen) if self.throughput is not None else {}
+
+    @property
+    def batch_throughput(self) -> dict[str, dict[int, float]]:
+        """Videos per second by batch size, per warm-up shape, as measured or stored."""
+        if self.throughput is None:
+            return {}
+        return {
+            label: {n: rate(n, s) for n, s in seconds.items()}
+            for label, seconds in self.throughput.seconds.items()
+        }
 
     @property
     def compile_cache_state(self) -> CacheState:
@@ -203,7 +240,7 @@ class WanGenerator:
         self.startup_seconds, self.warmup_calls = {}, []
         started = time.perf_counter()
         if self._loaded is not None:
-            self._pipe, self._model_id = self._loaded
+            self._pipe = self._loaded[0]
         else:
             self._pipe, self._model_id = await loop.run_in_executor(
                 self._gpu, load_pipeline, self._settings
@@ -229,6 +266,7 @@ class WanGenerator:
                 vae_dtype=pipe.vae.dtype,
                 max_sequence_length=self._settings.max_sequence_length,
                 vae_channels_last=self._settings.vae_channels_last,
+                profile=self._profile,
             ),
         )
         if self.device.type == "cuda":
@@ -272,7 +310,7 @@ class WanGenerator:
                 dtype=str(pipe.transformer.dtype),
                 fp8=settings.fp8,
                 attention_backend=settings.attention_backend,
-                shapes=[_graph_shape(spec) for spec in settings.warmup_shapes],
+                shapes=[_graph_shape(spec, self._profile) for spec in settings.warmup_shapes],
                 batch_sizes=list(range(1, self._max_batch + 1)),
                 options={
                     "dynamic_batch": settings.compile_dynamic_batch,
@@ -288,12 +326,21 @@ class WanGenerator:
 
     def _warm_up(self) -> None:
         """Run each configured shape at the batch sizes that trigger compilation, then measure
-        memory for the budget. Runs on the GPU thread before any event is read."""
+        memory for the budget (and, with size_policy 'throughput', the time per batch size).
+        Runs on the GPU thread before any event is read."""
+        profile = self._profile
+        if self._batch.size_policy == "throughput":
+            self.throughput = ThroughputProfile(self._batch.min_batch_gain)
         for spec in self._settings.warmup_shapes:
-            width, height, frames, _, guidance = parse_shape_spec(spec)
+            width, height, frames, steps, guidance = parse_shape_spec(
+                spec, profile.steps, profile.guidance
+            )
             # One denoising step is enough: every step calls the transformer with the same
-            # shapes, and the compiled graphs do not depend on the step count.
-            shape = ShapeKey(self._model_id, width, height, frames, 1, guidance)
+            # shapes, and the compiled graphs do not depend on the step count (a profile
+            # with explicit timesteps samples only its own count).
+            shape = ShapeKey(
+                self._model_id, width, height, frames, profile.fixed_steps or 1, guidance
+            )
             runner = self._require_runner()
             # Compiled graphs are specialised per batch size: prepare every size the batcher
             # may hand over. Eager needs one call (cuDNN autotuning of the VAE).
@@ -303,16 +350,45 @@ class WanGenerator:
             for n in sizes:
                 # The decoder works one video at a time whatever the batch: once per shape.
                 self._warm_call(runner, shape, n, spec, decode=n == sizes[0])
-            if self.budget is None:
-                continue
-            measurement = self._measure(runner, shape)
-            self.budget.record(shape, measurement)
-            log.info(
-                "warmup_shape",
-                shape=spec,
-                max_batch=self.budget.max_batch(shape),
-                per_video_gib=round(measurement.per_video / 2**30, 2),
-            )
+            if self.budget is not None:
+                measurement = self._measure(runner, shape)
+                self.budget.record(shape, measurement)
+                log.info(
+                    "warmup_shape",
+                    shape=spec,
+                    max_batch=self.budget.max_batch(shape),
+                    per_video_gib=round(measurement.per_video / 2**30, 2),
+                )
+            if self.throughput is not None:
+                full = ShapeKey(self._model_id, width, height, frames, steps, guidance)
+                self._choose_batch_size(runner, full)
+
+    def _choose_batch_size(self, runner: StagedRunner, shape: ShapeKey) -> None:
+        """Time one whole call (denoise and decode) per batch size of ``shape`` up to what
+        fits, or read the times from the stored file, and let the policy choose."""
+        assert self.throughput is not None
+        stored = (
+            StoredThroughput(self._batch.throughput_file)
+            if self._batch.throughput_file is not None
+            else None
+        )
+        label, device = shape_label(shape), device_name(self.device)
+        seconds = stored.load(self._model_id, device, label) if stored is not None else None
+        if seconds is not None:
+            self.throughput.record(shape, seconds, "stored")
+            return
+        fits = self.budget.max_batch(shape) if self.budget is not None else None
+        limit = min(self._max_batch, fits) if fits is not None else self._max_batch
+        seconds = {}
+        for n in range(1, limit + 1):
+            requests = [GenerationRequest(f"tp-{i}", "warm-up", None, i) for i in range(n)]
+            started = time.perf_counter()
+            latents = self._latents(runner, shape, requests, {})
+            runner.frames_for(latents, {})
+            seconds[n] = time.perf_counter() - started
+        self.throughput.record(shape, seconds, "measured")
+        if stored is not None:
+            stored.save(self._model_id, device, label, seconds)
 
     def _warm_call(
         self, runner: StagedRunner, shape: ShapeKey, n: int, spec: str, *, decode: bool
@@ -408,10 +484,11 @@ class WanGenerator:
             return runner.frames_for(latents, stages)
 
 
-def _graph_shape(spec: str) -> str:
+def _graph_shape(spec: str, profile: ModelProfile) -> str:
     """What of a warm-up shape the compiled graphs depend on: frame size and guidance (which
-    doubles the transformer's batch), not the step count."""
-    width, height, frames, _, guidance = parse_shape_spec(spec)
+    doubles the transformer's batch; the profile's when the shape names none), not the step
+    count."""
+    width, height, frames, _, guidance = parse_shape_spec(spec, profile.steps, profile.guidance)
     return f"{width}x{height}x{frames}/{'cfg' if guidance > 1.0 else 'nocfg'}"
 
 

@@ -8,7 +8,15 @@ import av
 import numpy as np
 import pytest
 
-from streamproc.generation.encode import encode_mp4, to_uint8
+from streamproc.errors import ConfigError
+from streamproc.generation.encode import (
+    EncoderPool,
+    auto_workers,
+    encode_mp4,
+    nvenc_unavailable,
+    to_uint8,
+)
+from streamproc.settings import EncodingSettings
 
 
 def frames(n: int = 9, h: int = 32, w: int = 64, seed: int = 0) -> np.ndarray:
@@ -44,3 +52,49 @@ def test_wrong_frame_layout_is_refused() -> None:
 def test_to_uint8_rounds_and_clips() -> None:
     out = to_uint8(np.array([-0.5, 0.0, 0.5, 1.0, 1.5]))
     assert out.tolist() == [0, 0, 128, 255, 255]
+
+
+# -- codec choice and pool size -------------------------------------------------------------
+
+
+def test_nvenc_is_not_available_on_this_machine_and_says_why() -> None:
+    # The CI machine has no NVIDIA card: the probe names the missing piece.
+    reason = nvenc_unavailable()
+    assert reason is not None
+    assert "NVIDIA driver" in reason or "h264_nvenc" in reason
+
+
+async def test_asking_for_nvenc_where_it_cannot_run_refuses_to_start() -> None:
+    pool = EncoderPool(EncodingSettings(codec="h264_nvenc", executor="thread", workers=1))
+    with pytest.raises(ConfigError, match="h264_nvenc is not available here"):
+        await pool.start()
+    assert not pool.healthy
+
+
+async def test_auto_codec_falls_back_to_x264_and_encodes() -> None:
+    pool = EncoderPool(EncodingSettings(codec="auto", executor="thread", workers=1))
+    async with pool:
+        assert pool.codec == "libx264"
+        data = await pool.encode(frames(), 16)
+    with av.open(io.BytesIO(data)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+    assert pool.key_material == {"preset": "veryfast", "crf": 18}  # x264 keys unchanged
+
+
+def test_the_object_key_material_names_a_hardware_codec() -> None:
+    pool = EncoderPool(EncodingSettings())
+    pool.codec = "h264_nvenc"
+    assert pool.key_material == {"preset": "veryfast", "crf": 18, "codec": "h264_nvenc"}
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(1, 2), (2, 2), (4, 2), (16, 14), (128, 32)])
+def test_auto_workers_leave_two_cores_for_the_loop_and_the_gpu_thread(
+    cores: int, workers: int
+) -> None:
+    assert auto_workers(cores) == workers
+
+
+def test_workers_auto_is_the_default_and_sizes_the_pool() -> None:
+    assert EncodingSettings().workers == "auto"
+    assert EncoderPool(EncodingSettings()).workers == auto_workers()
+    assert EncoderPool(EncodingSettings(workers=3)).workers == 3
