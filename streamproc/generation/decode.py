@@ -35,9 +35,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from streamproc.settings import GenerationSettings
 
 #: Values of ``generation.decode``.
 STRATEGIES = ("diffusers", "chunked", "compiled", "tiny")
@@ -58,6 +61,9 @@ class DecodeOptions:
     chunk_frames: int = 0
     #: Replay the compiled decode as a CUDA graph (``compiled`` on CUDA only).
     cuda_graphs: bool = False
+    #: torch.compile backend of ``compiled`` (tests use "aot_eager": inductor's CPU code
+    #: generation takes minutes on a small machine).
+    compile_backend: str = "inductor"
     #: TAEHV weights for ``tiny`` (``.pth`` or ``.safetensors``); None: random weights.
     tiny_path: Path | None = None
     #: Seed of the tiny decoder's random weights (without ``tiny_path``).
@@ -83,14 +89,14 @@ class VaeDecode(VideoDecoder):
     def __init__(self, vae: Any, options: DecodeOptions) -> None:
         self.vae = vae
         self.options = options
-        z, device, dtype = vae.config.z_dim, vae.device, options.dtype
-        self._mean = torch.tensor(vae.config.latents_mean, device=device, dtype=dtype)
-        self._std = torch.tensor(vae.config.latents_std, device=device, dtype=dtype)
-        self._mean, self._std = self._mean.view(1, z, 1, 1, 1), self._std.view(1, z, 1, 1, 1)
 
     def vae_input(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents in the VAE's space, dtype and memory layout."""
-        z = latents.to(device=self._mean.device, dtype=self.options.dtype) * self._std + self._mean
+        config, device, dtype = self.vae.config, self.vae.device, self.options.dtype
+        shape = (1, config.z_dim, 1, 1, 1)
+        mean = torch.tensor(config.latents_mean, device=device, dtype=dtype).view(shape)
+        std = torch.tensor(config.latents_std, device=device, dtype=dtype).view(shape)
+        z = latents.to(device=device, dtype=dtype) * std + mean
         if self.options.channels_last:
             z = z.contiguous(memory_format=torch.channels_last_3d)
         return z
@@ -125,14 +131,14 @@ class CompiledDecode(VaeDecode):
 
         mode = "reduce-overhead" if self.cuda_graphs else None
         self._run: Callable[[torch.Tensor], torch.Tensor] = torch.compile(
-            run, mode=mode, dynamic=False
+            run, mode=mode, dynamic=False, backend=options.compile_backend
         )
 
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
         z = self.vae_input(latents)
         if not self.cuda_graphs:
             return self._run(z)
-        torch.compiler.cudagraph_mark_step_begin()
+        torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
         # A CUDA graph's output lives in its memory pool until the next replay: keep a copy.
         return self._run(z).clone()
 
@@ -148,7 +154,11 @@ class TinyDecode(VideoDecoder):
         decoder = load_tiny_decoder(options.tiny_path, seed=options.tiny_seed)
         self.decoder = decoder.to(device=vae.device, dtype=options.dtype)
         if options.channels_last:
-            self.decoder.to(memory_format=torch.channels_last)
+            for module in self.decoder.modules():
+                if isinstance(module, torch.nn.Conv2d):
+                    module.weight.data = module.weight.data.contiguous(
+                        memory_format=torch.channels_last
+                    )
 
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
         param = next(self.decoder.parameters())
@@ -158,7 +168,7 @@ class TinyDecode(VideoDecoder):
 
 def build_decoder(vae: Any, options: DecodeOptions) -> VideoDecoder:
     """The decoder ``options.strategy`` names, over ``vae`` (already on its device/dtype)."""
-    strategies: dict[str, type[VideoDecoder]] = {
+    strategies: dict[str, Callable[[Any, DecodeOptions], VideoDecoder]] = {
         "diffusers": DiffusersDecode,
         "chunked": ChunkedDecode,
         "compiled": CompiledDecode,
@@ -166,7 +176,27 @@ def build_decoder(vae: Any, options: DecodeOptions) -> VideoDecoder:
     }
     if options.strategy not in strategies:
         raise ValueError(f"unknown decode strategy {options.strategy!r} (one of {STRATEGIES})")
-    return strategies[options.strategy](vae, options)  # type: ignore[call-arg]
+    return strategies[options.strategy](vae, options)
+
+
+def options_from_settings(settings: GenerationSettings, dtype: torch.dtype) -> DecodeOptions:
+    """The decode options of a worker's settings (``dtype``: the VAE's resolved dtype)."""
+    return DecodeOptions(
+        strategy=settings.decode,
+        dtype=dtype,
+        channels_last=settings.vae_channels_last,
+        chunk_frames=settings.decode_chunk_frames,
+        cuda_graphs=settings.decode_cuda_graphs,
+        tiny_path=settings.tiny_decoder_path,
+        tiny_seed=settings.tiny_seed,
+    )
+
+
+def model_id_suffix(settings: GenerationSettings) -> str:
+    """What the decoder adds to the model id: nothing when it yields the VAE's frames."""
+    if settings.decode != "tiny":
+        return ""
+    return "+" + tiny_decoder_label(settings.tiny_decoder_path, settings.tiny_seed)
 
 
 def tiny_decoder_label(path: Path | None, seed: int = 0) -> str:
@@ -217,7 +247,7 @@ def allow_multi_frame_first_chunk(decoder: torch.nn.Module) -> None:
     for module in decoder.modules():
         upsamples_time = isinstance(module, WanResample) and module.mode == "upsample3d"
         if upsamples_time and not getattr(module, _WRAPPED, False):
-            module.forward = _split_first_frame(module.forward)  # type: ignore[method-assign]
+            module.forward = _split_first_frame(module.forward)
             setattr(module, _WRAPPED, True)
 
 

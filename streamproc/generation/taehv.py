@@ -75,8 +75,9 @@ class TimeGrow(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frames, channels, height, width = x.shape
+        grown: torch.Tensor = self.conv(x)
         # Channel group k of frame t becomes frame t * stride + k.
-        return self.conv(x).reshape(frames * self.stride, channels, height, width)
+        return grown.reshape(frames * self.stride, channels, height, width)
 
 
 def _one_frame_earlier(x: torch.Tensor, videos: int) -> torch.Tensor:

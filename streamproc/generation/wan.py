@@ -27,6 +27,7 @@ from streamproc.batching import ShapeKey
 from streamproc.errors import ConfigError, GenerationError
 from streamproc.generation.base import GeneratedBatch, GenerationRequest
 from streamproc.generation.compile_cache import CacheState, CompileCache, device_name, fingerprint
+from streamproc.generation.decode import build_decoder, model_id_suffix, options_from_settings
 from streamproc.generation.fullsize import FULL_MODEL, FULL_MODEL_ID, build_full_random_pipeline
 from streamproc.generation.memory import Measurement, MemoryBudget, latent_tokens
 from streamproc.generation.optimize import (
@@ -89,11 +90,14 @@ def make_scheduler(name: str, base_config: Any, flow_shift: float) -> Any:
 
 def model_id_for(settings: GenerationSettings) -> str:
     """The model id a pipeline loaded from ``settings`` gets (without loading it)."""
+    # A decoder whose frames differ from the VAE's is part of the model (and so of the cache
+    # scope and the object key).
+    suffix = model_id_suffix(settings)
     if settings.model == FULL_MODEL:
-        return f"{FULL_MODEL_ID}@seed{settings.tiny_seed}"
+        return f"{FULL_MODEL_ID}@seed{settings.tiny_seed}{suffix}"
     if settings.model == TINY_MODEL:
-        return f"{TINY_MODEL_ID}@seed{settings.tiny_seed}"
-    return settings.model
+        return f"{TINY_MODEL_ID}@seed{settings.tiny_seed}{suffix}"
+    return settings.model + suffix
 
 
 def load_pipeline(settings: GenerationSettings) -> tuple[WanPipeline, str]:
@@ -230,6 +234,7 @@ class WanGenerator:
                 max_sequence_length=self._settings.max_sequence_length,
                 vae_channels_last=self._settings.vae_channels_last,
             ),
+            decoder=build_decoder(pipe.vae, options_from_settings(self._settings, pipe.vae.dtype)),
         )
         if self.device.type == "cuda":
             self._decode_stream = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
