@@ -220,6 +220,11 @@ class GenerationSettings(_Section):
         description="compiled, on CUDA: replay the compiled decode as a CUDA graph "
         "(torch.compile mode 'reduce-overhead').",
     )
+    decode_autotune: bool = Field(
+        False,
+        description="compiled: let inductor benchmark its own convolution kernels against "
+        "cuDNN's (torch.compile max-autotune; much longer warm-up).",
+    )
     tiny_decoder_path: Path | None = Field(
         None,
         description="tiny: TAEHV weights for Wan2.2 latents (taew2_2.pth or .safetensors); "
@@ -267,8 +272,9 @@ class GenerationSettings(_Section):
 
     @model_validator(mode="after")
     def _cuda_graphs_need_compiled_decode(self) -> GenerationSettings:
-        if self.decode_cuda_graphs and self.decode != "compiled":
-            raise ValueError("decode_cuda_graphs needs decode 'compiled'")
+        for flag in ("decode_cuda_graphs", "decode_autotune"):
+            if getattr(self, flag) and self.decode != "compiled":
+                raise ValueError(f"{flag} needs decode 'compiled'")
         return self
 
     @model_validator(mode="after")

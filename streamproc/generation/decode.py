@@ -61,8 +61,11 @@ class DecodeOptions:
     chunk_frames: int = 0
     #: Replay the compiled decode as a CUDA graph (``compiled`` on CUDA only).
     cuda_graphs: bool = False
-    #: torch.compile backend of ``compiled`` (tests use "aot_eager": inductor's CPU code
-    #: generation takes minutes on a small machine).
+    #: Let inductor benchmark its own convolution and matmul kernels (Triton implicit GEMM)
+    #: against cuDNN/cuBLAS for ``compiled`` (minutes more compile time).
+    autotune: bool = False
+    #: torch.compile backend of ``compiled`` (CPU tests use "eager", graph capture alone:
+    #: inductor's CPU code generation takes minutes on a small machine).
     compile_backend: str = "inductor"
     #: TAEHV weights for ``tiny`` (``.pth`` or ``.safetensors``); None: random weights.
     tiny_path: Path | None = None
@@ -129,9 +132,20 @@ class CompiledDecode(VaeDecode):
         def run(z: torch.Tensor) -> torch.Tensor:
             return causal_decode(vae, z, chunk)
 
-        mode = "reduce-overhead" if self.cuda_graphs else None
+        modes = {
+            (False, False): None,
+            (True, False): "reduce-overhead",
+            (False, True): "max-autotune-no-cudagraphs",
+            (True, True): "max-autotune",
+        }
+        mode = modes[self.cuda_graphs, options.autotune]
         self._run: Callable[[torch.Tensor], torch.Tensor] = torch.compile(
-            run, mode=mode, dynamic=False, backend=options.compile_backend
+            # One graph or an error: a graph break would split the CUDA graph and the fusions.
+            run,
+            mode=mode,
+            dynamic=False,
+            fullgraph=True,
+            backend=options.compile_backend,
         )
 
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
@@ -187,6 +201,7 @@ def options_from_settings(settings: GenerationSettings, dtype: torch.dtype) -> D
         channels_last=settings.vae_channels_last,
         chunk_frames=settings.decode_chunk_frames,
         cuda_graphs=settings.decode_cuda_graphs,
+        autotune=settings.decode_autotune,
         tiny_path=settings.tiny_decoder_path,
         tiny_seed=settings.tiny_seed,
     )
@@ -208,6 +223,17 @@ def tiny_decoder_label(path: Path | None, seed: int = 0) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return f"taehv:{path.stem}@{digest.hexdigest()[:12]}"
+
+
+def set_conv3d_memory_format(model: torch.nn.Module, channels_last: bool) -> None:
+    """Lay out every 3-D convolution weight channels-last (NDHWC) or back to contiguous.
+
+    ``Module.to(memory_format=...)`` refuses models that also hold 1-D parameters.
+    """
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv3d):
+            module.weight.data = module.weight.data.contiguous(memory_format=fmt)
 
 
 # -- the causal decode ---------------------------------------------------------------------
