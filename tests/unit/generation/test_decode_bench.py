@@ -34,6 +34,7 @@ def test_tiny_cpu_run_reports_every_strategy_against_diffusers(tmp_path: Path) -
         assert result["s_per_clip"] > 0
         assert result["tflop_per_clip"] > 0
     assert results["diffusers"]["error_vs_diffusers"]["max_abs"] == 0
+    assert results["diffusers"]["error_vs_diffusers"]["psnr_db"] is None  # identical
     for same in ("chunked", "compiled-cl"):
         error = results[same]["error_vs_diffusers"]
         assert error["max_abs"] < 1e-5 and error["psnr_db"] > 100
