@@ -165,6 +165,15 @@ VARIANTS["compiled-fp8-dyn"] = {**VARIANTS["compiled-fp8"], "compile_dynamic_bat
 # (the 2026-12-01 H200 figures): the same, with torchao's coordinate-descent tuning.
 VARIANTS["compiled-fp8-dyn-tuned"] = {**VARIANTS["compiled-fp8-dyn"], "fp8_kernel_tuning": True}
 VARIANTS["compiled-cudnn-dyn"] = {**VARIANTS["compiled-cudnn"], "compile_dynamic_batch": True}
+# Decode strategies (issue 16; bench/gpu_decode.py times them alone): the same frames from
+# whole-clip causal passes, compiled and replayed as a CUDA graph, or the tiny decoder.
+VARIANTS["compiled-cudnn-chunked"] = {**VARIANTS["compiled-cudnn"], "decode": "chunked"}
+VARIANTS["compiled-cudnn-cdecode"] = {
+    **VARIANTS["compiled-cudnn"],
+    "decode": "compiled",
+    "decode_cuda_graphs": True,
+}
+VARIANTS["compiled-cudnn-tiny"] = {**VARIANTS["compiled-cudnn"], "decode": "tiny"}
 
 # Opt-in request class: events carry attributes.quality = "draft", served with diffusers'
 # FirstBlockCache at the threshold in the name (random weights: speed only, not quality).

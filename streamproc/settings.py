@@ -250,6 +250,34 @@ class GenerationSettings(_Section):
         description="Decode one batch on its own thread (and CUDA stream) while the "
         "next batch denoises (measured no faster on an H100: off by default).",
     )
+    decode: Literal["diffusers", "chunked", "compiled", "tiny"] = Field(
+        "diffusers",
+        description="How latents become frames: 'diffusers' (the VAE one latent frame per "
+        "pass), 'chunked' (the same causal decode over longer time axes, same frames within "
+        "float rounding), 'compiled' (chunked under torch.compile, compiled at warm-up) or "
+        "'tiny' (a TAEHV-family decoder: cheaper, different frames, named in the model id).",
+    )
+    decode_chunk_frames: int = Field(
+        0,
+        ge=0,
+        description="chunked/compiled: latent frames per decoder pass (0: the whole clip in "
+        "one pass; smaller chunks bound the decoder's activation memory).",
+    )
+    decode_cuda_graphs: bool = Field(
+        False,
+        description="compiled, on CUDA: replay the compiled decode as a CUDA graph "
+        "(torch.compile mode 'reduce-overhead').",
+    )
+    decode_autotune: bool = Field(
+        False,
+        description="compiled: let inductor benchmark its own convolution kernels against "
+        "cuDNN's (torch.compile max-autotune; much longer warm-up).",
+    )
+    tiny_decoder_path: Path | None = Field(
+        None,
+        description="tiny: TAEHV weights for Wan2.2 latents (taew2_2.pth or .safetensors); "
+        "unset: random weights from tiny_seed (cost only, the frames are noise).",
+    )
     fp8: bool = Field(
         False,
         description="Opt-in: float8 linear layers in the transformer blocks (torchao, "
@@ -296,6 +324,13 @@ class GenerationSettings(_Section):
         return None if quality is None else self.step_cache_classes[quality].label()
 
     @model_validator(mode="after")
+    def _cuda_graphs_need_compiled_decode(self) -> GenerationSettings:
+        for flag in ("decode_cuda_graphs", "decode_autotune"):
+            if getattr(self, flag) and self.decode != "compiled":
+                raise ValueError(f"{flag} needs decode 'compiled'")
+        return self
+
+    @model_validator(mode="after")
     def _fp8_needs_bf16(self) -> GenerationSettings:
         if self.fp8 and self.dtype in ("float16", "float32"):
             raise ValueError("fp8 needs dtype 'bfloat16' (or 'auto')")
@@ -325,6 +360,13 @@ class GenerationSettings(_Section):
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         return self
+
+    @field_validator("tiny_decoder_path")
+    @classmethod
+    def _weights_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no tiny decoder weights at {value}")
+        return value
 
     @field_validator("warmup_shapes")
     @classmethod

@@ -21,6 +21,7 @@ from diffusers import (
 from transformers import UMT5Config, UMT5EncoderModel
 
 from streamproc.generation.tiny import byte_tokenizer
+from streamproc.generation.vae_configs import FULL_VAE
 
 FULL_MODEL = "random-5b"
 FULL_MODEL_ID = "streamproc/wan2.2-ti2v-5b-random"
@@ -74,19 +75,7 @@ def build_full_random_pipeline(device: torch.device, dtype: torch.dtype, seed: i
             )
         ).eval()
         cast_keeping_fp32(text_encoder, dtype)
-        vae = AutoencoderKLWan(
-            base_dim=160,
-            decoder_base_dim=256,
-            z_dim=48,
-            in_channels=12,
-            out_channels=12,
-            is_residual=True,
-            patch_size=2,
-            scale_factor_spatial=16,
-            scale_factor_temporal=4,
-            latents_mean=[0.0] * 48,
-            latents_std=[1.0] * 48,
-        ).eval()
+        vae = AutoencoderKLWan(**FULL_VAE).eval()
     scheduler = UniPCMultistepScheduler(
         prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0
     )

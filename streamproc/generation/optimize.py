@@ -16,6 +16,7 @@ import structlog
 import torch
 
 from streamproc.errors import ConfigError
+from streamproc.generation.decode import set_conv3d_memory_format as set_conv3d_memory_format
 from streamproc.settings import GenerationSettings
 
 log = structlog.get_logger(__name__)
@@ -209,14 +210,3 @@ def apply_optimizations(pipe: Any, settings: GenerationSettings, device: torch.d
         # under expand_timesteps: TF32 makes those matmuls several times cheaper.
         torch.backends.cuda.matmul.allow_tf32 = settings.tf32
     return applied
-
-
-def set_conv3d_memory_format(model: torch.nn.Module, channels_last: bool) -> None:
-    """Lay out every 3-D convolution weight channels-last (NDHWC) or back to contiguous.
-
-    ``Module.to(memory_format=...)`` refuses models that also hold 1-D parameters.
-    """
-    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
-    for module in model.modules():
-        if isinstance(module, torch.nn.Conv3d):
-            module.weight.data = module.weight.data.contiguous(memory_format=fmt)

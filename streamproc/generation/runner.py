@@ -6,7 +6,8 @@ into stages so that each can be tuned and timed on its own:
 * classifier-free guidance can run cond and uncond as **one batched transformer call**
   (``batched_cfg``) instead of two;
 * the VAE decodes **one video at a time** in its own dtype (bf16 on CUDA by default), which
-  never runs out of memory the way the pipeline's batched fp32 decode does;
+  never runs out of memory the way the pipeline's batched fp32 decode does, with the strategy
+  of :mod:`streamproc.generation.decode`;
 * frames become uint8 on the device, so only bytes cross to the host;
 * every stage reports its seconds (CUDA is synchronised at stage boundaries).
 
@@ -26,6 +27,7 @@ import torch
 
 from streamproc.batching import ShapeKey
 from streamproc.generation.base import Frames, GenerationRequest
+from streamproc.generation.decode import DecodeOptions, VideoDecoder, build_decoder
 from streamproc.generation.profiles import ModelProfile
 
 
@@ -55,9 +57,16 @@ class Encoded:
 class StagedRunner:
     """Runs a loaded ``WanPipeline`` stage by stage."""
 
-    def __init__(self, pipe: Any, options: RunnerOptions) -> None:
+    def __init__(
+        self, pipe: Any, options: RunnerOptions, decoder: VideoDecoder | None = None
+    ) -> None:
+        """``decoder`` turns latents into videos (default: diffusers' VAE decode)."""
         self.pipe = pipe
         self.options = options
+        self.decoder = decoder or build_decoder(
+            pipe.vae,
+            DecodeOptions(dtype=options.vae_dtype, channels_last=options.vae_channels_last),
+        )
         # Only the denoising thread encodes text, so this needs no lock.
         self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
 
@@ -253,19 +262,10 @@ class StagedRunner:
         return latents
 
     def decode(self, latents: torch.Tensor) -> list[Frames]:
-        """VAE-decode each video on its own, in the VAE's dtype, straight to uint8 frames."""
-        vae = self.pipe.vae
-        dtype = self.options.vae_dtype
-        z = vae.config.z_dim
-        device = vae.device
-        mean = torch.tensor(vae.config.latents_mean, device=device, dtype=dtype).view(1, z, 1, 1, 1)
-        std = torch.tensor(vae.config.latents_std, device=device, dtype=dtype).view(1, z, 1, 1, 1)
+        """Decode each video on its own (``self.decoder``), straight to uint8 frames."""
         videos: list[Frames] = []
         for i in range(latents.shape[0]):
-            lat = latents[i : i + 1].to(device=device, dtype=dtype) * std + mean
-            if self.options.vae_channels_last:
-                lat = lat.contiguous(memory_format=torch.channels_last_3d)
-            video = vae.decode(lat, return_dict=False)[0]  # (1, 3, F, H, W) in [-1, 1]
+            video = self.decoder(latents[i : i + 1])  # (1, 3, F, H, W) in [-1, 1]
             frames = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
             videos.append(frames.permute(1, 2, 3, 0).contiguous().cpu().numpy())
         return videos

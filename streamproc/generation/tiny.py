@@ -20,6 +20,8 @@ from diffusers import (
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
 
+from streamproc.generation.vae_configs import TINY_VAE
+
 TINY_MODEL_ID = "streamproc/tiny-wan2.2-ti2v-5b-random"
 
 _SPECIALS = ("<pad>", "</s>", "<unk>")
@@ -77,21 +79,7 @@ def build_tiny_pipeline(seed: int = 0) -> WanPipeline:
             qk_norm="rms_norm_across_heads",
             rope_max_seq_len=32,
         ).eval()
-        vae = AutoencoderKLWan(
-            base_dim=4,
-            z_dim=48,
-            in_channels=12,
-            out_channels=12,
-            is_residual=True,
-            patch_size=2,
-            latents_mean=[0.0] * 48,
-            latents_std=[1.0] * 48,
-            dim_mult=[1, 1, 1, 1],
-            num_res_blocks=1,
-            scale_factor_spatial=16,
-            scale_factor_temporal=4,
-            temperal_downsample=[False, True, True],
-        ).eval()
+        vae = AutoencoderKLWan(**TINY_VAE).eval()
     scheduler = UniPCMultistepScheduler(
         prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0
     )

@@ -33,6 +33,7 @@ from streamproc.generation.batchsize import (
     shape_label,
 )
 from streamproc.generation.compile_cache import CacheState, CompileCache, device_name, fingerprint
+from streamproc.generation.decode import build_decoder, model_id_suffix, options_from_settings
 from streamproc.generation.fullsize import FULL_MODEL, FULL_MODEL_ID, build_full_random_pipeline
 from streamproc.generation.memory import Measurement, MemoryBudget, latent_tokens
 from streamproc.generation.optimize import (
@@ -80,11 +81,14 @@ def resolve_vae_dtype(name: str, device: torch.device) -> torch.dtype:
 
 def weights_id_for(settings: GenerationSettings) -> str:
     """The id of the weights ``settings`` load (without loading them)."""
+    # A decoder whose frames differ from the VAE's is part of the model (and so of the cache
+    # scope and the object key).
+    suffix = model_id_suffix(settings)
     if settings.model == FULL_MODEL:
-        return f"{FULL_MODEL_ID}@seed{settings.tiny_seed}"
+        return f"{FULL_MODEL_ID}@seed{settings.tiny_seed}{suffix}"
     if settings.model == TINY_MODEL:
-        return f"{TINY_MODEL_ID}@seed{settings.tiny_seed}"
-    return settings.model
+        return f"{TINY_MODEL_ID}@seed{settings.tiny_seed}{suffix}"
+    return settings.model + suffix
 
 
 def model_id_for(settings: GenerationSettings) -> str:
@@ -268,6 +272,7 @@ class WanGenerator:
                 vae_channels_last=self._settings.vae_channels_last,
                 profile=self._profile,
             ),
+            decoder=build_decoder(pipe.vae, options_from_settings(self._settings, pipe.vae.dtype)),
         )
         if self.device.type == "cuda":
             self._decode_stream = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
