@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -87,6 +86,7 @@ from streamproc.generation.base import Frames, GenerationRequest, Generator
 from streamproc.generation.encode import EncoderPool
 from streamproc.ledger.base import AnswerKind, LedgerEntry, ResultLedger, event_key, record_key
 from streamproc.metrics import Metrics
+from streamproc.retry import RetryPolicy
 from streamproc.settings import Settings
 from streamproc.storage.base import ObjectStore, object_key
 
@@ -298,6 +298,7 @@ class Processor:
         self._coalesce = settings.cache.backend != "none"
         self._store_urls_expire = bool(getattr(store, "urls_expire", False))
         self._fault_timer: asyncio.TimerHandle | None = None
+        self._retries = RetryPolicy.for_steps(settings.storage, self._metrics)
         self._metrics.batcher_queue_depth.set_function(lambda: len(self._batcher))
         self._metrics.events_in_flight.set_function(lambda: len(self._tasks))
 
@@ -1085,23 +1086,11 @@ class Processor:
             return None
 
     async def _retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
-        """Run ``op`` until it succeeds; a :class:`TransientError` backs off and retries.
-
-        Only cancellation (shutdown grace exhausted, partition revoked) ends the attempts, and
-        then the event stays unfinished. Permanent errors are never retried: they propagate
-        (the record dead-letters, or the worker faults).
-        """
-        delay = self._settings.storage.retry_initial_s
-        attempt = 0
-        while True:
-            try:
-                return await op()
-            except TransientError as exc:
-                attempt += 1
-                self._metrics.retries.labels(what).inc()
-                log.warning("retrying", operation=what, attempt=attempt, error=str(exc)[:300])
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, self._settings.storage.retry_max_s)
+        """Run ``op`` under the worker's retry policy (:meth:`RetryPolicy.for_steps`): a
+        :class:`TransientError` backs off and retries until cancelled (shutdown grace,
+        partition revoked), the event staying unfinished; anything else propagates (the record
+        dead-letters, or the worker faults)."""
+        return await self._retries.call(op, what)
 
     # -- the GPU loop --------------------------------------------------------------------
 

@@ -66,6 +66,7 @@ from streamproc.bus.kafka import (
 )
 from streamproc.errors import PermanentError, RecordRejected, ServiceRefused, TransportError
 from streamproc.metrics import Metrics
+from streamproc.retry import RetryPolicy
 from streamproc.settings import KafkaSettings
 
 log = structlog.get_logger(__name__)
@@ -82,10 +83,16 @@ class KafkaSource(Source):
     """Prompt records from the ``prompts_topic`` partitions assigned to this group member."""
 
     def __init__(
-        self, settings: KafkaSettings, *, client_id: str, metrics: Metrics | None = None
+        self,
+        settings: KafkaSettings,
+        *,
+        client_id: str,
+        metrics: Metrics | None = None,
+        retries: RetryPolicy | None = None,
     ) -> None:
         self._settings = settings
         self._metrics = metrics if metrics is not None else Metrics()
+        self._retries = retries or RetryPolicy.for_reconnect(_BACKOFF_MAX_S, self._metrics)
         self._unregister: Callable[[], None] | None = None
         self._client_id = client_id
         self._consumer: Any = None
@@ -302,33 +309,35 @@ class KafkaSource(Source):
             consumer.resume(*paused)
 
     async def _poll_loop(self) -> None:
-        consumer = self._consumer
-        backoff = 0.1
         while True:
             self._apply_flow()
-            room = max(1, self._settings.max_poll_records - len(self._buffer))
-            try:
-                # Awaited directly (not wrapped in a task), so the records land in the buffer
-                # in the same step as aiokafka checked they belong to the current assignment.
-                batch = await consumer.getmany(timeout_ms=int(_POLL_S * 1000), max_records=room)
-            except Exception as exc:
-                # A permanent fault (authorization refused) or a bug ends the input: records()
-                # raises it. Polling goes on so the drain and the final commit keep the
-                # membership; a transient fault is only logged and polled through.
-                error = self._error("poll", exc)
-                if isinstance(error, RecordRejected):  # no record to dead-letter in a poll
-                    error = ServiceRefused(str(error), component=_COMPONENT)
-                ends = isinstance(error, ServiceRefused) or not isinstance(exc, KafkaError)
-                if ends and self._failure is None:
-                    self._failure = error
-                    self._wakeup.set()
-                log.warning("kafka_poll_failed", error=repr(exc)[:300], transient=not ends)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX_S)
-                continue
-            backoff = 0.1
+            batch = await self._retries.call(self._poll_once, "kafka_poll")
             if batch:
                 self._receive(batch)
+
+    async def _poll_once(self) -> Mapping[TopicPartition, list[Any]]:
+        """One ``getmany``. A failure raises :class:`TransportError` so the retry policy backs
+        off before the next poll: a transient fault is polled through; a permanent one (an
+        authorisation refused) or a bug also ends the input (``records()`` raises it), and
+        polling goes on so the drain and the final commit keep the membership."""
+        room = max(1, self._settings.max_poll_records - len(self._buffer))
+        try:
+            # Awaited directly (not wrapped in a task), so the records land in the buffer in
+            # the same step as aiokafka checked they belong to the current assignment.
+            batch: Mapping[TopicPartition, list[Any]] = await self._consumer.getmany(
+                timeout_ms=int(_POLL_S * 1000), max_records=room
+            )
+            return batch
+        except Exception as exc:
+            error = self._error("poll", exc)
+            if isinstance(error, RecordRejected):  # no record to dead-letter in a poll
+                error = ServiceRefused(str(error), component=_COMPONENT)
+            ends = isinstance(error, ServiceRefused) or not isinstance(exc, KafkaError)
+            if ends and self._failure is None:
+                self._failure = error
+                self._wakeup.set()
+            log.warning("kafka_poll_failed", error=repr(exc)[:300], transient=not ends)
+            raise TransportError(f"kafka poll failed: {error}") from exc
 
     def _receive(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
         owned = self._consumer.assignment()
