@@ -50,7 +50,6 @@ import structlog
 
 from streamproc.batching import MicroBatcher, ShapeKey
 from streamproc.bus.base import Partition, Record, Sink, Source
-from streamproc.bus.local import TRUNCATED_HEADER
 from streamproc.bus.offsets import OffsetTracker
 from streamproc.cache.base import Cache, CacheEntry, CacheHit, CacheScope, scope_of
 from streamproc.cache.coalesce import InFlight, Lead
@@ -626,10 +625,10 @@ class Processor:
         record = flight.record
         received = utcnow()
         flight.key = self._ledger_key(record_key(record))
-        if any(name == TRUNCATED_HEADER for name, _ in record.headers):
+        if record.cut_at is not None:
             raise InvalidEventError(
                 DeadLetterReason.MALFORMED,
-                f"record longer than {self._settings.local.max_record_bytes} bytes",
+                f"record longer than {record.cut_at} bytes (cut by the source)",
                 "RecordTooLarge",
             )
         # Raises InvalidEventError for anything unusable; _handle dead-letters it.

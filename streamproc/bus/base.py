@@ -37,6 +37,9 @@ class Record:
     key: bytes | None = None
     timestamp_ms: int | None = None
     headers: tuple[tuple[str, bytes], ...] = field(default=())
+    #: Set by a source that had to cut an over-long record: ``value`` holds its first
+    #: ``cut_at`` bytes only (the record dead-letters as ``malformed``). None: read whole.
+    cut_at: int | None = None
 
 
 class PartitionListener(Protocol):

@@ -21,8 +21,6 @@ from streamproc.bus.base import Partition, Record, Sink, Source
 from streamproc.errors import ConfigError, TransportError
 from streamproc.events import DeadLetter, VideoResult
 
-#: Header set on a record whose line exceeded ``max_record_bytes``.
-TRUNCATED_HEADER = "streamproc-truncated"
 _EOF = None
 
 
@@ -132,8 +130,12 @@ class JsonlSource(Source):
                 await self._resumed.wait()
                 if self._closing:
                     return
-                headers = ((TRUNCATED_HEADER, b"1"),) if truncated else ()
-                yield Record(value=value, partition=self.partition, offset=offset, headers=headers)
+                yield Record(
+                    value=value,
+                    partition=self.partition,
+                    offset=offset,
+                    cut_at=self._max if truncated else None,
+                )
 
     async def commit(self, positions: Mapping[Partition, int]) -> None:
         # A file has nothing to commit to; the positions are kept so runs can report them.
