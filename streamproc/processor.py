@@ -66,6 +66,7 @@ from streamproc.stages.base import Abandoned, Flight, Held, Trace
 from streamproc.stages.cache import Lookup
 from streamproc.stages.commit import Commit
 from streamproc.stages.generate import Generate
+from streamproc.stages.ledger import Pins
 from streamproc.stages.publish import Publish
 from streamproc.stages.store import Keep
 from streamproc.storage.base import ObjectStore
@@ -136,18 +137,24 @@ class Processor:
             retries=retries,
             clock=self._add_stage,
         )
+        self._pins = Pins(
+            ledger,
+            sink,
+            retries=retries,
+            replay_id=replay_id,
+            reprocess=reprocess,
+            skip_answered=skip_answered,
+        )
         self._publish = Publish(
             settings,
             sink,
             self._keep,
-            ledger=ledger,
+            pins=self._pins,
             model_id=model_id,
             retries=retries,
             metrics=self._metrics,
             clock=self._add_stage,
             replay_id=replay_id,
-            reprocess=reprocess,
-            skip_answered=skip_answered,
         )
         self._commit = Commit(
             source,
@@ -447,7 +454,7 @@ class Processor:
         """The dead letter of a record whose handling raised ``exc``; None when even that
         cannot be made durable (the record then stays unfinished and the worker stops)."""
         record = flight.record
-        if await self._publish.answered_in_output(flight):
+        if await self._pins.answered_in_output(flight):
             return Outcome.ALREADY_ANSWERED
         reason, detail, error_class = classify(exc)
         if reason is DeadLetterReason.INTERNAL_ERROR:
@@ -482,12 +489,12 @@ class Processor:
         """Walk one record down the stages; returns its outcome once its answer is durable."""
         record = flight.record
         received = utcnow()
-        flight.key = self._publish.ledger_key(record_key(record))
+        flight.key = self._pins.key(record_key(record))
         # Raises InvalidEventError for anything unusable; _handle dead-letters it.
         event = self._admission.decode(record, trace)
-        key = self._publish.ledger_key(event_key(event.event_id))
+        key = self._pins.key(event_key(event.event_id))
         payload_hash = event.payload_hash()
-        held = await self._publish.earlier(flight, key)
+        held = await self._pins.earlier(flight, key)
         if held is not None:
             return await self._publish.answer_again(flight, held, key, payload_hash)
         flight.key, flight.payload_hash = key, payload_hash

@@ -1,6 +1,6 @@
 """Publish: pin each answer in the result ledger, then send what the ledger holds to the sink.
 
-Failure policy: ledger calls and sends are retried by the worker's retry policy while the
+Failure policy: ledger calls (:class:`~streamproc.stages.ledger.Pins`) and sends are retried by the worker's retry policy while the
 record stays unfinished (a transient fault never loses an answer, at worst a send is
 repeated — downstream de-duplicates on ``event_id``). A result the sink refuses as too large
 raises :class:`~streamproc.errors.RecordRejected` (the record dead-letters
@@ -19,7 +19,7 @@ import structlog
 
 from streamproc.bus.base import Partition, Record, Sink
 from streamproc.cache.base import CacheHit
-from streamproc.errors import InvalidEventError, RecordRejected, StreamprocError
+from streamproc.errors import InvalidEventError, RecordRejected
 from streamproc.events import (
     CacheOutcome,
     DeadLetter,
@@ -33,12 +33,13 @@ from streamproc.events import (
     safe_text,
     utcnow,
 )
-from streamproc.ledger.base import AnswerKind, LedgerEntry, ResultLedger, record_key
+from streamproc.ledger.base import LedgerEntry
 from streamproc.metrics import Metrics
 from streamproc.outcome import OUTCOME_OF_CACHE, Outcome, letter_outcome
 from streamproc.retry import RetryPolicy
 from streamproc.settings import Settings
 from streamproc.stages.base import Admitted, Flight, StageClock, Stored
+from streamproc.stages.ledger import Pins
 from streamproc.stages.store import Keep
 
 log = structlog.get_logger(__name__)
@@ -53,26 +54,22 @@ class Publish:
         sink: Sink,
         keep: Keep,
         *,
-        ledger: ResultLedger | None,
+        pins: Pins,
         model_id: str,
         retries: RetryPolicy,
         metrics: Metrics,
         clock: StageClock,
         replay_id: str | None = None,
-        reprocess: bool = False,
-        skip_answered: bool = False,
     ) -> None:
         self._settings = settings
         self._sink = sink
         self._keep = keep
-        self._ledger = ledger
+        self._pins = pins
         self._model_id = model_id
         self._retries = retries
         self._metrics = metrics
         self._clock = clock
         self._replay_id = replay_id
-        self._reprocess = reprocess
-        self._skip_answered = skip_answered
         #: Records whose answer (result or dead letter) the sink acknowledged, and how.
         self.published: dict[tuple[Partition, int], Outcome] = {}
 
@@ -163,17 +160,17 @@ class Publish:
         """Pin ``result`` in the ledger, then publish what the ledger holds (``result``, or
         an earlier answer to the same event: a result or a dead letter) until the sink acks."""
         body = result.model_dump_json()
-        held = await self._claim(flight, "result", body)
+        held = await self._pins.claim(flight, "result", body)
         if held is not None and held.body != body:
             if held.kind == "dead_letter":  # e.g. a duplicate record whose generation failed
                 log.info("event_answered_before", kind=held.kind)
                 await self._send_letter(flight.record, DeadLetter.model_validate_json(held.body))
-                await self._mark_published(flight)
+                await self._pins.mark_published(flight)
                 return
             result = await self._recorded_result(held)
             log.info("event_answered_before", result_id=result.result_id)
         await self._send_result(flight.record, result)
-        await self._mark_published(flight)
+        await self._pins.mark_published(flight)
 
     async def _send_result(self, record: Record, result: VideoResult) -> None:
         started = time.perf_counter()
@@ -221,20 +218,21 @@ class Publish:
             max_original_bytes=limit,
             original_url=url,
         )
-        if not flight.key:
-            flight.key = self.ledger_key(record_key(record))
+        self._pins.record_key(flight)
         body = letter.model_dump_json()
         # Our own pinned answer could not be published (too large, unserialisable): the
         # dead letter replaces it. Another worker's answer stands.
-        held = await self._claim(flight, "dead_letter", body, replace=flight.claimed is not None)
+        held = await self._pins.claim(
+            flight, "dead_letter", body, replace=flight.claimed is not None
+        )
         if held is not None and held.body != body:
             if held.kind == "result":  # answered before by a worker that got further
                 await self._send_result(record, await self._recorded_result(held))
-                await self._mark_published(flight)
+                await self._pins.mark_published(flight)
                 return letter_outcome(reason)
             letter = DeadLetter.model_validate_json(held.body)
         await self._send_letter(record, letter)
-        await self._mark_published(flight)
+        await self._pins.mark_published(flight)
         return letter_outcome(reason)
 
     async def _send_letter(self, record: Record, letter: DeadLetter) -> None:
@@ -252,19 +250,7 @@ class Publish:
             "dead_letter",
         )
 
-    # -- the result ledger ---------------------------------------------------------------
-
-    def ledger_key(self, key: str) -> str:
-        """Where an answer is pinned; a replay pins its own answers: it never reads nor
-        overwrites the live ones."""
-        return f"replay:{self._replay_id}:{key}" if self._replay_id else key
-
-    async def earlier(self, flight: Flight, key: str) -> LedgerEntry | None:
-        """The earlier answer pinned under ``key``, when an event is to be answered from the
-        ledger (a ledger, and not reprocessing); else None."""
-        if self._ledger is None or self._reprocess:
-            return None
-        return await self._held(flight, key)
+    # -- answers held in the ledger ---------------------------------------------------
 
     async def answer_again(
         self, flight: Flight, held: LedgerEntry, key: str, payload_hash: str
@@ -281,7 +267,7 @@ class Publish:
             )
         flight.key, flight.payload_hash = key, payload_hash
         record = flight.record
-        if self._skip_answered and held.published and held.sink == self._sink.destination:
+        if self._pins.in_output(held):
             log.info("event_already_answered")
             return Outcome.ALREADY_ANSWERED
         if held.kind == "result":
@@ -292,69 +278,10 @@ class Publish:
             letter = DeadLetter.model_validate_json(held.body)
             await self._send_letter(record, letter)
             outcome = letter_outcome(letter.reason)
-        await self._mark_published(flight)
+        await self._pins.mark_published(flight)
         self._metrics.redeliveries.inc()
         log.info("event_redelivered", kind=held.kind)
         return outcome
-
-    async def answered_in_output(self, flight: Flight) -> bool:
-        """Whether a local re-run finds this record's answer in its output already."""
-        if self._ledger is None or not self._skip_answered or self._reprocess:
-            return False
-        if not flight.key:
-            flight.key = self.ledger_key(record_key(flight.record))
-        held = await self._held(flight, flight.key)
-        return held is not None and held.published and held.sink == self._sink.destination
-
-    async def _held(self, flight: Flight, key: str) -> LedgerEntry | None:
-        """The readable answer the ledger holds under ``key``; an unreadable one (written by
-        another version, damaged) is logged and will be replaced by this handling's answer."""
-        ledger = self._ledger
-        assert ledger is not None
-        held = await self._retries.call(lambda: ledger.get(key), "ledger")
-        if held is None:
-            return None
-        model: type[VideoResult] | type[DeadLetter] = (
-            VideoResult if held.kind == "result" else DeadLetter
-        )
-        try:
-            model.model_validate_json(held.body)
-        except ValueError as exc:
-            log.warning("ledger_entry_unreadable", key=key, error=safe_text(str(exc), 300))
-            flight.replace = True
-            return None
-        return held
-
-    async def _claim(
-        self, flight: Flight, kind: AnswerKind, body: str, *, replace: bool = False
-    ) -> LedgerEntry | None:
-        """Pin ``body`` as the answer of ``flight``'s record; returns what the ledger holds
-        now (``body``, or an earlier answer), or None without a ledger."""
-        ledger = self._ledger
-        if ledger is None:
-            return None
-        replace = replace or self._reprocess or flight.replace
-        entry = LedgerEntry(
-            key=flight.key,
-            payload_hash=flight.payload_hash,
-            kind=kind,
-            body=body,
-            sink=self._sink.destination,
-            recorded_at=time.time(),
-        )
-        held = await self._retries.call(lambda: ledger.claim(entry, replace=replace), "ledger")
-        flight.claimed = held.body if held.body == body else None
-        return held
-
-    async def _mark_published(self, flight: Flight) -> None:
-        """Note in the ledger that the answer is out; best effort (the answer is durable
-        already: failing here only costs a duplicate line on a local re-run)."""
-        if self._ledger is None:
-            return
-        try:
-            await self._ledger.mark_published(flight.key)
-        except StreamprocError as exc:
-            log.warning("ledger_mark_failed", error=safe_text(str(exc), 300))
 
     async def _recorded_result(self, held: LedgerEntry) -> VideoResult:
         """The result held in the ledger as a redelivered copy: every field as first

@@ -22,6 +22,7 @@ from streamproc.outcome import Outcome
 from streamproc.retry import RetryPolicy
 from streamproc.settings import Settings
 from streamproc.stages.base import Admitted, Generated, Stored
+from streamproc.stages.ledger import Pins
 from streamproc.stages.publish import Publish
 from streamproc.stages.store import Keep
 from streamproc.storage.local import LocalObjectStore
@@ -65,11 +66,12 @@ class Rig:
             retries=retries,
             clock=lambda name, s: None,
         )
+        self.pins = Pins(self.ledger, self.sink, retries=retries)
         self.publish = Publish(
             settings,
             self.sink,
             keep,
-            ledger=self.ledger,
+            pins=self.pins,
             model_id="tiny-wan",
             retries=retries,
             metrics=self.metrics,
@@ -130,7 +132,7 @@ async def test_a_redelivered_event_is_answered_from_the_ledger_marked_as_a_copy(
     request = admitted("e1")
     await rig.publish.generated(rig.flight(request), request, stored_for(request))
     again = rig.flight(request, offset=5)
-    held = await rig.publish.earlier(again, event_key("e1"))
+    held = await rig.pins.earlier(again, event_key("e1"))
     assert held is not None
     outcome = await rig.publish.answer_again(
         again, held, event_key("e1"), request.event.payload_hash()
@@ -147,7 +149,7 @@ async def test_the_same_event_id_for_another_request_is_a_conflict(
     request = admitted("e1", "a fox")
     await rig.publish.generated(rig.flight(request), request, stored_for(request))
     other = admitted("e1", "a cat")
-    held = await rig.publish.earlier(rig.flight(other, 1), event_key("e1"))
+    held = await rig.pins.earlier(rig.flight(other, 1), event_key("e1"))
     assert held is not None
     with pytest.raises(InvalidEventError) as caught:
         await rig.publish.answer_again(
