@@ -64,6 +64,7 @@ from streamproc.errors import ConfigError, ServiceRefused, StreamprocError, Tran
 from streamproc.events import GenerationParameters
 from streamproc.metrics import Metrics
 from streamproc.retry import RetryPolicy, redis_no_retry
+from streamproc.settings import REDIS_MAX_PENDING, REDIS_STREAM_MAX_LEN, REDIS_TIMEOUT_MS
 from streamproc.urls import redis_address
 
 if TYPE_CHECKING:
@@ -152,10 +153,10 @@ class RedisStore:
         url: str,
         *,
         namespace: str,
-        op_timeout_s: float = 0.25,
+        op_timeout_s: float = REDIS_TIMEOUT_MS / 1000.0,
         block_s: float = 1.0,
-        stream_max_len: int = 100_000,
-        max_pending: int = 10_000,
+        stream_max_len: int = REDIS_STREAM_MAX_LEN,
+        max_pending: int = REDIS_MAX_PENDING,
         reconnect_max_s: float = 5.0,
         degrade_at_start: bool = False,
         clock: Callable[[], float] = time.time,
