@@ -536,7 +536,7 @@ class Processor:
         late events are abandoned, uncommitted: the partition's next owner processes them
         again."""
         revoked = set(partitions)
-        self._generate.drop_queued(revoked)
+        self._generate.abandon(lambda job: job.partition in revoked, running=False)
         tasks = [t for t, f in self._tasks.items() if f.record.partition in revoked]
         if tasks:
             grace = self._settings.shutdown_grace_s if grace_s is None else grace_s

@@ -108,20 +108,13 @@ class Generate:
         structlog.contextvars.bind_contextvars(batch_id=generated.batch_id)
         return generated
 
-    def abandon(self, which: Callable[[Job], bool]) -> None:
-        """End the jobs ``which`` selects, queued or running, as :class:`Abandoned`."""
-        for job in self.batcher.remove(which):
-            self._jobs.discard(job)
-            if not job.future.done():
-                job.future.set_exception(Abandoned())
-        for job in [j for j in self._jobs if which(j)]:
-            self._jobs.discard(job)
-            if not job.future.done():
-                job.future.set_exception(Abandoned())
-
-    def drop_queued(self, partitions: set[Partition]) -> None:
-        """Abandon the queued (not yet running) jobs of ``partitions``."""
-        for job in self.batcher.remove(lambda j: j.partition in partitions):
+    def abandon(self, which: Callable[[Job], bool], *, running: bool = True) -> None:
+        """End the jobs ``which`` selects as :class:`Abandoned`: the queued ones, and with
+        ``running`` those already handed to the generator too."""
+        chosen = self.batcher.remove(which)
+        if running:
+            chosen += [j for j in self._jobs if which(j)]
+        for job in chosen:
             self._jobs.discard(job)
             if not job.future.done():
                 job.future.set_exception(Abandoned())

@@ -112,7 +112,7 @@ async def test_queued_jobs_of_revoked_partitions_are_abandoned(rig: Rig, admitte
     rig.spy.release.clear()  # hold the "GPU" so nothing leaves the batcher's queue early
     revoked = asyncio.create_task(rig.generate(admitted("r", "a fox"), OTHER))
     await asyncio.sleep(0.05)
-    rig.stage.drop_queued({OTHER})
+    rig.stage.abandon(lambda job: job.partition == OTHER, running=False)
     with pytest.raises(Abandoned):
         await revoked
     rig.spy.release.set()
