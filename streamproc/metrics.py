@@ -233,8 +233,8 @@ class Metrics:
         )
         self.retries = Counter(
             "streamproc_retries",
-            "Retries of the processor's durable steps (store_put, store_url, publish, "
-            "dead_letter).",
+            "Retries of the worker's one retry policy (transient errors), by operation: "
+            "store_put, publish, ledger, s3_<request>, redis_reconnect, kafka_poll, ...",
             ["operation"],
             registry=r,
         )

@@ -8,7 +8,28 @@ with one ``AsyncExitStack``.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
+
+
+class Resource(Protocol):
+    """What every long-lived component offers: ``start``/``stop`` and ``async with``."""
+
+    async def start(self) -> None:
+        """Open connections; called once before use."""
+        ...
+
+    async def stop(self) -> None:
+        """Close connections; safe to call more than once."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
 
 class AsyncResource:

@@ -61,6 +61,11 @@ from streamproc.urls import (
 
 TINY_MODEL = "tiny"
 DEFAULT_OUT = Path("streamproc-out")
+#: Defaults that components also take as constructor defaults: defined here, once.
+MAX_RECORD_BYTES = 1 << 20
+REDIS_TIMEOUT_MS = 250.0
+REDIS_STREAM_MAX_LEN = 100_000
+REDIS_MAX_PENDING = 10_000
 
 
 def parse_shape_spec(
@@ -614,13 +619,13 @@ class CacheSettings(_Section):
         5.0, gt=0, description="How often expired entries are dropped from the indexes."
     )
     redis_timeout_ms: float = Field(
-        250.0, gt=0, description="Per Redis command (never awaited by an event)."
+        REDIS_TIMEOUT_MS, gt=0, description="Per Redis command (never awaited by an event)."
     )
     redis_stream_max_len: int = Field(
-        100_000, ge=100, description="Length of the change stream workers follow."
+        REDIS_STREAM_MAX_LEN, ge=100, description="Length of the change stream workers follow."
     )
     redis_max_pending: int = Field(
-        10_000,
+        REDIS_MAX_PENDING,
         ge=1,
         description="Writes kept while Redis is unreachable; beyond, the oldest are dropped.",
     )
@@ -652,7 +657,9 @@ class LocalTransportSettings(_Section):
     input: str | None = Field(None, description="JSONL file of prompt events, or '-' for stdin.")
     results: str = Field(str(DEFAULT_OUT / "results.jsonl"), description="JSONL, or '-'.")
     dead_letters: str = Field(str(DEFAULT_OUT / "dead-letters.jsonl"), description="JSONL, or '-'.")
-    max_record_bytes: int = Field(1 << 20, ge=1024, description="Longer lines are dead-lettered.")
+    max_record_bytes: int = Field(
+        MAX_RECORD_BYTES, ge=1024, description="Longer lines are dead-lettered."
+    )
 
 
 class KafkaSettings(_Section):

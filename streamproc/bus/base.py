@@ -7,13 +7,12 @@ processor never commits a position before the sink has acknowledged everything b
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from streamproc.events import DeadLetter, VideoResult
-from streamproc.resource import AsyncResource
+from streamproc.resource import Resource
 
 
 @dataclass(frozen=True, order=True)
@@ -37,6 +36,9 @@ class Record:
     key: bytes | None = None
     timestamp_ms: int | None = None
     headers: tuple[tuple[str, bytes], ...] = field(default=())
+    #: Set by a source that had to cut an over-long record: ``value`` holds its first
+    #: ``cut_at`` bytes only (the record dead-letters as ``malformed``). None: read whole.
+    cut_at: int | None = None
 
 
 class PartitionListener(Protocol):
@@ -55,41 +57,49 @@ class PartitionListener(Protocol):
         """Called after ``partitions`` were given to this worker."""
 
 
-class Source(AsyncResource, ABC):
-    """Yields prompt records; takes commits of finished positions."""
+class Source(Resource, Protocol):
+    """Yields prompt records; takes commits of finished positions.
 
-    @abstractmethod
+    Implementations subclass it (with :class:`~streamproc.resource.AsyncResource`) to inherit
+    the no-op defaults below; :meth:`records` and :meth:`commit` they must write."""
+
     def records(self) -> AsyncIterator[Record]:
         """Yield records until the input ends or :meth:`close_input` is called.
 
         While paused, yields nothing but keeps the connection alive (a consumer keeps polling
         so its group membership survives long GPU work).
         """
+        ...
 
-    @abstractmethod
     async def commit(self, positions: Mapping[Partition, int]) -> None:
         """Record that every offset below ``positions[p]`` of partition ``p`` is finished.
 
         Raising :class:`~streamproc.errors.TransportError` means nothing was committed; the
         processor tries again with the same or later positions.
         """
+        ...
 
     def finished(self, record: Record) -> None:
         """Called as soon as ``record``'s outcome is durable (its result or dead letter was
         acknowledged by the sink), before any :meth:`commit` covering it. Sources that keep
         their own progress (a replay's checkpoint) record it here; must not block."""
+        return None
 
     def pause(self) -> None:
         """Stop handing out records (back-pressure); the source keeps its session alive."""
+        return None
 
     def resume(self) -> None:
         """Hand out records again after :meth:`pause`."""
+        return None
 
     def close_input(self) -> None:
         """Stop reading new input; :meth:`records` ends soon after (graceful shutdown)."""
+        return None
 
     def set_listener(self, listener: PartitionListener) -> None:
         """Register the processor for rebalance callbacks (sources without groups ignore it)."""
+        return None
 
     @property
     def input_size(self) -> int | None:
@@ -97,15 +107,17 @@ class Source(AsyncResource, ABC):
         return None
 
 
-class Sink(AsyncResource, ABC):
-    """Makes results and dead letters durable."""
+class Sink(Resource, Protocol):
+    """Makes results and dead letters durable.
+
+    Implementations subclass it (with :class:`~streamproc.resource.AsyncResource`);
+    :meth:`publish` and :meth:`dead_letter` they must write."""
 
     @property
     def destination(self) -> str:
         """Where results go, as the result ledger records it (a file path, a topic)."""
         return type(self).__name__
 
-    @abstractmethod
     async def publish(
         self,
         result: VideoResult,
@@ -119,8 +131,8 @@ class Sink(AsyncResource, ABC):
         context on). Raising :class:`~streamproc.errors.TransportError` means it may not be
         durable; the processor retries (results are idempotent on ``event_id``).
         """
+        ...
 
-    @abstractmethod
     async def dead_letter(
         self,
         letter: DeadLetter,
@@ -129,3 +141,4 @@ class Sink(AsyncResource, ABC):
         input_headers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
         """Publish ``letter`` to the dead letters; returns once durable, like :meth:`publish`."""
+        ...

@@ -49,6 +49,7 @@ from aiokafka.errors import (
 )
 
 from streamproc.bus.base import Partition
+from streamproc.bus.kafka_clients import Startable
 from streamproc.errors import ConfigError, RecordRejected, ServiceRefused, TransportError
 from streamproc.settings import KafkaSettings
 
@@ -298,7 +299,7 @@ def _detail(exc: BaseException) -> str:
 
 
 async def start_client(
-    client: Any,
+    client: Startable,
     what: str,
     settings: KafkaSettings,
     *,
@@ -336,8 +337,10 @@ async def start_client(
         ) from None
 
 
-async def _close_quietly(client: Any) -> None:
-    close = getattr(client, "stop", None) or client.close
+async def _close_quietly(client: object) -> None:
+    close = getattr(client, "stop", None) or getattr(client, "close", None)
+    if close is None:
+        return
     with contextlib.suppress(Exception):  # already half-closed; the start error matters
         await close()
 

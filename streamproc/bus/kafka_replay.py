@@ -29,7 +29,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -37,10 +36,12 @@ from aiokafka.errors import KafkaError
 
 from streamproc.bus.base import Partition, Record, Source
 from streamproc.bus.kafka import client_options, fetch_options, kafka_error, start_client
+from streamproc.bus.kafka_clients import ConsumerClient, KafkaMessage, OffsetTime
 from streamproc.errors import RecordRejected, ReplayRangeError, ServiceRefused, TransportError
 from streamproc.replay.bounds import Bound, NowBound, OffsetBound, TimeBound, check_order
 from streamproc.replay.checkpoint import Checkpoint, PartitionState
 from streamproc.replay.rate import TokenBucket
+from streamproc.resource import AsyncResource
 from streamproc.settings import KafkaSettings
 
 log = structlog.get_logger(__name__)
@@ -85,7 +86,7 @@ class PartitionProgress:
         return max(self.stop - self.start, 0)
 
 
-class KafkaReplaySource(Source):
+class KafkaReplaySource(AsyncResource, Source):
     """Records of a resolved offset (and time) range, for one replay; see the module doc."""
 
     def __init__(
@@ -104,8 +105,8 @@ class KafkaReplaySource(Source):
         self._request = request
         self.checkpoint: Checkpoint | None = resume
         self._bucket = TokenBucket(rate) if rate else None
-        self._consumer: Any = None
-        self._buffer: deque[Any] = deque()
+        self._consumer: ConsumerClient | None = None
+        self._buffer: deque[KafkaMessage] = deque()
         self._read_through: set[int] = set()
         self._stop_candidates: dict[int, int] = {}
         self._paused = False
@@ -141,7 +142,7 @@ class KafkaReplaySource(Source):
         if self._consumer is not None:
             return
         s = self._settings
-        consumer = AIOKafkaConsumer(
+        consumer: ConsumerClient = AIOKafkaConsumer(
             **client_options(s, self._client_id),
             group_id=None,
             enable_auto_commit=False,
@@ -159,7 +160,7 @@ class KafkaReplaySource(Source):
             raise
         self._consumer = consumer
 
-    async def _prepare(self, consumer: Any) -> None:
+    async def _prepare(self, consumer: ConsumerClient) -> None:
         topic = self.topic
         if topic not in await consumer.topics():
             raise ReplayRangeError(
@@ -209,7 +210,7 @@ class KafkaReplaySource(Source):
         )
 
     async def _resolve(
-        self, consumer: Any, request: ReplayRequest, existing: list[int]
+        self, consumer: ConsumerClient, request: ReplayRequest, existing: list[int]
     ) -> Checkpoint:
         try:
             check_order(request.start, request.end)
@@ -236,7 +237,7 @@ class KafkaReplaySource(Source):
             assert from_ms is not None
             found = await consumer.offsets_for_times(dict.fromkeys(tps, from_ms))
             # No record at or after the time: nothing to replay there.
-            starts = {tp: ends[tp] if found.get(tp) is None else found[tp].offset for tp in tps}
+            starts = {tp: _offset_or(found.get(tp), ends[tp]) for tp in tps}
         partitions: dict[int, PartitionState] = {}
         for tp in tps:
             start = max(starts[tp], begins[tp])
@@ -265,7 +266,7 @@ class KafkaReplaySource(Source):
         )
 
     async def _ask_stop_candidates(
-        self, consumer: Any, to_ms: int, todo: Mapping[int, PartitionState]
+        self, consumer: ConsumerClient, to_ms: int, todo: Mapping[int, PartitionState]
     ) -> None:
         """Where the broker says the records after ``to_ms`` begin; used only once the record
         there confirms it (see the module docstring)."""
@@ -340,7 +341,7 @@ class KafkaReplaySource(Source):
             for tp in sorted(batch):
                 self._buffer.extend(batch[tp])
 
-    def _admit(self, message: Any) -> Record | None:
+    def _admit(self, message: KafkaMessage) -> Record | None:
         """The record to hand out, or None when it is past the range, finished before or
         outside the time bounds."""
         checkpoint = self.checkpoint
@@ -394,7 +395,7 @@ class KafkaReplaySource(Source):
             return False
         return checkpoint.to_ms is None or timestamp <= checkpoint.to_ms
 
-    async def _note_positions(self, consumer: Any, checkpoint: Checkpoint) -> None:
+    async def _note_positions(self, consumer: ConsumerClient, checkpoint: Checkpoint) -> None:
         """With the buffer empty, offsets below each position that never came are no records
         (gaps, transaction markers); a partition whose position reached ``stop`` is read."""
         for tp in list(consumer.assignment()):
@@ -413,7 +414,8 @@ class KafkaReplaySource(Source):
         self._read_through.add(p)
         tp = TopicPartition(self.topic, p)
         with contextlib.suppress(Exception):  # only stops prefetching
-            self._consumer.pause(tp)
+            if self._consumer is not None:
+                self._consumer.pause(tp)
         log.info("replay_partition_read", partition=p)
 
     def finished(self, record: Record) -> None:
@@ -471,3 +473,8 @@ def _spans(partitions: Sequence[int]) -> str:
     if list(partitions) == list(range(partitions[0], partitions[-1] + 1)):
         return f"{partitions[0]}-{partitions[-1]}" if len(partitions) > 1 else str(partitions[0])
     return ",".join(str(p) for p in partitions)
+
+
+def _offset_or(found: OffsetTime | None, default: int) -> int:
+    """The offset ``offsets_for_times`` found, or ``default`` where no record is that late."""
+    return default if found is None else found.offset

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -45,8 +44,10 @@ from streamproc.bus.kafka import (
     topic_missing_error,
     trace_headers,
 )
+from streamproc.bus.kafka_clients import ProducerClient
 from streamproc.errors import RecordRejected, ServiceRefused, TransportError
 from streamproc.events import SCHEMA_VERSION, DeadLetter, VideoResult
+from streamproc.resource import AsyncResource
 from streamproc.settings import KafkaSettings
 
 log = structlog.get_logger(__name__)
@@ -59,13 +60,13 @@ RESULT_SCHEMA = f"video-result.v{SCHEMA_VERSION}".encode()
 DEAD_LETTER_SCHEMA = f"dead-letter.v{SCHEMA_VERSION}".encode()
 
 
-class KafkaSink(Sink):
+class KafkaSink(AsyncResource, Sink):
     """Publishes answers with an acknowledged, (by default) idempotent producer."""
 
     def __init__(self, settings: KafkaSettings, *, client_id: str) -> None:
         self._settings = settings
         self._client_id = client_id
-        self._producer: Any = None
+        self._producer: ProducerClient | None = None
 
     @property
     def destination(self) -> str:
@@ -77,7 +78,7 @@ class KafkaSink(Sink):
         if self._producer is not None:
             return
         s = self._settings
-        producer = AIOKafkaProducer(
+        producer: ProducerClient = AIOKafkaProducer(
             **client_options(s, self._client_id),
             acks="all",
             enable_idempotence=s.enable_idempotence,
@@ -191,9 +192,11 @@ class KafkaSink(Sink):
             raise error from None
 
     async def _topics_now(self) -> set[str]:
-        cluster = await self._producer.client.fetch_all_metadata()
-        topics: set[str] = cluster.topics()
-        return topics
+        producer = self._producer
+        if producer is None:
+            raise TransportError("sink not started")
+        cluster = await producer.client.fetch_all_metadata()
+        return cluster.topics()
 
     def _error(
         self, what: str, exc: BaseException, topic: str | None = None

@@ -44,11 +44,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownTopicOrPartitionError
 
 from streamproc.bus.base import Partition, PartitionListener, Record, Source
@@ -64,8 +64,11 @@ from streamproc.bus.kafka import (
     to_topic_partition,
     topic_missing_error,
 )
+from streamproc.bus.kafka_clients import ConsumerClient, KafkaMessage
 from streamproc.errors import PermanentError, RecordRejected, ServiceRefused, TransportError
 from streamproc.metrics import Metrics
+from streamproc.resource import AsyncResource
+from streamproc.retry import RetryPolicy
 from streamproc.settings import KafkaSettings
 
 log = structlog.get_logger(__name__)
@@ -78,17 +81,23 @@ _COMPONENT = "source"
 _TOPIC_CHECK_S = 10.0
 
 
-class KafkaSource(Source):
+class KafkaSource(AsyncResource, Source):
     """Prompt records from the ``prompts_topic`` partitions assigned to this group member."""
 
     def __init__(
-        self, settings: KafkaSettings, *, client_id: str, metrics: Metrics | None = None
+        self,
+        settings: KafkaSettings,
+        *,
+        client_id: str,
+        metrics: Metrics | None = None,
+        retries: RetryPolicy | None = None,
     ) -> None:
         self._settings = settings
         self._metrics = metrics if metrics is not None else Metrics()
+        self._retries = retries or RetryPolicy.for_reconnect(_BACKOFF_MAX_S, self._metrics)
         self._unregister: Callable[[], None] | None = None
         self._client_id = client_id
-        self._consumer: Any = None
+        self._consumer: ConsumerClient | None = None
         self._listener: PartitionListener | None = None
         self._buffer: deque[Record] = deque()
         self._wakeup = asyncio.Event()
@@ -106,7 +115,7 @@ class KafkaSource(Source):
         if self._consumer is not None:
             return
         s = self._settings
-        consumer = AIOKafkaConsumer(
+        consumer: ConsumerClient = AIOKafkaConsumer(
             **client_options(s, self._client_id),
             group_id=s.group_id,
             enable_auto_commit=False,
@@ -126,7 +135,9 @@ class KafkaSource(Source):
         except BaseException:
             await consumer.stop()
             raise
-        consumer.subscribe(topics=s.prompts_topics, listener=_Rebalance(self))
+        consumer.subscribe(
+            topics=s.prompts_topics, listener=_Rebalance(self._on_revoked, self._on_assigned)
+        )
         self._consumer = consumer
         self._poller = asyncio.create_task(self._poll_loop(), name="streamproc-kafka-poll")
         self._unregister = self._metrics.add_refresher(self.refresh_metrics)
@@ -302,36 +313,39 @@ class KafkaSource(Source):
             consumer.resume(*paused)
 
     async def _poll_loop(self) -> None:
-        consumer = self._consumer
-        backoff = 0.1
         while True:
             self._apply_flow()
-            room = max(1, self._settings.max_poll_records - len(self._buffer))
-            try:
-                # Awaited directly (not wrapped in a task), so the records land in the buffer
-                # in the same step as aiokafka checked they belong to the current assignment.
-                batch = await consumer.getmany(timeout_ms=int(_POLL_S * 1000), max_records=room)
-            except Exception as exc:
-                # A permanent fault (authorization refused) or a bug ends the input: records()
-                # raises it. Polling goes on so the drain and the final commit keep the
-                # membership; a transient fault is only logged and polled through.
-                error = self._error("poll", exc)
-                if isinstance(error, RecordRejected):  # no record to dead-letter in a poll
-                    error = ServiceRefused(str(error), component=_COMPONENT)
-                ends = isinstance(error, ServiceRefused) or not isinstance(exc, KafkaError)
-                if ends and self._failure is None:
-                    self._failure = error
-                    self._wakeup.set()
-                log.warning("kafka_poll_failed", error=repr(exc)[:300], transient=not ends)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX_S)
-                continue
-            backoff = 0.1
+            batch = await self._retries.call(self._poll_once, "kafka_poll")
             if batch:
                 self._receive(batch)
 
-    def _receive(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
-        owned = self._consumer.assignment()
+    async def _poll_once(self) -> Mapping[TopicPartition, list[KafkaMessage]]:
+        """One ``getmany``. A failure raises :class:`TransportError` so the retry policy backs
+        off before the next poll: a transient fault is polled through; a permanent one (an
+        authorisation refused) or a bug also ends the input (``records()`` raises it), and
+        polling goes on so the drain and the final commit keep the membership."""
+        consumer = self._consumer
+        assert consumer is not None  # polled only between start and stop
+        room = max(1, self._settings.max_poll_records - len(self._buffer))
+        try:
+            # Awaited directly (not wrapped in a task), so the records land in the buffer in
+            # the same step as aiokafka checked they belong to the current assignment.
+            return await consumer.getmany(timeout_ms=int(_POLL_S * 1000), max_records=room)
+        except Exception as exc:
+            error = self._error("poll", exc)
+            if isinstance(error, RecordRejected):  # no record to dead-letter in a poll
+                error = ServiceRefused(str(error), component=_COMPONENT)
+            ends = isinstance(error, ServiceRefused) or not isinstance(exc, KafkaError)
+            if ends and self._failure is None:
+                self._failure = error
+                self._wakeup.set()
+            log.warning("kafka_poll_failed", error=repr(exc)[:300], transient=not ends)
+            raise TransportError(f"kafka poll failed: {error}") from exc
+
+    def _receive(self, batch: Mapping[TopicPartition, list[KafkaMessage]]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        owned = consumer.assignment()
         for tp, messages in batch.items():
             partition = to_partition(tp)
             if tp not in owned or partition in self._revoking:
@@ -396,14 +410,19 @@ class KafkaSource(Source):
                 log.exception("partitions_assigned_failed")
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """aiokafka's rebalance callbacks, forwarded to the source."""
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """aiokafka's public rebalance-listener API, forwarding both callbacks to the source."""
 
-    def __init__(self, source: KafkaSource) -> None:
-        self._source = source
+    def __init__(
+        self,
+        revoked: Callable[[set[TopicPartition]], Awaitable[None]],
+        assigned: Callable[[set[TopicPartition]], Awaitable[None]],
+    ) -> None:
+        self._revoked = revoked
+        self._assigned = assigned
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._source._on_revoked(revoked)
+        await self._revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._source._on_assigned(assigned)
+        await self._assigned(assigned)

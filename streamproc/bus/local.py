@@ -20,16 +20,16 @@ from typing import IO, TextIO
 from streamproc.bus.base import Partition, Record, Sink, Source
 from streamproc.errors import ConfigError, TransportError
 from streamproc.events import DeadLetter, VideoResult
+from streamproc.resource import AsyncResource
+from streamproc.settings import MAX_RECORD_BYTES
 
-#: Header set on a record whose line exceeded ``max_record_bytes``.
-TRUNCATED_HEADER = "streamproc-truncated"
 _EOF = None
 
 
-class JsonlSource(Source):
+class JsonlSource(AsyncResource, Source):
     """Reads prompt records, one JSON document per line, from a file or ``-`` (stdin)."""
 
-    def __init__(self, path: str, *, max_record_bytes: int = 1 << 20) -> None:
+    def __init__(self, path: str, *, max_record_bytes: int = MAX_RECORD_BYTES) -> None:
         self._path = path
         self._max = max_record_bytes
         topic = "stdin" if path == "-" else Path(path).name
@@ -132,8 +132,12 @@ class JsonlSource(Source):
                 await self._resumed.wait()
                 if self._closing:
                     return
-                headers = ((TRUNCATED_HEADER, b"1"),) if truncated else ()
-                yield Record(value=value, partition=self.partition, offset=offset, headers=headers)
+                yield Record(
+                    value=value,
+                    partition=self.partition,
+                    offset=offset,
+                    cut_at=self._max if truncated else None,
+                )
 
     async def commit(self, positions: Mapping[Partition, int]) -> None:
         # A file has nothing to commit to; the positions are kept so runs can report them.
@@ -183,7 +187,7 @@ def _count_lines(path: str) -> int:
     return count
 
 
-class JsonlSink(Sink):
+class JsonlSink(AsyncResource, Sink):
     """Appends results and dead letters as JSON lines to two files (or stdout for ``-``)."""
 
     def __init__(self, results: str, dead_letters: str) -> None:

@@ -48,8 +48,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import structlog
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
@@ -65,6 +63,8 @@ from streamproc.cache.tasks import cancel_and_wait
 from streamproc.errors import ConfigError, ServiceRefused, StreamprocError, TransientError
 from streamproc.events import GenerationParameters
 from streamproc.metrics import Metrics
+from streamproc.retry import RetryPolicy, redis_no_retry
+from streamproc.settings import REDIS_MAX_PENDING, REDIS_STREAM_MAX_LEN, REDIS_TIMEOUT_MS
 from streamproc.urls import redis_address
 
 if TYPE_CHECKING:
@@ -153,10 +153,10 @@ class RedisStore:
         url: str,
         *,
         namespace: str,
-        op_timeout_s: float = 0.25,
+        op_timeout_s: float = REDIS_TIMEOUT_MS / 1000.0,
         block_s: float = 1.0,
-        stream_max_len: int = 100_000,
-        max_pending: int = 10_000,
+        stream_max_len: int = REDIS_STREAM_MAX_LEN,
+        max_pending: int = REDIS_MAX_PENDING,
         reconnect_max_s: float = 5.0,
         degrade_at_start: bool = False,
         clock: Callable[[], float] = time.time,
@@ -175,7 +175,9 @@ class RedisStore:
         self._block_ms = int(block_s * 1000)
         self._stream_max_len = stream_max_len
         self._max_pending = max_pending
-        self._reconnect_max_s = reconnect_max_s
+        # One policy (streamproc.retry) for reconnects and for re-queued writes.
+        self._reconnects = RetryPolicy.for_reconnect(reconnect_max_s, self._metrics)
+        self._writes = replace(self._reconnects, initial_s=min(0.05, reconnect_max_s))
         self._clock = clock
         self._origin = uuid.uuid4().hex
         self._local: MemoryStore | None = None
@@ -291,22 +293,23 @@ class RedisStore:
         self._wake.set()
 
     async def _write_loop(self) -> None:
-        delay = 0.05
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await self._up.wait()
-            try:
-                await self._flush()
-                delay = 0.05
-            except Exception as exc:  # Redis went away mid-flush: keep the rest, retry
-                self.stats.write_failures += 1
-                self._metrics.redis_errors.labels("write").inc()
-                self._metrics.redis_retries.labels("write").inc()
-                log.debug("cache_shared_store_write_failed", error=repr(exc)[:200])
-                self._wake.set()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._reconnect_max_s)
+            await self._writes.call(self._write_once, "redis_write")
+
+    async def _write_once(self) -> None:
+        """Flush the queue once Redis is up; a failure keeps the rest queued and raises
+        :class:`TransientError`, so the retry policy backs off before the next flush."""
+        await self._up.wait()
+        try:
+            await self._flush()
+        except Exception as exc:  # Redis went away mid-flush: keep the rest, retry
+            self.stats.write_failures += 1
+            self._metrics.redis_errors.labels("write").inc()
+            self._metrics.redis_retries.labels("write").inc()
+            log.debug("cache_shared_store_write_failed", error=repr(exc)[:200])
+            raise TransientError(f"cache write to {self._address} failed: {exc!r}") from exc
 
     async def _flush(self) -> None:
         while self._pending:
@@ -358,34 +361,44 @@ class RedisStore:
     # -- following -----------------------------------------------------------------------------
 
     async def _supervise(self) -> None:
-        delay = 0.1
+        """Connect (retried with the reconnect policy while Redis is down), warm, follow the
+        change stream until it fails, and again."""
         while True:
+            await self._reconnects.call(self._connect, "redis_reconnect")
             try:
-                await self._warm()
-                if self._down_since is not None:
-                    self.stats.reconnects += 1
-                    log.info(
-                        "cache_shared_store_reconnected",
-                        address=self._address,
-                        down_s=round(self._clock() - self._down_since, 1),
-                        entries=len(self._local or ()),
-                    )
-                self._down_since = None
-                self._up.set()
-                self._metrics.redis_up.set(1)
-                self._wake.set()
-                self._tried.set()
-                delay = 0.1
                 await self._follow()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._went_down(exc)
-                self._metrics.redis_errors.labels("connect").inc()
-                self._metrics.redis_retries.labels("reconnect").inc()
-                self._tried.set()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._reconnect_max_s)
+                self._lost(exc)
+
+    async def _connect(self) -> None:
+        try:
+            await self._warm()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._lost(exc)
+            self._metrics.redis_retries.labels("reconnect").inc()
+            raise TransientError(f"cache store {self._address} unavailable: {exc!r}") from exc
+        if self._down_since is not None:
+            self.stats.reconnects += 1
+            log.info(
+                "cache_shared_store_reconnected",
+                address=self._address,
+                down_s=round(self._clock() - self._down_since, 1),
+                entries=len(self._local or ()),
+            )
+        self._down_since = None
+        self._up.set()
+        self._metrics.redis_up.set(1)
+        self._wake.set()
+        self._tried.set()
+
+    def _lost(self, exc: BaseException) -> None:
+        self._went_down(exc)
+        self._metrics.redis_errors.labels("connect").inc()
+        self._tried.set()
 
     def _went_down(self, exc: BaseException) -> None:
         self._up.clear()
@@ -475,7 +488,7 @@ def _client(url: str, timeout_s: float, *, read_timeout_s: float | None = None) 
             url,
             socket_connect_timeout=timeout_s,
             socket_timeout=read_timeout_s or timeout_s,
-            retry=Retry(NoBackoff(), 0),  # we retry ourselves, never inside a call
+            retry=redis_no_retry(),
         )
     except ValueError as exc:  # redis-py names the part it rejects, never its value
         raise ConfigError(f"invalid cache.redis_url ({redis_address(url)}): {exc}") from None

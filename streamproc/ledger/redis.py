@@ -15,8 +15,6 @@ from typing import TypeVar
 
 import structlog
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
@@ -29,6 +27,7 @@ from redis.exceptions import (
 from streamproc.errors import ConfigError, ServiceRefused, TransientError
 from streamproc.ledger.base import LedgerEntry
 from streamproc.resource import AsyncResource
+from streamproc.retry import redis_no_retry
 from streamproc.urls import redis_address
 
 log = structlog.get_logger(__name__)
@@ -63,7 +62,7 @@ class RedisLedger(AsyncResource):
                 self._url,
                 socket_connect_timeout=self._timeout_s,
                 socket_timeout=self._timeout_s,
-                retry=Retry(NoBackoff(), 0),
+                retry=redis_no_retry(),  # the processor stages retry ledger calls
             )
         except ValueError as exc:
             raise ConfigError(f"invalid ledger Redis URL ({self._address}): {exc}") from None

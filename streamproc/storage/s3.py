@@ -7,8 +7,9 @@ SHA-256 travels in the object's metadata — and uploads only when they are not;
 the key when one is configured, else presigned GET URLs signed at every call, so an answer
 from the cache never carries an expired link.
 
-Each request is retried with exponential backoff and full jitter on transient faults
-(connection errors, timeouts, 5xx, throttling), ``max_attempts`` times at most; then
+Each request is retried by the worker's retry policy (:mod:`streamproc.retry`: exponential
+backoff, full jitter) on transient faults (connection errors, timeouts, 5xx, throttling),
+``max_attempts`` attempts at most; then
 :class:`StorageError` is raised, which the processor retries until shutdown, publishing
 nothing before the object exists: an outage delays results but never yields a dead URL. A
 permanent fault is raised at once, classified in :mod:`~streamproc.storage.s3faults`:
@@ -22,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
@@ -46,6 +46,7 @@ from streamproc.errors import (
 )
 from streamproc.metrics import Metrics
 from streamproc.resource import AsyncResource
+from streamproc.retry import BOTOCORE_RETRIES, RetryPolicy
 from streamproc.settings import S3Settings
 from streamproc.storage.base import CheckStep
 from streamproc.storage.metadata import METADATA_LIMIT, encode_metadata
@@ -53,7 +54,6 @@ from streamproc.storage.s3faults import (
     COMPONENT,
     DENIED,
     NOT_FOUND,
-    brief,
     classify,
     error_code,
     is_transient,
@@ -77,6 +77,15 @@ CHECK_FOLDER = ".streamproc-check/"
 _ABORT_TIMEOUT_S = 5.0
 
 
+class _GaveUp(Exception):
+    """The request failed for good with ``error``; carries it past the retry policy (which
+    would otherwise retry a :class:`StorageError`). Never leaves the store."""
+
+    def __init__(self, error: StorageError | RecordRejected | ServiceRefused) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _Answered(Exception):
     """S3 answered with one of the codes the caller expects (``404`` to a HEAD): an answer,
     not a fault. Never leaves the store."""
@@ -95,8 +104,10 @@ class S3ObjectStore(AsyncResource):
         *,
         session: aioboto3.Session | None = None,
         metrics: Metrics | None = None,
+        retries: RetryPolicy | None = None,
     ) -> None:
         self._metrics = metrics if metrics is not None else Metrics()
+        self._retries = retries or RetryPolicy.for_s3(settings, self._metrics)
         if not settings.bucket:
             raise ConfigError("storage.s3.bucket is not set")
         self._settings = settings
@@ -178,8 +189,7 @@ class S3ObjectStore(AsyncResource):
             region_name=s.region,
             signature_version="s3v4",
             s3={"addressing_style": "path" if s.path_style else "auto"},
-            # One attempt per botocore call: the retries happen in _call, bounded and logged.
-            retries={"total_max_attempts": 1},
+            retries=BOTOCORE_RETRIES,  # one attempt per call: the retry policy retries
             connect_timeout=s.connect_timeout_s,
             read_timeout=s.read_timeout_s,
             request_checksum_calculation=s.checksums,
@@ -357,33 +367,38 @@ class S3ObjectStore(AsyncResource):
     async def _call(
         self, what: str, op: Callable[[], Awaitable[T]], *, answers: frozenset[str] = frozenset()
     ) -> T:
-        """Run one S3 request, retrying transient faults with backoff. An error code in
-        ``answers`` raises :class:`_Answered`; any other failure the one classified error of
+        """Run one S3 request under the retry policy (:meth:`RetryPolicy.for_s3`): a transient
+        fault is retried (logged as ``retrying`` with operation ``s3_<request>``, counted in
+        ``streamproc_s3_retries_total`` too). An error code in ``answers`` raises
+        :class:`_Answered`; any other failure the one classified error of
         :func:`~streamproc.storage.s3faults.classify` (a permanent one at once)."""
-        s = self._settings
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await op()
-            except (BotoCoreError, ClientError, OSError, TimeoutError) as exc:
-                if isinstance(exc, ClientError) and error_code(exc) in answers:
-                    raise _Answered(error_code(exc)) from exc
-                if not is_transient(exc) or attempt >= s.max_attempts:
-                    self._metrics.s3_errors.labels(what).inc()
-                    raise classify(what, exc, attempt, self.bucket, self.endpoint) from exc
-                cap = min(s.backoff_max_s, s.backoff_initial_s * 2 ** (attempt - 1))
-                delay = random.uniform(0, cap)  # full jitter: workers do not retry in step
-                self._metrics.s3_retries.labels(what).inc()
-                log.warning(
-                    "s3_request_retrying",
-                    operation=what,
-                    attempt=attempt,
-                    max_attempts=s.max_attempts,
-                    delay_s=round(delay, 3),
-                    error=brief(exc),
-                )
-                await asyncio.sleep(delay)
+        try:
+            async for attempt in self._retries.attempts_of(f"s3_{what}"):
+                with attempt:
+                    return await self._attempt(
+                        what, op, attempt.retry_state.attempt_number, answers
+                    )
+        except _GaveUp as gave_up:
+            raise gave_up.error from gave_up.error.__cause__
+        raise AssertionError("unreachable: the policy re-raises the last error")  # pragma: no cover
+
+    async def _attempt(
+        self, what: str, op: Callable[[], Awaitable[T]], attempt: int, answers: frozenset[str]
+    ) -> T:
+        try:
+            return await op()
+        except (BotoCoreError, ClientError, OSError, TimeoutError) as exc:
+            if isinstance(exc, ClientError) and error_code(exc) in answers:
+                raise _Answered(error_code(exc)) from exc
+            error = classify(what, exc, attempt, self.bucket, self.endpoint)
+            error.__cause__ = exc
+            if not is_transient(exc) or attempt >= self._settings.max_attempts:
+                # Final for this request (a StorageError of a failed upload is retried by the
+                # caller as a whole put, not here).
+                self._metrics.s3_errors.labels(what).inc()
+                raise _GaveUp(error) from exc
+            self._metrics.s3_retries.labels(what).inc()
+            raise error from exc
 
     # -- storage check -------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from streamproc.bus.base import Partition
-from streamproc.bus.local import TRUNCATED_HEADER, JsonlSink, JsonlSource
+from streamproc.bus.local import JsonlSink, JsonlSource
 from streamproc.errors import ConfigError
 from tests.helpers import read_jsonl, sample_dead_letter, sample_result, write_jsonl
 
@@ -35,7 +35,8 @@ async def test_over_long_line_is_cut_and_flagged_not_buffered(tmp_path: Path) ->
     async with JsonlSource(str(path), max_record_bytes=1024) as source:
         records = await collect(source)
     assert len(records[0].value) == 1024
-    assert (TRUNCATED_HEADER, b"1") in records[0].headers
+    assert records[0].cut_at == 1024
+    assert records[1].cut_at is None
     assert records[1].value == b'{"ok": true}' and records[1].offset == 1
 
 

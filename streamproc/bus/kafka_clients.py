@@ -1,0 +1,109 @@
+"""The part of aiokafka's clients that streamproc calls, typed.
+
+aiokafka ships no type information, so its classes are ``Any`` to mypy. These protocols state
+exactly which methods of ``AIOKafkaConsumer`` and ``AIOKafkaProducer`` (and which fields of a
+fetched ``ConsumerRecord``) the Kafka source, replay source and sink rely on; each client is
+held as one of them, so a call outside this list, or with the wrong arguments, is a type
+error rather than a surprise at run time. ``TopicPartition`` stays aiokafka's own named tuple.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from aiokafka import TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+
+
+class Startable(Protocol):
+    """Any aiokafka client: consumer, producer or admin client."""
+
+    async def start(self) -> None: ...
+
+
+class KafkaMessage(Protocol):
+    """One fetched record (aiokafka's ``ConsumerRecord``)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
+
+
+class OffsetTime(Protocol):
+    """An answer of ``offsets_for_times``: the first offset at or after a timestamp."""
+
+    @property
+    def offset(self) -> int: ...
+
+
+class ClusterMetadata(Protocol):
+    """What a producer's metadata request answers."""
+
+    def topics(self) -> set[str]: ...
+
+
+class MetadataClient(Protocol):
+    """A producer's connection to the cluster (``AIOKafkaProducer.client``)."""
+
+    async def fetch_all_metadata(self) -> ClusterMetadata: ...
+
+
+class ConsumerClient(Protocol):
+    """``AIOKafkaConsumer``, as far as streamproc uses it."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def topics(self) -> set[str]: ...
+    def partitions_for_topic(self, topic: str) -> set[int] | None: ...
+    def subscribe(self, topics: Sequence[str], *, listener: ConsumerRebalanceListener) -> None: ...
+    def assign(self, partitions: Sequence[TopicPartition]) -> None: ...
+    def assignment(self) -> set[TopicPartition]: ...
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
+    def pause(self, *partitions: TopicPartition) -> None: ...
+    def resume(self, *partitions: TopicPartition) -> None: ...
+    def paused(self) -> set[TopicPartition]: ...
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[KafkaMessage]]: ...
+    async def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None: ...
+    async def position(self, partition: TopicPartition) -> int: ...
+    def highwater(self, partition: TopicPartition) -> int | None: ...
+    async def beginning_offsets(
+        self, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]: ...
+    async def end_offsets(
+        self, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]: ...
+    async def offsets_for_times(
+        self, timestamps: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, OffsetTime | None]: ...
+
+
+class ProducerClient(Protocol):
+    """``AIOKafkaProducer``, as far as streamproc uses it."""
+
+    @property
+    def client(self) -> MetadataClient: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> object: ...
