@@ -26,7 +26,11 @@ HEADER = """# Configuration reference
 
 Every setting can come from (highest first) a CLI flag, an environment variable, the
 `--config` file (TOML or YAML, nested tables as below) or the default. Environment names are
-`STREAMPROC_` plus the path in upper case with `__` between levels.
+`STREAMPROC_` plus the path in upper case with `__` between levels. Flags (of `run`, `replay`,
+`config show`; `produce` and `topics create` take the `kafka` ones, `storage check` the
+`storage` ones) are `--` plus the path with `-` for `_` (`--batch.window-ms 50`; booleans
+`--generation.fp8` / `--no-generation.fp8`; tables as JSON); the common ones also have short
+names (`-i`, `--window-ms`, `--fp8`, …: `streamproc run --help`).
 
 """
 
