@@ -209,7 +209,8 @@ def replay(
     from streamproc.logs import configure_logging
     from streamproc.progress import LogStream
 
-    configure_logging(settings.log, stream=LogStream())  # type: ignore[arg-type]
+    logs = LogStream()
+    configure_logging(settings.log, stream=logs)  # type: ignore[arg-type]
     show_bars = sys.stderr.isatty() if progress is None else progress
     source = KafkaReplaySource(
         settings.kafka,
@@ -237,7 +238,7 @@ def replay(
             f"{settings.kafka.results_topic}; checkpoint: {checkpoint.path}",
             err=True,
         )
-        display = ReplayProgress(source, tty=show_bars, interval_s=progress_interval)
+        display = ReplayProgress(source, tty=show_bars, interval_s=progress_interval, logs=logs)
         summary = await run_replay(settings, source, progress=display)
         click.echo(f"streamproc: {summary.line()}", err=True)
         if not summary.complete:
