@@ -41,7 +41,7 @@ class SettingField:
 
     path: tuple[str, ...]
     info: FieldInfo
-    #: The docstring of the section model holding it ('' at the top level).
+    #: The first paragraph of its top-level section's docstring ('' at the top level).
     section_doc: str = ""
 
     @property
@@ -69,12 +69,13 @@ def setting_fields(model: type[BaseModel] = Settings) -> Iterator[SettingField]:
     yield from _walk(model, ())
 
 
-def _walk(model: type[BaseModel], path: tuple[str, ...]) -> Iterator[SettingField]:
-    doc = (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ") if path else ""
+def _walk(model: type[BaseModel], path: tuple[str, ...], doc: str = "") -> Iterator[SettingField]:
+    if len(path) == 1:  # a top-level section: its docstring's first paragraph
+        doc = (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
     for name, info in model.model_fields.items():
         annotation: Any = info.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            yield from _walk(annotation, (*path, name))
+            yield from _walk(annotation, (*path, name), doc)
         else:
             yield SettingField((*path, name), info, doc)
 

@@ -19,6 +19,7 @@ from streamproc.cli.options import ALIASES, SettingOption, setting_option
 from streamproc.cli.replay import replay
 from streamproc.cli.run import run
 from streamproc.reference import SettingField, default_text, setting_fields
+from streamproc.settings import Settings
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
 FIELDS = list(setting_fields())
@@ -169,3 +170,12 @@ def test_run_help_explains_the_exit_statuses_and_groups_the_settings() -> None:
     headings = re.findall(r"^Settings: (\S+)", text, re.M)
     assert headings == ["top", *dict.fromkeys(f.section for f in FIELDS if f.section)]
     assert text.index("--reprocess") < text.index("Settings: top")
+
+
+def test_each_settings_heading_names_its_top_level_section() -> None:
+    text = CliRunner().invoke(main, ["run", "--help"], terminal_width=200).output
+    for name, info in Settings.model_fields.items():
+        model: Any = info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            first = (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ").rstrip(".")
+            assert f"Settings: {name} ({first})" in text, name
