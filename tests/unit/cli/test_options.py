@@ -179,3 +179,10 @@ def test_each_settings_heading_names_its_top_level_section() -> None:
         if isinstance(model, type) and issubclass(model, BaseModel):
             first = (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ").rstrip(".")
             assert f"Settings: {name} ({first})" in text, name
+
+
+def test_an_unset_flag_leaves_the_environment_in_force() -> None:
+    env = {"STREAMPROC_KAFKA__ENABLE_IDEMPOTENCE": "false", "STREAMPROC_GENERATION__FP8": "true"}
+    shown = show(env=env)
+    assert shown["kafka"]["enable_idempotence"] is False and shown["generation"]["fp8"] is True
+    assert show("--idempotence", env=env)["kafka"]["enable_idempotence"] is True
