@@ -99,12 +99,7 @@ def build_cache(settings: Settings, metrics: Metrics | None = None) -> Cache:
             encoder.dimension, max_entries=config.max_entries, ivf_from=config.ivf_from_entries
         ),
         shared=shared,
-        policy=HitPolicy(
-            similarity_threshold=config.similarity_threshold,
-            use_guard=config.verify_hits,
-            verified_threshold=config.verified_threshold,
-            min_overlap=config.min_lexical_overlap,
-        ),
+        policy=HitPolicy.from_settings(config),
         ttl_s=config.ttl_s,
         refresh_ttl_on_hit=config.refresh_ttl_on_hit,
         candidates=config.candidates,
@@ -211,7 +206,14 @@ async def run_worker(
         if settings.metrics.enabled:
             await stack.enter_async_context(
                 OpsServer(
-                    metrics, readiness, host=settings.metrics.host, port=settings.metrics.port
+                    metrics,
+                    readiness,
+                    host=settings.metrics.host,
+                    port=settings.metrics.port,
+                    # A local run beside another must not fail on the default port; a port
+                    # someone chose (flag, environment, file) and any Kafka worker's must hold.
+                    fallback=settings.transport == "local"
+                    and "port" not in settings.metrics.model_fields_set,
                 )
             )
         store = store if store is not None else build_store(settings, metrics)

@@ -17,6 +17,7 @@ while the model still loads.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -113,15 +114,27 @@ class Readiness:
 
 
 class OpsServer(AsyncResource):
-    """Serves the three endpoints on ``host:port`` until stopped (port 0 picks a free one)."""
+    """Serves the three endpoints on ``host:port`` until stopped (port 0 picks a free one).
+
+    A port that cannot be bound is a :class:`ConfigError`, unless ``fallback``: a port in
+    use is then replaced by a free one, and one warning (``ops_server_port_taken``) says
+    which.
+    """
 
     def __init__(
-        self, metrics: Metrics, readiness: Readiness, *, host: str = "0.0.0.0", port: int = 9464
+        self,
+        metrics: Metrics,
+        readiness: Readiness,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 9464,
+        fallback: bool = False,
     ) -> None:
         self._metrics = metrics
         self._readiness = readiness
         self._host = host
         self._port = port
+        self._fallback = fallback
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -142,14 +155,19 @@ class OpsServer(AsyncResource):
         try:
             await site.start()
         except OSError as exc:
-            await runner.cleanup()
-            raise ConfigError(
-                f"cannot serve metrics on {self._host}:{self._port}: {exc.strerror}"
-            ) from None
+            if not (self._fallback and exc.errno == errno.EADDRINUSE and self._port):
+                await runner.cleanup()
+                raise ConfigError(
+                    f"cannot serve metrics on {self._host}:{self._port}: {exc.strerror}"
+                ) from None
+            site = web.TCPSite(runner, self._host, 0, reuse_address=True)
+            await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = int(sockets[0].getsockname()[1]) if sockets else self._port
         self._runner = runner
+        if self.port != self._port and self._port:
+            log.warning("ops_server_port_taken", host=self._host, taken=self._port, port=self.port)
         log.info("ops_server_started", host=self._host, port=self.port)
 
     async def stop(self) -> None:

@@ -56,7 +56,10 @@ def configure_logging(settings: LogSettings, stream: TextIO | None = None) -> No
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[settings.level]),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # One write per record (the message and its newline together, under a lock), so
+        # records from several threads never interleave, and a progress display prints
+        # each whole above its bar.
+        logger_factory=structlog.WriteLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
     # Libraries log through stdlib logging; keep them quiet unless they warn.

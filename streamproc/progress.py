@@ -1,8 +1,9 @@
-"""A progress line on stderr for interactive runs."""
+"""A progress line on stderr for interactive runs, with the log records above it."""
 
 from __future__ import annotations
 
 import sys
+import threading
 from types import TracebackType
 from typing import Self
 
@@ -16,31 +17,60 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from streamproc.processor import Outcome
 
 
-class StderrProxy:
-    """A text stream that always writes to the *current* ``sys.stderr``.
+class LogStream:
+    """The stream log records are written to: the current ``sys.stderr``, or, while a
+    progress bar is shown (:meth:`attach`), that bar's console.
 
-    Loggers keep a reference to their stream; while a progress bar redirects stderr, log
-    lines written through this proxy appear above the bar instead of through it.
+    Through the console every record is printed whole, on its own lines above the bar (rich
+    moves the bar down), and soft-wrapped by the terminal rather than cut by rich at the
+    console width. Records come from several threads; a lock keeps their lines apart.
     """
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._console: Console | None = None
+        self._partial = ""
+
+    def attach(self, console: Console | None) -> None:
+        """Print through ``console`` from now on (None: back to ``sys.stderr``)."""
+        with self._lock:
+            self._flush_partial()
+            self._console = console
+
     def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+        with self._lock:
+            if self._console is None:
+                return sys.stderr.write(text)
+            *lines, self._partial = (self._partial + text).split("\n")
+            for line in lines:
+                self._console.print(Text.from_ansi(line), soft_wrap=True, highlight=False)
+            return len(text)
 
     def flush(self) -> None:
-        sys.stderr.flush()
+        with self._lock:
+            if self._console is None:
+                sys.stderr.flush()
 
     def isatty(self) -> bool:
         return sys.stderr.isatty()
 
+    def _flush_partial(self) -> None:
+        if self._partial and self._console is not None:
+            self._console.print(Text.from_ansi(self._partial), soft_wrap=True, highlight=False)
+        self._partial = ""
+
 
 class ProgressDisplay:
-    """Processor observer that draws records done / total and outcome counts."""
+    """Processor observer that draws records done / total and outcome counts; log records
+    written to ``logs`` meanwhile are printed above the bar."""
 
-    def __init__(self, total: int | None) -> None:
+    def __init__(self, total: int | None, logs: LogStream | None = None) -> None:
+        self._logs = logs
         self._counts = dict.fromkeys(Outcome, 0)
         self._progress = Progress(
             TextColumn("[bold]streamproc"),
@@ -57,6 +87,8 @@ class ProgressDisplay:
 
     def __enter__(self) -> Self:
         self._progress.start()
+        if self._logs is not None:
+            self._logs.attach(self._progress.console)
         return self
 
     def __exit__(
@@ -65,6 +97,8 @@ class ProgressDisplay:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._logs is not None:
+            self._logs.attach(None)
         self._progress.stop()
 
     def record_received(self) -> None:

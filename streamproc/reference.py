@@ -1,11 +1,15 @@
-"""The configuration reference in ``docs/configuration.md``, generated from :class:`Settings`.
+"""The settings model walked field by field: the configuration reference in
+``docs/configuration.md`` and the command-line options (``streamproc.cli.options``) are both
+generated from it, so neither can drift from the code.
 
-A test regenerates it and fails when the file differs, so the docs cannot drift.
+A test regenerates the reference and fails when the file differs.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -22,12 +26,63 @@ HEADER = """# Configuration reference
 
 Every setting can come from (highest first) a CLI flag, an environment variable, the
 `--config` file (TOML or YAML, nested tables as below) or the default. Environment names are
-`STREAMPROC_` plus the path in upper case with `__` between levels.
+`STREAMPROC_` plus the path in upper case with `__` between levels. Flags (of `run`, `replay`,
+`config show`; `produce` and `topics create` take the `kafka` ones, `storage check` the
+`storage` ones) are `--` plus the path with `-` for `_` (`--batch.window-ms 50`; booleans
+`--generation.fp8` / `--no-generation.fp8`; tables as JSON); the common ones also have short
+names (`-i`, `--window-ms`, `--fp8`, …: `streamproc run --help`).
 
 """
 
 
-def _default(info: FieldInfo) -> str:
+@dataclass(frozen=True)
+class SettingField:
+    """One leaf setting: its path in the model (``("batch", "window_ms")``) and its field."""
+
+    path: tuple[str, ...]
+    info: FieldInfo
+    #: The first paragraph of its top-level section's docstring ('' at the top level).
+    section_doc: str = ""
+
+    @property
+    def dotted(self) -> str:
+        """``batch.window_ms``: the name in config files and the docs."""
+        return ".".join(self.path)
+
+    @property
+    def env(self) -> str:
+        """``STREAMPROC_BATCH__WINDOW_MS``."""
+        return "STREAMPROC_" + "__".join(p.upper() for p in self.path)
+
+    @property
+    def section(self) -> str:
+        """The top-level section (``batch``), or '' for a top-level setting."""
+        return self.path[0] if len(self.path) > 1 else ""
+
+    @property
+    def description(self) -> str:
+        return self.info.description or ""
+
+
+def setting_fields(model: type[BaseModel] = Settings) -> Iterator[SettingField]:
+    """Every leaf setting of ``model``, depth first, in declaration order."""
+    yield from _walk(model, ())
+
+
+def _walk(model: type[BaseModel], path: tuple[str, ...], doc: str = "") -> Iterator[SettingField]:
+    if len(path) == 1:  # a top-level section: its docstring's first paragraph
+        doc = (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+    for name, info in model.model_fields.items():
+        annotation: Any = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from _walk(annotation, (*path, name), doc)
+        else:
+            yield SettingField((*path, name), info, doc)
+
+
+def default_text(info: FieldInfo) -> str:
+    """The default as the reference shows it: JSON, or ``(computed)``/``(secret)``/
+    ``(required)``."""
     if info.default_factory is not None:
         return "(computed)"
     value = info.default
@@ -39,9 +94,7 @@ def _default(info: FieldInfo) -> str:
         value = value.value
     if isinstance(value, Path):
         value = str(value)
-    if isinstance(value, BaseModel):
-        return ""
-    return f"`{json.dumps(value)}`"
+    return json.dumps(value)
 
 
 def _type(info: FieldInfo) -> str:
@@ -54,14 +107,11 @@ def _type(info: FieldInfo) -> str:
 
 def _rows(model: type[BaseModel], path: list[str]) -> list[tuple[str, str, str, str, str]]:
     rows = []
-    for name, info in model.model_fields.items():
-        annotation: Any = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            rows.extend(_rows(annotation, [*path, name]))
-            continue
-        dotted = ".".join([*path, name])
-        env = "STREAMPROC_" + "__".join(p.upper() for p in [*path, name])
-        rows.append((dotted, env, _type(info), _default(info), info.description or ""))
+    for field in _walk(model, tuple(path)):
+        default = default_text(field.info)
+        if not default.startswith("("):
+            default = f"`{default}`"
+        rows.append((field.dotted, field.env, _type(field.info), default, field.description))
     return rows
 
 

@@ -29,9 +29,10 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
-    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
 )
 
 from streamproc.errors import ConfigError
@@ -1004,32 +1005,38 @@ class Settings(BaseSettings):
         )
 
 
-def _read_config_file(path: Path) -> dict[str, Any]:
+def _file_sources(
+    settings_cls: type[BaseSettings], path: Path | None
+) -> tuple[PydanticBaseSettingsSource, ...]:
+    """pydantic-settings' own TOML or YAML source for ``--config`` (none without a file)."""
+    if path is None:
+        return ()
+    suffix = path.suffix.lower()
+    if suffix not in {".toml", ".yaml", ".yml"}:
+        raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml")
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb"):  # the sources skip a missing file silently; we must not
+            pass
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
-        if path.suffix.lower() == ".toml":
-            data: Any = tomllib.loads(text)
-        elif path.suffix.lower() in {".yaml", ".yml"}:
-            data = yaml.safe_load(text) or {}
-        else:
-            raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        if suffix == ".toml":
+            return (TomlConfigSettingsSource(settings_cls, toml_file=path),)
+        return (YamlConfigSettingsSource(settings_cls, yaml_file=path),)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} does not parse: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a table of settings")
-    return data
+    except (TypeError, ValueError, AttributeError):  # a list or a scalar at the top
+        raise ConfigError(f"config file {path} must hold a table of settings") from None
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings from flags (``overrides``), environment, config file and defaults.
 
     Nested overrides are dicts (``batch={"window_ms": 50}``); ``None`` values are ignored so
-    unset CLI flags fall through. Raises :class:`ConfigError` with one readable line.
+    unset CLI flags fall through. Raises :class:`ConfigError` with one readable line. What no
+    source set keeps out of ``model_fields_set`` (a default the worker may adapt, such as a
+    local run's metrics port).
     """
-    file_data = _read_config_file(config_file) if config_file is not None else {}
     flags = _drop_none(overrides)
 
     class _Layered(Settings):
@@ -1042,13 +1049,14 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             dotenv_settings: PydanticBaseSettingsSource,
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings, env_settings, InitSettingsSource(settings_cls, file_data))
+            return (init_settings, env_settings, *_file_sources(settings_cls, config_file))
 
     try:
         layered = _Layered(**flags)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
-    return Settings.model_validate(layered.model_dump())
+    # A plain Settings (picklable); unset fields are filled with the same defaults again.
+    return Settings.model_validate(layered.model_dump(exclude_unset=True))
 
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:

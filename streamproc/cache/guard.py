@@ -45,6 +45,7 @@ from streamproc.cache.lexicon.relations import OPPOSITE, STATES, SYMMETRIC
 from streamproc.cache.scene import Relation, Scene, SceneReader, Word
 from streamproc.cache.wordnet import WordNet, load_wordnet
 from streamproc.cache.words import SYNONYM_HEADS, regional_pair, us_spelling
+from streamproc.settings import CacheSettings
 
 __all__ = [
     "CHECKS",
@@ -55,6 +56,8 @@ __all__ = [
     "hit_quality",
     "lexical_overlap",
 ]
+
+_CACHE_DEFAULTS: Final = CacheSettings()
 
 #: The guard's checks, in the order a rejection reports them.
 CHECKS: Final[tuple[str, ...]] = ("word", "negation", "number", "role", "relation", "particle")
@@ -400,10 +403,21 @@ class HitPolicy:
     (``cache.min_lexical_overlap``).
     """
 
-    similarity_threshold: float = 0.75
-    use_guard: bool = True
-    verified_threshold: float | None = None
-    min_overlap: float = 0.0
+    # Defaults defined once, in the settings model.
+    similarity_threshold: float = _CACHE_DEFAULTS.similarity_threshold
+    use_guard: bool = _CACHE_DEFAULTS.verify_hits
+    verified_threshold: float | None = _CACHE_DEFAULTS.verified_threshold
+    min_overlap: float = _CACHE_DEFAULTS.min_lexical_overlap
+
+    @classmethod
+    def from_settings(cls, config: CacheSettings) -> HitPolicy:
+        """The policy the ``cache`` settings describe."""
+        return cls(
+            similarity_threshold=config.similarity_threshold,
+            use_guard=config.verify_hits,
+            verified_threshold=config.verified_threshold,
+            min_overlap=config.min_lexical_overlap,
+        )
 
     def is_hit(
         self, cosine: float, request: str, candidate: str, guard: AttributeGuard | None = None

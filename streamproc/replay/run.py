@@ -34,6 +34,7 @@ from streamproc.errors import InvalidEventError
 from streamproc.events import CacheMode, CacheOutcome, canonical_prompt, decode_prompt
 from streamproc.generation.base import Generator
 from streamproc.processor import Outcome, RunSummary
+from streamproc.progress import LogStream
 from streamproc.settings import Settings
 from streamproc.storage.base import ObjectStore
 
@@ -124,8 +125,16 @@ class ReplayProgress:
     """Progress of a running replay: rich bars (per partition and total, events/s, ETA) on a
     terminal, else a ``replay_progress`` log event every ``interval_s``."""
 
-    def __init__(self, source: KafkaReplaySource, *, tty: bool, interval_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        source: KafkaReplaySource,
+        *,
+        tty: bool,
+        interval_s: float = 10.0,
+        logs: LogStream | None = None,
+    ) -> None:
         self._source = source
+        self._logs = logs  # printed above the bars while they show
         self._tty = tty
         self._interval_s = interval_s if not tty else 0.25
         self._task: asyncio.Task[None] | None = None
@@ -152,6 +161,8 @@ class ReplayProgress:
             total = sum(item.span for item in self._source.progress())
             self._ids[None] = self._bars.add_task("total", total=total, rate="")
             self._bars.start()
+            if self._logs is not None:
+                self._logs.attach(self._bars.console)
         self._task = asyncio.create_task(self._loop(), name="streamproc-replay-progress")
         return self
 
@@ -167,6 +178,8 @@ class ReplayProgress:
                 await self._task
         self.report()
         if self._bars is not None:
+            if self._logs is not None:
+                self._logs.attach(None)
             self._bars.stop()
 
     async def _loop(self) -> None:
