@@ -132,7 +132,6 @@ class Processor:
         self._keep = Keep(
             store,
             encoder if encoder is not None else EncoderPool(settings.encoding),
-            encoding=settings.encoding,
             model_id=model_id,
             retries=retries,
             clock=self._add_stage,

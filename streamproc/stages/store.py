@@ -20,7 +20,6 @@ from streamproc.errors import PermanentError
 from streamproc.events import safe_text, utcnow
 from streamproc.generation.encode import EncoderPool
 from streamproc.retry import RetryPolicy
-from streamproc.settings import EncodingSettings
 from streamproc.stages.base import Admitted, Generated, StageClock, Stored
 from streamproc.storage.base import ObjectStore, object_key
 
@@ -35,14 +34,12 @@ class Keep:
         store: ObjectStore,
         encoder: EncoderPool,
         *,
-        encoding: EncodingSettings,
         model_id: str,
         retries: RetryPolicy,
         clock: StageClock,
     ) -> None:
         self._store = store
         self.encoder = encoder
-        self._encoding = encoding
         self._model_id = model_id
         self._retries = retries
         self._clock = clock
@@ -55,10 +52,9 @@ class Keep:
         started = time.perf_counter()
         data = await self.encoder.encode(generated.frames, params.fps)
         self._clock("mp4_encode", time.perf_counter() - started)
-        enc = self._encoding
-        key = object_key(
-            self._model_id, request.prompt, params, encoding={"preset": enc.preset, "crf": enc.crf}
-        )
+        # The encoder's own account of what changes the picture (preset, crf, and the codec
+        # unless it is libx264), so NVENC and x264 videos never share an address.
+        key = object_key(self._model_id, request.prompt, params, encoding=self.encoder.key_material)
         metadata = {
             "event_id": request.event.event_id,
             "model_id": self._model_id,

@@ -61,7 +61,6 @@ class Rig:
         keep = Keep(
             LocalObjectStore(tmp / "store"),
             EncoderPool(settings.encoding),
-            encoding=settings.encoding,
             model_id="tiny-wan",
             retries=retries,
             clock=lambda name, s: None,

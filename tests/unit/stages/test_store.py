@@ -49,7 +49,6 @@ class Rig:
         self.keep = Keep(
             store,
             EncoderPool(settings.encoding),
-            encoding=settings.encoding,
             model_id="tiny-wan",
             retries=RetryPolicy(0.001, 0.01, metrics=self.metrics),
             clock=lambda name, s: self.clocked.__setitem__(name, s),
@@ -113,3 +112,19 @@ async def test_an_original_the_store_refuses_is_left_out_not_fatal(rig_of: Any) 
     assert await rig_of(refuse=True).keep.keep_original(b"x" * 10) is None
     url = await rig_of().keep.keep_original(b"y" * 10)
     assert url is not None and "dead-letters/" in url
+
+
+async def test_a_hardware_codec_gets_its_own_content_address(
+    rig_of: Any, admitted: Request
+) -> None:
+    """Videos of NVENC and of x264 differ: they never share an object key (or a cache hit)."""
+    rig = rig_of()
+    await rig.keep.encoder.start()
+    x264 = await rig.keep.keep(admitted("e1", seed=3), generated())
+    rig.keep.encoder.codec = "h264_nvenc"  # as chosen at start on a GPU host that has it
+    key = rig.keep.encoder.key_material
+    assert key["codec"] == "h264_nvenc"
+    from streamproc.storage.base import object_key
+
+    request = admitted("e2", seed=3)
+    assert object_key("tiny-wan", request.prompt, request.params, encoding=key) != x264.key
