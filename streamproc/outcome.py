@@ -30,7 +30,8 @@ class ExitStatus:
 
     OK = 0  #: input ended or stop requested, and every record received has its outcome
     ERROR = 1  #: could not start (settings, a service refusing or unreachable at start)
-    ABANDONED = 3  #: stopped with records unfinished (uncommitted: delivered again)
+    ABANDONED = 3  #: stopped with records unfinished (uncommitted: delivered again); records
+    #: handed over in a rebalance do not count: their partition's next owner answers them
     FAULTED = 4  #: a service refused the worker for good while running
     CRASHED = 5  #: a supervised task crashed (a bug); what could finish was drained
     INTERRUPTED = 130  #: interrupted before the worker started
@@ -55,6 +56,9 @@ class RunSummary:
     batches: int = 0
     videos: int = 0
     abandoned: int = 0
+    #: Of the abandoned, those whose partition was revoked in a rebalance: the partition's
+    #: next owner (maybe this worker again) answers them, so they do not fail the run.
+    handed_over: int = 0
     #: Total seconds per stage: text_encode, denoise, vae_decode (per batch, summed over
     #: batches), mp4_encode and store (per video, summed).
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -90,7 +94,7 @@ class RunSummary:
             return ExitStatus.CRASHED
         if self.faulted is not None:
             return ExitStatus.FAULTED
-        if self.abandoned:
+        if self.abandoned > self.handed_over:
             return ExitStatus.ABANDONED
         return ExitStatus.OK
 

@@ -376,6 +376,7 @@ class Processor:
             self._all_batched.set()
         if flight.outcome is None:
             self.summary.abandoned += 1
+            self.summary.handed_over += flight.handed_over
             self._metrics.events_abandoned.inc()
         self._maybe_resume()
 
@@ -535,6 +536,11 @@ class Processor:
         late events are abandoned, uncommitted: the partition's next owner processes them
         again."""
         revoked = set(partitions)
+        for flight in self._tasks.values():
+            if flight.record.partition in revoked:
+                # If it ends without an outcome it is handed over, not lost: it stays
+                # uncommitted and the partition's next owner answers it.
+                flight.handed_over = True
         self._generate.abandon(lambda job: job.partition in revoked, running=False)
         tasks = [t for t, f in self._tasks.items() if f.record.partition in revoked]
         if tasks:

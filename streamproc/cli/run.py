@@ -177,5 +177,6 @@ def summary_line(summary: RunSummary) -> str:
         dead += f" ({summary.outcomes[Outcome.FAILED]} failed generation)"
     parts.append(dead)
     if summary.abandoned:
-        parts.append(f"{summary.abandoned} abandoned (not committed: delivered again)")
+        handed = f", {summary.handed_over} of them in rebalances" if summary.handed_over else ""
+        parts.append(f"{summary.abandoned} abandoned (not committed: delivered again{handed})")
     return ", ".join(parts)

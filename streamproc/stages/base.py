@@ -54,6 +54,8 @@ class Flight:
     claimed: str | None = None
     #: The ledger held an answer for this key that cannot be read: the new one replaces it.
     replace: bool = False
+    #: Its partition was revoked while it was in flight (abandoned: handed over, not lost).
+    handed_over: bool = False
 
 
 @dataclass(frozen=True)

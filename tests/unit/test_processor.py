@@ -16,7 +16,7 @@ from streamproc.bus.local import JsonlSink, JsonlSource
 from streamproc.errors import StorageError
 from streamproc.events import utcnow
 from streamproc.generation.wan import WanGenerator
-from streamproc.processor import Outcome, Processor
+from streamproc.processor import ExitStatus, Outcome, Processor, RunSummary
 from streamproc.settings import Settings
 from streamproc.storage.local import LocalObjectStore
 from tests.conftest import MakeSettings
@@ -452,3 +452,29 @@ async def test_results_of_a_replay_are_marked_and_otherwise_identical(harness: H
     assert (replayed["replayed"], replayed["replay_id"]) == (True, "r-7")
     for same in ("event_id", "result_id", "object_key", "video_url", "parameters"):
         assert live[same] == replayed[same]
+
+
+async def test_records_handed_over_in_a_rebalance_do_not_fail_the_run(
+    make_settings: MakeSettings, tmp_path: Path, tiny_pipeline: Any
+) -> None:
+    """Records abandoned because their partition was revoked stay uncommitted for the next
+    owner: counted as abandoned (the summary adds up) and as handed over, but the run's exit
+    status stays 0 — unlike records abandoned at a stop."""
+    settings = make_settings(batch={"window_ms": 10, "max_batch_size": 1})
+    harness = Harness(settings, tmp_path, tiny_pipeline)
+    harness.spy.release.clear()  # the GPU holds the first batch until released
+    source = harness.source([event(f"e{i}", f"prompt {i}") for i in range(3)])
+    processor = harness.processor(source)
+    await harness.spy.start()
+    async with harness.sink, source:
+        task = asyncio.create_task(processor.run())
+        await wait_for(lambda: bool(harness.spy.calls))
+        await processor.partitions_revoked([source.partition], grace_s=0.05)
+        harness.spy.release.set()
+        summary = await asyncio.wait_for(task, 30)
+    assert summary.abandoned == summary.handed_over == 3
+    assert summary.received == summary.finished + summary.abandoned
+    assert summary.exit_status == ExitStatus.OK
+    assert source.position() in (None, 0)  # nothing committed: all delivered again
+    # Abandoned at a stop (not handed over) still fails the run.
+    assert RunSummary(abandoned=2, handed_over=1).exit_status == ExitStatus.ABANDONED
