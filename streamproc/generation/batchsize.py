@@ -16,8 +16,6 @@ the step count changes every size's time alike, so it is not part of the key.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ import structlog
 
 from streamproc.batching import ShapeKey
 from streamproc.errors import ConfigError
+from streamproc.generation.compile_cache import write_atomic
 
 log = structlog.get_logger(__name__)
 
@@ -149,11 +148,4 @@ class StoredThroughput:
         )
         text = json.dumps({"version": FILE_VERSION, "entries": entries}, indent=2) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".batch-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, text.encode("utf-8"))

@@ -233,8 +233,8 @@ class CompileCache:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             # Artefacts first, manifest last: a manifest always names a complete file.
-            _write_atomic(self.directory / ARTIFACTS, data)
-            _write_atomic(self.directory / MANIFEST, json.dumps(manifest, indent=2).encode())
+            write_atomic(self.directory / ARTIFACTS, data)
+            write_atomic(self.directory / MANIFEST, json.dumps(manifest, indent=2).encode())
         except OSError as exc:
             log.warning(
                 "compile_cache_not_saved",
@@ -259,7 +259,8 @@ class CompileCache:
         return 0
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` whole or not at all (temporary file + rename)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as out:

@@ -99,13 +99,15 @@ def nvenc_unavailable() -> str | None:
     is no NVIDIA driver, or the card refused to open a session. Encodes two tiny frames."""
     try:
         av.codec.Codec(NVENC, "w")
-    except Exception:
+    except Exception:  # outcome: a start-time probe; the reason refuses or falls back, no record
         return f"this PyAV/FFmpeg build has no {NVENC} encoder"
     if ctypes.util.find_library("cuda") is None and not _loadable("libcuda.so.1"):
         return "no NVIDIA driver here (libcuda.so.1 not found)"
     try:
         encode_mp4(np.zeros((2, 64, 64, 3), np.uint8), 16, codec=NVENC)
-    except Exception as exc:  # FFmpeg says little more than "cannot open"
+    except (
+        Exception
+    ) as exc:  # outcome: start-time probe (FFmpeg says little more than "cannot open")
         return f"the {NVENC} encoder did not open: {exc}"
     return None
 
