@@ -3,6 +3,13 @@
 Each call runs on a worker thread (SQLite blocks). The file is in WAL mode with a busy
 timeout, so two processes of one host may share it; entries older than the TTL are dropped
 at start and then hourly.
+
+Opening is where processes meet: switching a new file to WAL takes an exclusive lock, and
+SQLite answers "database is locked" at once (without its busy handler) to a second process
+doing the same, or reading while the first recovers the log. Workers started together on one
+host would then refuse to start. So a locked or busy open is tried again, with jittered
+backoff, for up to :data:`OPEN_WAIT_S`; any other error, or a lock that outlasts it, refuses
+the start with the file's path.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import time
 from pathlib import Path
 
 import structlog
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from streamproc.errors import ServiceRefused, TransientError
 from streamproc.ledger.base import LedgerEntry
@@ -33,6 +41,8 @@ CREATE TABLE IF NOT EXISTS answers (
 """
 _COLUMNS = "key, payload_hash, kind, body, sink, recorded_at, published"
 _SWEEP_S = 3600.0
+#: How long a start waits for other processes that hold the file while opening it.
+OPEN_WAIT_S = 30.0
 
 
 class SqliteLedger(AsyncResource):
@@ -62,16 +72,32 @@ class SqliteLedger(AsyncResource):
     def _open(self) -> sqlite3.Connection:
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(
-                self._path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(_SCHEMA)
+            for attempt in Retrying(
+                retry=retry_if_exception(_locked),
+                stop=stop_after_delay(OPEN_WAIT_S),
+                wait=wait_random_exponential(multiplier=0.02, max=1.0),
+                reraise=True,
+            ):
+                with attempt:
+                    return self._connect()
         except (OSError, sqlite3.Error) as exc:
             raise ServiceRefused(
                 f"cannot open the result ledger {self._path}: {exc}", component="ledger"
             ) from None
+        raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            self._path, timeout=OPEN_WAIT_S, isolation_level=None, check_same_thread=False
+        )
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
         return db
 
     async def stop(self) -> None:
@@ -135,6 +161,12 @@ class SqliteLedger(AsyncResource):
                 raise ServiceRefused(
                     f"result ledger {self._path} is unusable: {exc}", component="ledger"
                 ) from None
+
+
+def _locked(exc: BaseException) -> bool:
+    """Whether ``exc`` is another process holding the file (worth waiting for)."""
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
 def _entry(row: tuple[object, ...]) -> LedgerEntry:
