@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ def _entry(key: str) -> LedgerEntry:
     )
 
 
-def _start_and_claim(path: str, key: str, go: threading.Event | None = None) -> str:
+def _start_and_claim(path: str, key: str) -> str:
     async def main() -> str:
         ledger = SqliteLedger(Path(path), ttl_s=3600)
         await ledger.start()
@@ -35,33 +36,44 @@ def _start_and_claim(path: str, key: str, go: threading.Event | None = None) -> 
     return asyncio.run(main())
 
 
-def _worker(path: str, key: str, barrier: multiprocessing.synchronize.Barrier, out: object) -> None:
+def _open_in_child(path: str, barrier: Any, out: Any) -> None:
     barrier.wait()
     try:
-        out.put((key, _start_and_claim(path, key)))  # type: ignore[attr-defined]
+        SqliteLedger(Path(path), ttl_s=3600)._open().close()
+        out.put("ok")
     except BaseException as exc:  # reported to the test, which fails on it
-        out.put((key, f"error: {exc}"))  # type: ignore[attr-defined]
+        out.put(f"{type(exc).__name__}: {exc}")
 
 
 def test_workers_starting_together_on_a_new_file_all_open_it(tmp_path: Path) -> None:
-    ctx = multiprocessing.get_context("spawn")
-    path = str(tmp_path / "ledger.sqlite3")
-    n = 8
-    rounds = 3
-    for r in range(rounds):  # each round on a new file: the WAL switch is where they race
+    """Three processes switch one new file to WAL at the same instant, many times over.
+
+    Without the retry about one round in thirty failed here (of 120 rounds, 4 to 10) with "database is locked"
+    (SQLite refuses the second journal-mode switch at once, without its busy handler).
+    """
+    ctx = multiprocessing.get_context("fork")  # children start at once: the race is real
+    failures: list[str] = []
+    for r in range(120):
         path = str(tmp_path / f"ledger-{r}.sqlite3")
-        barrier = ctx.Barrier(n)
+        barrier = ctx.Barrier(3)
         out = ctx.Queue()
-        procs = [ctx.Process(target=_worker, args=(path, f"k{i}", barrier, out)) for i in range(n)]
+        procs = [ctx.Process(target=_open_in_child, args=(path, barrier, out)) for _ in range(3)]
         for p in procs:
             p.start()
-        got = dict(out.get(timeout=60) for _ in procs)
+        failures += [got for got in (out.get(timeout=60) for _ in procs) if got != "ok"]
         for p in procs:
             p.join(timeout=30)
-        assert got == {f"k{i}": f"k{i}" for i in range(n)}
-        with sqlite3.connect(path) as db:
-            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-            assert db.execute("SELECT count(*) FROM answers").fetchone()[0] == n
+    assert failures == []
+    with sqlite3.connect(tmp_path / "ledger-0.sqlite3") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_two_ledgers_on_one_file_see_each_others_answers(tmp_path: Path) -> None:
+    path = str(tmp_path / "ledger.sqlite3")
+    assert _start_and_claim(path, "a") == "a"
+    assert _start_and_claim(path, "b") == "b"
+    with sqlite3.connect(path) as db:
+        assert sorted(k for (k,) in db.execute("SELECT key FROM answers")) == ["a", "b"]
 
 
 def _hold_exclusive(path: Path, seconds: float, held: threading.Event) -> None:
@@ -89,17 +101,19 @@ def test_a_start_waits_for_a_lock_that_is_released(tmp_path: Path) -> None:
 def test_a_lock_that_outlasts_the_wait_refuses_the_start_with_the_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ledger_sqlite, "OPEN_WAIT_S", 0.5)
+    monkeypatch.setattr(ledger_sqlite, "OPEN_WAIT_S", 0.3)
     path = tmp_path / "ledger.sqlite3"
     held = threading.Event()
-    holder = threading.Thread(target=_hold_exclusive, args=(path, 3.0, held))
+    holder = threading.Thread(target=_hold_exclusive, args=(path, 1.5, held))
     holder.start()
     held.wait(5)
     try:
         started = time.monotonic()
-        with pytest.raises(ServiceRefused, match=r"cannot open the result ledger .*ledger\.sqlite3"):
+        with pytest.raises(
+            ServiceRefused, match=r"cannot open the result ledger .*ledger\.sqlite3"
+        ):
             _start_and_claim(str(path), "k")
-        assert time.monotonic() - started < 2.5  # bounded, not the holder's 3 s
+        assert time.monotonic() - started < 1.2  # bounded, not the holder's 1.5 s
     finally:
         holder.join()
 
