@@ -43,9 +43,13 @@ class ControlPlane(AsyncResource):
     ) -> None:
         self._settings = settings
         self._metrics = metrics if metrics is not None else Metrics()
-        self.cancels = cancels or CancelRegistry(
-            memory_s=settings.control.cancel_memory_s,
-            max_entries=settings.control.cancel_memory_max,
+        self.cancels = (
+            cancels
+            if cancels is not None
+            else CancelRegistry(
+                memory_s=settings.control.cancel_memory_s,
+                max_entries=settings.control.cancel_memory_max,
+            )
         )
         self.quotas = TenantQuotas(settings.tenants)
         self.status: StatusPublisher | None = (

@@ -17,6 +17,7 @@ from streamproc.outcome import RunSummary
 from streamproc.settings import Settings
 from streamproc.stages.admit import Admit
 from streamproc.stages.generate import Generate
+from tests.helpers import wait_for
 
 A = ShapeKey("m", 64, 32, 5, 2, 5.0)
 B = ShapeKey("m", 32, 32, 5, 2, 5.0)
@@ -193,8 +194,7 @@ async def test_one_tenant_flooding_1000_events_does_not_delay_another_by_more_th
         asyncio.create_task(stage.generate(request(f"f{i}", "flood"), part, lambda: None))
         for i in range(1000)
     ]
-    while len(generator.calls) < 3:  # the flood is being served
-        await asyncio.sleep(0.001)
+    await wait_for(lambda: len(generator.calls) >= 3)  # the flood is being served
     batches_before = len(generator.calls)
     single = asyncio.create_task(stage.generate(request("single", "quiet"), part, lambda: None))
     await single
