@@ -30,7 +30,7 @@ from streamproc.storage.local import LocalObjectStore
 from tests.conftest import MakeSettings
 from tests.helpers import event, eventually, wait_for
 from tests.kafka_broker import Topics, answers, committed_to_end, create_topics, produce, read_all
-from tests.unit.control.test_processor_control import GatedGenerator
+from tests.unit.control.test_processor_control import GatedGenerator, mp4s
 
 pytestmark = pytest.mark.kafka
 
@@ -162,7 +162,7 @@ async def test_cancels_expiry_and_quotas_over_the_control_and_status_topics(
     assert letters == {"old": "expired", "c1": "quota_exceeded"}
     assert gated.calls[0] == ["e0", "e1", "e2"] and gated.controls[0].cancelled == {1}
     assert processor.summary.outcomes[Outcome.CANCELLED] == 2
-    assert len(list(Path(settings.storage.local_dir).rglob("*.mp4"))) == 3  # e0, e2, c0
+    assert mp4s(settings) == 3  # e0, e2, c0
     status = await status_of(kafka_bootstrap, topics)
     assert all(key == s["event_id"].encode() for key, s in status)
     e1 = [s["state"] for _, s in status if s["event_id"] == "e1"]
