@@ -80,6 +80,7 @@ class StatusPublisher(AsyncResource):
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
         self.dropped = 0
+        self._failing = False
 
     def emit(self, event: StatusEvent) -> None:
         """Queue ``event`` for sending; drops (and counts) it when the buffer is full."""
@@ -112,8 +113,13 @@ class StatusPublisher(AsyncResource):
             raise
         except Exception as exc:  # best effort: a lost status event is counted, not fatal
             self._drop(len(events))
-            log.warning("status_send_failed", events=len(events), error=repr(exc)[:300])
+            if not self._failing:  # once per outage, not once per batch of events
+                self._failing = True
+                log.warning("status_send_failed", events=len(events), error=repr(exc)[:300])
             return
+        if self._failing:
+            self._failing = False
+            log.info("status_send_recovered")
         self.sent += len(events)
         self._metrics.status_sent.inc(len(events))
 
