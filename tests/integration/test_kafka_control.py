@@ -28,9 +28,8 @@ from streamproc.processor import Outcome, Processor, RunSummary
 from streamproc.settings import Settings
 from streamproc.storage.local import LocalObjectStore
 from tests.conftest import MakeSettings
-from tests.helpers import event, eventually, wait_for
+from tests.helpers import GatedGenerator, event, eventually, mp4s, wait_for
 from tests.kafka_broker import Topics, answers, committed_to_end, create_topics, produce, read_all
-from tests.unit.control.test_processor_control import GatedGenerator, mp4s
 
 pytestmark = pytest.mark.kafka
 

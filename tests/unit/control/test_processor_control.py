@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,47 +12,21 @@ from typing import Any
 import pytest
 
 from streamproc.app import run_worker
-from streamproc.batching import ShapeKey
 from streamproc.events import utcnow
-from streamproc.generation.base import GeneratedBatch, GenerationRequest, StepControl
 from streamproc.generation.wan import WanGenerator
 from streamproc.metrics import Metrics
 from streamproc.processor import Outcome
 from streamproc.settings import Settings
 from tests.conftest import MakeSettings
-from tests.helpers import SpyGenerator, event, read_jsonl, wait_for, write_jsonl
-
-
-class GatedGenerator(SpyGenerator):
-    """The tiny pipeline, pausing on its GPU thread after step ``gate_step`` of the first
-    batch until ``gate`` is set: a cancel can be sent while a batch is mid-denoising."""
-
-    def __init__(self, inner: Any, gate_step: int = 2) -> None:
-        super().__init__(inner)
-        self.gate = threading.Event()
-        self.reached = threading.Event()
-        self.gate_step = gate_step
-        self.controls: list[StepControl] = []
-
-    async def generate(
-        self,
-        shape: ShapeKey,
-        requests: Sequence[GenerationRequest],
-        control: StepControl | None = None,
-    ) -> GeneratedBatch:
-        if control is not None and not self.controls:
-            step = control.step
-
-            def gated(done: int, total: int) -> None:
-                if done == self.gate_step:
-                    self.reached.set()
-                    self.gate.wait(30)
-                step(done, total)
-
-            control.step = gated  # type: ignore[method-assign]
-        if control is not None:
-            self.controls.append(control)
-        return await super().generate(shape, requests, control)
+from tests.helpers import (
+    GatedGenerator,
+    SpyGenerator,
+    event,
+    mp4s,
+    read_jsonl,
+    wait_for,
+    write_jsonl,
+)
 
 
 def settings_for(make_settings: MakeSettings, tmp_path: Path, **extra: Any) -> Settings:
@@ -70,10 +42,6 @@ def statuses(tmp_path: Path) -> list[dict[str, Any]]:
 
 def states_of(tmp_path: Path, event_id: str) -> list[str]:
     return [s["state"] for s in statuses(tmp_path) if s["event_id"] == event_id]
-
-
-def mp4s(settings: Settings) -> int:
-    return len(list(Path(settings.storage.local_dir).rglob("*.mp4")))
 
 
 def forget_outputs(settings: Settings, tmp_path: Path) -> None:
