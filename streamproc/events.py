@@ -1,10 +1,12 @@
 """The event contract: what comes in, what goes out, what is set aside.
 
-Three pydantic models cross the process boundary and nothing else does:
+Five pydantic models cross the process boundary and nothing else does:
 
 * :class:`PromptEvent` — one request for a video, read from the prompts topic or a JSONL line;
 * :class:`VideoResult` — the answer, published to the results topic;
-* :class:`DeadLetter` — an input that could not be answered, with its original bytes.
+* :class:`DeadLetter` — an input that could not be answered, with its original bytes;
+* :class:`StatusEvent` — where an event is (best effort, the status topic; docs/control.md);
+* :class:`ControlEvent` — a request about events already sent (``cancel``; the control topic).
 
 Their JSON Schemas live in ``schemas/`` (written by ``streamproc schemas``); a test keeps them
 identical to these models. Limits fixed by the contract (sizes multiple of 32, frames of the form
@@ -118,6 +120,12 @@ class DeadLetterReason(StrEnum):
     #: The event id was answered before for a different request (the result ledger holds
     #: that answer); ``detail`` names the earlier result.
     EVENT_ID_CONFLICT = "event_id_conflict"
+    #: Older than ``control.max_event_age_s`` (from ``created_at``, else the record's
+    #: timestamp) at admission or before generation: nobody waits for the answer any more.
+    EXPIRED = "expired"
+    #: Its tenant was over a limit (``tenants.max_in_flight`` or ``tenants.events_per_minute``);
+    #: ``detail`` names the limit. The producer may send it again later.
+    QUOTA_EXCEEDED = "quota_exceeded"
 
 
 class CacheOutcome(StrEnum):
@@ -476,7 +484,10 @@ class VideoResult(_Frozen):
     schema_version: Literal[1] = 1
     result_id: str = Field(description="Stable id: the same event always yields the same id.")
     event_id: str
-    status: Literal["ok", "failed"]
+    status: Literal["ok", "failed", "cancelled"] = Field(
+        description="'ok': video_url is set; 'failed': error says why; 'cancelled': withdrawn "
+        "by a control event before it was stored (nothing stored; error gives the reason)."
+    )
     video_url: str | None = Field(None, description="Where the MP4 is; null when failed.")
     object_key: str | None = Field(None, description="Content address of the MP4.")
     cache: CacheOutcome
@@ -491,7 +502,9 @@ class VideoResult(_Frozen):
     worker_id: str
     tenant: str | None = None
     attributes: dict[str, JsonValue] = Field(default_factory=dict)
-    error: str | None = Field(None, description="Why it failed, when status is failed.")
+    error: str | None = Field(
+        None, description="Why it failed (status failed), or the cancel's reason (cancelled)."
+    )
     replayed: bool = Field(
         False, description="Made by `streamproc replay` (a backfill), not by live traffic."
     )
@@ -548,6 +561,131 @@ class DeadLetter(_Frozen):
         """Decode :attr:`original` back to the bytes kept (all that were read unless
         :attr:`original_truncated`)."""
         return base64.b64decode(self.original)
+
+
+class StatusState(StrEnum):
+    """Where an event is in its life; the last three are final (one of them ends every event)."""
+
+    ACCEPTED = "accepted"  # decoded, admitted to this worker (not a duplicate, not expired)
+    QUEUED = "queued"  # waiting in its lane for a GPU batch
+    GENERATING = "generating"  # in a running batch (step k of N)
+    STORED = "stored"  # the video is in the object store
+    ANSWERED = "answered"  # its result is durable on the results topic (or file)
+    DEAD_LETTERED = "dead_lettered"  # its dead letter is durable
+    CANCELLED = "cancelled"  # its 'cancelled' result is durable
+
+
+#: The states that end an event (after one of them the worker sends no more for it).
+FINAL_STATES = frozenset({StatusState.ANSWERED, StatusState.DEAD_LETTERED, StatusState.CANCELLED})
+
+TenantName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$", strict=True)]
+
+
+class StatusEvent(_Frozen):
+    """Where one prompt event is, published best effort to the status topic (key: event_id).
+
+    Not part of the delivery contract: a status event may be dropped (the worker counts it) or
+    repeated (a redelivered event walks its states again); results and dead letters are the
+    outcome. Fields that do not apply to the state are null.
+    """
+
+    schema_version: Literal[1] = Field(1, description="Version of this contract.")
+    event_id: str = Field(description="The prompt event's id (also the record key).")
+    state: StatusState
+    at: datetime = Field(description="When the event entered this state (UTC).")
+    worker_id: str = Field(description="The worker that sent it.")
+    tenant: str | None = Field(None, description="The prompt event's tenant.")
+    lane: int | None = Field(
+        None, description="The priority lane it waits or ran in (0-9, higher served first)."
+    )
+    received_at: datetime | None = Field(None, description="When this worker read the record.")
+    created_at: datetime | None = Field(None, description="The prompt event's created_at.")
+    queue_position: int | None = Field(
+        None,
+        ge=1,
+        description="queued: events ahead of it in this worker's queue, plus one (1: next).",
+    )
+    estimated_start_at: datetime | None = Field(
+        None, description="queued: when its batch is expected to start (a rough estimate)."
+    )
+    step: int | None = Field(None, ge=0, description="generating: denoising steps done.")
+    total_steps: int | None = Field(None, ge=1, description="generating: steps in all.")
+    batch_size: int | None = Field(None, ge=1, description="generating: videos in its batch.")
+    result_id: str | None = Field(
+        None, description="stored, answered, cancelled: the result's id (VideoResult.result_id)."
+    )
+    video_url: str | None = Field(None, description="stored, answered: where the MP4 is.")
+    dead_letter_reason: DeadLetterReason | None = Field(
+        None, description="dead_lettered: the dead letter's reason."
+    )
+    detail: str | None = Field(
+        None, description="dead_lettered: the dead letter's detail; cancelled: the reason."
+    )
+
+
+class ControlAction(StrEnum):
+    """What a control event asks for."""
+
+    CANCEL = "cancel"
+
+
+class ControlEvent(_Frozen):
+    """An operator's or client's request about events already sent (the control topic).
+
+    ``cancel`` names exactly one of ``event_id`` (one event) or ``tenant`` (every event of the
+    tenant created or received up to ``issued_at``: a bulk withdrawal).
+    """
+
+    schema_version: Literal[1] = Field(1, description="Version of this contract.")
+    action: ControlAction = Field(description="'cancel'.")
+    event_id: EventId | None = Field(None, description="The one event to cancel.")
+    tenant: TenantName | None = Field(
+        None, description="Cancel every event of this tenant up to issued_at."
+    )
+    reason: str | None = Field(
+        None,
+        max_length=500,
+        strict=True,
+        description="Why; copied into the cancelled result's error and the status event.",
+    )
+    issued_at: ZonedDateTime | None = Field(
+        None,
+        description="When it was issued (RFC 3339, with a zone); default: the record's "
+        "timestamp. A tenant cancel covers events created (or else received) up to then.",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["event_id"], "properties": {"event_id": {"type": "string"}}},
+                {"required": ["tenant"], "properties": {"tenant": {"type": "string"}}},
+            ]
+        }
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ControlEvent:
+        if (self.event_id is None) == (self.tenant is None):
+            raise PydanticCustomError(
+                "cancel_target", "a cancel names exactly one of event_id or tenant"
+            )
+        return self
+
+
+def decode_control(raw: bytes) -> ControlEvent:
+    """Parse one control record; raises :class:`InvalidEventError` (reason ``malformed`` or
+    ``schema_violation``) with a readable detail, and nothing else."""
+    try:
+        data, _ = _parse(raw)
+        return ControlEvent.model_validate(data)
+    except InvalidEventError:
+        raise
+    except ValidationError as exc:
+        raise InvalidEventError(
+            DeadLetterReason.SCHEMA_VIOLATION, safe_text(_describe(exc)), "ValidationError"
+        ) from None
+    except Exception as exc:  # no record may escape as a traceback
+        raise _unexpected(DeadLetterReason.MALFORMED, exc) from None
 
 
 #: Longest ``detail`` of a dead letter, in characters.
@@ -935,6 +1073,8 @@ SCHEMA_MODELS: dict[str, tuple[type[BaseModel], Literal["validation", "serializa
     "prompt-event": (PromptEvent, "validation"),
     "video-result": (VideoResult, "serialization"),
     "dead-letter": (DeadLetter, "serialization"),
+    "status-event": (StatusEvent, "serialization"),
+    "control-event": (ControlEvent, "validation"),
 }
 
 

@@ -666,6 +666,15 @@ class LocalTransportSettings(_Section):
     max_record_bytes: int = Field(
         MAX_RECORD_BYTES, ge=1024, description="Longer lines are dead-lettered."
     )
+    status: str = Field(
+        str(DEFAULT_OUT / "status.jsonl"),
+        description="JSONL of status events (with status.enabled), or '-' for stderr.",
+    )
+    control: str | None = Field(
+        None,
+        description="JSONL file of control events (cancel), read from its start and followed "
+        "while the worker runs (lines appended later are seen); unset: no control input.",
+    )
 
 
 class KafkaSettings(_Section):
@@ -691,6 +700,17 @@ class KafkaSettings(_Section):
     dead_letter_topic: str = Field(
         "streamproc.dead-letters",
         description="Topic for dead letters.",
+        pattern=r"^[A-Za-z0-9._-]+$",
+    )
+    status_topic: str = Field(
+        "streamproc.status",
+        description="Topic for status events (with status.enabled), keyed by event_id.",
+        pattern=r"^[A-Za-z0-9._-]+$",
+    )
+    control_topic: str = Field(
+        "streamproc.control",
+        description="Topic of control events (cancel), read by every worker from every "
+        "partition (no consumer group), from control.cancel_memory_s ago (with control.enabled).",
         pattern=r"^[A-Za-z0-9._-]+$",
     )
     group_id: str = Field("streamproc", min_length=1, description="Consumer group of the workers.")
@@ -880,6 +900,131 @@ class FaultSettings(_Section):
         description="After a permanent fault (denied credentials, missing bucket or topic) the "
         "worker stays up this long with /readyz failing and input paused, then exits non-zero "
         "so its orchestrator restarts it.",
+    )
+
+
+class StatusSettings(_Section):
+    """Status events: where each event is (best effort, never holds up results)."""
+
+    enabled: bool = Field(
+        True,
+        description="Send status events to kafka.status_topic (or local.status): accepted, "
+        "queued, generating (step k of N), stored, answered / dead_lettered / cancelled.",
+    )
+    step_interval_s: float = Field(
+        1.0,
+        ge=0,
+        description="Least time between two 'generating' events of one batch (the first and "
+        "last step are always sent; 0: every step).",
+    )
+    buffer_size: int = Field(
+        10_000,
+        ge=1,
+        description="Status events waiting to be sent; when full, new ones are dropped and "
+        "counted (streamproc_status_dropped_total), never waited for.",
+    )
+
+
+class ControlSettings(_Section):
+    """Cancellation and expiry (docs/control.md)."""
+
+    enabled: bool = Field(
+        True, description="Read control events (kafka.control_topic, or local.control)."
+    )
+    cancel_memory_s: float = Field(
+        3600.0,
+        gt=0,
+        description="How long a cancel is remembered: an event it names that arrives later "
+        "(or is delivered again) within this time is cancelled too.",
+    )
+    cancel_memory_max: int = Field(
+        100_000, ge=1, description="Most remembered cancels (the oldest are forgotten first)."
+    )
+    max_event_age_s: float = Field(
+        0.0,
+        ge=0,
+        description="Dead-letter events older than this (from created_at, else the record's "
+        "timestamp) as 'expired', at admission and again before generation (0: no limit).",
+    )
+
+
+class TenantQuota(_Section):
+    """Limits of one tenant (0: no limit)."""
+
+    max_in_flight: int = Field(
+        0, ge=0, description="Most events of the tenant admitted and unfinished on one worker."
+    )
+    events_per_minute: float = Field(
+        0.0, ge=0, description="Most events of the tenant admitted per minute on one worker."
+    )
+
+
+class TenantSettings(_Section):
+    """Fair sharing between tenants: weights inside each lane, per-tenant limits.
+
+    Events without a tenant share one anonymous tenant. An event over a limit is dead-lettered
+    as quota_exceeded (docs/control.md).
+    """
+
+    weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="Share of the GPU of each tenant inside a lane, relative to others "
+        "(weighted fair queuing); tenants not named get default_weight.",
+    )
+    default_weight: float = Field(1.0, gt=0, description="Weight of tenants not in weights.")
+    max_in_flight: int = Field(
+        0,
+        ge=0,
+        description="Most events of one tenant admitted and unfinished on one worker (0: no "
+        "limit); beyond it an event is dead-lettered as quota_exceeded.",
+    )
+    events_per_minute: float = Field(
+        0.0,
+        ge=0,
+        description="Most events of one tenant admitted per minute on one worker, a token "
+        "bucket holding a minute's worth (0: no limit); beyond it quota_exceeded.",
+    )
+    quotas: dict[str, TenantQuota] = Field(
+        default_factory=dict,
+        description="Limits of named tenants, instead of max_in_flight / events_per_minute.",
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _positive_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        for tenant, weight in value.items():
+            if not weight > 0:
+                raise ValueError(f"weight of tenant {tenant!r} must be > 0")
+        return value
+
+    def weight(self, tenant: str | None) -> float:
+        """The weight of ``tenant`` (None: the anonymous tenant)."""
+        return self.weights.get(tenant or "", self.default_weight)
+
+    def quota(self, tenant: str | None) -> TenantQuota:
+        """The limits in force for ``tenant``."""
+        named = self.quotas.get(tenant or "")
+        if named is not None:
+            return named
+        return TenantQuota(
+            max_in_flight=self.max_in_flight, events_per_minute=self.events_per_minute
+        )
+
+
+class LaneSettings(_Section):
+    """Priority lanes: each priority (0-9) is a lane, higher lanes are served first."""
+
+    starvation_s: float = Field(
+        30.0,
+        gt=0,
+        description="Longest wait of the event at the head of a lane once a higher lane keeps "
+        "the GPU busy; past it, its batch goes next.",
+    )
+    replay_priority: int | None = Field(
+        0,
+        ge=0,
+        le=9,
+        description="Lane of events run by `streamproc replay` (null: their own priority).",
     )
 
 
@@ -1075,6 +1220,10 @@ class Settings(BaseSettings):
     dead_letters: DeadLetterSettings = DeadLetterSettings()
     ledger: LedgerSettings = LedgerSettings()
     faults: FaultSettings = FaultSettings()
+    status: StatusSettings = StatusSettings()
+    control: ControlSettings = ControlSettings()
+    lanes: LaneSettings = LaneSettings()
+    tenants: TenantSettings = TenantSettings()
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
     gateway: GatewaySettings = GatewaySettings()
