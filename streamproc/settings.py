@@ -14,7 +14,7 @@ import re
 import socket
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import yaml
 from pydantic import (
@@ -1051,12 +1051,28 @@ class TenantLimits(_Section):
     burst_requests: int = Field(
         100, ge=1, description="Requests allowed at once before requests_per_s applies."
     )
-    videos_per_min: float = Field(
-        600.0, gt=0, description="Accepted video submissions per minute (POST /v1/videos)."
+    videos_per_min: float | None = Field(
+        None,
+        gt=0,
+        description="Accepted video submissions per minute (POST /v1/videos); unset: the "
+        "workers' quota of the tenant (tenants.quotas / tenants.events_per_minute), or 600 "
+        "where that is 0 (no limit).",
     )
-    burst_videos: int = Field(
-        60, ge=1, description="Submissions allowed at once before videos_per_min applies."
+    burst_videos: int | None = Field(
+        None,
+        ge=1,
+        description="Submissions allowed at once before videos_per_min applies; unset: a "
+        "minute's worth, like the workers' token bucket.",
     )
+
+
+class GatewayRates(NamedTuple):
+    """The limits in force for one tenant at the gateway."""
+
+    requests_per_s: float
+    burst_requests: int
+    videos_per_min: float
+    burst_videos: int
 
 
 class ApiKeySpec(_Section):
@@ -1107,8 +1123,9 @@ class GatewaySettings(_Section):
     )
     tenants: dict[str, TenantLimits] = Field(
         default_factory=dict,
-        description="The tenants the gateway serves, each with its limits; a key of a tenant "
-        "not listed is refused (403 unknown_tenant).",
+        description="Tenants the gateway serves, with their limits; the tenants named in "
+        "the workers' tenants.weights and tenants.quotas are served too, with the default "
+        "limits. A key of a tenant named nowhere is refused (403 unknown_tenant).",
     )
     idempotency_ttl_s: float = Field(
         24 * 3600.0,
@@ -1270,6 +1287,20 @@ class Settings(BaseSettings):
         """The Redis URL of the gateway's keys, limits and idempotency records."""
         url = self.gateway.redis_url or self.ledger.redis_url or self.cache.redis_url
         return url.get_secret_value()
+
+    def gateway_tenants(self) -> dict[str, GatewayRates]:
+        """Every tenant the gateway serves → (requests/s, burst, videos/min, burst): the
+        gateway's own limits, with videos/min defaulting to the workers' quota of the tenant
+        so that a tenant within its gateway limit is never dead-lettered as quota_exceeded."""
+        names = {*self.gateway.tenants, *self.tenants.weights, *self.tenants.quotas}
+        out: dict[str, GatewayRates] = {}
+        for name in sorted(names):
+            own = self.gateway.tenants.get(name) or TenantLimits()
+            quota = self.tenants.quota(name).events_per_minute
+            per_min = own.videos_per_min or quota or 600.0
+            burst = own.burst_videos or max(1, int(per_min))
+            out[name] = GatewayRates(own.requests_per_s, own.burst_requests, per_min, burst)
+        return out
 
     def event_limits(self, model_id: str | None = None) -> EventLimits:
         """The limits handed to event validation (with the model profile's defaults)."""

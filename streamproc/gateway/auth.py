@@ -22,6 +22,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -82,9 +83,11 @@ def bearer_key(header: str | None) -> str:
 class ApiKeys:
     """Looks keys up: first the configured ones, then Redis (remembered ``key_cache_s``)."""
 
-    def __init__(self, settings: GatewaySettings, redis: GatewayRedis) -> None:
+    def __init__(
+        self, settings: GatewaySettings, redis: GatewayRedis, tenants: Collection[str]
+    ) -> None:
         self._configured = {spec.sha256: _record(spec) for spec in settings.api_keys}
-        self._tenants = frozenset(settings.tenants)
+        self._tenants = frozenset(tenants)
         self._redis = redis
         self._cache_s = settings.key_cache_s
         self._cache: dict[str, tuple[float, KeyRecord | None]] = {}

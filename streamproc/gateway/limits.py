@@ -21,7 +21,7 @@ from typing import Literal
 from redis.commands.core import AsyncScript
 
 from streamproc.gateway.redis import GatewayRedis
-from streamproc.settings import TenantLimits
+from streamproc.settings import GatewayRates
 
 LimitName = Literal["requests", "videos"]
 
@@ -62,7 +62,7 @@ class Decision:
 class RateLimiter:
     """Checks and consumes tokens of a tenant's buckets."""
 
-    def __init__(self, redis: GatewayRedis, tenants: dict[str, TenantLimits]) -> None:
+    def __init__(self, redis: GatewayRedis, tenants: dict[str, GatewayRates]) -> None:
         self._redis = redis
         self._tenants = tenants
         self._script: AsyncScript | None = None  # registered on first use (after start)

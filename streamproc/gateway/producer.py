@@ -84,8 +84,12 @@ class PromptProducer(AsyncResource):
         if producer is not None:
             await producer.stop()
 
-    async def send(self, key: str, value: bytes, *, tenant: str, trace_id: str) -> Placed:
-        """Produce one record and wait for acks=all; at most ``timeout_s``."""
+    async def send(
+        self, key: str, value: bytes, *, tenant: str, trace_id: str, topic: str | None = None
+    ) -> Placed:
+        """Produce one record to ``topic`` (default: the prompts topic) and wait for
+        acks=all; at most ``timeout_s``."""
+        topic = topic or self.topic
         if self._producer is None:
             raise TransportError("the gateway's Kafka producer is not started")
         headers = [
@@ -96,20 +100,18 @@ class PromptProducer(AsyncResource):
         ]
         try:
             meta = await asyncio.wait_for(
-                self._producer.send_and_wait(
-                    self.topic, value, key=key.encode(), headers=headers
-                ),
+                self._producer.send_and_wait(topic, value, key=key.encode(), headers=headers),
                 self._timeout_s,
             )
         except (KafkaError, OSError, TimeoutError) as exc:
             raise kafka_error(
-                f"send to {self.topic}",
+                f"send to {topic}",
                 exc,
                 component="gateway",
                 brokers=self._settings.bootstrap_servers,
-                topic=self.topic,
+                topic=topic,
             ) from None
-        return Placed(self.topic, meta.partition, meta.offset)  # type: ignore[attr-defined]
+        return Placed(topic, meta.partition, meta.offset)  # type: ignore[attr-defined]
 
     async def readiness(self) -> tuple[bool, str]:
         """Whether the brokers answer a metadata request now (and have the topic)."""

@@ -1,0 +1,115 @@
+"""``streamproc gateway``: build the parts from the settings, start them, serve HTTP.
+
+Start order: Redis (keys, limits, video ids), the result ledger (Redis), the Kafka producer
+(which checks that the prompts topic exists), the status reader; then uvicorn. Any of the
+first three failing stops the start with one line (exit status 1), before a port is opened.
+SIGINT/SIGTERM stop accepting connections, let requests in flight finish (uvicorn's graceful
+shutdown, ``SHUTDOWN_GRACE_S``) and close the parts in reverse order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+import uvicorn
+
+from streamproc.errors import ConfigError
+from streamproc.gateway.app import Parts, build_app
+from streamproc.gateway.auth import ApiKeys
+from streamproc.gateway.http import AccessLog
+from streamproc.gateway.limits import RateLimiter
+from streamproc.gateway.metrics import GatewayMetrics
+from streamproc.gateway.producer import PromptProducer
+from streamproc.gateway.redis import GatewayRedis
+from streamproc.gateway.status import StatusView
+from streamproc.gateway.videos import VideoBook
+from streamproc.ledger.redis import RedisLedger
+from streamproc.settings import Settings
+
+log = structlog.get_logger(__name__)
+#: How long requests in flight may finish after SIGTERM.
+SHUTDOWN_GRACE_S = 10.0
+#: How far back a starting replica reads the status topic.
+STATUS_LOOKBACK_S = 900.0
+
+
+@contextlib.asynccontextmanager
+async def started_parts(settings: Settings) -> AsyncIterator[Parts]:
+    """Every part of the gateway, started; closed in reverse order on exit."""
+    if settings.ledger_backend != "redis":
+        raise ConfigError(
+            "the gateway reads answers from the shared result ledger: set ledger.backend to "
+            "'redis' (STREAMPROC_LEDGER__BACKEND=redis) here and on the workers"
+        )
+    tenants = settings.gateway_tenants()
+    if not tenants:
+        log.warning("gateway_without_tenants", hint="every key is refused: set gateway.tenants")
+    gateway = settings.gateway
+    client_id = f"streamproc-gateway-{settings.worker_id}"
+    async with contextlib.AsyncExitStack() as stack:
+        redis = await stack.enter_async_context(
+            GatewayRedis(
+                settings.gateway_redis_url,
+                prefix=gateway.key_prefix,
+                timeout_s=gateway.redis_timeout_ms / 1000,
+            )
+        )
+        ledger = await stack.enter_async_context(
+            RedisLedger(
+                settings.ledger_redis_url,
+                prefix=settings.ledger.key_prefix,
+                ttl_s=settings.ledger.ttl_s,
+                timeout_s=gateway.redis_timeout_ms / 1000,
+            )
+        )
+        producer = await stack.enter_async_context(
+            PromptProducer(
+                settings.kafka, client_id=client_id, timeout_s=gateway.produce_timeout_ms / 1000
+            )
+        )
+        status = await stack.enter_async_context(
+            StatusView(settings.kafka, client_id=client_id, lookback_s=STATUS_LOOKBACK_S)
+        )
+        yield Parts(
+            settings=gateway,
+            limits=settings.event_limits(),
+            redis=redis,
+            keys=ApiKeys(gateway, redis, tenants),
+            limiter=RateLimiter(redis, tenants),
+            videos=VideoBook(redis, ttl_s=gateway.idempotency_ttl_s),
+            producer=producer,
+            ledger=ledger,
+            status=status,
+            metrics=GatewayMetrics(),
+            control_topic=settings.kafka.control_topic,
+        )
+
+
+async def serve(settings: Settings) -> None:
+    """Run the gateway until SIGINT/SIGTERM."""
+    async with started_parts(settings) as parts:
+        app = AccessLog(
+            build_app(parts), parts.metrics, log_prompts=settings.gateway.log_prompts
+        )
+        config = uvicorn.Config(
+            app,
+            host=settings.gateway.host,
+            port=settings.gateway.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
+            server_header=False,
+        )
+        server = uvicorn.Server(config)
+        log.info(
+            "gateway_listening",
+            host=settings.gateway.host,
+            port=settings.gateway.port,
+            prompts_topic=parts.producer.topic,
+            tenants=len(settings.gateway_tenants()),
+        )
+        await server.serve()
+    log.info("gateway_stopped")
