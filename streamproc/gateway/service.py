@@ -9,8 +9,10 @@ shutdown, ``SHUTDOWN_GRACE_S``) and close the parts in reverse order.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Iterator
 
 import structlog
 import uvicorn
@@ -103,7 +105,10 @@ async def serve(settings: Settings) -> None:
             timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
             server_header=False,
         )
-        server = uvicorn.Server(config)
+        server = _Server(config)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, server.stop_on_signal)
         log.info(
             "gateway_listening",
             host=settings.gateway.host,
@@ -111,5 +116,25 @@ async def serve(settings: Settings) -> None:
             prompts_topic=parts.producer.topic,
             tenants=len(settings.gateway_tenants()),
         )
-        await server.serve()
+        try:
+            await server.serve()
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
     log.info("gateway_stopped")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, with the signals left to us: the first SIGINT/SIGTERM drains, a
+    second one closes connections at once; the process then exits 0 (uvicorn would re-raise
+    the signal and die by it)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def stop_on_signal(self) -> None:
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
+        log.info("gateway_stopping")
