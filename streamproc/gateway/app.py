@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request, Response
+from fastapi import Depends, FastAPI, Header, Request, Response, Security
 from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from streamproc import __version__
@@ -54,6 +55,9 @@ _VIDEO_ID = re.compile(VIDEO_ID_PATTERN)
 SSE_POLL_S = 2.0
 #: Longest life of one server-sent event stream (the client reconnects).
 SSE_MAX_S = 3600.0
+#: Declares the scheme in the OpenAPI document; ApiKeys reads the header itself, so that each
+#: refusal has its own code.
+_BEARER = HTTPBearer(auto_error=False, description="An API key: 'Bearer sp_...'.")
 
 
 @dataclass
@@ -101,9 +105,10 @@ def build_app(parts: Parts) -> FastAPI:
     body_schema, defs = _body_schema()
 
     async def tenant_of(
-        request: Request, authorization: Annotated[str | None, Header()] = None
+        request: Request,
+        _documented: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
     ) -> str:
-        tenant = await parts.keys.tenant_of(authorization)
+        tenant = await parts.keys.tenant_of(request.headers.get("authorization"))
         request.scope["state"]["tenant"] = tenant
         decision = await parts.limiter.acquire(tenant, "requests")
         if not decision.allowed:
