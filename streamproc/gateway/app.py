@@ -13,6 +13,7 @@ Invariants (tested with the faults injected):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -93,6 +94,49 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _parts(request: Request) -> Parts:
+    parts: Parts = request.app.state.parts
+    return parts
+
+
+async def tenant_of(
+    request: Request,
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
+) -> str:
+    """The caller's tenant (from the API key), after its request rate limit."""
+    parts = _parts(request)
+    tenant = await parts.keys.tenant_of(request.headers.get("authorization"))
+    request.scope["state"]["tenant"] = tenant
+    decision = await parts.limiter.acquire(tenant, "requests")
+    if not decision.allowed:
+        parts.metrics.rate_limited.labels(tenant, "requests").inc()
+        raise RequestError(
+            429,
+            "rate_limited",
+            "too many requests for this tenant; retry after Retry-After seconds",
+            {"Retry-After": decision.retry_after_header},
+        )
+    return tenant
+
+
+Tenant = Annotated[str, Depends(tenant_of)]
+
+
+async def owned(request: Request, video_id: str, tenant: Tenant) -> VideoRecord:
+    """The caller's video ``video_id``, or 404 (also for another tenant's id)."""
+    record = None
+    if _VIDEO_ID.fullmatch(video_id):
+        event_id = event_id_for(tenant, video_id)
+        request.scope["state"]["event_id"] = event_id
+        record = await _parts(request).videos.get(event_id)
+    if record is None:
+        raise RequestError(404, "not_found", "no video with this id for this API key")
+    return record
+
+
+Owned = Annotated[VideoRecord, Depends(owned)]
+
+
 def build_app(parts: Parts) -> FastAPI:
     """The gateway's ASGI app (the access log is added by the service, around it)."""
     app = FastAPI(
@@ -101,37 +145,9 @@ def build_app(parts: Parts) -> FastAPI:
         description="Submit prompts for short videos and follow them to the result. "
         "Authenticate with 'Authorization: Bearer <API key>'. See docs/gateway.md.",
     )
+    app.state.parts = parts
     install_error_handlers(app, parts.metrics)
     body_schema, defs = _body_schema()
-
-    async def tenant_of(
-        request: Request,
-        _documented: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
-    ) -> str:
-        tenant = await parts.keys.tenant_of(request.headers.get("authorization"))
-        request.scope["state"]["tenant"] = tenant
-        decision = await parts.limiter.acquire(tenant, "requests")
-        if not decision.allowed:
-            parts.metrics.rate_limited.labels(tenant, "requests").inc()
-            raise RequestError(
-                429,
-                "rate_limited",
-                "too many requests for this tenant; retry after Retry-After seconds",
-                {"Retry-After": decision.retry_after_header},
-            )
-        return tenant
-
-    async def owned(
-        request: Request, video_id: str, tenant: str = Depends(tenant_of)
-    ) -> VideoRecord:
-        record = None
-        if _VIDEO_ID.fullmatch(video_id):
-            event_id = event_id_for(tenant, video_id)
-            request.scope["state"]["event_id"] = event_id
-            record = await parts.videos.get(event_id)
-        if record is None:
-            raise RequestError(404, "not_found", "no video with this id for this API key")
-        return record
 
     def links(request: Request, video_id: str) -> VideoLinks:
         base = parts.settings.public_url or str(request.base_url).rstrip("/")
@@ -156,7 +172,7 @@ def build_app(parts: Parts) -> FastAPI:
     async def submit(
         request: Request,
         response: Response,
-        tenant: str = Depends(tenant_of),
+        tenant: Tenant,
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> VideoView:
         """Produce the prompt event to the prompts topic (acks=all) and answer 202 with the
@@ -185,17 +201,25 @@ def build_app(parts: Parts) -> FastAPI:
         response.headers["Location"] = f"/v1/videos/{video_id}"
         return await current(request, video_id, held)
 
-    @app.get("/v1/videos/{video_id}", response_model=VideoView, responses=_ERRORS,
-             summary="A video's state")
-    async def get_video(request: Request, video_id: str, record: VideoRecord = Depends(owned)) -> VideoView:
+    @app.get(
+        "/v1/videos/{video_id}",
+        response_model=VideoView,
+        responses=_ERRORS,
+        summary="A video's state",
+    )
+    async def get_video(request: Request, video_id: str, record: Owned) -> VideoView:
         """Queued, generating (with progress), done (with the video URL), failed (with the
         reason) or cancelled."""
         return await current(request, video_id, record)
 
-    @app.get("/v1/videos/{video_id}/events", response_class=EventSourceResponse,
-             responses=_ERRORS, summary="A video's states as server-sent events")
+    @app.get(
+        "/v1/videos/{video_id}/events",
+        response_class=EventSourceResponse,
+        responses=_ERRORS,
+        summary="A video's states as server-sent events",
+    )
     async def video_events(
-        request: Request, video_id: str, record: VideoRecord = Depends(owned)
+        request: Request, video_id: str, record: Owned
     ) -> AsyncIterator[ServerSentEvent]:
         """One ``state`` event with the video's view now, then one at every change, until a
         final state (done, failed, cancelled); then the stream ends."""
@@ -217,9 +241,14 @@ def build_app(parts: Parts) -> FastAPI:
                     return
             await parts.status.wait(record.event_id, SSE_POLL_S)
 
-    @app.get("/v1/videos/{video_id}/content", status_code=302, responses=_ERRORS,
-             response_class=RedirectResponse, summary="Download the MP4")
-    async def video_content(request: Request, video_id: str, record: VideoRecord = Depends(owned)) -> Response:
+    @app.get(
+        "/v1/videos/{video_id}/content",
+        status_code=302,
+        responses=_ERRORS,
+        response_class=RedirectResponse,
+        summary="Download the MP4",
+    )
+    async def video_content(request: Request, video_id: str, record: Owned) -> Response:
         """A redirect to the MP4 in the object store once the video is done."""
         view = await current(request, video_id, record)
         if view.status != "done" or not view.video_url:
@@ -232,9 +261,14 @@ def build_app(parts: Parts) -> FastAPI:
             )
         return RedirectResponse(view.video_url, status_code=302)
 
-    @app.delete("/v1/videos/{video_id}", status_code=202, response_model=VideoView,
-                responses=_ERRORS, summary="Cancel a video")
-    async def cancel_video(request: Request, video_id: str, record: VideoRecord = Depends(owned)) -> VideoView:
+    @app.delete(
+        "/v1/videos/{video_id}",
+        status_code=202,
+        response_model=VideoView,
+        responses=_ERRORS,
+        summary="Cancel a video",
+    )
+    async def cancel_video(request: Request, video_id: str, record: Owned) -> VideoView:
         """Send a cancel for the video to the control topic (acks=all). The video ends as
         cancelled unless it is done first; a video that already ended is 409."""
         view = await current(request, video_id, record)
@@ -262,8 +296,11 @@ def build_app(parts: Parts) -> FastAPI:
         """200 while the process serves requests."""
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: Kafka and Redis reachable",
-             responses={503: {"description": "Kafka or Redis does not answer."}})
+    @app.get(
+        "/readyz",
+        summary="Readiness: Kafka and Redis reachable",
+        responses={503: {"description": "Kafka or Redis does not answer."}},
+    )
     async def readyz() -> JSONResponse:
         """200 when the brokers (with the prompts topic) and Redis answer, else 503; the
         status topic reader is reported but never fails it (status events are best effort)."""
@@ -282,8 +319,9 @@ def build_app(parts: Parts) -> FastAPI:
     async def metrics() -> Response:
         return Response(parts.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                   include_in_schema=False)
+    @app.api_route(
+        "/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+    )
     async def unknown(request: Request, path: str) -> Response:
         return error_response(request, 404, "not_found", f"no route /{path}")
 
@@ -311,19 +349,17 @@ async def _produce(
         await parts.producer.send(held.event_id, record, tenant=tenant, trace_id=trace_id)
     except BaseException:
         if kind == "new":
-            try:
+            # On failure the reservation expires; a retry with the key produces again.
+            with contextlib.suppress(TransientError):
                 await parts.videos.release(held)
-            except TransientError:
-                pass  # the reservation expires; a retry with the key produces again
         raise
     parts.metrics.produce_latency.observe(time.perf_counter() - started)
     parts.metrics.accepted.labels(tenant).inc()
-    try:
+    # The broker has the record: the answer is 202 even when Redis fails now. The record then
+    # stays 'pending', so a retry with the key produces once more (the ledger answers it the
+    # same).
+    with contextlib.suppress(TransientError):
         await parts.videos.accept(held)
-    except TransientError:
-        # The broker has the record: the answer is 202. The record stays 'pending', so a
-        # retry with the key produces once more (the ledger answers it the same).
-        pass
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -66,15 +66,11 @@ def key_digest(key: str) -> str:
 def bearer_key(header: str | None) -> str:
     """The key in an ``Authorization`` header value, or :class:`AuthError` 401."""
     if header is None or not header.strip():
-        raise AuthError(
-            401, "missing_api_key", "send the API key as 'Authorization: Bearer <key>'"
-        )
+        raise AuthError(401, "missing_api_key", "send the API key as 'Authorization: Bearer <key>'")
     scheme, _, key = header.strip().partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
-        raise AuthError(
-            401, "missing_api_key", "the Authorization header must be 'Bearer <key>'"
-        )
+        raise AuthError(401, "missing_api_key", "the Authorization header must be 'Bearer <key>'")
     if len(key) > _MAX_KEY_CHARS:
         raise AuthError(401, "invalid_api_key", "the API key is not valid")
     return key
@@ -111,9 +107,9 @@ class ApiKeys:
         return record.tenant
 
     async def _lookup(self, digest: str) -> KeyRecord | None:
-        for known, record in self._configured.items():
+        for known, configured in self._configured.items():
             if hmac.compare_digest(known, digest):
-                return record
+                return configured
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -154,7 +150,7 @@ def _record(spec: ApiKeySpec) -> KeyRecord:
     return KeyRecord(spec.tenant, spec.expires_at, spec.name)
 
 
-def _parse_stored(raw: bytes) -> KeyRecord | None:
+def _parse_stored(raw: bytes | str) -> KeyRecord | None:
     # A damaged entry refuses the key rather than failing the request.
     try:
         data = json.loads(raw)

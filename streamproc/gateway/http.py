@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -52,7 +53,11 @@ class ErrorBody(BaseModel):
 
 
 def error_response(
-    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """The JSON error answer (and the ``code`` noted for the access log and metrics)."""
     state = request.scope.setdefault("state", {})
@@ -118,7 +123,10 @@ def install_error_handlers(app: FastAPI, metrics: GatewayMetrics) -> None:
     async def _refused(request: Request, exc: ServiceRefused) -> JSONResponse:
         log.error("gateway_dependency_refused", error=str(exc))
         return error_response(
-            request, 503, "unavailable", "a service behind the gateway refuses it; retry later",
+            request,
+            503,
+            "unavailable",
+            "a service behind the gateway refuses it; retry later",
             {"Retry-After": "5"},
         )
 
@@ -162,12 +170,21 @@ class AccessLog:
         except Exception as exc:
             # Starlette re-raises what its 500 handler answered; this is where it ends,
             # as one log line rather than a traceback from the server.
-            log.error("gateway_internal_error", error_class=type(exc).__name__,
-                      error=str(exc)[:500], request_id=state["request_id"])
+            log.error(
+                "gateway_internal_error",
+                error_class=type(exc).__name__,
+                error=str(exc)[:500],
+                request_id=state["request_id"],
+            )
             if status == 500 and not state.get("error_code"):
                 body = b'{"error":{"code":"internal_error","message":"unexpected error"}}'
-                await send({"type": "http.response.start", "status": 500,
-                            "headers": [(b"content-type", b"application/json")]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [(b"content-type", b"application/json")],
+                    }
+                )
                 await send({"type": "http.response.body", "body": body})
         finally:
             elapsed = time.perf_counter() - started

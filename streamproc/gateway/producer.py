@@ -47,9 +47,7 @@ class Placed:
 class PromptProducer(AsyncResource):
     """One aiokafka producer for the gateway process."""
 
-    def __init__(
-        self, settings: KafkaSettings, *, client_id: str, timeout_s: float
-    ) -> None:
+    def __init__(self, settings: KafkaSettings, *, client_id: str, timeout_s: float) -> None:
         self._settings = settings
         self.topic = settings.prompts_topics[0]
         self._client_id = client_id

@@ -92,9 +92,7 @@ async def started_parts(settings: Settings) -> AsyncIterator[Parts]:
 async def serve(settings: Settings) -> None:
     """Run the gateway until SIGINT/SIGTERM."""
     async with started_parts(settings) as parts:
-        app = AccessLog(
-            build_app(parts), parts.metrics, log_prompts=settings.gateway.log_prompts
-        )
+        app = AccessLog(build_app(parts), parts.metrics, log_prompts=settings.gateway.log_prompts)
         config = uvicorn.Config(
             app,
             host=settings.gateway.host,

@@ -30,8 +30,9 @@ FINAL: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 class VideoError(BaseModel):
     """Why a video was not made."""
 
-    code: str = Field(description="The dead letter's reason (e.g. unsupported_parameter), "
-                      "or 'cancelled'.")
+    code: str = Field(
+        description="The dead letter's reason (e.g. unsupported_parameter), or 'cancelled'."
+    )
     message: str = Field(description="A readable explanation.")
 
 
@@ -96,10 +97,18 @@ def _from_ledger(entry: LedgerEntry) -> dict[str, Any]:
         return {**common, "status": "done", "progress": 100, "video_url": body.get("video_url")}
     if outcome == "cancelled":
         message = body.get("error") or "cancelled"
-        return {**common, "status": "cancelled", "progress": 0,
-                "error": VideoError(code="cancelled", message=str(message))}
-    return {**common, "status": "failed", "progress": 0,
-            "error": VideoError(code="generation_failed", message=str(body.get("error")))}
+        return {
+            **common,
+            "status": "cancelled",
+            "progress": 0,
+            "error": VideoError(code="cancelled", message=str(message)),
+        }
+    return {
+        **common,
+        "status": "failed",
+        "progress": 0,
+        "error": VideoError(code="generation_failed", message=str(body.get("error"))),
+    }
 
 
 def _from_status(status: StatusEvent) -> dict[str, Any]:
@@ -118,12 +127,21 @@ def _from_status(status: StatusEvent) -> dict[str, Any]:
     if state == StatusState.STORED:
         return {"status": "generating", "progress": 100}
     if state == StatusState.ANSWERED:
-        return {"status": "done", "progress": 100, "video_url": status.video_url,
-                "result_id": status.result_id}
+        return {
+            "status": "done",
+            "progress": 100,
+            "video_url": status.video_url,
+            "result_id": status.result_id,
+        }
     if state == StatusState.CANCELLED:
-        return {"status": "cancelled", "progress": 0,
-                "error": VideoError(code="cancelled", message=status.detail or "cancelled")}
+        return {
+            "status": "cancelled",
+            "progress": 0,
+            "error": VideoError(code="cancelled", message=status.detail or "cancelled"),
+        }
     reason = status.dead_letter_reason
-    return {"status": "failed", "progress": 0,
-            "error": VideoError(code=str(reason) if reason else "failed",
-                                message=status.detail or "")}
+    return {
+        "status": "failed",
+        "progress": 0,
+        "error": VideoError(code=str(reason) if reason else "failed", message=status.detail or ""),
+    }

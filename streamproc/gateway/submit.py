@@ -137,7 +137,7 @@ def request_model() -> type[BaseModel]:
         for name, info in PromptEvent.model_fields.items()
         if name not in RESERVED_FIELDS
     }
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    return create_model(
         "VideoRequest",
         __config__=ConfigDict(extra="forbid"),
         __doc__="A request for one video: the prompt event's fields but event_id and tenant.",

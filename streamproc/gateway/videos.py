@@ -43,7 +43,7 @@ class VideoRecord:
         )
 
     @classmethod
-    def decode(cls, event_id: str, raw: bytes) -> VideoRecord:
+    def decode(cls, event_id: str, raw: bytes | str) -> VideoRecord:
         data = json.loads(raw)
         return cls(event_id, data["hash"], data["state"], data["submitted_at"])
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +21,7 @@ from streamproc.gateway.auth import generate_key, key_digest
 from streamproc.gateway.http import AccessLog
 from streamproc.gateway.service import started_parts
 from streamproc.settings import Settings, load_settings
+from tests.integration.workers import streamproc_command, streamproc_env
 from tests.kafka_broker import Topics, create_topics
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -83,7 +86,9 @@ def gateway_settings(
     """Settings of a test gateway: keys of ``keys`` configured, generous limits unless
     ``tenants`` says otherwise."""
     prefix = prefix or f"gw-test-{uuid.uuid4().hex[:10]}"
-    limits = tenants or {t: {"requests_per_s": 1000, "burst_requests": 1000} for t in keys.by_tenant}
+    limits = tenants or {
+        t: {"requests_per_s": 1000, "burst_requests": 1000} for t in keys.by_tenant
+    }
     return load_settings(
         None,
         kafka=topics.kafka(bootstrap),
@@ -94,9 +99,7 @@ def gateway_settings(
             "redis_url": redis_url,
             "key_prefix": prefix,
             "tenants": limits,
-            "api_keys": [
-                {"tenant": t, "sha256": key_digest(k)} for t, k in keys.by_tenant.items()
-            ],
+            "api_keys": [{"tenant": t, "sha256": key_digest(k)} for t, k in keys.by_tenant.items()],
             **(gateway or {}),
         },
         **sections,
@@ -138,3 +141,15 @@ async def serve(settings: Settings) -> AsyncIterator[Served]:
         finally:
             server.should_exit = True
             await asyncio.wait_for(task, 30)
+
+
+def gateway_process(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A `streamproc gateway` process with ``env`` (STREAMPROC_* settings), logging to
+    ``log_path``."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            streamproc_command("gateway"),
+            env=streamproc_env(**env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )

@@ -69,15 +69,29 @@ async def test_get_and_the_event_stream_follow_status_events_to_the_ledgers_answ
         await produce(
             kafka_bootstrap,
             gw_topics.status,
-            [(None, b"acme:follow-1", status("acme:follow-1", StatusState.QUEUED,
-                                               queue_position=3), [])],
+            [
+                (
+                    None,
+                    b"acme:follow-1",
+                    status("acme:follow-1", StatusState.QUEUED, queue_position=3),
+                    [],
+                )
+            ],
         )
         await _until(lambda: seen[-1].get("queue_position") == 3)
         await produce(
             kafka_bootstrap,
             gw_topics.status,
-            [(None, b"acme:follow-1", status("acme:follow-1", StatusState.GENERATING,
-                                               step=4, total_steps=8, batch_size=1), [])],
+            [
+                (
+                    None,
+                    b"acme:follow-1",
+                    status(
+                        "acme:follow-1", StatusState.GENERATING, step=4, total_steps=8, batch_size=1
+                    ),
+                    [],
+                )
+            ],
         )
         await _until(lambda: seen[-1]["status"] == "generating")
         assert seen[-1]["progress"] == 50

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 
 from streamproc.gateway.auth import generate_key, key_digest
 from tests.helpers import free_port
-from tests.integration.workers import streamproc_command, streamproc_env
+from tests.integration.gateway.conftest import gateway_process
 from tests.kafka_broker import Topics, create_topics, read_all
 
 pytestmark = pytest.mark.kafka
@@ -61,18 +60,19 @@ def fuzzed_gateway(kafka_bootstrap: str, tmp_path: Path) -> Iterator[FuzzedGatew
         "STREAMPROC_GATEWAY__HOST": "127.0.0.1",
         "STREAMPROC_GATEWAY__PORT": str(port),
         "STREAMPROC_GATEWAY__TENANTS": json.dumps(
-            {"acme": {"requests_per_s": 10_000, "burst_requests": 10_000,
-                      "videos_per_min": 100_000}}
+            {
+                "acme": {
+                    "requests_per_s": 10_000,
+                    "burst_requests": 10_000,
+                    "videos_per_min": 100_000,
+                }
+            }
         ),
         "STREAMPROC_GATEWAY__API_KEYS": json.dumps([{"tenant": "acme", "sha256": key_digest(key)}]),
         "STREAMPROC_LOG__LEVEL": "warning",
     }
     log_path = tmp_path / "gateway.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            streamproc_command("gateway"), env=streamproc_env(**env), stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    proc = gateway_process(env, log_path)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -14,8 +14,13 @@ import pytest
 
 from streamproc.gateway.auth import key_digest
 from tests.helpers import RedisServer, free_port
-from tests.integration.gateway.conftest import GatewayTopics, gateway_settings, make_keys, serve
-from tests.integration.workers import streamproc_command, streamproc_env
+from tests.integration.gateway.conftest import (
+    GatewayTopics,
+    gateway_process,
+    gateway_settings,
+    make_keys,
+    serve,
+)
 from tests.kafka_broker import TansuBroker, create_topics, read_all
 
 pytestmark = pytest.mark.kafka
@@ -35,15 +40,17 @@ async def test_a_tenant_over_its_video_rate_gets_429_with_retry_after_and_nothin
     async with serve(settings) as gw, gw.client() as http:
         codes = []
         for n in range(4):
-            answer = await http.post("/v1/videos", json=BODY, headers={
-                **keys.auth("acme"), "Idempotency-Key": f"k{n}"})
+            answer = await http.post(
+                "/v1/videos", json=BODY, headers={**keys.auth("acme"), "Idempotency-Key": f"k{n}"}
+            )
             codes.append(answer.status_code)
             if answer.status_code == 429:
                 assert answer.json()["error"]["code"] == "video_rate_limited"
                 assert int(answer.headers["retry-after"]) >= 1
         # A retry of an accepted video is not a new video: it passes.
-        again = await http.post("/v1/videos", json=BODY, headers={
-            **keys.auth("acme"), "Idempotency-Key": "k0"})
+        again = await http.post(
+            "/v1/videos", json=BODY, headers={**keys.auth("acme"), "Idempotency-Key": "k0"}
+        )
         # Another tenant has its own bucket.
         other = await http.post("/v1/videos", json=BODY, headers=keys.auth("globex"))
         refused = await http.get("/v1/videos/k3", headers=keys.auth("acme"))
@@ -51,8 +58,11 @@ async def test_a_tenant_over_its_video_rate_gets_429_with_retry_after_and_nothin
     assert again.status_code == 202 and other.status_code == 202
     assert refused.status_code == 404  # a refused submission leaves no video behind
     records = await read_all(kafka_bootstrap, gw_topics.names.prompts)
-    assert sorted(r.key for r in records) == [b"acme:k0", b"acme:k1", b"globex:" + (
-        other.json()["id"].encode())]
+    assert sorted(r.key for r in records) == [
+        b"acme:k0",
+        b"acme:k1",
+        b"globex:" + (other.json()["id"].encode()),
+    ]
 
 
 async def test_two_gateway_processes_share_one_request_limit(
@@ -79,13 +89,10 @@ async def test_two_gateway_processes_share_one_request_limit(
         "STREAMPROC_LOG__FORMAT": "json",
     }
     ports = [free_port(), free_port()]
-    procs = []
-    for n, port in enumerate(ports):
-        with open(tmp_path / f"gw{n}.log", "wb") as log:
-            procs.append(subprocess.Popen(
-                streamproc_command("gateway", "--gateway.port", str(port)),
-                env=streamproc_env(**env), stdout=log, stderr=subprocess.STDOUT,
-            ))
+    procs = [
+        gateway_process({**env, "STREAMPROC_GATEWAY__PORT": str(port)}, tmp_path / f"gw{n}.log")
+        for n, port in enumerate(ports)
+    ]
     try:
         async with httpx.AsyncClient(timeout=30) as http:
             for port in ports:
@@ -107,8 +114,9 @@ async def test_two_gateway_processes_share_one_request_limit(
             proc.send_signal(signal.SIGTERM)
         codes_at_exit = [proc.wait(timeout=30) for proc in procs]
     assert codes_at_exit == [0, 0], (tmp_path / "gw0.log").read_text()[-2000:]
-    lines = [json.loads(x) for x in (tmp_path / "gw0.log").read_text().splitlines()
-             if x.startswith("{")]
+    lines = [
+        json.loads(x) for x in (tmp_path / "gw0.log").read_text().splitlines() if x.startswith("{")
+    ]
     access = [x for x in lines if x["event"] == "http_request" and x["route"] != "/readyz"]
     assert access and all(x["tenant"] == "acme" for x in access)
     text = (tmp_path / "gw0.log").read_text() + (tmp_path / "gw1.log").read_text()

@@ -43,8 +43,9 @@ async def test_submit_follow_and_download_a_video_made_by_a_worker(
     keys = make_keys("acme")
     settings = gateway_settings(kafka_bootstrap, gw_topics, keys)
     ledger_prefix = settings.ledger.key_prefix
-    s3_env = {f"STREAMPROC_STORAGE__S3__{k.upper()}": str(v)
-              for k, v in s3.settings(bucket).items()}
+    s3_env = {
+        f"STREAMPROC_STORAGE__S3__{k.upper()}": str(v) for k, v in s3.settings(bucket).items()
+    }
     worker = Worker(
         "w1",
         kafka_bootstrap,
@@ -62,8 +63,13 @@ async def test_submit_follow_and_download_a_video_made_by_a_worker(
         async with serve(settings) as gw, gw.client() as http:
             submitted = await http.post(
                 "/v1/videos",
-                json={"prompt": "a kite over a beach", "width": 64, "height": 32,
-                      "num_frames": 5, "num_inference_steps": 2},
+                json={
+                    "prompt": "a kite over a beach",
+                    "width": 64,
+                    "height": 32,
+                    "num_frames": 5,
+                    "num_inference_steps": 2,
+                },
                 headers={**keys.auth("acme"), "Idempotency-Key": "round-trip"},
             )
             assert submitted.status_code == 202, submitted.text
@@ -71,7 +77,9 @@ async def test_submit_follow_and_download_a_video_made_by_a_worker(
 
             async def follow() -> None:
                 async with http.stream(
-                    "GET", "/v1/videos/round-trip/events", headers=keys.auth("acme"),
+                    "GET",
+                    "/v1/videos/round-trip/events",
+                    headers=keys.auth("acme"),
                     timeout=None,
                 ) as stream:
                     async for line in stream.aiter_lines():

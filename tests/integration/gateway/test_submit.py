@@ -87,8 +87,12 @@ async def test_refused_requests_produce_nothing(
         (auth, json.dumps({**BODY, "event_id": "mine"}), 422, "reserved_field"),
         (auth, json.dumps({**BODY, "prompt": "x" * 3000}), 413, "body_too_large"),
         (auth, '{"prompt": "a", "prompt": "b"}', 422, "schema_violation"),
-        ({**auth, "Idempotency-Key": "has space"}, json.dumps(BODY), 400,
-         "invalid_idempotency_key"),
+        (
+            {**auth, "Idempotency-Key": "has space"},
+            json.dumps(BODY),
+            400,
+            "invalid_idempotency_key",
+        ),
     ]
     async with serve(settings) as gw, gw.client() as http:
         for headers, body, status, code in cases:
