@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,11 +45,21 @@ def gateway(config_file: Path | None, overrides: dict[str, Any]) -> None:
 
     configure_logging(settings.log)
     try:
-        asyncio.run(serve(settings))
+        with asyncio.Runner(loop_factory=_fast_loop()) as runner:
+            runner.run(serve(settings))
     except StreamprocError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         pass
+
+
+def _fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (as with uvicorn[standard]), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 @click.group("api-key", context_settings=CONTEXT)

@@ -194,12 +194,12 @@ def build_app(parts: Parts) -> FastAPI:
                 "idempotency_key_reused",
                 "this Idempotency-Key was used for a different request; use a new key",
             )
+        response.headers["Location"] = f"/v1/videos/{video_id}"
         if kind == "accepted":
             parts.metrics.replays.labels(tenant).inc()
-        else:
-            await _produce(parts, tenant, kind, held, record, state["request_id"])
-        response.headers["Location"] = f"/v1/videos/{video_id}"
-        return await current(request, video_id, held)
+            return await current(request, video_id, held)
+        await _produce(parts, tenant, kind, held, record, state["request_id"])
+        return view_of(video_id, held, None, None, links(request, video_id))  # just queued
 
     @app.get(
         "/v1/videos/{video_id}",
