@@ -1139,6 +1139,14 @@ class GatewaySettings(_Section):
         description="How long a submission waits for the brokers' acknowledgement (acks=all) "
         "before it is answered 503 (the client retries with the same Idempotency-Key).",
     )
+    linger_ms: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="How long the gateway's producer waits to fill a batch (kafka.linger_ms is "
+        "the workers'). 0: a submission waits only for its acknowledgement; under load records "
+        "still share batches while one is in flight.",
+    )
     redis_timeout_ms: float = Field(500.0, gt=0, description="Per Redis command.")
     log_prompts: bool = Field(
         False, description="Put the prompt (cut to log.max_prompt_chars) in the access log."

@@ -47,11 +47,14 @@ class Placed:
 class PromptProducer(AsyncResource):
     """One aiokafka producer for the gateway process."""
 
-    def __init__(self, settings: KafkaSettings, *, client_id: str, timeout_s: float) -> None:
+    def __init__(
+        self, settings: KafkaSettings, *, client_id: str, timeout_s: float, linger_ms: int = 0
+    ) -> None:
         self._settings = settings
         self.topic = settings.prompts_topics[0]
         self._client_id = client_id
         self._timeout_s = timeout_s
+        self._linger_ms = linger_ms
         self._producer: ProducerClient | None = None
 
     async def start(self) -> None:
@@ -62,7 +65,7 @@ class PromptProducer(AsyncResource):
             **client_options(s, self._client_id),
             acks="all",
             enable_idempotence=s.enable_idempotence,
-            linger_ms=s.linger_ms,
+            linger_ms=self._linger_ms,
             compression_type=None if s.compression_type == "none" else s.compression_type,
             max_request_size=s.max_request_size,
         )

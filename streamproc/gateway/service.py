@@ -68,7 +68,10 @@ async def started_parts(settings: Settings) -> AsyncIterator[Parts]:
         )
         producer = await stack.enter_async_context(
             PromptProducer(
-                settings.kafka, client_id=client_id, timeout_s=gateway.produce_timeout_ms / 1000
+                settings.kafka,
+                client_id=client_id,
+                timeout_s=gateway.produce_timeout_ms / 1000,
+                linger_ms=gateway.linger_ms,
             )
         )
         status = await stack.enter_async_context(
