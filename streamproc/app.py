@@ -19,6 +19,7 @@ from streamproc.bus.kafka_source import KafkaSource
 from streamproc.bus.local import JsonlSink, JsonlSource
 from streamproc.cache.base import Cache
 from streamproc.cache.null import NullCache
+from streamproc.control.plane import build_control_plane
 from streamproc.errors import ConfigError, TransientError
 from streamproc.generation.base import Generator, ReportsBatchSizes, ReportsStartup
 from streamproc.generation.encode import EncoderPool
@@ -248,6 +249,10 @@ async def run_worker(
         stack.push_async_callback(cache.stop)  # idempotent: also undoes a failed start
         await cache.start()
         readiness.add("cache", readiness_of(cache, "in-process cache"))
+        # Status output and control input: best effort beside the data path (docs/control.md).
+        control = await stack.enter_async_context(
+            build_control_plane(settings, metrics, replay=replay_id is not None)
+        )
         processor = Processor(
             settings,
             source=source,
@@ -262,6 +267,7 @@ async def run_worker(
             ledger=ledger,
             reprocess=reprocess,
             skip_answered=skip_answered,
+            control=control,
         )
         readiness.add("worker", _health_of(processor))
         # Warm-up ran in generator.start(); every other component is up by now.

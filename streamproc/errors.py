@@ -6,6 +6,9 @@
     ├── ConfigError              settings or flags that cannot work together
     │   └── ReplayRangeError     a replay range that cannot be resolved (bad bound, partition)
     ├── InvalidEventError        bytes that are not a valid prompt event (dead-lettered)
+    ├── EventRefused             a valid event this worker will not run: expired, or over its
+    │                            tenant's quota (dead-lettered with the reason)
+    ├── EventCancelled           withdrawn by a control event (answered 'cancelled')
     ├── GenerationError          the pipeline failed for a batch or an event
     │   └── DeadlineExceeded     an event's deadline passed before it could run
     ├── TransientError           an outage: retried with backoff, the record stays unfinished
@@ -54,6 +57,27 @@ class InvalidEventError(StreamprocError):
         self.reason = reason
         self.detail = detail
         self.error_class = error_class or type(self).__name__
+
+
+class EventRefused(StreamprocError):
+    """A valid event this worker will not run; it dead-letters with ``reason`` (``expired``,
+    ``quota_exceeded``), a :class:`streamproc.events.DeadLetterReason` value."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class EventCancelled(StreamprocError):
+    """The event was withdrawn by a control event; its outcome is a 'cancelled' result.
+
+    ``stage`` says where the cancel found it (admission, queued, generating, generated)."""
+
+    def __init__(self, reason: str | None, stage: str) -> None:
+        super().__init__(f"cancelled at {stage}" + (f": {reason}" if reason else ""))
+        self.reason = reason
+        self.stage = stage
 
 
 class GenerationError(StreamprocError):

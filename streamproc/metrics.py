@@ -46,7 +46,11 @@ OUTCOMES = (
     "dead-lettered",
     "failed",
     "already-answered",
+    "cancelled",
 )
+#: Most distinct tenant label values; later tenants are counted under ``other`` (labels
+#: stay low-cardinality however many tenants send events).
+MAX_TENANT_LABELS = 50
 #: Stages timed per event (cache_lookup, mp4_encode, store, publish) and per
 #: batch (text_encode, denoise, vae_decode, as the generator reports them).
 STAGES = (
@@ -167,6 +171,56 @@ class Metrics:
             buckets=STAGE_BUCKETS,
             registry=r,
         )
+        self.queue_depth = Gauge(
+            "streamproc_queue_depth",
+            "Events waiting for the GPU, per priority lane and tenant ('-': no tenant; "
+            "'other': beyond the first 50 tenants seen).",
+            ["lane", "tenant"],
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "streamproc_queue_wait_seconds",
+            "From joining the queue to the batch being handed to the generator, per lane and "
+            "tenant.",
+            ["lane", "tenant"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.cancellations = Counter(
+            "streamproc_cancellations",
+            "Events ended by a cancel, by where the cancel found them (admission, queued, "
+            "generating, generated: after its batch, before storing).",
+            ["stage"],
+            registry=r,
+        )
+        self.expirations = Counter(
+            "streamproc_expirations",
+            "Events dead-lettered as expired (control.max_event_age_s), by stage (admission, "
+            "generation).",
+            ["stage"],
+            registry=r,
+        )
+        self.quota_rejections = Counter(
+            "streamproc_quota_rejections",
+            "Events dead-lettered as quota_exceeded, by limit (in_flight, rate).",
+            ["limit"],
+            registry=r,
+        )
+        self.control_events = Counter(
+            "streamproc_control_events",
+            "Control events read, by result (applied, invalid).",
+            ["result"],
+            registry=r,
+        )
+        self.status_sent = Counter(
+            "streamproc_status_sent", "Status events handed to the status sink.", registry=r
+        )
+        self.status_dropped = Counter(
+            "streamproc_status_dropped",
+            "Status events dropped (buffer full, or the sink failed): status is best effort.",
+            registry=r,
+        )
+        self._tenant_labels: set[str] = set()
         self.videos_generated = Counter(
             "streamproc_videos_generated",
             "Videos the generator produced (rate() of it is videos/s).",
@@ -310,6 +364,18 @@ class Metrics:
         self._lookups += 1
         self._hits += result != "miss"
         self.cache_hit_ratio.set(self._hits / self._lookups)
+
+    def tenant_label(self, tenant: str | None) -> str:
+        """The label value of ``tenant``: its name for the first :data:`MAX_TENANT_LABELS`
+        tenants seen, ``-`` for none, ``other`` beyond."""
+        if tenant is None:
+            return "-"
+        if tenant in self._tenant_labels:
+            return tenant
+        if len(self._tenant_labels) < MAX_TENANT_LABELS:
+            self._tenant_labels.add(tenant)
+            return tenant
+        return "other"
 
     def stage(self, name: str, seconds: float) -> None:
         """Observe ``seconds`` spent in stage ``name``."""

@@ -11,7 +11,8 @@ from streamproc.events import CacheOutcome, DeadLetterReason
 
 
 class Outcome(StrEnum):
-    """How one record ended: the first three publish a result, the last two a dead letter."""
+    """How one record ended: hits, generated and cancelled publish a result; dead-lettered and
+    failed a dead letter."""
 
     HIT_EXACT = "hit-exact"
     HIT_SEMANTIC = "hit-semantic"
@@ -20,9 +21,13 @@ class Outcome(StrEnum):
     FAILED = "failed"  # a dead letter too: generation failed (or its deadline passed)
     #: A local re-run met an event whose answer its output already holds: nothing published.
     ALREADY_ANSWERED = "already-answered"
+    #: Withdrawn by a control event: a result with status 'cancelled', nothing stored.
+    CANCELLED = "cancelled"
 
 
-RESULT_OUTCOMES = frozenset({Outcome.HIT_EXACT, Outcome.HIT_SEMANTIC, Outcome.GENERATED})
+RESULT_OUTCOMES = frozenset(
+    {Outcome.HIT_EXACT, Outcome.HIT_SEMANTIC, Outcome.GENERATED, Outcome.CANCELLED}
+)
 
 
 class ExitStatus:
@@ -105,6 +110,13 @@ OUTCOME_OF_CACHE = {
     CacheOutcome.HIT_EXACT: Outcome.HIT_EXACT,
     CacheOutcome.HIT_SEMANTIC: Outcome.HIT_SEMANTIC,
 }
+
+
+def result_outcome(cache: CacheOutcome, status: str) -> Outcome:
+    """The outcome of a published result, by its ``cache`` and ``status`` fields."""
+    return Outcome.CANCELLED if status == "cancelled" else OUTCOME_OF_CACHE[cache]
+
+
 #: Dead-letter reasons that count as a failed generation (:attr:`Outcome.FAILED`).
 GENERATION_REASONS = frozenset(
     {DeadLetterReason.GENERATION_FAILED, DeadLetterReason.DEADLINE_EXCEEDED}

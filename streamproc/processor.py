@@ -24,7 +24,12 @@ policy; this module owns what spans them (see ``docs/delivery.md``):
 4. **Supervised tasks.** The input, GPU, batch and commit tasks are watched: one that crashes
    is logged once with its traceback, readiness fails, what can still finish is drained, and
    the run ends with :attr:`RunSummary.crashed` set (a non-zero exit status).
-5. **Back-pressure and shutdown.** ``batch.max_in_flight`` unfinished records pause the
+5. **Control plane** (docs/control.md). At admission, after the ledger (a redelivered event
+   answers what the ledger holds, a 'cancelled' result included), an event may end as
+   cancelled (a 'cancelled' result, nothing stored), expired or over its tenant's quota
+   (dead letters); a cancel reaches it again while queued, generating and before it is
+   stored. Status events are emitted at each step and never wait: they are not outcomes.
+6. **Back-pressure and shutdown.** ``batch.max_in_flight`` unfinished records pause the
    source; a stop drains within ``shutdown_grace_s``; revoked partitions settle within the
    source's grace and commit before they go.
 """
@@ -41,13 +46,21 @@ import structlog
 
 from streamproc.bus.base import Partition, Record, Sink, Source
 from streamproc.cache.base import Cache
+from streamproc.control.plane import ControlPlane
 from streamproc.errors import (
+    EventCancelled,
     InvalidEventError,
     PermanentError,
     ServiceRefused,
     TransientError,
 )
-from streamproc.events import DeadLetterReason, safe_text, utcnow
+from streamproc.events import (
+    DeadLetterReason,
+    StatusState,
+    VideoResult,
+    safe_text,
+    utcnow,
+)
 from streamproc.generation.base import Generator
 from streamproc.generation.encode import EncoderPool
 from streamproc.ledger.base import ResultLedger, event_key, record_key
@@ -62,7 +75,7 @@ from streamproc.outcome import (
 from streamproc.retry import RetryPolicy
 from streamproc.settings import Settings
 from streamproc.stages.admit import Admit, classify, event_id_or_none
-from streamproc.stages.base import Abandoned, Flight, Held, Trace
+from streamproc.stages.base import Abandoned, Admitted, Flight, Held, Trace
 from streamproc.stages.cache import Lookup
 from streamproc.stages.commit import Commit
 from streamproc.stages.generate import Generate
@@ -102,8 +115,12 @@ class Processor:
         ledger: ResultLedger | None = None,
         reprocess: bool = False,
         skip_answered: bool = False,
+        control: ControlPlane | None = None,
     ) -> None:
         """``replay_id`` marks every result as made by that replay (``streamproc replay``).
+
+        ``control`` is the control plane (lanes, cancels, quotas, expiry, status events); the
+        default has no status output and no control input.
 
         ``ledger`` pins each event's first answer (a redelivery re-publishes it); with
         ``reprocess`` events are answered anew and the ledger's answers replaced; with
@@ -126,8 +143,18 @@ class Processor:
             coalesce=settings.cache.backend != "none",
             near_duplicates=settings.cache.coalesce_near_duplicates,
         )
+        self.control = (
+            control
+            if control is not None
+            else ControlPlane(settings, metrics=self._metrics, replay=replay_id is not None)
+        )
         self._generate = Generate(
-            settings, generator, summary=self.summary, metrics=self._metrics, clock=self._add_stage
+            settings,
+            generator,
+            summary=self.summary,
+            metrics=self._metrics,
+            clock=self._add_stage,
+            control=self.control,
         )
         self._keep = Keep(
             store,
@@ -374,6 +401,9 @@ class Processor:
         self._unbatched.discard(task)
         if not self._unbatched:
             self._all_batched.set()
+        if flight.quota_held:
+            flight.quota_held = False
+            self.control.release(flight.tenant)
         if flight.outcome is None:
             self.summary.abandoned += 1
             self.summary.handed_over += flight.handed_over
@@ -431,7 +461,36 @@ class Processor:
             else:
                 flight.outcome = await self._dead_letter_failure(flight, failure)
         if flight.outcome is not None:
+            self._final_status(flight, flight.outcome)
             self._finish(record, flight.outcome, trace, started)
+
+    def _final_status(self, flight: Flight, outcome: Outcome) -> None:
+        """The event's last status event: answered, dead_lettered or cancelled."""
+        event_id = flight.event_id or event_id_or_none(flight.record.value)
+        if event_id is None or outcome is Outcome.ALREADY_ANSWERED:
+            return
+        common = {"tenant": flight.tenant, "lane": flight.lane}
+        if outcome is Outcome.CANCELLED:
+            self.control.emit(
+                event_id,
+                StatusState.CANCELLED,
+                result_id=VideoResult.result_id_for(event_id),
+                **common,
+            )
+        elif flight.letter_reason is not None:
+            self.control.emit(
+                event_id,
+                StatusState.DEAD_LETTERED,
+                dead_letter_reason=flight.letter_reason,
+                **common,
+            )
+        else:
+            self.control.emit(
+                event_id,
+                StatusState.ANSWERED,
+                result_id=VideoResult.result_id_for(event_id),
+                **common,
+            )
 
     def _finish(self, record: Record, outcome: Outcome, trace: Trace, started: float) -> None:
         self.tracker.finish(record.partition, record.offset)
@@ -462,6 +521,7 @@ class Processor:
         else:
             log.warning("event_rejected", reason=reason.value, detail=safe_text(detail, 300))
         self._metrics.dead_letters.labels(reason.value).inc()
+        flight.letter_reason = reason.value
         try:
             outcome = await self._publish.dead_letter(
                 flight, reason, detail, error_class, event_id_or_none(record.value)
@@ -499,20 +559,54 @@ class Processor:
             return await self._publish.answer_again(flight, held, key, payload_hash)
         flight.key, flight.payload_hash = key, payload_hash
         request = self._admission.request(event, received)
-        hit = await self._lookup.hit(request)
-        if hit is not None:
-            outcome = await self._publish.hit(flight, request, hit)
-        else:
-            async with self._lookup.leading(request) as made:
-                generated = await self._generate.generate(
-                    request, record.partition, self._reached_batcher
-                )
-                stored = await self._keep.keep(request, generated)
-                entry = await self._lookup.remember(request, stored)
-                outcome = await self._publish.generated(flight, request, stored)
-                made.append(entry)
+        control = self.control
+        event_time = control.event_time(event, record, trace.admitted)
+        flight.event_id, flight.tenant, flight.lane = event.event_id, event.tenant, None
+        try:
+            control.admit(event, event_time)  # raises: cancelled, expired, over quota
+            flight.quota_held = True
+            flight.lane = control.lane(event)
+            control.emit(
+                event.event_id,
+                StatusState.ACCEPTED,
+                tenant=event.tenant,
+                lane=flight.lane,
+                received_at=received,
+                created_at=event.created_at,
+            )
+            outcome = await self._answer(flight, request, event_time)
+        except EventCancelled as cancel:
+            outcome = await self._publish.cancelled(flight, request, cancel.reason)
         # What went out decides: the ledger may have held an earlier answer of another kind.
         return self._publish.published.get((record.partition, record.offset), outcome)
+
+    async def _answer(self, flight: Flight, request: Admitted, event_time: float) -> Outcome:
+        """An admitted event's answer: from the cache, or generated, stored and published.
+        Raises :class:`EventCancelled` when a cancel reaches it before its video is stored."""
+        hit = await self._lookup.hit(request)
+        if hit is not None:
+            return await self._publish.hit(flight, request, hit)
+        record = flight.record
+        event = request.event
+        async with self._lookup.leading(request) as made:
+            generated = await self._generate.generate(
+                request, record.partition, self._reached_batcher, event_time=event_time
+            )
+            # Made but not stored: a cancel that came during the batch still holds.
+            self.control.check_cancelled(event, event_time, "generated")
+            stored = await self._keep.keep(request, generated)
+            self.control.emit(
+                event.event_id,
+                StatusState.STORED,
+                tenant=event.tenant,
+                lane=flight.lane,
+                result_id=VideoResult.result_id_for(event.event_id),
+                video_url=stored.url,
+            )
+            entry = await self._lookup.remember(request, stored)
+            outcome = await self._publish.generated(flight, request, stored)
+            made.append(entry)
+        return outcome
 
     # -- the GPU loop, commits and rebalances -----------------------------------------------
 

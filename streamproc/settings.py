@@ -666,9 +666,10 @@ class LocalTransportSettings(_Section):
     max_record_bytes: int = Field(
         MAX_RECORD_BYTES, ge=1024, description="Longer lines are dead-lettered."
     )
-    status: str = Field(
-        str(DEFAULT_OUT / "status.jsonl"),
-        description="JSONL of status events (with status.enabled), or '-' for stderr.",
+    status: str | None = Field(
+        None,
+        description="JSONL of status events (with status.enabled), or '-' for stderr; unset: "
+        "status.jsonl beside the results file (none when results go to stdout).",
     )
     control: str | None = Field(
         None,
@@ -1278,6 +1279,16 @@ class Settings(BaseSettings):
         if self.ledger.backend != "auto":
             return self.ledger.backend
         return "redis" if self.cache.backend == "redis" else "sqlite"
+
+    @property
+    def local_status_path(self) -> str | None:
+        """Where the local transport writes status events: ``local.status``, else
+        ``status.jsonl`` beside the results file (None when results go to stdout)."""
+        if self.local.status is not None:
+            return self.local.status
+        if self.local.results == "-":
+            return None
+        return str(Path(self.local.results).parent / "status.jsonl")
 
     @property
     def ledger_path(self) -> Path:

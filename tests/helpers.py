@@ -31,7 +31,7 @@ from streamproc.events import (
     b64,
     utcnow,
 )
-from streamproc.generation.base import GeneratedBatch, GenerationRequest, Generator
+from streamproc.generation.base import GeneratedBatch, GenerationRequest, Generator, StepControl
 
 SMALL = {"width": 64, "height": 32, "num_frames": 5, "num_inference_steps": 2}
 
@@ -98,7 +98,10 @@ class SpyGenerator:
         await self.inner.stop()
 
     async def generate(
-        self, shape: ShapeKey, requests: Sequence[GenerationRequest]
+        self,
+        shape: ShapeKey,
+        requests: Sequence[GenerationRequest],
+        control: StepControl | None = None,
     ) -> GeneratedBatch:
         self.calls.append([r.event_id for r in requests])
         self.shapes.append(shape)
@@ -111,7 +114,7 @@ class SpyGenerator:
             pass
         if any(self._fail(r) for r in requests):
             raise GenerationError("injected failure")
-        return await self.inner.generate(shape, requests)
+        return await self.inner.generate(shape, requests, control)
 
     @property
     def generated_ids(self) -> list[str]:

@@ -110,17 +110,20 @@ class TansuBroker:
 
 @dataclass(frozen=True)
 class Topics:
-    """Random names for one test: three topics and a consumer group."""
+    """Random names for one test: five topics and a consumer group (the status and control
+    topics exist only where a test creates them; a worker runs without them)."""
 
     prompts: str
     results: str
     dead_letters: str
     group: str
+    status: str = ""
+    control: str = ""
 
     @classmethod
     def random(cls) -> Topics:
         tag = uuid.uuid4().hex[:10]
-        return cls(f"p-{tag}", f"r-{tag}", f"d-{tag}", f"g-{tag}")
+        return cls(f"p-{tag}", f"r-{tag}", f"d-{tag}", f"g-{tag}", f"s-{tag}", f"c-{tag}")
 
     def cli_args(self, bootstrap: str) -> list[str]:
         """The `streamproc` flags naming the broker and these topics."""
@@ -133,6 +136,10 @@ class Topics:
             self.results,
             "--dead-letter-topic",
             self.dead_letters,
+            "--kafka.status-topic",
+            self.status,
+            "--kafka.control-topic",
+            self.control,
         ]
 
     def settings(self, bootstrap: str, **extra: Any) -> dict[str, Any]:
@@ -142,6 +149,8 @@ class Topics:
             "prompts_topic": self.prompts,
             "results_topic": self.results,
             "dead_letter_topic": self.dead_letters,
+            "status_topic": self.status,
+            "control_topic": self.control,
             "group_id": self.group,
             "enable_idempotence": False,
             "session_timeout_ms": 6000,

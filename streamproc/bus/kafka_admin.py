@@ -39,8 +39,15 @@ async def create_topics(
     replication_factor: int,
     client_id: str = "streamproc-admin",
 ) -> list[TopicStatus]:
-    """Create the prompts, results and dead-letter topics; existing ones are left alone."""
-    names = [*settings.prompts_topics, settings.results_topic, settings.dead_letter_topic]
+    """Create the prompts, results, dead-letter, status and control topics; existing ones are
+    left alone."""
+    names = [
+        *settings.prompts_topics,
+        settings.results_topic,
+        settings.dead_letter_topic,
+        settings.status_topic,
+        settings.control_topic,
+    ]
     names = list(dict.fromkeys(names))
     admin = AIOKafkaAdminClient(**client_options(settings, client_id))
     await start_client(admin, "admin client", settings, component="admin")

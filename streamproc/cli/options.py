@@ -29,6 +29,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "local.input": ("-i", "--input"),
     "local.results": ("--results",),
     "local.dead_letters": ("--dead-letters",),
+    "local.status": ("--status",),
+    "local.control": ("--control",),
     "storage.local_dir": ("--store-dir",),
     "storage.backend": ("--storage",),
     "generation.model": ("--model",),

@@ -145,7 +145,8 @@ def topics() -> None:
 def topics_create(
     partitions: int, replication_factor: int, config_file: Path | None, overrides: dict[str, Any]
 ) -> None:
-    """Create the prompts, results and dead-letter topics; existing ones are left as they are."""
+    """Create the prompts, results, dead-letter, status and control topics; existing ones are
+    left as they are."""
     settings = load(config_file, overrides)
     from streamproc.bus.kafka_admin import create_topics
 

@@ -5,7 +5,8 @@ Implementations keep their model resident between calls and never run it on the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -34,6 +35,66 @@ class GeneratedBatch:
 
     videos: list[Frames]
     stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+class BatchCancelled(Exception):
+    """Raised at a step boundary when every video of the batch was cancelled: the call stops."""
+
+
+class StepControl:
+    """Between the event loop and the GPU thread for one batch: which rows are cancelled, and
+    progress reports at denoising step boundaries.
+
+    Invariants: a cancelled row keeps riding in the batch until the call ends (removing it
+    would change the batch, and so the other rows' arithmetic); it is not decoded. When every
+    row is cancelled, :meth:`step` raises :class:`BatchCancelled` at the next step boundary.
+    ``on_step(k, n)`` is called on the GPU thread after step k of n, at most once per
+    ``interval_s`` besides the first and the last step; it must not block (hand over to the
+    event loop with ``call_soon_threadsafe``) and an error in it is swallowed.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        on_step: Callable[[int, int], None] | None = None,
+        interval_s: float = 0.0,
+    ) -> None:
+        self.size = size
+        self.cancelled: set[int] = set()
+        self._on_step = on_step
+        self._interval = interval_s
+        self._last = -float("inf")
+        #: Steps finished so far (read by tests and progress).
+        self.steps_done = 0
+
+    def cancel(self, row: int) -> None:
+        """Withdraw row ``row``: it is not decoded; the call stops once all rows are."""
+        self.cancelled.add(row)
+
+    @property
+    def all_cancelled(self) -> bool:
+        """Every row of the batch is cancelled."""
+        return len(self.cancelled) >= self.size
+
+    def step(self, done: int, total: int) -> None:
+        """Called by the sampler after each step (GPU thread)."""
+        self.steps_done = done
+        if self.all_cancelled and done < total:
+            raise BatchCancelled
+        if self._on_step is None:
+            return
+        now = time.monotonic()
+        if done in (1, total) or now - self._last >= self._interval:
+            self._last = now
+            try:
+                self._on_step(done, total)
+            except Exception:  # progress is best effort; the batch goes on
+                self._on_step = None
+
+    def skip(self, row: int) -> bool:
+        """Whether row ``row`` needs no output (cancelled)."""
+        return row in self.cancelled
 
 
 class Generator(Protocol):
@@ -67,12 +128,18 @@ class Generator(Protocol):
         ...
 
     async def generate(
-        self, shape: ShapeKey, requests: Sequence[GenerationRequest]
+        self,
+        shape: ShapeKey,
+        requests: Sequence[GenerationRequest],
+        control: StepControl | None = None,
     ) -> GeneratedBatch:
         """Generate one video per request, all of ``shape``.
 
         Each video depends only on its own request (per-event seeds), not on the rest of the
-        batch. Raises :class:`~streamproc.errors.GenerationError` when the call fails.
+        batch. Raises :class:`~streamproc.errors.GenerationError` when the call fails and
+        :class:`BatchCancelled` when ``control`` cancelled every row; a row ``control``
+        cancelled may come back as an empty array. A generator without step boundaries may
+        ignore ``control``.
         """
         ...
 

@@ -23,10 +23,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from streamproc.batching import ShapeKey
-from streamproc.generation.base import Frames, GenerationRequest
+from streamproc.generation.base import Frames, GenerationRequest, StepControl
 from streamproc.generation.decode import DecodeOptions, VideoDecoder, build_decoder
 from streamproc.generation.profiles import ModelProfile
 
@@ -186,6 +187,7 @@ class StagedRunner:
         text: Encoded,
         shape: ShapeKey,
         generators: list[torch.Generator] | None = None,
+        control: StepControl | None = None,
     ) -> torch.Tensor:
         """The sampling loop (flow matching, ``expand_timesteps`` as in Wan2.2-TI2V-5B).
 
@@ -259,12 +261,19 @@ class StagedRunner:
                         )[0]
                     noise = uncond_out + guidance * (noise - uncond_out)
             latents = scheduler.step(noise, t, latents, return_dict=False, **step_kwargs)[0]
+            if control is not None:
+                # A step boundary: report progress; stop when every video was cancelled.
+                control.step(step + 1, len(scheduler.timesteps))
         return latents
 
-    def decode(self, latents: torch.Tensor) -> list[Frames]:
-        """Decode each video on its own (``self.decoder``), straight to uint8 frames."""
+    def decode(self, latents: torch.Tensor, control: StepControl | None = None) -> list[Frames]:
+        """Decode each video on its own (``self.decoder``), straight to uint8 frames; a row
+        ``control`` cancelled is not decoded (an empty array stands in)."""
         videos: list[Frames] = []
         for i in range(latents.shape[0]):
+            if control is not None and control.skip(i):
+                videos.append(np.zeros((0, 0, 0, 3), dtype=np.uint8))
+                continue
             video = self.decoder(latents[i : i + 1])  # (1, 3, F, H, W) in [-1, 1]
             frames = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
             videos.append(frames.permute(1, 2, 3, 0).contiguous().cpu().numpy())
@@ -274,7 +283,11 @@ class StagedRunner:
 
     @torch.inference_mode()
     def latents_for(
-        self, shape: ShapeKey, requests: Sequence[GenerationRequest], stages: dict[str, float]
+        self,
+        shape: ShapeKey,
+        requests: Sequence[GenerationRequest],
+        stages: dict[str, float],
+        control: StepControl | None = None,
     ) -> torch.Tensor:
         """Text encode, noise and denoise: the denoiser's part of a call."""
         text = self._timed(
@@ -283,12 +296,16 @@ class StagedRunner:
         generators = self.generators(requests)
         latents = self.noise(shape, requests, generators)
         out: torch.Tensor = self._timed(
-            stages, "denoise", lambda: self.denoise(latents, text, shape, generators)
+            stages, "denoise", lambda: self.denoise(latents, text, shape, generators, control)
         )
         return out
 
     @torch.inference_mode()
-    def frames_for(self, latents: torch.Tensor, stages: dict[str, float]) -> list[Frames]:
+    def frames_for(
+        self, latents: torch.Tensor, stages: dict[str, float], control: StepControl | None = None
+    ) -> list[Frames]:
         """The decoder's part of a call."""
-        videos: list[Frames] = self._timed(stages, "vae_decode", lambda: self.decode(latents))
+        videos: list[Frames] = self._timed(
+            stages, "vae_decode", lambda: self.decode(latents, control)
+        )
         return videos

@@ -25,7 +25,12 @@ from diffusers import WanPipeline
 
 from streamproc.batching import ShapeKey
 from streamproc.errors import ConfigError, GenerationError
-from streamproc.generation.base import GeneratedBatch, GenerationRequest
+from streamproc.generation.base import (
+    BatchCancelled,
+    GeneratedBatch,
+    GenerationRequest,
+    StepControl,
+)
 from streamproc.generation.batchsize import (
     StoredThroughput,
     ThroughputProfile,
@@ -452,17 +457,22 @@ class WanGenerator:
         self._pipe = self._runner = None
 
     async def generate(
-        self, shape: ShapeKey, requests: Sequence[GenerationRequest]
+        self,
+        shape: ShapeKey,
+        requests: Sequence[GenerationRequest],
+        control: StepControl | None = None,
     ) -> GeneratedBatch:
         runner = self._require_runner()
         loop = asyncio.get_running_loop()
         stages: dict[str, float] = {}
         try:
             latents = await loop.run_in_executor(
-                self._gpu, self._latents, runner, shape, requests, stages
+                self._gpu, self._latents, runner, shape, requests, stages, control
             )
+            if control is not None and control.all_cancelled:
+                raise BatchCancelled  # cancelled after the last step: nothing to decode
             videos = await loop.run_in_executor(
-                self._decoder or self._gpu, self._decode, runner, latents, stages
+                self._decoder or self._gpu, self._decode, runner, latents, stages, control
             )
         except (RuntimeError, ValueError) as exc:  # CUDA OOM is a RuntimeError too
             if self.device.type == "cuda":
@@ -476,17 +486,22 @@ class WanGenerator:
         shape: ShapeKey,
         requests: Sequence[GenerationRequest],
         stages: dict[str, float],
+        control: StepControl | None = None,
     ) -> torch.Tensor:
         """Denoise on the GPU thread, with the batch's step-cache hook attached if it has one."""
         transformer = self.pipeline.transformer
         with self._step_caches.attached(transformer, shape.step_cache, shape.num_inference_steps):
-            return runner.latents_for(shape, requests, stages)
+            return runner.latents_for(shape, requests, stages, control)
 
     def _decode(
-        self, runner: StagedRunner, latents: torch.Tensor, stages: dict[str, float]
+        self,
+        runner: StagedRunner,
+        latents: torch.Tensor,
+        stages: dict[str, float],
+        control: StepControl | None = None,
     ) -> list[Any]:
         with self._decode_context():
-            return runner.frames_for(latents, stages)
+            return runner.frames_for(latents, stages, control)
 
 
 def _graph_shape(spec: str, profile: ModelProfile) -> str:

@@ -19,6 +19,7 @@ from streamproc.bus.base import Record
 from streamproc.cache.base import scope_of
 from streamproc.errors import (
     DeadlineExceeded,
+    EventRefused,
     GenerationError,
     InvalidEventError,
     RecordRejected,
@@ -103,6 +104,8 @@ def classify(exc: BaseException) -> tuple[DeadLetterReason, str, str]:
     name = type(exc).__name__
     if isinstance(exc, InvalidEventError):
         return DeadLetterReason(exc.reason), exc.detail, exc.error_class
+    if isinstance(exc, EventRefused):
+        return DeadLetterReason(exc.reason), exc.detail, name
     if isinstance(exc, DeadlineExceeded):
         return DeadLetterReason.DEADLINE_EXCEEDED, str(exc), name
     if isinstance(exc, GenerationError):

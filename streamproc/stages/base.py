@@ -56,6 +56,14 @@ class Flight:
     replace: bool = False
     #: Its partition was revoked while it was in flight (abandoned: handed over, not lost).
     handed_over: bool = False
+    #: The decoded event's id, tenant and lane (for status events; None before decoding).
+    event_id: str | None = None
+    tenant: str | None = None
+    lane: int | None = None
+    #: It holds one in-flight slot of its tenant's quota (released when its task ends).
+    quota_held: bool = False
+    #: The reason of its dead letter, once it has one.
+    letter_reason: str | None = None
 
 
 @dataclass(frozen=True)

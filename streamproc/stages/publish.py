@@ -35,7 +35,7 @@ from streamproc.events import (
 )
 from streamproc.ledger.base import LedgerEntry
 from streamproc.metrics import Metrics
-from streamproc.outcome import OUTCOME_OF_CACHE, Outcome, letter_outcome
+from streamproc.outcome import OUTCOME_OF_CACHE, Outcome, letter_outcome, result_outcome
 from streamproc.retry import RetryPolicy
 from streamproc.settings import Settings
 from streamproc.stages.base import Admitted, Flight, StageClock, Stored
@@ -117,6 +117,32 @@ class Publish:
         log.info("event_generated", object_key=stored.key, batch_size=made.batch_size)
         return Outcome.GENERATED
 
+    async def cancelled(self, flight: Flight, request: Admitted, reason: str | None) -> Outcome:
+        """Answer ``request`` as withdrawn by a control event: a result with status
+        'cancelled', no video (nothing was stored), pinned in the ledger like any answer so a
+        redelivery answers 'cancelled' again."""
+        event = request.event
+        result = VideoResult.model_validate(
+            {
+                "result_id": VideoResult.result_id_for(event.event_id),
+                "event_id": event.event_id,
+                "status": "cancelled",
+                "cache": CacheOutcome.MISS,
+                "model_id": self._model_id,
+                "parameters": request.params,
+                "timings": Timings(received_at=request.received, completed_at=utcnow()),
+                "worker_id": self._settings.worker_id,
+                "tenant": event.tenant,
+                "attributes": event.attributes,
+                "error": safe_text(f"cancelled: {reason}" if reason else "cancelled", 600),
+                "replayed": self._replay_id is not None,
+                "replay_id": self._replay_id,
+            }
+        )
+        await self._publish(flight, result)
+        log.info("event_cancelled", reason=reason)
+        return Outcome.CANCELLED
+
     def _result(
         self,
         request: Admitted,
@@ -177,7 +203,9 @@ class Publish:
         await self._retries.call(
             lambda: self._sink.publish(result, record.key, input_headers=record.headers), "publish"
         )
-        self.published[(record.partition, record.offset)] = OUTCOME_OF_CACHE[result.cache]
+        self.published[(record.partition, record.offset)] = result_outcome(
+            result.cache, result.status
+        )
         self._clock("publish", time.perf_counter() - started)
 
     # -- dead letters --------------------------------------------------------------------
@@ -273,7 +301,7 @@ class Publish:
         if held.kind == "result":
             result = await self._recorded_result(held)
             await self._send_result(record, result)
-            outcome = OUTCOME_OF_CACHE[result.cache]
+            outcome = result_outcome(result.cache, result.status)
         else:
             letter = DeadLetter.model_validate_json(held.body)
             await self._send_letter(record, letter)

@@ -23,7 +23,7 @@ def invoke(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_topics_create_makes_the_three_topics_and_leaves_existing_ones(
+def test_topics_create_makes_the_five_topics_and_leaves_existing_ones(
     kafka_bootstrap: str,
 ) -> None:
     fresh = Topics.random()
@@ -33,6 +33,8 @@ def test_topics_create_makes_the_three_topics_and_leaves_existing_ones(
         f"created {fresh.prompts} (4 partitions)",
         f"created {fresh.results} (4 partitions)",
         f"created {fresh.dead_letters} (4 partitions)",
+        f"created {fresh.status} (4 partitions)",
+        f"created {fresh.control} (4 partitions)",
     ]
     code, out = invoke("topics", "create", *fresh.cli_args(kafka_bootstrap), "--partitions", "2")
     assert code == 0, out

@@ -95,7 +95,7 @@ class ExplodingGenerator(SpyGenerator):
         self.exc = exc
 
     async def generate(
-        self, shape: ShapeKey, requests: Sequence[GenerationRequest]
+        self, shape: ShapeKey, requests: Sequence[GenerationRequest], control: Any = None
     ) -> GeneratedBatch:
         if any(r.event_id in self.boom for r in requests):
             raise self.exc
@@ -106,7 +106,7 @@ class WrongCountGenerator(SpyGenerator):
     """A generator bug: returns one video too few."""
 
     async def generate(
-        self, shape: ShapeKey, requests: Sequence[GenerationRequest]
+        self, shape: ShapeKey, requests: Sequence[GenerationRequest], control: Any = None
     ) -> GeneratedBatch:
         batch = await super().generate(shape, requests)
         return GeneratedBatch(batch.videos[:-1], batch.stage_seconds)
@@ -452,7 +452,7 @@ async def test_a_broken_encoder_pool_is_rebuilt_and_its_events_are_not_lost(
 
     class KillingGenerator(SpyGenerator):
         async def generate(
-            self, shape: ShapeKey, requests: Sequence[GenerationRequest]
+            self, shape: ShapeKey, requests: Sequence[GenerationRequest], control: Any = None
         ) -> GeneratedBatch:
             batch = await super().generate(shape, requests)
             if not killed:  # kill one encoder process while this batch is about to encode

@@ -89,7 +89,7 @@ def test_control_plane_settings_have_defaults_the_gateway_can_read() -> None:
     settings = Settings()
     assert settings.kafka.status_topic == "streamproc.status"
     assert settings.kafka.control_topic == "streamproc.control"
-    assert settings.local.status.endswith("status.jsonl")
+    assert settings.local_status_path == str(Path("streamproc-out") / "status.jsonl")
     assert settings.tenants.quota("acme").max_in_flight == 0
 
 
