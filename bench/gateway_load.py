@@ -46,8 +46,13 @@ import aiohttp  # noqa: E402
 from streamproc.gateway.auth import generate_key, key_digest  # noqa: E402
 from tests.kafka_broker import TansuBroker, create_topics, read_all  # noqa: E402
 
-BODY = {"prompt": "a red fox crossing a frozen lake at dawn", "width": 320, "height": 192,
-        "num_frames": 17, "num_inference_steps": 8}
+BODY = {
+    "prompt": "a red fox crossing a frozen lake at dawn",
+    "width": 320,
+    "height": 192,
+    "num_frames": 17,
+    "num_inference_steps": 8,
+}
 
 
 def free_port() -> int:
@@ -62,6 +67,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def start_gateway(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streamproc", "gateway"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -69,9 +84,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def submit(
-    session: aiohttp.ClientSession, url: str, key: str, out: dict[str, Any]
-) -> None:
+async def submit(session: aiohttp.ClientSession, url: str, key: str, out: dict[str, Any]) -> None:
     video_id = uuid.uuid4().hex
     started = time.perf_counter()
     async with session.post(
@@ -164,17 +177,23 @@ async def run(args: argparse.Namespace, bootstrap: str, tmp: Path) -> dict[str, 
         "STREAMPROC_GATEWAY__KEY_PREFIX": f"gw-load-{tag}",
         "STREAMPROC_GATEWAY__HOST": "127.0.0.1",
         "STREAMPROC_GATEWAY__PORT": str(port),
-        "STREAMPROC_GATEWAY__TENANTS": json.dumps({"bench": {
-            "requests_per_s": 1e6, "burst_requests": 1_000_000,
-            "videos_per_min": 1e8, "burst_videos": 1_000_000}}),
-        "STREAMPROC_GATEWAY__API_KEYS": json.dumps([{"tenant": "bench",
-                                                     "sha256": key_digest(key)}]),
+        "STREAMPROC_GATEWAY__TENANTS": json.dumps(
+            {
+                "bench": {
+                    "requests_per_s": 1e6,
+                    "burst_requests": 1_000_000,
+                    "videos_per_min": 1e8,
+                    "burst_videos": 1_000_000,
+                }
+            }
+        ),
+        "STREAMPROC_GATEWAY__API_KEYS": json.dumps(
+            [{"tenant": "bench", "sha256": key_digest(key)}]
+        ),
         "STREAMPROC_LOG__FORMAT": "json",
     }
     log_path = tmp / "gateway.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streamproc", "gateway"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
+    proc = start_gateway(env, log_path)
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as probe:
