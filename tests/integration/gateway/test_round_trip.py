@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from streamproc.events import StatusState
 from tests.integration.gateway.conftest import GatewayTopics, gateway_settings, make_keys, serve
 from tests.integration.storage.conftest import MotoS3
 from tests.integration.workers import Worker
@@ -95,6 +96,17 @@ async def test_submit_follow_and_download_a_video_made_by_a_worker(
             final = states[-1]
             assert states[0]["status"] == "queued"
             assert final["status"] == "done", final
+            progress = [s["progress"] for s in states]
+            assert progress == sorted(progress)  # never backwards
+            # The worker's status events reached the gateway's view (best effort, but the
+            # broker here is healthy): the last one says the event was answered.
+            for _ in range(100):
+                latest = gw.parts.status.latest("acme:round-trip")
+                if latest is not None and latest.state == StatusState.ANSWERED:
+                    break
+                await asyncio.sleep(0.1)
+            assert latest is not None and latest.state == StatusState.ANSWERED, latest
+            assert latest.result_id == final["result_id"]
             assert final["video_url"].startswith(s3.endpoint)
             polled = (await http.get("/v1/videos/round-trip", headers=keys.auth("acme"))).json()
             assert polled["status"] == "done" and polled["video_url"] == final["video_url"]
