@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,15 +39,21 @@ def gateway(config_file: Path | None, overrides: dict[str, Any]) -> None:
     Exit status:
       0    stopped by SIGINT/SIGTERM
       1    could not start (settings, Kafka or Redis unreachable or refusing, no topic)
+      5    a supervised task crashed (a bug; see the task_crashed log)
     """
     settings = load(config_file, overrides)
     from streamproc.gateway.service import serve
     from streamproc.logs import configure_logging
 
     configure_logging(settings.log)
+    from streamproc.gateway.service import TaskCrashed
+
     try:
         with asyncio.Runner(loop_factory=_fast_loop()) as runner:
             runner.run(serve(settings))
+    except TaskCrashed as exc:
+        click.echo(f"streamproc: error: {exc}", err=True)
+        sys.exit(5)
     except StreamprocError as exc:
         fail(str(exc))
     except KeyboardInterrupt:

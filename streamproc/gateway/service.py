@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 import structlog
 import uvicorn
 
-from streamproc.errors import ConfigError
+from streamproc.errors import ConfigError, StreamprocError
 from streamproc.gateway.app import Parts, build_app
 from streamproc.gateway.auth import ApiKeys
 from streamproc.gateway.http import AccessLog
@@ -117,12 +117,27 @@ async def serve(settings: Settings) -> None:
             prompts_topic=parts.producer.topic,
             tenants=len(settings.gateway_tenants()),
         )
+        serving = asyncio.create_task(server.serve(), name="gateway-http")
         try:
-            await server.serve()
+            # Supervised: the status reader retries outages itself, so its end is a bug;
+            # the gateway then stops (exit status 5) rather than serve stale progress.
+            await asyncio.wait({serving, parts.status.task}, return_when=asyncio.FIRST_COMPLETED)
+            crashed = parts.status.task.done() and not serving.done()
+            if crashed:
+                server.should_exit = True
+            await serving
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
+        if crashed:
+            error = parts.status.task.exception()
+            log.error("task_crashed", task="gateway-status-reader", error=repr(error))
+            raise TaskCrashed(f"the gateway's status reader crashed: {error!r}")
     log.info("gateway_stopped")
+
+
+class TaskCrashed(StreamprocError):
+    """A supervised task of the gateway ended with an unexpected error (exit status 5)."""
 
 
 class _Server(uvicorn.Server):

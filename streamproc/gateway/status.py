@@ -57,9 +57,16 @@ class StatusView(AsyncResource):
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="gateway-status-reader")
 
+    @property
+    def task(self) -> asyncio.Task[None]:
+        """The reader task (started); it ends only by an unexpected error or by stop."""
+        if self._task is None:
+            raise RuntimeError("the status view is not started")
+        return self._task
+
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
+        if task is not None and not task.done():  # a finished one was seen by the supervisor
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -12,7 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from streamproc.gateway import service
 from streamproc.gateway.auth import key_digest
+from streamproc.gateway.service import TaskCrashed
+from streamproc.gateway.status import StatusView
 from tests.helpers import RedisServer, free_port
 from tests.integration.gateway.conftest import (
     GatewayTopics,
@@ -194,3 +197,15 @@ async def _ready(
             pass
         await asyncio.sleep(0.1)
     raise AssertionError(f"{url} never ready")
+
+
+async def test_a_crashed_status_reader_stops_the_gateway_with_its_own_error(
+    kafka_bootstrap: str, gw_topics: GatewayTopics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: StatusView) -> None:
+        raise ValueError("a bug in the reader")
+
+    monkeypatch.setattr(StatusView, "_follow", broken)
+    settings = gateway_settings(kafka_bootstrap, gw_topics, make_keys("acme"))
+    with pytest.raises(TaskCrashed, match="a bug in the reader"):
+        await asyncio.wait_for(service.serve(settings), 30)
