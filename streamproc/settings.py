@@ -1065,6 +1065,11 @@ class TenantLimits(_Section):
         description="Submissions allowed at once before videos_per_min applies; unset: a "
         "minute's worth, like the workers' token bucket.",
     )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="Key of the HMAC-SHA256 signature of the tenant's webhooks (never logged); "
+        "unset: a submission with a Webhook-URL header is refused (422 webhooks_not_enabled).",
+    )
 
 
 class GatewayRates(NamedTuple):
@@ -1151,6 +1156,18 @@ class GatewaySettings(_Section):
     redis_timeout_ms: float = Field(500.0, gt=0, description="Per Redis command.")
     log_prompts: bool = Field(
         False, description="Put the prompt (cut to log.max_prompt_chars) in the access log."
+    )
+    webhook_poll_s: float = Field(
+        2.0,
+        gt=0,
+        description="How often a replica looks for videos with a webhook that ended (a final "
+        "status event makes it look at once); also the first retry delay, doubled per failure.",
+    )
+    webhook_max_attempts: int = Field(
+        8, ge=1, le=50, description="Deliveries of one webhook before it is given up (logged)."
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, description="How long one webhook POST may take (connect to answer)."
     )
 
     @field_validator("host")

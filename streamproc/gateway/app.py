@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Header, Request, Response, Security
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -28,7 +29,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from streamproc import __version__
-from streamproc.errors import TransientError
+from streamproc.errors import ServiceRefused, TransientError
 from streamproc.events import ControlAction, ControlEvent, EventLimits
 from streamproc.gateway.auth import ApiKeys
 from streamproc.gateway.http import ErrorBody, error_response, install_error_handlers
@@ -47,6 +48,7 @@ from streamproc.gateway.submit import (
     video_id_from,
 )
 from streamproc.gateway.videos import VideoBook, VideoRecord
+from streamproc.gateway.webhooks import Webhooks
 from streamproc.ledger.base import event_key
 from streamproc.ledger.redis import RedisLedger
 from streamproc.settings import GatewaySettings
@@ -76,6 +78,7 @@ class Parts:
     status: StatusView
     metrics: GatewayMetrics
     control_topic: str
+    webhooks: Webhooks
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -92,6 +95,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         503: "Kafka or Redis does not answer; retry after Retry-After.",
     }.items()
 }
+
+
+def video_links(base_url: str, video_id: str) -> VideoLinks:
+    """The links of a video under ``base_url`` (empty: paths only)."""
+    me = f"{base_url.rstrip('/')}/v1/videos/{video_id}"
+    return VideoLinks(self=me, events=f"{me}/events", content=f"{me}/content")
 
 
 def _parts(request: Request) -> Parts:
@@ -150,9 +159,7 @@ def build_app(parts: Parts) -> FastAPI:
     body_schema, defs = _body_schema()
 
     def links(request: Request, video_id: str) -> VideoLinks:
-        base = parts.settings.public_url or str(request.base_url).rstrip("/")
-        me = f"{base}/v1/videos/{video_id}"
-        return VideoLinks(self=me, events=f"{me}/events", content=f"{me}/content")
+        return video_links(parts.settings.public_url or str(request.base_url), video_id)
 
     async def current(request: Request, video_id: str, record: VideoRecord) -> VideoView:
         entry = await parts.ledger.get(event_key(record.event_id))
@@ -174,12 +181,18 @@ def build_app(parts: Parts) -> FastAPI:
         response: Response,
         tenant: Tenant,
         idempotency_key: Annotated[str | None, Header()] = None,
+        webhook_url: Annotated[
+            str | None,
+            Header(description="POST the final state here, signed (see docs/gateway.md)."),
+        ] = None,
     ) -> VideoView:
         """Produce the prompt event to the prompts topic (acks=all) and answer 202 with the
         video's id and links once the brokers have it. The same Idempotency-Key with the same
         body answers the same video; with another body, 409."""
         state = request.scope["state"]
         video_id = video_id_from(idempotency_key)
+        if webhook_url is not None:
+            _check_webhook(parts, tenant, webhook_url)
         body = await _read_body(request, parts.settings.max_body_bytes)
         now = datetime.now(UTC)
         event, record = parse_submission(
@@ -198,7 +211,7 @@ def build_app(parts: Parts) -> FastAPI:
         if kind == "accepted":
             parts.metrics.replays.labels(tenant).inc()
             return await current(request, video_id, held)
-        await _produce(parts, tenant, kind, held, record, state["request_id"])
+        await _produce(parts, tenant, kind, held, record, state["request_id"], webhook_url)
         return view_of(video_id, held, None, None, links(request, video_id))  # just queued
 
     @app.get(
@@ -330,9 +343,16 @@ def build_app(parts: Parts) -> FastAPI:
 
 
 async def _produce(
-    parts: Parts, tenant: str, kind: str, held: VideoRecord, record: bytes, trace_id: str
+    parts: Parts,
+    tenant: str,
+    kind: str,
+    held: VideoRecord,
+    record: bytes,
+    trace_id: str,
+    webhook_url: str | None,
 ) -> None:
-    """Produce a reserved submission; release the reservation when it cannot be."""
+    """Produce a reserved submission (its webhook registered first); undo both when it
+    cannot be produced."""
     if kind == "new":
         decision = await parts.limiter.acquire(tenant, "videos")
         if not decision.allowed:
@@ -346,12 +366,17 @@ async def _produce(
             )
     started = time.perf_counter()
     try:
+        if webhook_url is not None:
+            await parts.webhooks.register(held.event_id, tenant, webhook_url)
         await parts.producer.send(held.event_id, record, tenant=tenant, trace_id=trace_id)
     except BaseException:
         if kind == "new":
-            # On failure the reservation expires; a retry with the key produces again.
-            with contextlib.suppress(TransientError):
+            # Undone best effort: a reservation expires, a hook without an answer is given up
+            # when it expires; a retry with the key produces (and registers) again.
+            with contextlib.suppress(TransientError, ServiceRefused):
                 await parts.videos.release(held)
+                if webhook_url is not None:
+                    await parts.webhooks.unregister(held.event_id)
         raise
     parts.metrics.produce_latency.observe(time.perf_counter() - started)
     parts.metrics.accepted.labels(tenant).inc()
@@ -360,6 +385,22 @@ async def _produce(
     # same).
     with contextlib.suppress(TransientError):
         await parts.videos.accept(held)
+
+
+def _check_webhook(parts: Parts, tenant: str, url: str) -> None:
+    if not parts.webhooks.enabled_for(tenant):
+        raise RequestError(
+            422,
+            "webhooks_not_enabled",
+            "this tenant has no webhook secret (gateway.tenants.<tenant>.webhook_secret)",
+        )
+    parsed = urlsplit(url)
+    if len(url) > 2048 or parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise RequestError(
+            422,
+            "invalid_webhook_url",
+            "Webhook-URL must be an http(s) URL of at most 2048 characters",
+        )
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

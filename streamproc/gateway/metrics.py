@@ -68,6 +68,13 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+        self.webhooks = Counter(
+            "streamproc_gateway_webhooks_total",
+            "Webhook attempts by tenant and outcome (delivered, retried, given_up).",
+            ["tenant", "outcome"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         """The Prometheus text exposition."""
         return generate_latest(self.registry)

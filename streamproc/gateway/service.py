@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 from collections.abc import AsyncIterator, Iterator
 
@@ -18,7 +19,7 @@ import structlog
 import uvicorn
 
 from streamproc.errors import ConfigError, StreamprocError
-from streamproc.gateway.app import Parts, build_app
+from streamproc.gateway.app import Parts, build_app, video_links
 from streamproc.gateway.auth import ApiKeys
 from streamproc.gateway.http import AccessLog
 from streamproc.gateway.limits import RateLimiter
@@ -27,6 +28,7 @@ from streamproc.gateway.producer import PromptProducer
 from streamproc.gateway.redis import GatewayRedis
 from streamproc.gateway.status import StatusView
 from streamproc.gateway.videos import VideoBook
+from streamproc.gateway.webhooks import Webhooks
 from streamproc.ledger.redis import RedisLedger
 from streamproc.settings import Settings
 
@@ -74,8 +76,34 @@ async def started_parts(settings: Settings) -> AsyncIterator[Parts]:
                 linger_ms=gateway.linger_ms,
             )
         )
+        metrics = GatewayMetrics()
+        videos = VideoBook(redis, ttl_s=gateway.idempotency_ttl_s)
+        secrets = {
+            name: limits.webhook_secret
+            for name, limits in gateway.tenants.items()
+            if limits.webhook_secret is not None
+        }
+        webhooks = await stack.enter_async_context(
+            Webhooks(
+                redis,
+                ledger,
+                videos,
+                secrets,
+                poll_s=gateway.webhook_poll_s,
+                max_attempts=gateway.webhook_max_attempts,
+                timeout_s=gateway.webhook_timeout_s,
+                ttl_s=gateway.idempotency_ttl_s,
+                links=functools.partial(video_links, gateway.public_url or ""),
+                on_outcome=lambda tenant, outcome: metrics.webhooks.labels(tenant, outcome).inc(),
+            )
+        )
         status = await stack.enter_async_context(
-            StatusView(settings.kafka, client_id=client_id, lookback_s=STATUS_LOOKBACK_S)
+            StatusView(
+                settings.kafka,
+                client_id=client_id,
+                lookback_s=STATUS_LOOKBACK_S,
+                on_final=webhooks.wake,
+            )
         )
         yield Parts(
             settings=gateway,
@@ -83,12 +111,13 @@ async def started_parts(settings: Settings) -> AsyncIterator[Parts]:
             redis=redis,
             keys=ApiKeys(gateway, redis, tenants),
             limiter=RateLimiter(redis, tenants),
-            videos=VideoBook(redis, ttl_s=gateway.idempotency_ttl_s),
+            videos=videos,
             producer=producer,
             ledger=ledger,
             status=status,
-            metrics=GatewayMetrics(),
+            metrics=metrics,
             control_topic=settings.kafka.control_topic,
+            webhooks=webhooks,
         )
 
 
@@ -121,18 +150,19 @@ async def serve(settings: Settings) -> None:
         try:
             # Supervised: the status reader retries outages itself, so its end is a bug;
             # the gateway then stops (exit status 5) rather than serve stale progress.
-            await asyncio.wait({serving, parts.status.task}, return_when=asyncio.FIRST_COMPLETED)
-            crashed = parts.status.task.done() and not serving.done()
-            if crashed:
+            watched = {parts.status.task, parts.webhooks.task}
+            await asyncio.wait({serving, *watched}, return_when=asyncio.FIRST_COMPLETED)
+            crashed = None if serving.done() else next((t for t in watched if t.done()), None)
+            if crashed is not None:
                 server.should_exit = True
             await serving
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
-        if crashed:
-            error = parts.status.task.exception()
-            log.error("task_crashed", task="gateway-status-reader", error=repr(error))
-            raise TaskCrashed(f"the gateway's status reader crashed: {error!r}")
+        if crashed is not None:
+            error = crashed.exception()
+            log.error("task_crashed", task=crashed.get_name(), error=repr(error))
+            raise TaskCrashed(f"the gateway's task {crashed.get_name()} crashed: {error!r}")
     log.info("gateway_stopped")
 
 

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -24,7 +25,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from streamproc.bus.kafka import client_options
-from streamproc.events import StatusEvent
+from streamproc.events import FINAL_STATES, StatusEvent
 from streamproc.resource import AsyncResource
 from streamproc.settings import KafkaSettings
 
@@ -41,12 +42,14 @@ class StatusView(AsyncResource):
         client_id: str,
         lookback_s: float,
         max_entries: int = 100_000,
+        on_final: Callable[[], None] = lambda: None,
     ) -> None:
         self._settings = settings
         self.topic = settings.status_topic
         self._client_id = client_id
         self._lookback_s = lookback_s
         self._max = max_entries
+        self._on_final = on_final
         self._latest: OrderedDict[str, StatusEvent] = OrderedDict()
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -99,6 +102,8 @@ class StatusView(AsyncResource):
             self._latest.popitem(last=False)
         for woken in self._waiters.get(status.event_id, ()):
             woken.set()
+        if status.state in FINAL_STATES:
+            self._on_final()
 
     async def readiness(self) -> tuple[bool, str]:
         """Whether the status topic is being read (informational: best effort)."""
