@@ -24,4 +24,8 @@ topic, and answers come from the result ledger. ``docs/gateway.md`` describes th
                ▼
              producer: prompts topic, acks=all ──► 202 only after the broker has the record
      GET     videos + ledger + status events ──► state
+
+Beside the requests, two supervised loops per replica: the status-topic reader
+(:mod:`~streamproc.gateway.status`) and the webhook deliveries
+(:mod:`~streamproc.gateway.webhooks`).
 """
