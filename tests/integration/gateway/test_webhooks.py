@@ -115,3 +115,45 @@ async def test_a_webhook_that_cannot_work_refuses_the_submission(
     assert no_secret.json()["error"]["code"] == "webhooks_not_enabled"
     assert bad_url.status_code == 422 and bad_url.json()["error"]["code"] == "invalid_webhook_url"
     assert await read_all(kafka_bootstrap, gw_topics.names.prompts) == []
+
+
+async def test_two_replicas_deliver_a_webhook_once(
+    kafka_bootstrap: str, gw_topics: GatewayTopics
+) -> None:
+    found = Receiver(failures=0)
+    app = web.Application()
+    app.router.add_post("/hook", found.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    keys = make_keys("acme")
+    tenants = {"acme": {"requests_per_s": 100, "webhook_secret": SECRET}}
+    prefix = f"gw-hooks-{gw_topics.status}"
+    settings = gateway_settings(
+        kafka_bootstrap,
+        gw_topics,
+        keys,
+        prefix=prefix,
+        tenants=tenants,
+        gateway={"webhook_poll_s": 0.05},
+    )
+    headers = {**keys.auth("acme"), "Webhook-URL": f"http://127.0.0.1:{port}/hook"}
+    try:
+        async with serve(settings) as one, serve(settings) as two, one.client() as http:
+            for n in range(5):
+                answer = await http.post(
+                    "/v1/videos", json=BODY, headers={**headers, "Idempotency-Key": f"h{n}"}
+                )
+                assert answer.status_code == 202
+            for n in range(5):
+                await answer_in_ledger(two.parts, f"acme:h{n}", f"https://cdn.example/{n}.mp4")
+            for _ in range(100):
+                if len(found.calls) >= 5:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)  # time for a duplicate to show
+    finally:
+        await runner.cleanup()
+    delivered = sorted(h[EVENT_ID_HEADER] for h, _ in found.calls)
+    assert delivered == [f"acme:h{n}" for n in range(5)]
