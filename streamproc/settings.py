@@ -1021,11 +1021,11 @@ class LaneSettings(_Section):
         description="Longest wait of the event at the head of a lane once a higher lane keeps "
         "the GPU busy; past it, its batch goes next.",
     )
-    replay_priority: int | None = Field(
+    replay_priority: int = Field(
         0,
-        ge=0,
+        ge=-1,
         le=9,
-        description="Lane of events run by `streamproc replay` (null: their own priority).",
+        description="Lane of events run by `streamproc replay` (-1: their own priority).",
     )
 
 

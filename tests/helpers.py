@@ -121,6 +121,42 @@ class SpyGenerator:
         return [i for call in self.calls for i in call]
 
 
+class GatedGenerator(SpyGenerator):
+    """The tiny pipeline, pausing on its GPU thread after step ``gate_step`` of the first
+    batch until ``gate`` is set: a cancel can be sent while a batch is mid-denoising."""
+
+    def __init__(self, inner: Any, gate_step: int = 2) -> None:
+        super().__init__(inner)
+        self.gate = threading.Event()
+        self.reached = threading.Event()
+        self.gate_step = gate_step
+        self.controls: list[StepControl] = []
+
+    async def generate(
+        self,
+        shape: ShapeKey,
+        requests: Sequence[GenerationRequest],
+        control: StepControl | None = None,
+    ) -> GeneratedBatch:
+        if control is not None and not self.controls:
+            step = control.step
+
+            def gated(done: int, total: int) -> None:
+                if done == self.gate_step:
+                    self.reached.set()
+                    self.gate.wait(30)
+                step(done, total)
+
+            control.step = gated  # type: ignore[method-assign]
+        if control is not None:
+            self.controls.append(control)
+        return await super().generate(shape, requests, control)
+
+
+def mp4s(settings: Any) -> int:
+    return len(list(Path(settings.storage.local_dir).rglob("*.mp4")))
+
+
 class Patience:
     """A deadline that moves while progress is seen.
 

@@ -94,7 +94,7 @@ class ControlPlane(AsyncResource):
         """The priority lane of ``event``: its priority, or ``lanes.replay_priority`` in a
         replay."""
         replay_lane = self._settings.lanes.replay_priority
-        if self._replay and replay_lane is not None:
+        if self._replay and replay_lane >= 0:
             return replay_lane
         return event.priority
 

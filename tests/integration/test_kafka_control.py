@@ -28,9 +28,8 @@ from streamproc.processor import Outcome, Processor, RunSummary
 from streamproc.settings import Settings
 from streamproc.storage.local import LocalObjectStore
 from tests.conftest import MakeSettings
-from tests.helpers import event, eventually, wait_for
+from tests.helpers import GatedGenerator, event, eventually, mp4s, wait_for
 from tests.kafka_broker import Topics, answers, committed_to_end, create_topics, produce, read_all
-from tests.unit.control.test_processor_control import GatedGenerator, mp4s
 
 pytestmark = pytest.mark.kafka
 
@@ -251,3 +250,36 @@ def _epoch(text: str) -> float:
 
 def _index(calls: list[tuple[float, list[str]]], event_id: str) -> int:
     return next(i for i, (_, ids) in enumerate(calls) if event_id in ids)
+
+
+async def test_a_higher_priority_event_overtakes_a_queue_of_its_own_tenant(
+    make_settings: MakeSettings,
+    kafka_bootstrap: str,
+    control_topics: Topics,
+) -> None:
+    topics = control_topics
+    settings = settings_for(
+        make_settings,
+        kafka_bootstrap,
+        topics,
+        batch={"window_ms": 20, "max_batch_size": 2, "max_in_flight": 500},
+    )
+    backlog = [
+        (0, None, value(event(f"low{i:03d}", f"low {i}", tenant="t")), []) for i in range(200)
+    ]
+    await produce(kafka_bootstrap, topics.prompts, backlog)
+    generator = QuickGenerator()
+    async with worker(settings, generator):
+        await wait_for(lambda: len(generator.calls) >= 5, 60)
+        urgent = event("urgent", "u", tenant="t", priority=7)
+        await produce(kafka_bootstrap, topics.prompts, [(1, None, value(urgent), [])])
+
+        async def all_answered() -> bool:
+            return len(await read_all(kafka_bootstrap, topics.results)) >= 201
+
+        await eventually(all_answered, seconds=120)
+    low_before = sum(len(ids) for _, ids in generator.calls[: _index(generator.calls, "urgent")])
+    assert low_before < 150  # same tenant, so only its lane put it ahead of the backlog
+    status = [s for _, s in await status_of(kafka_bootstrap, topics)]
+    queued = next(s for s in status if s["event_id"] == "urgent" and s["state"] == "queued")
+    assert queued["lane"] == 7 and queued["queue_position"] == 1

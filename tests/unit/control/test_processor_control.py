@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,46 +12,21 @@ from typing import Any
 import pytest
 
 from streamproc.app import run_worker
-from streamproc.batching import ShapeKey
 from streamproc.events import utcnow
-from streamproc.generation.base import GeneratedBatch, GenerationRequest, StepControl
 from streamproc.generation.wan import WanGenerator
+from streamproc.metrics import Metrics
 from streamproc.processor import Outcome
 from streamproc.settings import Settings
 from tests.conftest import MakeSettings
-from tests.helpers import SpyGenerator, event, read_jsonl, wait_for, write_jsonl
-
-
-class GatedGenerator(SpyGenerator):
-    """The tiny pipeline, pausing on its GPU thread after step ``gate_step`` of the first
-    batch until ``gate`` is set: a cancel can be sent while a batch is mid-denoising."""
-
-    def __init__(self, inner: Any, gate_step: int = 2) -> None:
-        super().__init__(inner)
-        self.gate = threading.Event()
-        self.reached = threading.Event()
-        self.gate_step = gate_step
-        self.controls: list[StepControl] = []
-
-    async def generate(
-        self,
-        shape: ShapeKey,
-        requests: Sequence[GenerationRequest],
-        control: StepControl | None = None,
-    ) -> GeneratedBatch:
-        if control is not None and not self.controls:
-            step = control.step
-
-            def gated(done: int, total: int) -> None:
-                if done == self.gate_step:
-                    self.reached.set()
-                    self.gate.wait(30)
-                step(done, total)
-
-            control.step = gated  # type: ignore[method-assign]
-        if control is not None:
-            self.controls.append(control)
-        return await super().generate(shape, requests, control)
+from tests.helpers import (
+    GatedGenerator,
+    SpyGenerator,
+    event,
+    mp4s,
+    read_jsonl,
+    wait_for,
+    write_jsonl,
+)
 
 
 def settings_for(make_settings: MakeSettings, tmp_path: Path, **extra: Any) -> Settings:
@@ -71,10 +44,6 @@ def states_of(tmp_path: Path, event_id: str) -> list[str]:
     return [s["state"] for s in statuses(tmp_path) if s["event_id"] == event_id]
 
 
-def mp4s(settings: Settings) -> int:
-    return len(list(Path(settings.storage.local_dir).rglob("*.mp4")))
-
-
 def forget_outputs(settings: Settings, tmp_path: Path) -> None:
     """A fresh results file and an empty control file (the ledger stays)."""
     Path(settings.local.results).unlink()
@@ -86,19 +55,26 @@ def append(path: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-async def run(settings: Settings, lines: list[Any], tmp_path: Path, generator: Any) -> Any:
-    return (
-        await run_worker(
-            settings.model_copy(
-                update={"local": settings.local.model_copy(update={"input": str(tmp_path / "in")})}
-            ),
-            source=None,
-            generator=generator,
-            handle_signals=False,
-        )
-        if write_jsonl(tmp_path / "in", lines)
-        else None
+async def run(
+    settings: Settings,
+    lines: list[Any],
+    tmp_path: Path,
+    generator: Any,
+    metrics: Metrics | None = None,
+) -> Any:
+    """A whole worker over ``lines`` (the JSONL source, sink, store and control file)."""
+    source = write_jsonl(tmp_path / "in.jsonl", lines)
+    local = settings.local.model_copy(update={"input": str(source)})
+    return await run_worker(
+        settings.model_copy(update={"local": local}),
+        generator=generator,
+        handle_signals=False,
+        metrics=metrics,
     )
+
+
+def count(metric: Any, *labels: str) -> float:
+    return float(metric.labels(*labels)._value.get())
 
 
 async def test_status_events_walk_every_state_of_a_generated_event(
@@ -135,8 +111,11 @@ async def test_a_cancel_read_before_its_event_answers_cancelled_and_again_on_red
     append(tmp_path / "control.jsonl", {"action": "cancel", "event_id": "e2", "reason": "gone"})
     spy = SpyGenerator(WanGenerator(settings.generation, loaded=tiny_pipeline))
     lines = [event("e1", "a cat"), event("e2", "a dog")]
-    summary = await run(settings, lines, tmp_path, spy)
+    metrics = Metrics()
+    summary = await run(settings, lines, tmp_path, spy, metrics)
     assert summary.outcomes[Outcome.CANCELLED] == 1 and summary.exit_status == 0
+    assert count(metrics.cancellations, "admission") == 1
+    assert count(metrics.events_finished, "cancelled") == 1
     results = {r["event_id"]: r for r in read_jsonl(Path(settings.local.results))}
     assert results["e2"]["status"] == "cancelled" and results["e2"]["video_url"] is None
     assert results["e2"]["error"] == "cancelled: gone"
@@ -180,6 +159,7 @@ async def test_a_cancel_during_generation_ends_the_event_and_spares_its_batch(
     settings = settings_for(make_settings, tmp_path, batch={"window_ms": 300})
     gated = GatedGenerator(WanGenerator(settings.generation, loaded=tiny_pipeline))
     lines = [event(f"e{i}", f"prompt {i}", num_inference_steps=6) for i in range(3)]
+    metrics = Metrics()
 
     async def cancel_mid_batch() -> None:
         await asyncio.to_thread(gated.reached.wait, 30)
@@ -193,8 +173,9 @@ async def test_a_cancel_during_generation_ends_the_event_and_spares_its_batch(
         gated.gate.set()
 
     canceller = asyncio.create_task(cancel_mid_batch())
-    summary = await run(settings, lines, tmp_path, gated)
+    summary = await run(settings, lines, tmp_path, gated, metrics)
     await canceller
+    assert count(metrics.cancellations, "generating") == 1
     assert gated.calls == [["e0", "e1", "e2"]]  # one batch, not split or re-run
     assert gated.controls[0].cancelled == {1}
     assert summary.outcomes[Outcome.CANCELLED] == 1 and summary.outcomes[Outcome.GENERATED] == 2
@@ -231,9 +212,11 @@ async def test_stale_events_expire_at_admission_and_fresh_ones_run(
     old = (utcnow() - timedelta(hours=1)).isoformat()
     lines = [event("stale", "a cat", created_at=old), event("fresh", "a dog")]
     spy = SpyGenerator(WanGenerator(settings.generation, loaded=tiny_pipeline))
-    await run(settings, lines, tmp_path, spy)
+    metrics = Metrics()
+    await run(settings, lines, tmp_path, spy, metrics)
     dead = read_jsonl(Path(settings.local.dead_letters))
     assert [(d["event_id"], d["reason"]) for d in dead] == [("stale", "expired")]
+    assert count(metrics.expirations, "admission") == 1
     assert spy.generated_ids == ["fresh"]
     assert states_of(tmp_path, "stale")[-1] == "dead_lettered"
 
@@ -262,7 +245,11 @@ async def test_a_tenant_over_its_in_flight_limit_gets_quota_exceeded(
     spy = SpyGenerator(WanGenerator(settings.generation, loaded=tiny_pipeline))
     lines = [event(f"a{i}", f"prompt {i}", tenant="a") for i in range(4)]
     lines.append(event("b0", "another", tenant="b"))
-    await run(settings, lines, tmp_path, spy)
+    metrics = Metrics()
+    await run(settings, lines, tmp_path, spy, metrics)
+    assert count(metrics.quota_rejections, "in_flight") == 2
+    assert count(metrics.queue_depth, "0", "a") == 0  # every queued event left the queue
+    assert metrics.queue_wait.labels("0", "b")._sum.get() >= 0
     dead = read_jsonl(Path(settings.local.dead_letters))
     assert sorted(d["event_id"] for d in dead) == ["a2", "a3"]
     assert {d["reason"] for d in dead} == {"quota_exceeded"}
@@ -293,3 +280,14 @@ async def test_a_full_status_buffer_drops_status_but_never_an_outcome(
     summary = await run(settings, lines, tmp_path, spy)
     assert summary.results == 6
     assert len(statuses(tmp_path)) < 6 * 6  # some were dropped, none waited for
+
+
+def test_replayed_events_run_in_the_replay_lane(make_settings: MakeSettings) -> None:
+    from streamproc.control.plane import ControlPlane
+    from streamproc.events import PromptEvent
+
+    urgent = PromptEvent.model_validate({"event_id": "e", "prompt": "p", "priority": 8})
+    live = ControlPlane(make_settings())
+    replay = ControlPlane(make_settings(), replay=True)
+    own = ControlPlane(make_settings(lanes={"replay_priority": -1}), replay=True)
+    assert (live.lane(urgent), replay.lane(urgent), own.lane(urgent)) == (8, 0, 8)
