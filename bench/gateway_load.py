@@ -42,6 +42,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
+import redis.asyncio  # noqa: E402
 
 from streamproc.gateway.auth import generate_key, key_digest  # noqa: E402
 from tests.kafka_broker import TansuBroker, create_topics, read_all  # noqa: E402
@@ -65,6 +66,17 @@ def cpu_seconds(pid: int) -> float:
     text = Path(f"/proc/{pid}/stat").read_text()
     fields = text[text.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def forget_keys(url: str, prefix: str) -> None:
+    """Delete the run's keys (video ids, rate buckets) from the Redis the machine shares."""
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        batch = [key async for key in client.scan_iter(match=f"{prefix}:*", count=5000)]
+        for start in range(0, len(batch), 5000):
+            await client.delete(*batch[start : start + 5000])
+    finally:
+        await client.aclose()
 
 
 def start_gateway(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -220,6 +232,7 @@ async def run(args: argparse.Namespace, bootstrap: str, tmp: Path) -> dict[str, 
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+    await forget_keys(args.redis_url, f"gw-load-{tag}")
     records = await read_all(bootstrap, topic)
     in_topic = {r.key.decode() for r in records}
     accepted = set(sat["accepted"]) | set(pace["accepted"])

@@ -7,13 +7,14 @@ import asyncio
 import contextlib
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis
 import uvicorn
 
 from streamproc.gateway.app import Parts, build_app
@@ -25,6 +26,24 @@ from tests.integration.workers import streamproc_command, streamproc_env
 from tests.kafka_broker import Topics, create_topics
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+#: Key prefixes of the gateways made by the running test (their keys are deleted after it).
+_PREFIXES: set[str] = set()
+
+
+@pytest.fixture(autouse=True)
+def _forget_redis_keys() -> Iterator[None]:
+    """Delete the Redis keys (gateway and ledger) of the gateways the test made."""
+    yield
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    try:
+        for prefix in _PREFIXES:
+            for pattern in (f"{prefix}:*", f"{prefix}-ledger:*"):
+                keys = list(client.scan_iter(match=pattern, count=1000))
+                if keys:
+                    client.delete(*keys)
+    finally:
+        client.close()
+        _PREFIXES.clear()
 
 
 @dataclass(frozen=True)
@@ -86,6 +105,7 @@ def gateway_settings(
     """Settings of a test gateway: keys of ``keys`` configured, generous limits unless
     ``tenants`` says otherwise."""
     prefix = prefix or f"gw-test-{uuid.uuid4().hex[:10]}"
+    _PREFIXES.add(prefix)
     limits = tenants or {
         t: {"requests_per_s": 1000, "burst_requests": 1000} for t in keys.by_tenant
     }
@@ -104,6 +124,12 @@ def gateway_settings(
         },
         **sections,
     )
+
+
+def tracked(prefix: str) -> str:
+    """``prefix``, whose Redis keys are deleted after the test (for gateway processes)."""
+    _PREFIXES.add(prefix)
+    return prefix
 
 
 def make_keys(*tenants: str) -> Keys:

@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 
 from streamproc.gateway.auth import generate_key, key_digest
 from tests.helpers import free_port
-from tests.integration.gateway.conftest import gateway_process
+from tests.integration.gateway.conftest import gateway_process, tracked
 from tests.kafka_broker import Topics, create_topics, read_all
 
 pytestmark = pytest.mark.kafka
@@ -56,7 +56,7 @@ def fuzzed_gateway(kafka_bootstrap: str, tmp_path: Path) -> Iterator[FuzzedGatew
         "STREAMPROC_KAFKA__STATUS_TOPIC": f"{topics.prompts}-s",
         "STREAMPROC_KAFKA__ENABLE_IDEMPOTENCE": "false",
         "STREAMPROC_LEDGER__BACKEND": "redis",
-        "STREAMPROC_GATEWAY__KEY_PREFIX": f"gw-fuzz-{topics.prompts}",
+        "STREAMPROC_GATEWAY__KEY_PREFIX": tracked(f"gw-fuzz-{topics.prompts}"),
         "STREAMPROC_GATEWAY__HOST": "127.0.0.1",
         "STREAMPROC_GATEWAY__PORT": str(port),
         "STREAMPROC_GATEWAY__TENANTS": json.dumps(

@@ -23,6 +23,7 @@ from tests.integration.gateway.conftest import (
     gateway_settings,
     make_keys,
     serve,
+    tracked,
 )
 from tests.kafka_broker import TansuBroker, create_topics, read_all
 
@@ -72,7 +73,7 @@ async def test_two_gateway_processes_share_one_request_limit(
     kafka_bootstrap: str, gw_topics: GatewayTopics, tmp_path: Path
 ) -> None:
     keys = make_keys("acme")
-    prefix = f"gw-two-{gw_topics.status}"
+    prefix = tracked(f"gw-two-{gw_topics.status}")
     env = {
         "STREAMPROC_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
         "STREAMPROC_KAFKA__PROMPTS_TOPIC": gw_topics.names.prompts,
