@@ -37,6 +37,8 @@ USER streamproc
 WORKDIR /home/streamproc
 
 EXPOSE 9464
+# The HTTP gateway (streamproc gateway), when the container runs it.
+EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=5s --start-period=300s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('STREAMPROC_METRICS__PORT', '9464'), timeout=3)"
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import socket
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import yaml
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -67,6 +69,9 @@ MAX_RECORD_BYTES = 1 << 20
 REDIS_TIMEOUT_MS = 250.0
 REDIS_STREAM_MAX_LEN = 100_000
 REDIS_MAX_PENDING = 10_000
+#: A tenant's name, as the event contract allows it.
+TENANT_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+_TENANT = re.compile(TENANT_PATTERN)
 
 
 def parse_shape_spec(
@@ -1038,6 +1043,167 @@ class LogSettings(_Section):
     )
 
 
+class TenantLimits(_Section):
+    """One tenant's limits at the gateway (enforced across replicas through Redis)."""
+
+    requests_per_s: float = Field(
+        50.0, gt=0, description="Requests per second of any kind (a burst of burst_requests)."
+    )
+    burst_requests: int = Field(
+        100, ge=1, description="Requests allowed at once before requests_per_s applies."
+    )
+    videos_per_min: float | None = Field(
+        None,
+        gt=0,
+        description="Accepted video submissions per minute (POST /v1/videos); unset: the "
+        "workers' quota of the tenant (tenants.quotas / tenants.events_per_minute), or 600 "
+        "where that is 0 (no limit).",
+    )
+    burst_videos: int | None = Field(
+        None,
+        ge=1,
+        description="Submissions allowed at once before videos_per_min applies; unset: a "
+        "minute's worth, like the workers' token bucket.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="Key of the HMAC-SHA256 signature of the tenant's webhooks (never logged); "
+        "unset: a submission with a Webhook-URL header is refused (422 webhooks_not_enabled).",
+    )
+
+
+class GatewayRates(NamedTuple):
+    """The limits in force for one tenant at the gateway."""
+
+    requests_per_s: float
+    burst_requests: int
+    videos_per_min: float
+    burst_videos: int
+
+
+class ApiKeySpec(_Section):
+    """An API key of the gateway, stored as the SHA-256 of the key (never the key itself)."""
+
+    tenant: str = Field(pattern=TENANT_PATTERN, description="The tenant the key acts for.")
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="Lowercase hex SHA-256 of the key (streamproc api-key create prints it).",
+    )
+    expires_at: AwareDatetime | None = Field(
+        None, description="After this time the key is refused (401 expired_api_key)."
+    )
+    name: str = Field("", max_length=200, description="A label for people (never the key).")
+
+
+class GatewaySettings(_Section):
+    """The HTTP gateway (streamproc gateway): auth, rate limits, the Kafka contract."""
+
+    host: str = Field("0.0.0.0", min_length=1, description="Address to bind, without port.")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port of the API (0: any free port).")
+    public_url: str | None = Field(
+        None,
+        description="Base URL clients reach the gateway at, for the links in answers "
+        "(unset: taken from each request's Host header).",
+    )
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1024, le=1 << 20, description="Largest request body (413 above it)."
+    )
+    redis_url: SecretStr | None = Field(
+        None,
+        description="Redis of the API keys, rate limits and idempotency keys (default: "
+        "ledger.redis_url, else cache.redis_url). Every replica must use the same one.",
+    )
+    key_prefix: str = Field(
+        "streamproc-gateway", min_length=1, description="Prefix of the gateway's Redis keys."
+    )
+    api_keys: list[ApiKeySpec] = Field(
+        default_factory=list,
+        description="API keys from the configuration; keys stored in Redis "
+        "(streamproc api-key create --store redis) are accepted as well.",
+    )
+    key_cache_s: float = Field(
+        5.0,
+        ge=0,
+        description="How long a replica remembers a key looked up in Redis (a key revoked "
+        "there is refused at most this much later).",
+    )
+    tenants: dict[str, TenantLimits] = Field(
+        default_factory=dict,
+        description="Tenants the gateway serves, with their limits; the tenants named in "
+        "the workers' tenants.weights and tenants.quotas are served too, with the default "
+        "limits. A key of a tenant named nowhere is refused (403 unknown_tenant).",
+    )
+    idempotency_ttl_s: float = Field(
+        24 * 3600.0,
+        gt=0,
+        description="How long an Idempotency-Key (and the video id) is remembered; at most "
+        "ledger.ttl_s.",
+    )
+    produce_timeout_ms: int = Field(
+        10_000,
+        ge=100,
+        description="How long a submission waits for the brokers' acknowledgement (acks=all) "
+        "before it is answered 503 (the client retries with the same Idempotency-Key).",
+    )
+    linger_ms: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="How long the gateway's producer waits to fill a batch (kafka.linger_ms is "
+        "the workers'). 0: a submission waits only for its acknowledgement; under load records "
+        "still share batches while one is in flight.",
+    )
+    redis_timeout_ms: float = Field(500.0, gt=0, description="Per Redis command.")
+    log_prompts: bool = Field(
+        False, description="Put the prompt (cut to log.max_prompt_chars) in the access log."
+    )
+    webhook_poll_s: float = Field(
+        2.0,
+        gt=0,
+        description="How often a replica looks for videos with a webhook that ended (a final "
+        "status event makes it look at once); also the first retry delay, doubled per failure.",
+    )
+    webhook_max_attempts: int = Field(
+        8, ge=1, le=50, description="Deliveries of one webhook before it is given up (logged)."
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, description="How long one webhook POST may take (connect to answer)."
+    )
+
+    @field_validator("host")
+    @classmethod
+    def _bind_host(cls, value: str) -> str:
+        check_bind_host(value)
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        check_http_url(value, appended=True)
+        return value.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_redis_url(value.get_secret_value())
+        return value
+
+    @field_serializer("redis_url", when_used="json")
+    def _redis_url_shown(self, value: SecretStr | None) -> str | None:
+        return mask_password(value.get_secret_value()) if value is not None else None
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenant_names(cls, value: dict[str, TenantLimits]) -> dict[str, TenantLimits]:
+        for name in value:
+            if not _TENANT.fullmatch(name):
+                raise ValueError(f"tenant name {name!r} must match {TENANT_PATTERN}")
+        return value
+
+
 class MetricsSettings(_Section):
     """The operations HTTP server: Prometheus ``/metrics``, ``/healthz``, ``/readyz``."""
 
@@ -1103,6 +1269,7 @@ class Settings(BaseSettings):
     tenants: TenantSettings = TenantSettings()
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
+    gateway: GatewaySettings = GatewaySettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -1115,6 +1282,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "dead_letters.max_original_bytes leaves no room for the rest of a dead letter "
                 "under kafka.max_request_size (base64 adds a third)"
+            )
+        if self.gateway.idempotency_ttl_s > self.ledger.ttl_s:
+            raise ValueError(
+                "gateway.idempotency_ttl_s must not exceed ledger.ttl_s (a retried submission "
+                "must still find its answer)"
             )
         return self
 
@@ -1145,6 +1317,26 @@ class Settings(BaseSettings):
         """The Redis URL of the shared ledger."""
         url = self.ledger.redis_url or self.cache.redis_url
         return url.get_secret_value()
+
+    @property
+    def gateway_redis_url(self) -> str:
+        """The Redis URL of the gateway's keys, limits and idempotency records."""
+        url = self.gateway.redis_url or self.ledger.redis_url or self.cache.redis_url
+        return url.get_secret_value()
+
+    def gateway_tenants(self) -> dict[str, GatewayRates]:
+        """Every tenant the gateway serves → (requests/s, burst, videos/min, burst): the
+        gateway's own limits, with videos/min defaulting to the workers' quota of the tenant
+        so that a tenant within its gateway limit is never dead-lettered as quota_exceeded."""
+        names = {*self.gateway.tenants, *self.tenants.weights, *self.tenants.quotas}
+        out: dict[str, GatewayRates] = {}
+        for name in sorted(names):
+            own = self.gateway.tenants.get(name) or TenantLimits()
+            quota = self.tenants.quota(name).events_per_minute
+            per_min = own.videos_per_min or quota or 600.0
+            burst = own.burst_videos or max(1, int(per_min))
+            out[name] = GatewayRates(own.requests_per_s, own.burst_requests, per_min, burst)
+        return out
 
     def event_limits(self, model_id: str | None = None) -> EventLimits:
         """The limits handed to event validation (with the model profile's defaults)."""

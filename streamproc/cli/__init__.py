@@ -13,6 +13,7 @@ import click
 
 from streamproc import __version__
 from streamproc.cli.common import CONTEXT
+from streamproc.cli.gateway import api_key, gateway
 from streamproc.cli.replay import replay
 from streamproc.cli.run import run, summary_line
 from streamproc.cli.tools import config, produce, schemas, storage, topics
@@ -33,5 +34,5 @@ def main() -> None:
     """
 
 
-for command in (run, produce, topics, schemas, config, storage, replay):
+for command in (run, produce, topics, schemas, config, storage, replay, gateway, api_key):
     main.add_command(command)

@@ -77,6 +77,7 @@ def test_the_stack_has_every_service_it_documents() -> None:
         "grafana",
         "worker",
         "worker-cpu",
+        "gateway",
     }
     command = docker_compose()
     if command is not None:  # the real schema check, where Docker Compose is installed
@@ -194,6 +195,28 @@ def test_prometheus_scrapes_every_worker_on_its_metrics_port(
     for rule_file in config["rule_files"]:
         assert rule_file in mounts and (COMPOSE / mounts[rule_file]).is_file()
     assert "/etc/prometheus/prometheus.yml" in mounts
+
+
+def test_the_gateway_serves_the_workers_ledger_and_is_scraped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = worker_settings("gateway", monkeypatch)
+    workers = worker_settings("worker-cpu", monkeypatch)
+    gateway = services()["gateway"]
+    assert gateway["command"] == ["gateway"]
+    assert settings.ledger_backend == workers.ledger_backend == "redis"
+    assert settings.ledger_redis_url == workers.ledger_redis_url
+    assert settings.kafka.prompts_topics == workers.kafka.prompts_topics
+    assert settings.gateway_tenants(), "the demo tenant"
+    assert f"{settings.gateway.port}:{settings.gateway.port}" in gateway["ports"]
+    assert str(settings.gateway.port) in " ".join(gateway["healthcheck"]["test"])
+    assert {"kafka", "topics", "redis"} <= set(gateway["depends_on"])
+    config = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == "streamproc-gateway"]
+    [discovery] = job["dns_sd_configs"]
+    assert discovery["names"] == gateway["networks"]["default"]["aliases"]
+    assert discovery["port"] == settings.gateway.port
+    assert f"EXPOSE {settings.gateway.port}" in (ROOT / "Dockerfile").read_text()
 
 
 def test_every_alert_rule_is_well_formed_and_queries_existing_metrics() -> None:

@@ -35,7 +35,15 @@ def invoke_in_a_fresh_interpreter(args: list[str], cwd: Path) -> dict[str, objec
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["run", "--help"], ["replay", "--help"], ["config", "show"]]
+    "args",
+    [
+        ["--help"],
+        ["run", "--help"],
+        ["replay", "--help"],
+        ["config", "show"],
+        ["gateway", "--help"],
+        ["api-key", "create", "--tenant", "acme"],
+    ],
 )
 def test_commands_that_need_no_model_import_no_model_library(
     args: list[str], tmp_path: Path
