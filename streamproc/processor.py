@@ -489,6 +489,7 @@ class Processor:
                 event_id,
                 StatusState.ANSWERED,
                 result_id=VideoResult.result_id_for(event_id),
+                video_url=flight.video_url,
                 **common,
             )
 

@@ -64,6 +64,8 @@ class Flight:
     quota_held: bool = False
     #: The reason of its dead letter, once it has one.
     letter_reason: str | None = None
+    #: The video URL of the result published for it (what its ``answered`` status carries).
+    video_url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,7 @@ class Publish:
             result = await self._recorded_result(held)
             log.info("event_answered_before", result_id=result.result_id)
         await self._send_result(flight.record, result)
+        flight.video_url = result.video_url
         await self._pins.mark_published(flight)
 
     async def _send_result(self, record: Record, result: VideoResult) -> None:

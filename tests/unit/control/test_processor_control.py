@@ -102,6 +102,11 @@ async def test_status_events_walk_every_state_of_a_generated_event(
     assert steps == [(0, 3), (1, 3), (2, 3), (3, 3)]
     queued = next(s for s in statuses(tmp_path) if s["state"] == "queued")
     assert queued["queue_position"] == 1 and queued["tenant"] == "acme" and queued["lane"] == 0
+    # The answered status points at the video its result points at.
+    [result] = read_jsonl(Path(settings.local.results))
+    answered = next(s for s in statuses(tmp_path) if s["state"] == "answered")
+    assert answered["video_url"] == result["video_url"] is not None
+    assert answered["result_id"] == result["result_id"]
 
 
 async def test_a_cancel_read_before_its_event_answers_cancelled_and_again_on_redelivery(
