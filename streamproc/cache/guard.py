@@ -159,8 +159,8 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
     return _Alignment(
         forward,
         backward,
-        [i for i in range(len(left.words)) if i not in forward],
-        [j for j in range(len(right.words)) if j not in backward],
+        [i for i, w in enumerate(left.words) if i not in forward and not w.silent],
+        [j for j, w in enumerate(right.words) if j not in backward and not w.silent],
     )
 
 
@@ -262,6 +262,44 @@ def _check_roles(left: Scene, right: Scene, al: _Alignment) -> str | None:
         if (verb, other, participant) in theirs:
             who, action = left.words[role.participant].text, left.words[role.verb].text
             return f"role_mismatch: {who} {role.role} of {action} vs {who} {other} of {action}"
+    return _check_fillers(left, right, al)
+
+
+_THINGS: Final = frozenset({"noun", "name"})
+
+
+def _linked(scene: Scene, words: Iterable[int]) -> set[int]:
+    found = set(words)
+    for a, b in scene.links:
+        if a in found or b in found:
+            found.update((a, b))
+    return found
+
+
+def _check_fillers(left: Scene, right: Scene, al: _Alignment) -> str | None:
+    # The same action done by someone else: "a teacher listening as a student explains" /
+    # "a student listening as a teacher explains", "a robot serving coffee to a man" / "a
+    # man serving coffee to a robot". Both sides name who fills the role and no one of them
+    # is the same: the participant moved to another verb or a prepositional object.
+    # Agents only: the parser's objects are less reliable ("a glass of whiskey poured over
+    # ice" makes the ice the object).
+    role = "agent"
+    for verb in dict.fromkeys(r.verb for r in left.roles if r.role == role):
+        theirs_verb = al.forward.get(verb)
+        if theirs_verb is None:
+            continue
+        mine = [r.participant for r in left.roles if (r.verb, r.role) == (verb, role)]
+        theirs = {r.participant for r in right.roles if (r.verb, r.role) == (theirs_verb, role)}
+        # Only things fill roles; an adjective or adverb there is a misread noun phrase.
+        mine = [p for p in mine if left.words[p].kind in _THINGS]
+        theirs = {p for p in theirs if right.words[p].kind in _THINGS}
+        # "a field of sunflowers turning" is "a sunflower field turning".
+        mapped = {al.forward[p] for p in _linked(left, mine) if p in al.forward}
+        if mapped and theirs and mapped.isdisjoint(_linked(right, theirs)):
+            action = left.words[verb].text
+            who = "+".join(sorted(left.words[p].text for p in mine))
+            whom = "+".join(sorted(right.words[p].text for p in theirs))
+            return f"role_mismatch: {who} {role} of {action} vs {whom} {role} of {action}"
     return None
 
 
@@ -362,10 +400,13 @@ class AttributeGuard:
     def overlap(self, a: str, b: str) -> float:
         """Share of content words the two prompts have in common (Jaccard, after alignment)."""
         left, right = self._reader.read(a), self._reader.read(b)
-        if not left.words and not right.words:
+        mine = [i for i, w in enumerate(left.words) if not w.silent]
+        theirs = [j for j, w in enumerate(right.words) if not w.silent]
+        if not mine and not theirs:
             return 1.0
-        aligned = len(set(_align(left, right, self._wordnet).backward))
-        return aligned / (len(left.words) + len(right.words) - aligned)
+        backward = _align(left, right, self._wordnet).backward
+        aligned = len({j for j, i in backward.items() if not right.words[j].silent})
+        return aligned / (len(mine) + len(theirs) - aligned)
 
 
 def _swap_sides(reason: str | None) -> str | None:

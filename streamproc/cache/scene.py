@@ -109,6 +109,7 @@ class Word:
     count: int | None = None
     plural: bool | None = False
     negated: bool = False
+    silent: bool = False  # a neutral verb: no detail of its own, but its roles are compared
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,9 @@ class Scene:
     roles: tuple[Role, ...]
     relations: tuple[Relation, ...]
     particles: frozenset[str]
+    links: tuple[tuple[int, int], ...] = ()
+    """Pairs of nouns that name one thing: "a field of sunflowers", "a sunflower field",
+    "the city's skyline" (a role or a place given to one may be read on the other)."""
 
 
 _LOCK: Final = threading.Lock()
@@ -385,6 +389,14 @@ class _Reading:
                 forms |= _forms(*singulars(token.lower_))
             kind = "verb" if token.pos_ == "AUX" else _KINDS.get(token.pos_, "noun")
             self._add([token.i], token.lower_, forms, kind, token, lemma)
+        for token in doc:
+            # "a car passing a truck" / "a truck passing a car": a neutral verb adds no
+            # detail, but who does it to whom still counts.
+            if token.i in self.unit_of or token.pos_ != "VERB" or token.i in self.used:
+                continue
+            if token.lemma_.lower() in NEUTRAL_VERBS and any(self._participants(token)):
+                lemma = token.lemma_.lower()
+                self._add([token.i], token.lower_, _forms(lemma), "verb", token, lemma, True)
 
     def _add(
         self,
@@ -394,6 +406,7 @@ class _Reading:
         kind: str,
         head: Token,
         lemma: str,
+        silent: bool = False,
     ) -> None:
         index = len(self.words)
         count, plural = self._count(head)
@@ -407,6 +420,7 @@ class _Reading:
                 count=count,
                 plural=plural,
                 negated=self._negated(head),
+                silent=silent,
             )
         )
         for i in tokens:
@@ -542,10 +556,14 @@ class _Reading:
             # "a dog chasing a cat", "a cat chased by a dog", "a dog that chases a cat"
             agents = [a for a in agents if a not in relative]
             patients = [p for p in patients if p not in relative]
-            if passive:
-                patients.extend(self._expand(verb.head))
-            else:
-                agents.extend(self._expand(verb.head))
+            # "a woman in a flat watching the rain", "a glass of whiskey poured over ice": the
+            # parser hangs the clause on the nearest noun, often the object of a preposition
+            # after the noun it describes. Both are read as candidates.
+            heads = [verb.head]
+            if verb.head.dep_ == "pobj" and verb.head.head.head.pos_ in ("NOUN", "PROPN"):
+                heads.append(verb.head.head.head)
+            for head in heads:
+                (patients if passive else agents).extend(self._expand(head))
         elif verb.dep_ == "conj" and not agents and verb.head.pos_ == "VERB":
             agents.extend(self._participants(verb.head)[0])
         # Whose arm is bandaged, whose hair is cut, what a cup holds: the owner of a patient
@@ -619,6 +637,25 @@ class _Reading:
                 assert noun is not None
                 roles.append(Role(adjective, "property", noun))
         return list(dict.fromkeys(roles))
+
+    def read_links(self) -> list[tuple[int, int]]:
+        links: list[tuple[int, int]] = []
+        for token in self.doc:
+            if token.pos_ not in ("NOUN", "PROPN"):
+                continue
+            joined = [c for c in token.children if c.dep_ in ("compound", "poss")]
+            joined += [
+                target
+                for child in token.children
+                if child.dep_ == "prep" and child.lower_ == "of"
+                for target in child.children
+                if target.dep_ in ("pobj", "nsubj")
+            ]
+            for other in joined:
+                mine, theirs = self.word(token), self.word(other)
+                if mine is not None and theirs is not None and mine != theirs:
+                    links.append((mine, theirs))
+        return links
 
     # -- relations ---------------------------------------------------------------------------
 
@@ -736,4 +773,5 @@ class SceneReader:
             roles=tuple(reading.read_roles()),
             relations=tuple(reading.read_relations()),
             particles=reading.read_particles(),
+            links=tuple(reading.read_links()),
         )

@@ -119,6 +119,10 @@ def _retag(token: Token, lemmas: Lemmas) -> None:
         subject = next(c for c in token.children if c.dep_ == "compound" and c.i < token.i)
         subject.dep_ = "nsubj"
         _make_verb(token, token.lemma_, "VBZ")
+    elif token.tag_ == "NNS" and _has_subject(token) and lemmas.is_verb(token.lemma_.lower()):
+        # "an eagle strikes at a snake" read as the noun "strikes" with a subject: only a
+        # verb has one.
+        _make_verb(token, token.lemma_, "VBZ")
     elif (
         token.pos_ in ("NOUN", "ADJ")
         and form.endswith("ing")
@@ -130,6 +134,10 @@ def _retag(token: Token, lemmas: Lemmas) -> None:
         helps = token.head.pos_ in ("VERB", "AUX") and token.head.i != token.i
         if not helps and not any(c.pos_ == "VERB" for c in token.children):
             token.pos_, token.tag_ = "NOUN", "NN"
+
+
+def _has_subject(token: Token) -> bool:
+    return any(c.dep_ == "nsubj" and c.i < token.i for c in token.children)
 
 
 def _has_agent(token: Token) -> bool:

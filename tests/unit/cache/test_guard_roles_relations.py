@@ -1,0 +1,84 @@
+"""The guard on roles and relations the parser carries beyond subject and object.
+
+Sentences written for these tests (none is taken from a labelled pair file): each class of
+fix with a refused swap and an accepted paraphrase, so a rule that refuses everything fails.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from streamproc.cache.guard import AttributeGuard
+
+GUARD = AttributeGuard()
+
+
+def reason(request: str, candidate: str) -> str | None:
+    return GUARD.check(request, candidate).reason
+
+
+def accepts(request: str, candidate: str) -> bool:
+    return GUARD.check(request, candidate).accepted
+
+
+# --- who does the action: the agent moved into another clause or a prepositional object --------
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        # participle + subordinate clause
+        (
+            "a nurse smiling while a doctor writes a prescription",
+            "a doctor smiling while a nurse writes a prescription",
+        ),
+        # prepositional (dative) object
+        ("a chef passing a plate to a busboy", "a busboy passing a plate to a chef"),
+        (
+            "a father singing a lullaby to his daughter",
+            "a daughter singing a lullaby to her father",
+        ),
+        # a finite verb the tagger read as a plural noun
+        (
+            "a falcon swoops at a pigeon over the square",
+            "a pigeon swoops at a falcon over the square",
+        ),
+    ],
+)
+def test_the_same_action_done_by_the_other_participant_is_refused(
+    request_text: str, candidate: str
+) -> None:
+    why = reason(request_text, candidate)
+    assert why is not None and why.startswith("role_mismatch:")
+
+
+def test_the_refusal_names_both_agents() -> None:
+    assert reason("a chef passing a plate to a busboy", "a busboy passing a plate to a chef") == (
+        "role_mismatch: chef agent of passing vs busboy agent of passing"
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        # the clause hangs on the noun of a prepositional phrase on one side only
+        ("a man in a kayak paddling upstream", "a man paddling upstream in a kayak"),
+        # a group noun and its members name one agent
+        ("a flock of geese landing on a lake", "geese in a flock landing on a lake"),
+        ("a swarm of bees circling a hive", "bees in a swarm circling a hive"),
+        ("a chef passing a plate to a busboy", "a chef passes a plate to a busboy"),
+    ],
+)
+def test_the_same_agent_read_through_another_attachment_is_accepted(
+    request_text: str, candidate: str
+) -> None:
+    assert accepts(request_text, candidate), reason(request_text, candidate)
+
+
+def test_a_neutral_verb_adds_no_word_but_keeps_its_roles() -> None:
+    # "pass" is neutral ("a car passing through a tunnel" is a car in a tunnel), yet who
+    # overtakes whom is a different video.
+    assert reason(
+        "a car passing a truck on the motorway", "a truck passing a car on the motorway"
+    ) == ("role_mismatch: car agent of passing vs car patient of passing")
+    assert accepts("a car passing through a tunnel", "a car going through a tunnel")
