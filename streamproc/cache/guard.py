@@ -276,6 +276,10 @@ def _linked(scene: Scene, words: Iterable[int]) -> set[int]:
     return found
 
 
+def _mapped(al: _Alignment, words: Iterable[int]) -> set[int]:
+    return {al.forward[w] for w in words if w in al.forward}
+
+
 def _check_fillers(left: Scene, right: Scene, al: _Alignment) -> str | None:
     # The same action done by someone else: "a teacher listening as a student explains" /
     # "a student listening as a teacher explains", "a robot serving coffee to a man" / "a
@@ -305,14 +309,25 @@ def _check_fillers(left: Scene, right: Scene, al: _Alignment) -> str | None:
 
 def _check_relations(left: Scene, right: Scene, al: _Alignment) -> str | None:
     for relation in left.relations:
-        subject, anchor = al.forward.get(relation.subject), al.forward.get(relation.anchor)
-        if subject is None or anchor is None:
+        if relation.subject not in al.forward or relation.anchor not in al.forward:
             continue
-        between = [r for r in right.relations if {r.subject, r.anchor} == {subject, anchor}]
+        subjects, anchors = {al.forward[relation.subject]}, {al.forward[relation.anchor]}
+        between = _between(right, subjects, anchors)
+        linked = not between
+        if linked:
+            # Either end may be named with the noun it is one thing with: "a bottle of perfume
+            # placed behind a vase" places the bottle whichever noun the parser hangs it on.
+            # Read so, only a reversed or opposite relation differs.
+            subjects = _linked(right, _mapped(al, _linked(left, [relation.subject])))
+            anchors = _linked(right, _mapped(al, _linked(left, [relation.anchor])))
+            if subjects & anchors:
+                continue
+            between = _between(right, subjects, anchors)
+            between = [r for r in between if _contradicts(relation, r, subjects)]
         if not between:
             continue
-        agrees = any(
-            (r.subject, r.kind, r.anchor) == (subject, relation.kind, anchor)
+        agrees = not linked and any(
+            (r.subject in subjects and r.anchor in anchors and r.kind == relation.kind)
             or (r.kind == relation.kind and relation.kind in SYMMETRIC)
             for r in between
         )
@@ -321,6 +336,21 @@ def _check_relations(left: Scene, right: Scene, al: _Alignment) -> str | None:
         other = between[0]
         return f"relation_mismatch: {_relation(left, relation)} vs {_relation(right, other)}"
     return None
+
+
+def _between(scene: Scene, subjects: set[int], anchors: set[int]) -> list[Relation]:
+    return [
+        r
+        for r in scene.relations
+        if (r.subject in subjects and r.anchor in anchors)
+        or (r.subject in anchors and r.anchor in subjects)
+    ]
+
+
+def _contradicts(relation: Relation, other: Relation, subjects: set[int]) -> bool:
+    if other.subject in subjects:
+        return OPPOSITE.get(relation.kind) == other.kind
+    return relation.kind == other.kind and relation.kind not in SYMMETRIC
 
 
 def _relation(scene: Scene, relation: Relation) -> str:

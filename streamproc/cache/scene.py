@@ -696,7 +696,10 @@ class _Reading:
                 kinds = RELATION_CLASSES.get(noun, kinds)
                 surface = f"{lemma} {noun} of"
                 target = inner
-            subject, anchor = self._locatum(token.head), self.word(target)
+            head = token.head
+            while head.dep_ == "prep" and head.pos_ == "ADP" and head.head.i != head.i:
+                head = head.head  # "waving from inside a bus", "out from under a rug"
+            subject, anchor = self._locatum(head), self.word(target)
             if subject is None or anchor is None or subject == anchor:
                 continue
             for kind in sorted(kinds):
