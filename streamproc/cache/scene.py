@@ -163,7 +163,25 @@ def load_parser() -> Language:
 def _number(text: str) -> int | None:
     if text.isdigit():
         return int(text)
-    return NUMBER_WORDS.get(text)
+    found = NUMBER_WORDS.get(text)
+    if found is not None:
+        return found
+    # "twenty-five", "twenty five": tens and units.
+    tens, _, units = text.replace("-", " ").partition(" ")
+    high, low = NUMBER_WORDS.get(tens), NUMBER_WORDS.get(units.strip())
+    if high is not None and low is not None and high % 10 == 0 and 20 <= high < 100 and low < 10:
+        return high + low
+    return None
+
+
+def _number_at(token: Token) -> int | None:
+    # A number word and the hyphenated rest of it ("twenty-five" is three tokens).
+    doc, start, end = token.doc, token.i, token.i
+    while start >= 2 and doc[start - 1].text == "-" and doc[start - 2].pos_ == "NUM":
+        start -= 2
+    while end + 2 < len(doc) and doc[end + 1].text == "-" and doc[end + 2].pos_ == "NUM":
+        end += 2
+    return _number(doc[start : end + 1].text.lower())
 
 
 _OUR: Final = re.compile(r"(?<=[a-z]{2})our(?=(?:s|ed|ing|ful|ite|able|less|y)?$)")
@@ -282,6 +300,14 @@ class _Reading:
             end += 2
         if end == i or any(j in self.used for j in range(i, end + 1)):
             return None
+        counted = any(
+            doc[j].dep_ == "nummod" and doc[j].head.pos_ in ("NOUN", "PROPN")
+            for j in range(i, end + 1)
+        )
+        if counted and _number_at(doc[i]) is not None:
+            # "twenty-five lanterns": a count of the lanterns, read there.
+            self.used.update(range(i, end + 1))
+            return None
         if self._neutral_participle(doc[end]):
             # "graffiti-covered walls" are walls covered in graffiti: the graffiti is the
             # word, the participle adds nothing.
@@ -321,6 +347,8 @@ class _Reading:
             return token.lower_ in SYNONYM_HEADS and token.lower_ not in _NEGATIONS
         if token.pos_ not in _KINDS:
             return False
+        if token.dep_ == "prep" and token.pos_ in ("NOUN", "ADJ", "ADV"):
+            return False  # "10 past 9" with "past" read as a noun: the parse says preposition
         lemma = token.lemma_.lower()
         if lemma in LIGHT_LEMMAS or token.lower_ in _NEGATIONS:
             return False
@@ -374,6 +402,9 @@ class _Reading:
                 if t.text != "-"
             )
             forms = _forms(surface, lemma, lemmatised, " ".join(parts), "".join(parts))
+            value = _number(surface)
+            if value is not None:
+                forms |= {str(value)}  # "twenty-five" is "25"
             head = span.root
             kind = _KINDS.get(head.pos_, "noun")
             self._add(range(start, end), surface, forms, kind, head, lemmatised)
@@ -384,6 +415,9 @@ class _Reading:
             if token.pos_ == "PROPN":
                 lemma = token.lower_
             forms = _forms(lemma, token.lower_)
+            value = _number(token.lower_) if token.pos_ == "NUM" else None
+            if value is not None:
+                forms |= {str(value)}  # "ten past nine" is "10 past 9"
             if token.tag_ == "NNS":
                 # The lemmatiser reads "cookies" as "cooky": every regular singular counts.
                 forms |= _forms(*singulars(token.lower_))
@@ -446,9 +480,13 @@ class _Reading:
         ):
             # "a sunflower field", "sheep grazing", "fog rolling": number unknowable.
             plural = None
-        for child in token.children:
+        if token.dep_ == "compound":
+            return None, None  # "a beef patty": the patty has the number
+        # "one beef patty": the parser may hang the number on the noun before the head.
+        modifiers = [c for c in token.children if c.dep_ == "compound"]
+        for child in [*token.children, *(c for m in modifiers for c in m.children)]:
             if child.dep_ == "nummod":
-                value = _number(child.lower_)
+                value = _number_at(child)
                 if value is not None:
                     return value, value != 1
         # "a pair of horses": the counting noun is the count, the horses the word.
