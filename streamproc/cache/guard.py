@@ -308,6 +308,9 @@ def _check_fillers(left: Scene, right: Scene, al: _Alignment) -> str | None:
 
 
 def _check_relations(left: Scene, right: Scene, al: _Alignment) -> str | None:
+    for start, end in left.paths:
+        if (end, start) in right.paths and (start, end) not in right.paths:
+            return f"relation_mismatch: {start} to {end} vs {end} to {start}"
     for relation in left.relations:
         if relation.subject not in al.forward or relation.anchor not in al.forward:
             continue

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Final
 from streamproc.cache.lexicon.relations import (
     CONVERSE,
     COUNTING_NOUNS,
+    ENDPOINTS,
     LIGHT_LEMMAS,
     MEDIA_NOUNS,
     MOTIONS,
@@ -140,6 +141,8 @@ class Scene:
     roles: tuple[Role, ...]
     relations: tuple[Relation, ...]
     particles: frozenset[str]
+    paths: frozenset[tuple[str, str]] = frozenset()
+    """Directions written as two ends in order: ("left", "right") for "left to right"."""
     links: tuple[tuple[int, int], ...] = ()
     """Pairs of nouns that name one thing: "a field of sunflowers", "a sunflower field",
     "the city's skyline" (a role or a place given to one may be read on the other)."""
@@ -712,8 +715,30 @@ class _Reading:
             return self.word(head)
         return None
 
+    def _routes(self) -> Iterator[Relation]:
+        # "a ferry from the island to the harbour" (or "to the harbour from the island"): the
+        # two ends of a way, in order. The "to" hangs on the verb, on "from" or on its
+        # object depending on the parse.
+        for source in self.doc:
+            if source.lower_ != "from" or source.dep_ != "prep":
+                continue
+            start = self._object(source)
+            places = [source.head, source, *([start] if start is not None else [])]
+            goal = next(
+                (
+                    self._object(c)
+                    for place in places
+                    for c in place.children
+                    if c.lower_ == "to" and c.dep_ == "prep"
+                ),
+                None,
+            )
+            first, second = self.word(start), self.word(goal)
+            if first is not None and second is not None and first != second:
+                yield Relation(first, "route", second, "to")
+
     def read_relations(self) -> list[Relation]:
-        relations: list[Relation] = []
+        relations: list[Relation] = list(self._routes())
         for token in self.doc:
             lemma = token.lemma_.lower()
             if token.dep_ not in ("prep", "advmod"):
@@ -746,6 +771,15 @@ class _Reading:
                 else:
                     relations.append(Relation(subject, kind, anchor, surface))
         return relations
+
+    def read_paths(self) -> frozenset[tuple[str, str]]:
+        # Read from the words, not the parse: "moving left to right" parses as a verb "left".
+        words = [t.lower_ for t in self.doc if t.lower_ not in ("the", "from")]
+        return frozenset(
+            (words[i], words[i + 2])
+            for i in range(len(words) - 2)
+            if words[i + 1] == "to" and words[i] in ENDPOINTS and words[i + 2] in ENDPOINTS
+        )
 
     def read_particles(self) -> frozenset[str]:
         found: set[str] = set()
@@ -815,4 +849,5 @@ class SceneReader:
             relations=tuple(reading.read_relations()),
             particles=reading.read_particles(),
             links=tuple(reading.read_links()),
+            paths=reading.read_paths(),
         )

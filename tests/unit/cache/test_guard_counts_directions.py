@@ -81,3 +81,41 @@ def test_number_words_are_their_digits(request_text: str, candidate: str) -> Non
 def test_a_number_word_is_still_compared_with_another_number() -> None:
     why = reason("a kitchen timer showing five past six", "a kitchen timer showing 5 past 7")
     assert why is not None and why.startswith("word_mismatch:")
+
+
+# --- directions from one end to the other --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate", "why"),
+    [
+        (
+            "a camera panning left to right across a harbour",
+            "a camera panning right to left across a harbour",
+            "relation_mismatch: left to right vs right to left",
+        ),
+        (
+            "rain sweeping from north to south over the plains",
+            "rain sweeping from south to north over the plains",
+            "relation_mismatch: north to south vs south to north",
+        ),
+        (
+            "a cable car climbing from the village to the summit",
+            "a cable car climbing from the summit to the village",
+            "relation_mismatch: village to summit vs summit to village",
+        ),
+    ],
+)
+def test_a_way_run_the_other_way_is_refused(request_text: str, candidate: str, why: str) -> None:
+    assert reason(request_text, candidate) == why
+
+
+def test_the_same_way_written_in_another_order_is_accepted() -> None:
+    assert accepts(
+        "a cable car climbing from the village to the summit",
+        "a cable car climbing to the summit from the village",
+    )
+    assert accepts(
+        "a camera panning from left to right across a harbour",
+        "a camera panning left to right across a harbour",
+    )
