@@ -606,7 +606,10 @@ class _Reading:
             for head in heads:
                 (patients if passive else agents).extend(self._expand(head))
         elif verb.dep_ == "conj" and not agents and verb.head.pos_ == "VERB":
-            agents.extend(self._participants(verb.head)[0])
+            # "a fox sniffs and digs": the first verb's agent. But in a list of clauses
+            # ("ramen bowl, steam rising") the noun read as a compound before it is its own.
+            own = [c for c in verb.children if c.dep_ == "compound" and c.i < verb.i]
+            agents.extend(own or self._participants(verb.head)[0])
         # Whose arm is bandaged, whose hair is cut, what a cup holds: the owner of a patient
         # ("a soldier's arm", "the arm of a soldier") is acted on too.
         patients.extend(owner for patient in list(patients) for owner in self._owners(patient))
