@@ -112,6 +112,26 @@ def _synonyms(wordnet: WordNet, word: Word, other: Word) -> bool:
     return wordnet.synonyms(left, right, word.kind)
 
 
+def _derived(wordnet: WordNet, word: Word, other: Word) -> bool:
+    # "woolly" is often tagged an adverb, for its "-ly".
+    modifier = word.kind == "adjective" or (word.kind == "adverb" and word.text.endswith("ly"))
+    if not modifier or other.kind != "noun":
+        return False
+    adjectives = {word.text, word.lemma, us_spelling(word.text)}
+    nouns = {other.lemma, us_spelling(other.lemma), *other.forms}
+    # The pointer joins synsets, so the two words must also share their stem ("windy" is
+    # related to a synset of "wind" that holds other words too).
+    made = {n for n in nouns if any(_shares_stem(a, n) for a in adjectives)}
+    return bool(made) and wordnet.derived_from(adjectives, made)
+
+
+def _shares_stem(adjective: str, noun: str) -> bool:
+    # "wool"/"woolly", "shade"/"shady", "smoke"/"smoky", "mud"/"muddy".
+    pairs = zip(adjective, noun, strict=False)  # the shorter word ends the stem
+    stem = next((i for i, (a, n) in enumerate(pairs) if a != n), min(len(adjective), len(noun)))
+    return stem >= 3 and stem >= len(noun) - 1
+
+
 @dataclass
 class _Alignment:
     forward: dict[int, int]
@@ -147,6 +167,20 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                     mine[i] = mine[i + 1] = j
                     theirs[j] = i
                     break
+    if wordnet is not None:
+        # An adjective WordNet makes from a noun, and the noun: "a woolly jumper" / "a wool
+        # jumper", "a muddy boot" / "a boot covered in mud".
+        for words, others, mine, theirs in (
+            (left.words, right.words, forward, backward),
+            (right.words, left.words, backward, forward),
+        ):
+            for i, word in enumerate(words):
+                if i in mine:
+                    continue
+                for j, other in enumerate(others):
+                    if j not in theirs and _derived(wordnet, word, other):
+                        mine[i], theirs[j] = j, i
+                        break
     if wordnet is not None:
         # Last, for words still without a counterpart: a synonym the lexical database knows.
         for i, word in enumerate(left.words):

@@ -21,9 +21,10 @@ first use (about 0.2 s): build the guard off the event loop.
 from __future__ import annotations
 
 import importlib.util
+import re
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -47,11 +48,25 @@ class WordNet:
 
     senses: Mapping[str, Mapping[str, tuple[int, ...]]]
     """Kind -> lemma (lower case, ``_`` between words) -> synset offsets, most frequent first."""
+    nouns: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    """Noun lemma -> every sense, most frequent first."""
+    derived: Mapping[str, frozenset[int]] = field(default_factory=dict)
+    """Adjective -> the noun synsets WordNet derives it from or relates it to ("woolly" ->
+    wool, "muddy" -> mud): its derivationally related forms and pertainyms."""
 
     def synsets(self, lemma: str, kind: str) -> tuple[int, ...]:
         """The first :data:`SENSES` synsets of ``lemma`` as a ``kind``; () when unlisted."""
         table = self.senses.get(kind, {})
         return table.get(lemma.replace(" ", "_"), ())[:SENSES]
+
+    def derived_from(self, adjectives: Iterable[str], nouns: Iterable[str]) -> bool:
+        """Whether WordNet relates an adjective of ``adjectives`` to a sense of a noun of
+        ``nouns``: "a woolly hat" shows a hat of wool, "a muddy boot" a boot with mud. The
+        pointer joins synsets, not words: callers check that the two words share a stem."""
+        sources = {synset for form in adjectives for synset in self.derived.get(form, ())}
+        return any(
+            s in sources for noun in nouns for s in self.nouns.get(noun.replace(" ", "_"), ())
+        )
 
     def synonyms(self, left: Iterable[str], right: Iterable[str], kind: str) -> bool:
         """Whether some form of ``left`` and some of ``right`` share a first sense as a ``kind``."""
@@ -67,7 +82,7 @@ def _data_directory() -> Path:
     return Path(next(iter(spec.submodule_search_locations)), *DATA_DIRECTORY)
 
 
-def _read_index(path: Path) -> dict[str, tuple[int, ...]]:
+def _read_index(path: Path, kept: int | None = SENSES) -> dict[str, tuple[int, ...]]:
     # index.<pos> (wndb(5)): "lemma pos synset_cnt p_cnt [ptr_symbol...] sense_cnt
     # tagsense_cnt synset_offset...", offsets in sense order; licence lines start with "  ".
     senses: dict[str, tuple[int, ...]] = {}
@@ -77,8 +92,35 @@ def _read_index(path: Path) -> dict[str, tuple[int, ...]]:
                 continue
             fields = line.split()
             first = 6 + int(fields[3])
-            senses[fields[0]] = tuple(int(offset) for offset in fields[first : first + SENSES])
+            last = None if kept is None else first + kept
+            senses[fields[0]] = tuple(int(offset) for offset in fields[first:last])
     return senses
+
+
+_MARKER: Final = re.compile(r"\([a-z]+\)$")  # "aglow(p)": the adjective's position
+_DERIVATION: Final = frozenset({"+", "\\"})  # derivationally related form, pertainym
+
+
+def _read_derivations(path: Path) -> dict[str, frozenset[int]]:
+    # data.adj (wndb(5)): "offset lex_filenum ss_type w_cnt(hex) [word lex_id]... p_cnt
+    # [ptr_symbol offset pos source/target(hex)]... | gloss"; source 00 means every word.
+    found: dict[str, set[int]] = {}
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.startswith(" ") or not any(symbol in line for symbol in _DERIVATION):
+                continue
+            fields = line.partition("|")[0].split()
+            count = int(fields[3], 16)
+            words = [_MARKER.sub("", fields[4 + 2 * i]).lower() for i in range(count)]
+            at = 4 + 2 * count
+            for i in range(int(fields[at])):
+                symbol, offset, pos, ends = fields[at + 1 + 4 * i : at + 5 + 4 * i]
+                if symbol not in _DERIVATION or pos != "n":
+                    continue
+                source = int(ends[:2], 16)
+                for word in words if source == 0 else words[source - 1 : source]:
+                    found.setdefault(word, set()).add(int(offset))
+    return {word: frozenset(offsets) for word, offsets in found.items()}
 
 
 _LOCK: Final = threading.Lock()
@@ -96,5 +138,7 @@ def load_wordnet() -> WordNet:
             senses = {
                 kind: _read_index(directory / f"index.{name}") for kind, name in _FILES.items()
             }
-            _LOADED.append(WordNet(senses))
+            nouns = _read_index(directory / "index.noun", None)
+            derived = _read_derivations(directory / "data.adj")
+            _LOADED.append(WordNet(senses, nouns, derived))
         return _LOADED[0]
