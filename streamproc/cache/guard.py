@@ -292,11 +292,15 @@ def _check_roles(left: Scene, right: Scene, al: _Alignment) -> str | None:
                         f"{what} {right.words[r.participant].text}"
                     )
             continue
-        other = "patient" if role.role == "agent" else "agent"
-        if (verb, other, participant) in theirs:
-            who, action = left.words[role.participant].text, left.words[role.verb].text
-            return f"role_mismatch: {who} {role.role} of {action} vs {who} {other} of {action}"
+        for other in _ROLES:
+            if other != role.role and (verb, other, participant) in theirs:
+                who, action = left.words[role.participant].text, left.words[role.verb].text
+                return f"role_mismatch: {who} {role.role} of {action} vs {who} {other} of {action}"
     return _check_fillers(left, right, al)
+
+
+#: Roles a participant can swap between (an adjective's noun, "property", only swaps nouns).
+_ROLES: Final = ("agent", "patient", "recipient")
 
 
 _THINGS: Final = frozenset({"noun", "name"})

@@ -229,6 +229,12 @@ def _keys(forms: Iterable[str], surface: str, lemmas: Lemmas) -> frozenset[str]:
     return frozenset(keys)
 
 
+def _gives(verb: Token) -> bool:
+    # A passive that keeps an object: "a defender is shown a card", "ducks are fed crumbs".
+    children = [c.dep_ for c in verb.children]
+    return "nsubjpass" in children and "dobj" in children
+
+
 def _passive(verb: Token) -> bool:
     return verb.tag_ == "VBN" or any(c.dep_ in ("auxpass", "agent") for c in verb.children)
 
@@ -571,7 +577,7 @@ class _Reading:
         for child in verb.children:
             if child.dep_ in _SUBJECTS:
                 agents.extend(self._expand(child))
-            elif child.dep_ in ("dobj", "nsubjpass", "dative"):
+            elif child.dep_ == "dobj" or (child.dep_ == "nsubjpass" and not _gives(verb)):
                 patients.extend(self._expand(child))
             elif child.dep_ == "agent":
                 agents.extend(
@@ -614,6 +620,24 @@ class _Reading:
         # ("a soldier's arm", "the arm of a soldier") is acted on too.
         patients.extend(owner for patient in list(patients) for owner in self._owners(patient))
         return agents, patients
+
+    def _recipients(self, verb: Token) -> list[Token]:
+        # "handing a menu to a guest", "handing a guest a menu", "baking a cake for a friend":
+        # who receives what the verb acts on (only with an object: "running to a bus" is a
+        # direction).
+        # In the passive with an object left ("a guest is handed a menu"), the subject.
+        dative = ("dative", "nsubjpass") if _gives(verb) else ("dative",)
+        found = [t for c in verb.children if c.dep_ in dative for t in self._expand(c)]
+        if any(c.dep_ in ("dobj", "nsubjpass") for c in verb.children) or verb.dep_ == "acl":
+            found += [
+                t
+                for c in verb.children
+                if c.dep_ == "prep" and c.lower_ in ("to", "for")
+                for target in c.children
+                if target.dep_ == "pobj"
+                for t in self._expand(target)
+            ]
+        return found
 
     def _owners(self, noun: Token) -> Iterator[Token]:
         if noun.pos_ not in ("NOUN", "PROPN"):
@@ -673,6 +697,11 @@ class _Reading:
                     index = self.word(participant)
                     if index is not None and index != verb:
                         roles.append(Role(verb, role, index))
+        for token, verb in ((t, self.word(t)) for t in self.doc if t.pos_ == "VERB"):
+            for participant in self._recipients(token):
+                index = self.word(participant)
+                if verb is not None and index is not None and index != verb:
+                    roles.append(Role(verb, "recipient", index))
         for token in self.doc:
             # "a tiny boat on a huge wave": which thing is tiny.
             adjective, noun = self.word(token), self.word(token.head)

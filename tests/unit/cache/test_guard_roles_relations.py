@@ -53,8 +53,15 @@ def test_the_same_action_done_by_the_other_participant_is_refused(
 
 
 def test_the_refusal_names_both_agents() -> None:
+    assert reason(
+        "a nurse smiling while a doctor writes a prescription",
+        "a doctor smiling while a nurse writes a prescription",
+    ) == ("role_mismatch: nurse agent of smiling vs doctor agent of smiling")
+
+
+def test_a_giver_who_becomes_the_receiver_is_named_so() -> None:
     assert reason("a chef passing a plate to a busboy", "a busboy passing a plate to a chef") == (
-        "role_mismatch: chef agent of passing vs busboy agent of passing"
+        "role_mismatch: chef agent of passing vs chef recipient of passing"
     )
 
 
@@ -115,3 +122,28 @@ def test_a_relation_to_a_linked_noun_is_no_contradiction() -> None:
     assert accepts(
         "a fox sleeping in the shade of an oak", "a fox sleeping in the shade under an oak"
     )
+
+
+# --- who receives: a dative, a "to"/"for" object, the subject of a passive that keeps an object --
+
+
+def test_what_is_given_and_who_receives_it_may_not_swap() -> None:
+    assert reason(
+        "a girl introducing her uncle to her teacher",
+        "a girl introducing her teacher to her uncle",
+    ) == ("role_mismatch: uncle patient of introducing vs uncle recipient of introducing")
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        (
+            "a nurse handing a patient a glass of water",
+            "a nurse handing a glass of water to a patient",
+        ),
+        ("a boy baking a cake for his sister", "a boy baking his sister a cake"),
+        ("a clerk hands a parcel to a courier", "a courier is handed a parcel by a clerk"),
+    ],
+)
+def test_the_receiver_is_the_same_in_any_construction(request_text: str, candidate: str) -> None:
+    assert accepts(request_text, candidate), reason(request_text, candidate)
