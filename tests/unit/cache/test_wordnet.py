@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streamproc.cache.wordnet import WordNet, _read_derivations, load_wordnet
+from streamproc.cache.wordnet import (
+    WordNet,
+    _made_from,
+    _read_derivations,
+    _read_index,
+    load_wordnet,
+)
 
 
 def test_the_tables_are_read_once_per_process() -> None:
@@ -52,8 +58,12 @@ def test_an_adjective_is_derived_from_its_noun() -> None:
     assert not wordnet.derived_from(["mud"], ["muddy"])  # the adjective comes first
 
 
-def test_a_derivation_joins_only_the_noun_synsets_it_points_to() -> None:
-    wordnet = WordNet({}, nouns={"rock": (7,), "stone": (8,)}, derived={"rocky": frozenset({7})})
+def test_a_derivation_joins_only_the_noun_synsets_it_points_to(tmp_path: Path) -> None:
+    index = tmp_path / "index.noun"
+    index.write_text("rock n 2 0 2 0 00000007 00000009\nstone n 1 0 1 0 00000008\n")
+    made = _made_from(_read_index(index, None), {7: {"rocky"}, 5: {"pebbly"}})
+    assert made == {"rock": frozenset({"rocky"})}
+    wordnet = WordNet({}, made_from=made)
     assert wordnet.derived_from(["rocky"], ["rock"])
     assert not wordnet.derived_from(["rocky"], ["stone"])
 
@@ -70,8 +80,4 @@ def test_derivations_are_read_per_word_of_the_pointer(tmp_path: Path) -> None:
         encoding="utf-8",
         newline="",
     )
-    assert _read_derivations(data) == {
-        "rocky": frozenset({9416076}),
-        "stony": frozenset({9416077}),
-        "gritty": frozenset({9416078}),
-    }
+    assert _read_derivations(data) == {9416076: {"rocky"}, 9416077: {"stony"}, 9416078: {"gritty"}}
