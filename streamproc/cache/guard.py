@@ -10,26 +10,31 @@ cached candidate only when the two describe the same scene:
    lemma (so inflection and voice do not matter), the same word in US spelling, a member of
    the same synonym group, the other region's word ("lorry" / "truck"), or, between two words
    no group lists, a WordNet synonym of the same part of speech ("purchasing" / "buying":
-   :mod:`~streamproc.cache.wordnet`). A word without a counterpart is a changed or added
+   :mod:`~streamproc.cache.wordnet`), or an adjective WordNet makes from the noun that shares
+   its stem ("woolly" / "wool"). A word without a counterpart is a changed or added
    detail: objects, actions, colours, time of day, weather, places, styles — no list of them
    is needed;
 2. **negation** — a word negated on one side only ("with" / "without cheese");
 3. **number** — aligned nouns with different counts ("two" / "three"; "a dog" / "dogs");
-4. **roles** — an aligned participant that is the agent of an action on one side and its
-   patient on the other, whatever the voice: "a cat chased by a dog" = "a dog chasing a cat"
-   but != "a dog chased by a cat"; the owner of a patient counts as a patient ("a nurse
-   bandaging a soldier's arm" != "a soldier bandaging a nurse's arm") and who takes, paints or
-   draws a picture of whom is a role too;
+4. **roles** — an aligned participant that is the agent, patient or recipient of an action
+   on one side and another of them on the other, whatever the voice: "a cat chased by a dog"
+   = "a dog chasing a cat" but != "a dog chased by a cat"; the owner of a patient counts as a
+   patient ("a nurse bandaging a soldier's arm" != "a soldier bandaging a nurse's arm"), who
+   takes, paints or draws a picture of whom is a role too, and an action whose agents differ
+   on the two sides was done by someone else ("a teacher listening as a student explains" !=
+   "a student listening as a teacher explains");
 5. **relations** — the same two things placed differently ("above" / "beside", "behind" /
-   "in front of", left / right, inside / outside, on / under), or the relation reversed
-   ("a cat on a box" / "a box on a cat"); "X below Y" = "Y above X";
+   "in front of", left / right, inside / outside, on / under), the relation reversed
+   ("a cat on a box" / "a box on a cat"; "X below Y" = "Y above X"), or a way run the other
+   way ("from the village to the summit", "left to right");
 6. **particles** — states and directions: "lights on" / "off", "zoom in" / "out" differ even
    when one side says nothing; up / down, forward / back, toward / away, over / under only
    against their opposite ("climbing up a ladder" is "climbing a ladder"). A direction is read
    whether the parser makes it a particle or a preposition ("moving up / down a staircase").
 
-Filler ("generate a video of", "a short clip showing", ", 4k, high quality") is removed by
-:func:`~streamproc.cache.normalize.normalize_prompt` before both the embedding and the parse.
+Filler ("generate a video of", "video request:", "a short clip showing", ", 4k, high
+quality") is removed by :func:`~streamproc.cache.normalize.normalize_prompt` before both the
+embedding and the parse.
 The verdict names the first check that failed and the words involved. Symmetric by
 construction. English only: a prompt in another language parses into nonsense words that
 must then match exactly.

@@ -11,9 +11,14 @@ tags, lemmas; no entity recogniser) and keeps what the guard compares:
   being chased by a dog" all give chase(agent=dog, patient=cat). The owner of a patient is a
   patient too ("bandaging a soldier's arm", "the arm of a soldier"), and a picture noun is an
   event of its own: "a tourist taking a photo of a monk" gives photo(agent=tourist,
-  patient=monk), whatever the verb;
+  patient=monk), whatever the verb. Who receives is a *recipient* ("handing a menu to a
+  guest", "handing a guest a menu", "a guest is handed a menu"); neutral verbs ("passing")
+  are silent words that keep their roles;
 * **relations** — where one thing is relative to another ("above", "in front of", "to the
-  left of"), stored in one direction ("X below Y" as "Y above X");
+  left of", "from inside"), stored in one direction ("X below Y" as "Y above X"), and ways
+  ("from X to Y" as a ``route``; "left to right" as a path of two ends);
+* **links** — nouns that name one thing ("a field of sunflowers", "a sunflower field", "the
+  city's skyline"), so a role or a place given to either is read on both;
 * **particles** — directions and states, with or without an object: "lights on", "zoom in",
   "switched off", "leaning back", "moving up a staircase".
 
