@@ -272,8 +272,10 @@ def _check_number(left: Scene, right: Scene, al: _Alignment) -> str | None:
 
 
 def _check_roles(left: Scene, right: Scene, al: _Alignment) -> str | None:
-    theirs = {(r.verb, r.role, r.participant) for r in right.roles}
+    theirs = {(r.verb, r.role, r.participant) for r in right.roles if r.certain}
     for role in left.roles:
+        if not role.certain:
+            continue
         verb, participant = al.forward.get(role.verb), al.forward.get(role.participant)
         if verb is None or participant is None or (verb, role.role, participant) in theirs:
             continue

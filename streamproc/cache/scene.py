@@ -120,11 +120,16 @@ class Word:
 
 @dataclass(frozen=True)
 class Role:
-    """``participant`` is the ``role`` ("agent" or "patient") of the action ``verb``."""
+    """``participant`` is the ``role`` ("agent", "patient", "recipient" or, for an
+    adjective, "property") of the action ``verb``."""
 
     verb: int
     role: str
     participant: int
+    certain: bool = True
+    """False for the subject of a bare past form with no object ("a jar placed behind a
+    basket", "a jar set on a shelf"): a past tense to the tagger, usually a participle in a
+    prompt. Such a role is not compared as agent against patient."""
 
 
 @dataclass(frozen=True)
@@ -232,6 +237,14 @@ def _keys(forms: Iterable[str], surface: str, lemmas: Lemmas) -> frozenset[str]:
         keys.add(stem[:-1] + "y" if stem.endswith("i") else stem)
     keys.update(head for form in list(keys) for head in SYNONYM_HEADS.get(form, ()))
     return frozenset(keys)
+
+
+def _past_or_participle(verb: Token) -> bool:
+    # "a jar of honey placed behind a basket": tagged a past tense with the jar its subject,
+    # though a prompt means the participle. Without an object or a helper it may be either.
+    if verb.tag_ != "VBD":
+        return False
+    return not any(c.dep_ in ("dobj", "dative", "aux", "auxpass") for c in verb.children)
 
 
 def _gives(verb: Token) -> bool:
@@ -689,6 +702,7 @@ class _Reading:
         roles: list[Role] = []
         participants = {t.i: self._participants(t) for t in self.doc if t.pos_ == "VERB"}
         events = [(self.word(self.doc[i]), found) for i, found in participants.items()]
+        unsure = {self.word(t) for t in self.doc if _past_or_participle(t)}
         events += [
             (self.word(token), self._picture_roles(token, participants))
             for token in self.doc
@@ -701,7 +715,8 @@ class _Reading:
                 for participant in tokens:
                     index = self.word(participant)
                     if index is not None and index != verb:
-                        roles.append(Role(verb, role, index))
+                        certain = not (role == "agent" and verb in unsure)
+                        roles.append(Role(verb, role, index, certain))
         for token, verb in ((t, self.word(t)) for t in self.doc if t.pos_ == "VERB"):
             for participant in self._recipients(token):
                 index = self.word(participant)
