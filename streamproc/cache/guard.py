@@ -186,7 +186,6 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                     if j not in theirs and _derived(wordnet, word, other):
                         mine[i], theirs[j] = j, i
                         break
-    if wordnet is not None:
         # Last, for words still without a counterpart: a synonym the lexical database knows.
         for i, word in enumerate(left.words):
             if i in forward:
@@ -434,7 +433,7 @@ _CHECKERS: Final = {
 class AttributeGuard:
     """Rejects a candidate that does not describe the request's scene (see the module doc).
 
-    Loads the parser and the WordNet tables when built (about 1.5 s and 0.2 s, once per
+    Loads the parser and the WordNet tables when built (about 1.5 s and 0.4 s, once per
     process): build it off the event loop. ``checks`` limits the guard to some of
     :data:`CHECKS`.
     """

