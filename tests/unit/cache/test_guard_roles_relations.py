@@ -161,3 +161,14 @@ def test_a_bare_past_form_may_be_a_participle() -> None:
     assert reason("a dog chased a cat", "a cat chased a dog") == (
         "role_mismatch: dog agent of chased vs dog patient of chased"
     )
+
+
+def test_swaps_are_refused_through_the_parsers_misread_nouns() -> None:
+    # "kitten" read as an adjective, "repairs" as a plural noun: corrected before reading.
+    assert reason("a kitten sleeping on top of a laptop", "a kitten sleeping under a laptop") == (
+        "relation_mismatch: kitten on top of laptop vs kitten under laptop"
+    )
+    assert reason(
+        "a mechanic watching as an apprentice repairs a tyre",
+        "an apprentice watching as a mechanic repairs a tyre",
+    ) == ("role_mismatch: apprentice agent of repairs vs mechanic agent of repairs")
