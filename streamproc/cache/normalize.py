@@ -101,9 +101,12 @@ _TAGS: Final = """
     realistic photorealistic photoreal hyperrealistic hyper-realistic lifelike
 """
 _TAG_WORDS: Final = frozenset(_TAGS.split())
-#: Words that are tags only beside another tag ("high quality", "sharp focus"; "full" alone
-#: may be a full moon).
-_MODIFIERS: Final = "high ultra super full best top highly hyper sharp winning very extremely"
+#: Words that are tags only beside another tag ("high quality", "sharp focus", "cinematic
+#: shot"; "full" alone may be a full moon).
+_MODIFIERS: Final = (
+    "high ultra super full best top highly hyper sharp winning very extremely"
+    " shot footage video clip"  # "cinematic shot", "4k footage"; "wide shot" stays
+)
 _TAG_MODIFIERS: Final = frozenset(_MODIFIERS.split())
 #: A trailing request around tags ("make it look cinematic") is as much filler as the tags.
 _TAG_JOINERS: Final = frozenset({"in", "and", "on", "with", "of", "at", "make", "it", "look"})

@@ -624,9 +624,7 @@ class _Reading:
             # "a woman in a flat watching the rain", "a glass of whiskey poured over ice": the
             # parser hangs the clause on the nearest noun, often the object of a preposition
             # after the noun it describes. Both are read as candidates.
-            heads = [verb.head]
-            if verb.head.dep_ == "pobj" and verb.head.head.head.pos_ in ("NOUN", "PROPN"):
-                heads.append(verb.head.head.head)
+            heads = [verb.head, *self._described(verb.head)]
             for head in heads:
                 (patients if passive else agents).extend(self._expand(head))
         elif verb.dep_ == "conj" and not agents and verb.head.pos_ == "VERB":
@@ -656,6 +654,16 @@ class _Reading:
                 for t in self._expand(target)
             ]
         return found
+
+    def _described(self, noun: Token) -> list[Token]:
+        # The noun a prepositional phrase describes: "a woman in a flat" (-> woman), "a dog
+        # covered in mud" (-> dog, through the participle).
+        if noun.dep_ != "pobj":
+            return []
+        above = noun.head.head  # the preposition's head
+        if above.pos_ == "VERB" and above.dep_ == "acl":
+            above = above.head
+        return [above] if above.pos_ in ("NOUN", "PROPN") and above.i != noun.i else []
 
     def _owners(self, noun: Token) -> Iterator[Token]:
         if noun.pos_ not in ("NOUN", "PROPN"):

@@ -26,6 +26,7 @@ GUARD = AttributeGuard()
         # tags and a request around them at the end
         "a heron wading through a marsh at dawn, hyperrealistic, 4k",
         "a heron wading through a marsh at dawn, make it look cinematic please",
+        "a heron wading through a marsh at dawn, cinematic shot",
     ],
 )
 def test_filler_of_a_known_shape_goes(framed: str) -> None:
@@ -42,8 +43,10 @@ def test_filler_of_a_known_shape_goes(framed: str) -> None:
         "rain, a fox crossing an empty road",
         # "make" and "show" before a determiner are not requests on their own
         "make a wish over a birthday cake",
-        # a trailing part with a scene word stays
+        # a trailing part with a scene word stays; a medium word alone or with a framing
+        # that changes the picture stays too
         "a fox crossing an empty road, make it snow",
+        "a fox crossing an empty road, wide shot",
     ],
 )
 def test_a_part_with_a_scene_word_stays(scene: str) -> None:

@@ -73,6 +73,8 @@ def test_a_giver_who_becomes_the_receiver_is_named_so() -> None:
         # a group noun and its members name one agent
         ("a flock of geese landing on a lake", "geese in a flock landing on a lake"),
         ("a swarm of bees circling a hive", "bees in a swarm circling a hive"),
+        # ... and through a participle: the clause hangs on "mud", the dog is who runs
+        ("a muddy dog running through a field", "a dog covered in mud running through a field"),
         ("a chef passing a plate to a busboy", "a chef passes a plate to a busboy"),
     ],
 )
