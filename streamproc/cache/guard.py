@@ -10,26 +10,31 @@ cached candidate only when the two describe the same scene:
    lemma (so inflection and voice do not matter), the same word in US spelling, a member of
    the same synonym group, the other region's word ("lorry" / "truck"), or, between two words
    no group lists, a WordNet synonym of the same part of speech ("purchasing" / "buying":
-   :mod:`~streamproc.cache.wordnet`). A word without a counterpart is a changed or added
+   :mod:`~streamproc.cache.wordnet`), or an adjective WordNet makes from the noun that shares
+   its stem ("woolly" / "wool"). A word without a counterpart is a changed or added
    detail: objects, actions, colours, time of day, weather, places, styles — no list of them
    is needed;
 2. **negation** — a word negated on one side only ("with" / "without cheese");
 3. **number** — aligned nouns with different counts ("two" / "three"; "a dog" / "dogs");
-4. **roles** — an aligned participant that is the agent of an action on one side and its
-   patient on the other, whatever the voice: "a cat chased by a dog" = "a dog chasing a cat"
-   but != "a dog chased by a cat"; the owner of a patient counts as a patient ("a nurse
-   bandaging a soldier's arm" != "a soldier bandaging a nurse's arm") and who takes, paints or
-   draws a picture of whom is a role too;
+4. **roles** — an aligned participant that is the agent, patient or recipient of an action
+   on one side and another of them on the other, whatever the voice: "a cat chased by a dog"
+   = "a dog chasing a cat" but != "a dog chased by a cat"; the owner of a patient counts as a
+   patient ("a nurse bandaging a soldier's arm" != "a soldier bandaging a nurse's arm"), who
+   takes, paints or draws a picture of whom is a role too, and an action whose agents differ
+   on the two sides was done by someone else ("a teacher listening as a student explains" !=
+   "a student listening as a teacher explains");
 5. **relations** — the same two things placed differently ("above" / "beside", "behind" /
-   "in front of", left / right, inside / outside, on / under), or the relation reversed
-   ("a cat on a box" / "a box on a cat"); "X below Y" = "Y above X";
+   "in front of", left / right, inside / outside, on / under), the relation reversed
+   ("a cat on a box" / "a box on a cat"; "X below Y" = "Y above X"), or a way run the other
+   way ("from the village to the summit", "left to right");
 6. **particles** — states and directions: "lights on" / "off", "zoom in" / "out" differ even
    when one side says nothing; up / down, forward / back, toward / away, over / under only
    against their opposite ("climbing up a ladder" is "climbing a ladder"). A direction is read
    whether the parser makes it a particle or a preposition ("moving up / down a staircase").
 
-Filler ("generate a video of", "a short clip showing", ", 4k, high quality") is removed by
-:func:`~streamproc.cache.normalize.normalize_prompt` before both the embedding and the parse.
+Filler ("generate a video of", "video request:", "a short clip showing", ", 4k, high
+quality") is removed by :func:`~streamproc.cache.normalize.normalize_prompt` before both the
+embedding and the parse.
 The verdict names the first check that failed and the words involved. Symmetric by
 construction. English only: a prompt in another language parses into nonsense words that
 must then match exactly.
@@ -112,6 +117,26 @@ def _synonyms(wordnet: WordNet, word: Word, other: Word) -> bool:
     return wordnet.synonyms(left, right, word.kind)
 
 
+def _derived(wordnet: WordNet, word: Word, other: Word) -> bool:
+    # "woolly" is often tagged an adverb, for its "-ly".
+    modifier = word.kind == "adjective" or (word.kind == "adverb" and word.text.endswith("ly"))
+    if not modifier or other.kind != "noun":
+        return False
+    adjectives = {word.text, word.lemma, us_spelling(word.text)}
+    nouns = {other.lemma, us_spelling(other.lemma), *other.forms}
+    # The pointer joins synsets, so the two words must also share their stem ("windy" is
+    # related to a synset of "wind" that holds other words too).
+    made = {n for n in nouns if any(_shares_stem(a, n) for a in adjectives)}
+    return bool(made) and wordnet.derived_from(adjectives, made)
+
+
+def _shares_stem(adjective: str, noun: str) -> bool:
+    # "wool"/"woolly", "shade"/"shady", "smoke"/"smoky", "mud"/"muddy".
+    pairs = zip(adjective, noun, strict=False)  # the shorter word ends the stem
+    stem = next((i for i, (a, n) in enumerate(pairs) if a != n), min(len(adjective), len(noun)))
+    return stem >= 3 and stem >= len(noun) - 1
+
+
 @dataclass
 class _Alignment:
     forward: dict[int, int]
@@ -148,6 +173,19 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                     theirs[j] = i
                     break
     if wordnet is not None:
+        # An adjective WordNet makes from a noun, and the noun: "a woolly jumper" / "a wool
+        # jumper", "a muddy boot" / "a boot covered in mud".
+        for words, others, mine, theirs in (
+            (left.words, right.words, forward, backward),
+            (right.words, left.words, backward, forward),
+        ):
+            for i, word in enumerate(words):
+                if i in mine:
+                    continue
+                for j, other in enumerate(others):
+                    if j not in theirs and _derived(wordnet, word, other):
+                        mine[i], theirs[j] = j, i
+                        break
         # Last, for words still without a counterpart: a synonym the lexical database knows.
         for i, word in enumerate(left.words):
             if i in forward:
@@ -159,8 +197,8 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
     return _Alignment(
         forward,
         backward,
-        [i for i in range(len(left.words)) if i not in forward],
-        [j for j in range(len(right.words)) if j not in backward],
+        [i for i, w in enumerate(left.words) if i not in forward and not w.silent],
+        [j for j, w in enumerate(right.words) if j not in backward and not w.silent],
     )
 
 
@@ -233,8 +271,10 @@ def _check_number(left: Scene, right: Scene, al: _Alignment) -> str | None:
 
 
 def _check_roles(left: Scene, right: Scene, al: _Alignment) -> str | None:
-    theirs = {(r.verb, r.role, r.participant) for r in right.roles}
+    theirs = {(r.verb, r.role, r.participant) for r in right.roles if r.certain}
     for role in left.roles:
+        if not role.certain:
+            continue
         verb, participant = al.forward.get(role.verb), al.forward.get(role.participant)
         if verb is None or participant is None or (verb, role.role, participant) in theirs:
             continue
@@ -258,23 +298,83 @@ def _check_roles(left: Scene, right: Scene, al: _Alignment) -> str | None:
                         f"{what} {right.words[r.participant].text}"
                     )
             continue
-        other = "patient" if role.role == "agent" else "agent"
-        if (verb, other, participant) in theirs:
-            who, action = left.words[role.participant].text, left.words[role.verb].text
-            return f"role_mismatch: {who} {role.role} of {action} vs {who} {other} of {action}"
+        for other in _ROLES:
+            if other != role.role and (verb, other, participant) in theirs:
+                who, action = left.words[role.participant].text, left.words[role.verb].text
+                return f"role_mismatch: {who} {role.role} of {action} vs {who} {other} of {action}"
+    return _check_fillers(left, right, al)
+
+
+#: Roles a participant can swap between (an adjective's noun, "property", only swaps nouns).
+_ROLES: Final = ("agent", "patient", "recipient")
+
+
+_THINGS: Final = frozenset({"noun", "name"})
+
+
+def _linked(scene: Scene, words: Iterable[int]) -> set[int]:
+    found = set(words)
+    for a, b in scene.links:
+        if a in found or b in found:
+            found.update((a, b))
+    return found
+
+
+def _mapped(al: _Alignment, words: Iterable[int]) -> set[int]:
+    return {al.forward[w] for w in words if w in al.forward}
+
+
+def _check_fillers(left: Scene, right: Scene, al: _Alignment) -> str | None:
+    # The same action done by someone else: "a teacher listening as a student explains" /
+    # "a student listening as a teacher explains", "a robot serving coffee to a man" / "a
+    # man serving coffee to a robot". Both sides name who fills the role and no one of them
+    # is the same: the participant moved to another verb or a prepositional object.
+    # Agents only: the parser's objects are less reliable ("a glass of whiskey poured over
+    # ice" makes the ice the object).
+    role = "agent"
+    for verb in dict.fromkeys(r.verb for r in left.roles if r.role == role):
+        theirs_verb = al.forward.get(verb)
+        if theirs_verb is None:
+            continue
+        mine = [r.participant for r in left.roles if (r.verb, r.role) == (verb, role)]
+        theirs = {r.participant for r in right.roles if (r.verb, r.role) == (theirs_verb, role)}
+        # Only things fill roles; an adjective or adverb there is a misread noun phrase.
+        mine = [p for p in mine if left.words[p].kind in _THINGS]
+        theirs = {p for p in theirs if right.words[p].kind in _THINGS}
+        # "a field of sunflowers turning" is "a sunflower field turning".
+        mapped = {al.forward[p] for p in _linked(left, mine) if p in al.forward}
+        if mapped and theirs and mapped.isdisjoint(_linked(right, theirs)):
+            action = left.words[verb].text
+            who = "+".join(sorted(left.words[p].text for p in mine))
+            whom = "+".join(sorted(right.words[p].text for p in theirs))
+            return f"role_mismatch: {who} {role} of {action} vs {whom} {role} of {action}"
     return None
 
 
 def _check_relations(left: Scene, right: Scene, al: _Alignment) -> str | None:
+    for start, end in left.paths:
+        if (end, start) in right.paths and (start, end) not in right.paths:
+            return f"relation_mismatch: {start} to {end} vs {end} to {start}"
     for relation in left.relations:
-        subject, anchor = al.forward.get(relation.subject), al.forward.get(relation.anchor)
-        if subject is None or anchor is None:
+        if relation.subject not in al.forward or relation.anchor not in al.forward:
             continue
-        between = [r for r in right.relations if {r.subject, r.anchor} == {subject, anchor}]
+        subjects, anchors = {al.forward[relation.subject]}, {al.forward[relation.anchor]}
+        between = _between(right, subjects, anchors)
+        linked = not between
+        if linked:
+            # Either end may be named with the noun it is one thing with: "a bottle of perfume
+            # placed behind a vase" places the bottle whichever noun the parser hangs it on.
+            # Read so, only a reversed or opposite relation differs.
+            subjects = _linked(right, _mapped(al, _linked(left, [relation.subject])))
+            anchors = _linked(right, _mapped(al, _linked(left, [relation.anchor])))
+            if subjects & anchors:
+                continue
+            between = _between(right, subjects, anchors)
+            between = [r for r in between if _contradicts(relation, r, subjects)]
         if not between:
             continue
-        agrees = any(
-            (r.subject, r.kind, r.anchor) == (subject, relation.kind, anchor)
+        agrees = not linked and any(
+            (r.subject in subjects and r.anchor in anchors and r.kind == relation.kind)
             or (r.kind == relation.kind and relation.kind in SYMMETRIC)
             for r in between
         )
@@ -283,6 +383,21 @@ def _check_relations(left: Scene, right: Scene, al: _Alignment) -> str | None:
         other = between[0]
         return f"relation_mismatch: {_relation(left, relation)} vs {_relation(right, other)}"
     return None
+
+
+def _between(scene: Scene, subjects: set[int], anchors: set[int]) -> list[Relation]:
+    return [
+        r
+        for r in scene.relations
+        if (r.subject in subjects and r.anchor in anchors)
+        or (r.subject in anchors and r.anchor in subjects)
+    ]
+
+
+def _contradicts(relation: Relation, other: Relation, subjects: set[int]) -> bool:
+    if other.subject in subjects:
+        return OPPOSITE.get(relation.kind) == other.kind
+    return relation.kind == other.kind and relation.kind not in SYMMETRIC
 
 
 def _relation(scene: Scene, relation: Relation) -> str:
@@ -318,7 +433,7 @@ _CHECKERS: Final = {
 class AttributeGuard:
     """Rejects a candidate that does not describe the request's scene (see the module doc).
 
-    Loads the parser and the WordNet tables when built (about 1.5 s and 0.2 s, once per
+    Loads the parser and the WordNet tables when built (about 1.5 s and 0.4 s, once per
     process): build it off the event loop. ``checks`` limits the guard to some of
     :data:`CHECKS`.
     """
@@ -362,10 +477,13 @@ class AttributeGuard:
     def overlap(self, a: str, b: str) -> float:
         """Share of content words the two prompts have in common (Jaccard, after alignment)."""
         left, right = self._reader.read(a), self._reader.read(b)
-        if not left.words and not right.words:
+        mine = [i for i, w in enumerate(left.words) if not w.silent]
+        theirs = [j for j, w in enumerate(right.words) if not w.silent]
+        if not mine and not theirs:
             return 1.0
-        aligned = len(set(_align(left, right, self._wordnet).backward))
-        return aligned / (len(left.words) + len(right.words) - aligned)
+        backward = _align(left, right, self._wordnet).backward
+        aligned = len({j for j, i in backward.items() if not right.words[j].silent})
+        return aligned / (len(mine) + len(theirs) - aligned)
 
 
 def _swap_sides(reason: str | None) -> str | None:

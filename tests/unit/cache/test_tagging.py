@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from spacy.tokens import Doc
 
 from streamproc.cache.scene import load_parser
 from streamproc.cache.tagging import Lemmas, correct
@@ -51,3 +52,74 @@ def test_a_modal_without_a_verb_is_a_noun() -> None:
 
 def test_a_parser_without_lemma_tables_corrects_nothing() -> None:
     assert Lemmas.of(PARSER.__class__()).verb("riding") is None
+
+
+def _doc(
+    words: list[str], pos: list[str], tags: list[str], deps: list[str], heads: list[int]
+) -> Doc:
+    doc = Doc(PARSER.vocab, words=words, pos=pos, tags=tags, deps=deps, heads=heads)
+    for token in doc:
+        token.lemma_ = token.lower_
+    return doc
+
+
+def test_a_noun_only_word_tagged_an_adjective_with_a_determiner_is_a_noun() -> None:
+    # The small parser's reading of "a kitten sleeping under a lamp".
+    doc = _doc(
+        ["a", "kitten", "sleeping", "under", "a", "lamp"],
+        ["DET", "ADJ", "VERB", "ADP", "DET", "NOUN"],
+        ["DT", "JJ", "VBG", "IN", "DT", "NN"],
+        ["det", "ROOT", "acl", "prep", "det", "pobj"],
+        [1, 1, 1, 2, 5, 3],
+    )
+    assert correct(doc, LEMMAS)[1].pos_ == "NOUN"
+
+
+def test_an_adjective_with_a_determiner_stays_an_adjective() -> None:
+    doc = _doc(
+        ["a", "golden", "retriever"],
+        ["DET", "ADJ", "ADV"],
+        ["DT", "JJ", "RB"],
+        ["det", "ROOT", "advmod"],
+        [1, 1, 1],
+    )
+    assert correct(doc, LEMMAS)[1].pos_ == "ADJ"
+
+
+@pytest.mark.parametrize(
+    ("words", "pos", "tags", "deps", "heads", "subject"),
+    [
+        # "an apprentice repairs a tyre": the determiner hangs on the noun before the verb
+        (
+            ["an", "apprentice", "repairs", "a", "tyre"],
+            ["DET", "NOUN", "NOUN", "DET", "NOUN"],
+            ["DT", "NN", "NNS", "DT", "NN"],
+            ["det", "compound", "ROOT", "det", "npadvmod"],
+            [1, 2, 2, 4, 2],
+            1,
+        ),
+        # "a mechanic repairs a tyre" with "mechanic" an adjective of "repairs"
+        (
+            ["a", "mechanic", "repairs", "a", "tyre"],
+            ["DET", "ADJ", "NOUN", "DET", "NOUN"],
+            ["DT", "JJ", "NNS", "DT", "NN"],
+            ["det", "amod", "ROOT", "det", "npadvmod"],
+            [2, 2, 2, 4, 2],
+            1,
+        ),
+    ],
+)
+def test_a_plural_noun_after_a_determined_noun_is_its_verb(
+    words: list[str],
+    pos: list[str],
+    tags: list[str],
+    deps: list[str],
+    heads: list[int],
+    subject: int,
+) -> None:
+    doc = _doc(words, pos, tags, deps, heads)
+    doc[2].lemma_ = "repair"
+    doc = correct(doc, LEMMAS)
+    assert doc[2].pos_ == "VERB"
+    assert doc[subject].dep_ == "nsubj"
+    assert doc[subject].pos_ == "NOUN"

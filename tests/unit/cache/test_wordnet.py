@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from streamproc.cache.wordnet import WordNet, load_wordnet
+from pathlib import Path
+
+from streamproc.cache.wordnet import (
+    WordNet,
+    _made_from,
+    _read_derivations,
+    _read_index,
+    load_wordnet,
+)
 
 
 def test_the_tables_are_read_once_per_process() -> None:
@@ -40,3 +48,36 @@ def test_any_form_of_either_side_may_match() -> None:
 def test_phrases_are_looked_up_with_underscores() -> None:
     wordnet = WordNet({"noun": {"ice_cream": (1,), "icecream": (1,)}})
     assert wordnet.synonyms(["ice cream"], ["icecream"], "noun")
+
+
+def test_an_adjective_is_derived_from_its_noun() -> None:
+    wordnet = load_wordnet()
+    assert wordnet.derived_from(["muddy"], ["mud"])
+    assert wordnet.derived_from(["woolly"], ["wool"])  # from the noun's third sense
+    assert not wordnet.derived_from(["busy"], ["bus"])
+    assert not wordnet.derived_from(["mud"], ["muddy"])  # the adjective comes first
+
+
+def test_a_derivation_joins_only_the_noun_synsets_it_points_to(tmp_path: Path) -> None:
+    index = tmp_path / "index.noun"
+    index.write_text("rock n 2 0 2 0 00000007 00000009\nstone n 1 0 1 0 00000008\n")
+    made = _made_from(_read_index(index, None), {7: {"rocky"}, 5: {"pebbly"}})
+    assert made == {"rock": frozenset({"rocky"})}
+    wordnet = WordNet({}, made_from=made)
+    assert wordnet.derived_from(["rocky"], ["rock"])
+    assert not wordnet.derived_from(["rocky"], ["stone"])
+
+
+def test_derivations_are_read_per_word_of_the_pointer(tmp_path: Path) -> None:
+    # wndb(5): source 01 is the first word of the synset, 02 the second, 00 every word;
+    # pointers to verbs and other symbols are not derivations of a noun.
+    data = tmp_path / "data.adj"
+    data.write_text(
+        "  1 licence line\n"
+        "00001740 00 a 02 rocky 0 stony(a) 0 004 + 09416076 n 0101 \\ 09416077 n 0200 "
+        "+ 00000001 v 0101 & 00000002 a 0000 | full of rocks  \r\n"
+        "00001800 00 s 01 gritty 0 001 + 09416078 n 0000 | with grit\n",
+        encoding="utf-8",
+        newline="",
+    )
+    assert _read_derivations(data) == {9416076: {"rocky"}, 9416077: {"stony"}, 9416078: {"gritty"}}
