@@ -43,7 +43,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from streamproc.errors import TransientError
+from streamproc.errors import ServiceRefused, TransientError
 
 if TYPE_CHECKING:
     from redis.asyncio.retry import Retry
@@ -59,6 +59,33 @@ BOTOCORE_RETRIES: dict[str, Any] = {"total_max_attempts": 1}
 
 #: Called before the policy sleeps: the operation, the attempt that failed (1-based), its error.
 RetryHook = Callable[[str, int, BaseException], None]
+
+
+async def redis_call(call: Awaitable[T], *, service: str, refused: str, component: str) -> T:
+    """Await one Redis call of ``service`` (e.g. "the result ledger at HOST:PORT"), its failure
+    classified once for every Redis client: a failover's read-only replica, a full server, a
+    lost connection or a timeout may heal (:class:`TransientError`: retried by the policy); a
+    refused login, a missing permission or a rejected command will not
+    (:class:`ServiceRefused` for ``component``, "``service`` refused ``refused``")."""
+    from redis.exceptions import (
+        AuthenticationError,
+        AuthorizationError,
+        OutOfMemoryError,
+        ReadOnlyError,
+        RedisError,
+        ResponseError,
+    )
+
+    try:
+        return await call
+    except (ReadOnlyError, OutOfMemoryError) as exc:
+        raise TransientError(f"{service}: {exc}") from None
+    except (AuthenticationError, AuthorizationError, ResponseError) as exc:
+        raise ServiceRefused(f"{service} refused {refused}: {exc}", component=component) from None
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise TransientError(
+            f"{service} did not answer: {type(exc).__name__}: {exc}".rstrip(": ")
+        ) from None
 
 
 def redis_no_retry() -> Retry:

@@ -13,18 +13,10 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import (
-    AuthenticationError,
-    AuthorizationError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    RedisError,
-    ResponseError,
-)
 
 from streamproc.errors import ConfigError, ServiceRefused, TransientError
 from streamproc.resource import AsyncResource
-from streamproc.retry import redis_no_retry
+from streamproc.retry import redis_call, redis_no_retry
 from streamproc.urls import redis_address
 
 T = TypeVar("T")
@@ -81,15 +73,9 @@ class GatewayRedis(AsyncResource):
 
     async def call(self, call: Awaitable[T]) -> T:
         """Await one Redis call, its failure classified."""
-        try:
-            return await call
-        except (ReadOnlyError, OutOfMemoryError) as exc:
-            raise TransientError(f"gateway Redis at {self.address}: {exc}") from None
-        except (AuthenticationError, AuthorizationError, ResponseError) as exc:
-            raise ServiceRefused(
-                f"gateway Redis at {self.address} refused the gateway: {exc}",
-                component="gateway-redis",
-            ) from None
-        except (RedisError, OSError, TimeoutError) as exc:
-            detail = str(exc) or type(exc).__name__
-            raise TransientError(f"gateway Redis at {self.address}: {detail}") from None
+        return await redis_call(
+            call,
+            service=f"gateway Redis at {self.address}",
+            refused="the gateway",
+            component="gateway-redis",
+        )

@@ -15,19 +15,11 @@ from typing import TypeVar
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import (
-    AuthenticationError,
-    AuthorizationError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    RedisError,
-    ResponseError,
-)
 
-from streamproc.errors import ConfigError, ServiceRefused, TransientError
+from streamproc.errors import ConfigError, TransientError
 from streamproc.ledger.base import LedgerEntry
 from streamproc.resource import AsyncResource
-from streamproc.retry import redis_no_retry
+from streamproc.retry import redis_call, redis_no_retry
 from streamproc.urls import redis_address
 
 log = structlog.get_logger(__name__)
@@ -110,19 +102,12 @@ class RedisLedger(AsyncResource):
         return self._client
 
     async def _call(self, call: Awaitable[T]) -> T:
-        try:
-            return await call
-        except (ReadOnlyError, OutOfMemoryError) as exc:  # a failover, keys about to expire
-            raise TransientError(f"the result ledger at {self._address}: {exc}") from None
-        except (AuthenticationError, AuthorizationError, ResponseError) as exc:
-            raise ServiceRefused(
-                f"the result ledger at {self._address} refused this worker: {exc}",
-                component="ledger",
-            ) from None
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise TransientError(
-                f"the result ledger at {self._address} did not answer: {type(exc).__name__}: {exc}"
-            ) from None
+        return await redis_call(
+            call,
+            service=f"the result ledger at {self._address}",
+            refused="this worker",
+            component="ledger",
+        )
 
 
 def _encode(entry: LedgerEntry) -> str:
