@@ -48,7 +48,7 @@ from streamproc.errors import (
     TransientError,
 )
 from streamproc.events import DeadLetterReason, safe_text, utcnow
-from streamproc.generation.base import Generator
+from streamproc.generation.base import Generator, Supervised
 from streamproc.generation.encode import EncoderPool
 from streamproc.ledger.base import ResultLedger, event_key, record_key
 from streamproc.metrics import Metrics
@@ -115,6 +115,7 @@ class Processor:
         self.source = source
         self._observers = list(observers)
         self.summary = RunSummary()
+        self._generator = generator
         model_id = generator.model_id
         retries = RetryPolicy.for_steps(settings.storage, self._metrics)
         self._admission = Admit(settings, model_id=model_id, scheduler=generator.scheduler_name)
@@ -216,6 +217,12 @@ class Processor:
         consume = asyncio.create_task(self._consume(), name="streamproc-consume")
         gpu = self._supervise(self._gpu_loop(), "gpu loop")
         committer = self._supervise(self._commit.loop(), "commit loop")
+        # A generator with parts of its own (context-parallel ranks): their death stops us.
+        watcher = (
+            self._supervise(self._generator.watch(), "generator")
+            if isinstance(self._generator, Supervised)
+            else None
+        )
         stop_wait = asyncio.create_task(self._stop.wait())
         try:
             await asyncio.wait({consume, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -235,9 +242,11 @@ class Processor:
         finally:
             stop_wait.cancel()
             await self._drain(gpu)
-            committer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await committer
+            for task in (committer, watcher):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await self._final_commit()
             await self._keep.encoder.stop()
             if self._fault_timer is not None:
@@ -263,7 +272,7 @@ class Processor:
             self.summary.crashed = f"{name}: {type(exc).__name__}: {safe_text(str(exc), 300)}"
             log.error("task_crashed", task=name, exc_info=exc)
             self._metrics.task_crashes.labels(name).inc()
-        if name == "gpu loop":
+        if name in ("gpu loop", "generator"):
             # Nothing will run the queued jobs: their events end unfinished (uncommitted).
             self._generate.abandon(lambda _job: True)
         self.request_stop()

@@ -312,6 +312,29 @@ class GenerationSettings(_Section):
         "each shape is capped to fit (measured at warm-up).",
     )
 
+    gpus_per_worker: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="Devices one worker drives together (context parallelism): with K > 1 "
+        "'run' spawns K-1 more ranks, one per GPU (cuda:0..K-1 of the visible devices; on the "
+        "CPU, K processes over gloo), and every batch's denoising is split along the token "
+        "sequence across them; rank 0 does everything else. See docs/parallel.md.",
+    )
+    context_parallel: Literal["ulysses", "ring"] = Field(
+        "ulysses",
+        description="How gpus_per_worker > 1 splits attention: 'ulysses' (all-to-all of heads; "
+        "the head count must divide by K; any backend, CPU included) or 'ring' (key/value "
+        "blocks passed around; needs an attention backend that returns log-sum-exp, e.g. "
+        "'_native_cudnn' or '_native_flash': CUDA only).",
+    )
+    rank_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description="With gpus_per_worker > 1: how long a rank may wait in one collective "
+        "(process-group timeout) and how long the ranks may take to start and join.",
+    )
+
     step_cache_classes: dict[str, StepCacheSpec] = Field(
         default_factory=lambda: {"draft": StepCacheSpec(kind="first-block", threshold=0.1)},
         description="Request classes served with a step-cache hook: an event whose "
@@ -334,6 +357,15 @@ class GenerationSettings(_Section):
         for flag in ("decode_cuda_graphs", "decode_autotune"):
             if getattr(self, flag) and self.decode != "compiled":
                 raise ValueError(f"{flag} needs decode 'compiled'")
+        return self
+
+    @model_validator(mode="after")
+    def _parallel_needs_one_device_name(self) -> GenerationSettings:
+        if self.gpus_per_worker > 1 and self.device not in ("auto", "cuda", "cpu"):
+            raise ValueError(
+                "gpus_per_worker > 1 takes device 'auto', 'cuda' or 'cpu' (the ranks use "
+                "cuda:0..K-1; choose the cards with CUDA_VISIBLE_DEVICES)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -89,6 +89,17 @@ class ReportsStartup(Protocol):
 
 
 @runtime_checkable
+class Supervised(Protocol):
+    """A generator with parts that can die on their own (the ranks of a context-parallel
+    worker); the processor watches them as one of its supervised tasks."""
+
+    async def watch(self) -> None:
+        """Returns never while the generator is whole; raises
+        :class:`~streamproc.errors.GeneratorLost` saying what died."""
+        ...
+
+
+@runtime_checkable
 class ReportsBatchSizes(Protocol):
     """A generator whose batch sizes were chosen from measured throughput at warm-up."""
 
