@@ -20,6 +20,9 @@ class Outcome(StrEnum):
     FAILED = "failed"  # a dead letter too: generation failed (or its deadline passed)
     #: A local re-run met an event whose answer its output already holds: nothing published.
     ALREADY_ANSWERED = "already-answered"
+    #: A clip above routing.large_above_tokens, handed durably to the context-parallel lane
+    #: (routing.large_topic), whose workers answer it.
+    FORWARDED = "forwarded"
 
 
 RESULT_OUTCOMES = frozenset({Outcome.HIT_EXACT, Outcome.HIT_SEMANTIC, Outcome.GENERATED})
@@ -80,7 +83,12 @@ class RunSummary:
     @property
     def dead_letters(self) -> int:
         """Records answered with a dead letter."""
-        return self.finished - self.results - self.already_answered
+        return self.finished - self.results - self.already_answered - self.forwarded
+
+    @property
+    def forwarded(self) -> int:
+        """Records handed to the context-parallel lane (answered there)."""
+        return self.outcomes[Outcome.FORWARDED]
 
     @property
     def already_answered(self) -> int:

@@ -68,6 +68,7 @@ from streamproc.stages.commit import Commit
 from streamproc.stages.generate import Generate
 from streamproc.stages.ledger import Pins
 from streamproc.stages.publish import Publish
+from streamproc.stages.route import Route
 from streamproc.stages.store import Keep
 from streamproc.storage.base import ObjectStore
 
@@ -156,6 +157,7 @@ class Processor:
             clock=self._add_stage,
             replay_id=replay_id,
         )
+        self._route = Route(settings.routing, sink, retries, clock=self._add_stage)
         self._commit = Commit(
             source,
             interval_s=settings.commit_interval_ms / 1000.0,
@@ -511,6 +513,8 @@ class Processor:
         hit = await self._lookup.hit(request)
         if hit is not None:
             outcome = await self._publish.hit(flight, request, hit)
+        elif self._route.elsewhere(request.shape):
+            return await self._route.forward(record, request.shape)  # the large-clip lane
         else:
             async with self._lookup.leading(request) as made:
                 generated = await self._generate.generate(

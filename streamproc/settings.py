@@ -843,6 +843,27 @@ class KafkaSettings(_Section):
         return self.prompts_topic.split(",")
 
 
+class RoutingSettings(_Section):
+    """Mixed fleets: clips above a size go to the workers that split one video over several
+    GPUs (docs/parallel.md)."""
+
+    large_above_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="A one-GPU Kafka worker forwards every event whose clip has more latent "
+        "tokens than this (frames/4+1 x height/32 x width/32 for Wan2.2-TI2V-5B; 832x480x121 "
+        "is 12090, 1280x704x121 is 27280) to large_topic, durably, before committing it; "
+        "cache hits and earlier answers are still answered here. Unset: every clip runs here.",
+    )
+    large_topic: str = Field(
+        "streamproc.prompts.large",
+        min_length=1,
+        description="The prompts topic of the context-parallel workers (their "
+        "kafka.prompts_topic), where large clips are forwarded as they arrived (key, value, "
+        "headers, plus streamproc-forwarded-from).",
+    )
+
+
 class DeadLetterSettings(_Section):
     """How dead letters keep the input they could not use."""
 
@@ -981,6 +1002,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     limits: LimitSettings = LimitSettings()
     dead_letters: DeadLetterSettings = DeadLetterSettings()
+    routing: RoutingSettings = RoutingSettings()
     ledger: LedgerSettings = LedgerSettings()
     faults: FaultSettings = FaultSettings()
     log: LogSettings = LogSettings()
@@ -990,6 +1012,17 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.storage.retry_max_s < self.storage.retry_initial_s:
             raise ValueError("storage.retry_max_s must be >= storage.retry_initial_s")
+        if self.routing.large_above_tokens is not None:
+            if self.transport != "kafka":
+                raise ValueError("routing.large_above_tokens forwards to Kafka: transport 'kafka'")
+            if self.generation.gpus_per_worker > 1:
+                raise ValueError(
+                    "routing.large_above_tokens is for one-GPU workers; a worker with "
+                    "generation.gpus_per_worker > 1 reads routing.large_topic as its "
+                    "kafka.prompts_topic and runs every clip"
+                )
+            if self.routing.large_topic in self.kafka.prompts_topic.split(","):
+                raise ValueError("routing.large_topic must differ from kafka.prompts_topic")
         if self.storage.backend == "s3" and not self.storage.s3.bucket:
             raise ValueError("storage.s3.bucket is required when storage.backend is 's3'")
         # base64 grows the original by 4/3; the rest of a dead letter stays under 16 KiB.
