@@ -97,7 +97,9 @@ def test_a_lock_that_outlasts_the_wait_refuses_the_start_with_the_path(
     held.wait(5)
     try:
         started = time.monotonic()
-        with pytest.raises(ServiceRefused, match=r"cannot open the result ledger .*ledger\.sqlite3"):
+        with pytest.raises(
+            ServiceRefused, match=r"cannot open the result ledger .*ledger\.sqlite3"
+        ):
             _start_and_claim(str(path), "k")
         assert time.monotonic() - started < 2.5  # bounded, not the holder's 3 s
     finally:
