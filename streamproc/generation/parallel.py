@@ -54,9 +54,10 @@ import torch.distributed as dist
 from diffusers import WanPipeline
 
 from streamproc.batching import ShapeKey
-from streamproc.errors import ConfigError, GeneratorLost
+from streamproc.errors import ConfigError, GenerationError, GeneratorLost
 from streamproc.generation.base import GeneratedBatch, GenerationRequest
 from streamproc.generation.encode import init_child, terminal_signals_blocked
+from streamproc.generation.memory import latent_tokens
 from streamproc.generation.runner import StagedRunner
 from streamproc.generation.wan import WanGenerator, resolve_device
 from streamproc.settings import BatchSettings, GenerationSettings
@@ -335,6 +336,14 @@ class ContextParallelGenerator(WanGenerator):
         """On rank 0's GPU thread: send the call to every rank, run it, wait for their acks."""
         if self._broken is not None:
             raise GeneratorLost(self._broken)
+        tokens = latent_tokens(shape)
+        if tokens % self._world:
+            # Before anything is sent: the ranks stay in step, only these events fail.
+            raise GenerationError(
+                f"a {shape.width}x{shape.height}x{shape.num_frames} clip has {tokens} latent "
+                f"tokens, which do not split evenly over {self._world} GPUs; a one-GPU worker "
+                "can make it"
+            )
         call = ("latents", shape, list(requests))
         try:
             for conn in self._pipes:
