@@ -299,7 +299,7 @@ class ContextParallelGenerator(WanGenerator):
     def _join(self, pipe: WanPipeline) -> None:
         """On the GPU thread, once rank 0's pipeline is loaded: join the group, split the
         transformer's sequence."""
-        device = self.device
+        device = rank_device(self.device, 0)  # cuda:0 (NCCL needs an index), or the CPU
         timeout = self._settings.rank_timeout_s
         try:
             join_group(0, self._world, self._init_method, device, timeout)
