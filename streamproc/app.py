@@ -128,6 +128,12 @@ def build_generator(settings: Settings) -> Generator:
     # `storage check` build other components only.
     from streamproc.generation.wan import WanGenerator
 
+    if settings.generation.gpus_per_worker > 1:
+        from streamproc.generation.parallel import ContextParallelGenerator
+
+        return ContextParallelGenerator(
+            settings.generation, max_batch_size=settings.batch.max_batch_size, batch=settings.batch
+        )
     return WanGenerator(
         settings.generation, max_batch_size=settings.batch.max_batch_size, batch=settings.batch
     )

@@ -11,6 +11,8 @@
     ├── EventCancelled           withdrawn by a control event (answered 'cancelled')
     ├── GenerationError          the pipeline failed for a batch or an event
     │   └── DeadlineExceeded     an event's deadline passed before it could run
+    ├── GeneratorLost            the generator can run nothing more (a context-parallel rank
+    │                            died): the worker stops, its batches stay unfinished
     ├── TransientError           an outage: retried with backoff, the record stays unfinished
     │   ├── StorageError         the object store did not keep or address a video
     │   └── TransportError       a source or sink lost its connection
@@ -86,6 +88,15 @@ class GenerationError(StreamprocError):
 
 class DeadlineExceeded(GenerationError):
     """The event's ``deadline`` passed while it waited for the GPU."""
+
+
+class GeneratorLost(StreamprocError):
+    """The generator cannot run any batch again: a rank of a context-parallel worker died,
+    or a parallel call failed and left the ranks out of step.
+
+    Not a fault of the records: the batch in flight is abandoned (uncommitted, delivered again
+    to the partition's next owner), never dead-lettered; the worker stops (exit status 5).
+    """
 
 
 class TransientError(StreamprocError):

@@ -23,6 +23,9 @@ class Outcome(StrEnum):
     ALREADY_ANSWERED = "already-answered"
     #: Withdrawn by a control event: a result with status 'cancelled', nothing stored.
     CANCELLED = "cancelled"
+    #: A clip above routing.large_above_tokens, handed durably to the context-parallel lane
+    #: (routing.large_topic), whose workers answer it.
+    FORWARDED = "forwarded"
 
 
 RESULT_OUTCOMES = frozenset(
@@ -85,7 +88,12 @@ class RunSummary:
     @property
     def dead_letters(self) -> int:
         """Records answered with a dead letter."""
-        return self.finished - self.results - self.already_answered
+        return self.finished - self.results - self.already_answered - self.forwarded
+
+    @property
+    def forwarded(self) -> int:
+        """Records handed to the context-parallel lane (answered there)."""
+        return self.outcomes[Outcome.FORWARDED]
 
     @property
     def already_answered(self) -> int:

@@ -61,7 +61,7 @@ from streamproc.events import (
     safe_text,
     utcnow,
 )
-from streamproc.generation.base import Generator
+from streamproc.generation.base import Generator, Supervised
 from streamproc.generation.encode import EncoderPool
 from streamproc.ledger.base import ResultLedger, event_key, record_key
 from streamproc.metrics import Metrics
@@ -81,6 +81,7 @@ from streamproc.stages.commit import Commit
 from streamproc.stages.generate import Generate
 from streamproc.stages.ledger import Pins
 from streamproc.stages.publish import Publish
+from streamproc.stages.route import Route
 from streamproc.stages.store import Keep
 from streamproc.storage.base import ObjectStore
 
@@ -132,6 +133,7 @@ class Processor:
         self.source = source
         self._observers = list(observers)
         self.summary = RunSummary()
+        self._generator = generator
         model_id = generator.model_id
         retries = RetryPolicy.for_steps(settings.storage, self._metrics)
         self._admission = Admit(settings, model_id=model_id, scheduler=generator.scheduler_name)
@@ -182,6 +184,7 @@ class Processor:
             clock=self._add_stage,
             replay_id=replay_id,
         )
+        self._route = Route(settings.routing, sink, retries, clock=self._add_stage)
         self._commit = Commit(
             source,
             interval_s=settings.commit_interval_ms / 1000.0,
@@ -243,6 +246,12 @@ class Processor:
         consume = asyncio.create_task(self._consume(), name="streamproc-consume")
         gpu = self._supervise(self._gpu_loop(), "gpu loop")
         committer = self._supervise(self._commit.loop(), "commit loop")
+        # A generator with parts of its own (context-parallel ranks): their death stops us.
+        watcher = (
+            self._supervise(self._generator.watch(), "generator")
+            if isinstance(self._generator, Supervised)
+            else None
+        )
         stop_wait = asyncio.create_task(self._stop.wait())
         try:
             await asyncio.wait({consume, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -262,9 +271,11 @@ class Processor:
         finally:
             stop_wait.cancel()
             await self._drain(gpu)
-            committer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await committer
+            for task in (committer, watcher):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await self._final_commit()
             await self._keep.encoder.stop()
             if self._fault_timer is not None:
@@ -290,7 +301,7 @@ class Processor:
             self.summary.crashed = f"{name}: {type(exc).__name__}: {safe_text(str(exc), 300)}"
             log.error("task_crashed", task=name, exc_info=exc)
             self._metrics.task_crashes.labels(name).inc()
-        if name == "gpu loop":
+        if name in ("gpu loop", "generator"):
             # Nothing will run the queued jobs: their events end unfinished (uncommitted).
             self._generate.abandon(lambda _job: True)
         self.request_stop()
@@ -467,8 +478,8 @@ class Processor:
     def _final_status(self, flight: Flight, outcome: Outcome) -> None:
         """The event's last status event: answered, dead_lettered or cancelled."""
         event_id = flight.event_id or event_id_or_none(flight.record.value)
-        if event_id is None or outcome is Outcome.ALREADY_ANSWERED:
-            return
+        if event_id is None or outcome in (Outcome.ALREADY_ANSWERED, Outcome.FORWARDED):
+            return  # answered before, or the large-clip lane's worker reports it
         common = {"tenant": flight.tenant, "lane": flight.lane}
         if outcome is Outcome.CANCELLED:
             self.control.emit(
@@ -588,6 +599,8 @@ class Processor:
         if hit is not None:
             return await self._publish.hit(flight, request, hit)
         record = flight.record
+        if self._route.elsewhere(request.shape):  # the large-clip lane's workers answer it
+            return await self._route.forward(record, request.shape)
         event = request.event
         async with self._lookup.leading(request) as made:
             generated = await self._generate.generate(

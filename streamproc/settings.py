@@ -317,6 +317,29 @@ class GenerationSettings(_Section):
         "each shape is capped to fit (measured at warm-up).",
     )
 
+    gpus_per_worker: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="Devices one worker drives together (context parallelism): with K > 1 "
+        "'run' spawns K-1 more ranks, one per GPU (cuda:0..K-1 of the visible devices; on the "
+        "CPU, K processes over gloo), and every batch's denoising is split along the token "
+        "sequence across them; rank 0 does everything else. See docs/parallel.md.",
+    )
+    context_parallel: Literal["ulysses", "ring"] = Field(
+        "ulysses",
+        description="How gpus_per_worker > 1 splits attention: 'ulysses' (all-to-all of heads; "
+        "the head count must divide by K; any backend, CPU included) or 'ring' (key/value "
+        "blocks passed around; needs an attention backend that returns log-sum-exp, e.g. "
+        "'_native_cudnn' or '_native_flash': CUDA only).",
+    )
+    rank_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description="With gpus_per_worker > 1: how long a rank may wait in one collective "
+        "(process-group timeout) and how long the ranks may take to start and join.",
+    )
+
     step_cache_classes: dict[str, StepCacheSpec] = Field(
         default_factory=lambda: {"draft": StepCacheSpec(kind="first-block", threshold=0.1)},
         description="Request classes served with a step-cache hook: an event whose "
@@ -339,6 +362,15 @@ class GenerationSettings(_Section):
         for flag in ("decode_cuda_graphs", "decode_autotune"):
             if getattr(self, flag) and self.decode != "compiled":
                 raise ValueError(f"{flag} needs decode 'compiled'")
+        return self
+
+    @model_validator(mode="after")
+    def _parallel_needs_one_device_name(self) -> GenerationSettings:
+        if self.gpus_per_worker > 1 and self.device not in ("auto", "cuda", "cpu"):
+            raise ValueError(
+                "gpus_per_worker > 1 takes device 'auto', 'cuda' or 'cpu' (the ranks use "
+                "cuda:0..K-1; choose the cards with CUDA_VISIBLE_DEVICES)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -837,6 +869,27 @@ class KafkaSettings(_Section):
         return self.prompts_topic.split(",")
 
 
+class RoutingSettings(_Section):
+    """Mixed fleets: clips above a size go to the workers that split one video over several
+    GPUs (docs/parallel.md)."""
+
+    large_above_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="A one-GPU Kafka worker forwards every event whose clip has more latent "
+        "tokens than this (frames/4+1 x height/32 x width/32 for Wan2.2-TI2V-5B; 832x480x121 "
+        "is 12090, 1280x704x121 is 27280) to large_topic, durably, before committing it; "
+        "cache hits and earlier answers are still answered here. Unset: every clip runs here.",
+    )
+    large_topic: str = Field(
+        "streamproc.prompts.large",
+        min_length=1,
+        description="The prompts topic of the context-parallel workers (their "
+        "kafka.prompts_topic), where large clips are forwarded as they arrived (key, value, "
+        "headers, plus streamproc-forwarded-from).",
+    )
+
+
 class DeadLetterSettings(_Section):
     """How dead letters keep the input they could not use."""
 
@@ -1261,6 +1314,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     limits: LimitSettings = LimitSettings()
     dead_letters: DeadLetterSettings = DeadLetterSettings()
+    routing: RoutingSettings = RoutingSettings()
     ledger: LedgerSettings = LedgerSettings()
     faults: FaultSettings = FaultSettings()
     status: StatusSettings = StatusSettings()
@@ -1275,6 +1329,17 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.storage.retry_max_s < self.storage.retry_initial_s:
             raise ValueError("storage.retry_max_s must be >= storage.retry_initial_s")
+        if self.routing.large_above_tokens is not None:
+            if self.transport != "kafka":
+                raise ValueError("routing.large_above_tokens forwards to Kafka: transport 'kafka'")
+            if self.generation.gpus_per_worker > 1:
+                raise ValueError(
+                    "routing.large_above_tokens is for one-GPU workers; a worker with "
+                    "generation.gpus_per_worker > 1 reads routing.large_topic as its "
+                    "kafka.prompts_topic and runs every clip"
+                )
+            if self.routing.large_topic in self.kafka.prompts_topic.split(","):
+                raise ValueError("routing.large_topic must differ from kafka.prompts_topic")
         if self.storage.backend == "s3" and not self.storage.s3.bucket:
             raise ValueError("storage.s3.bucket is required when storage.backend is 's3'")
         # base64 grows the original by 4/3; the rest of a dead letter stays under 16 KiB.

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from streamproc.errors import ConfigError
 from streamproc.events import DeadLetter, VideoResult
 from streamproc.resource import Resource
 
@@ -142,3 +143,9 @@ class Sink(Resource, Protocol):
     ) -> None:
         """Publish ``letter`` to the dead letters; returns once durable, like :meth:`publish`."""
         ...
+
+    async def forward(self, record: Record, topic: str) -> None:
+        """Hand ``record`` as it arrived (key, value, headers) to ``topic``, where other
+        workers answer it; returns once durable, like :meth:`publish`. Transports that
+        cannot forward raise ConfigError (settings refuse routing without Kafka)."""
+        raise ConfigError(f"{type(self).__name__} cannot forward records to {topic!r}")

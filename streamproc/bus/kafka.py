@@ -63,6 +63,9 @@ SCHEMA_HEADER = "schema"
 REPLAY_HEADER = "streamproc-replay"
 #: On results re-published from the result ledger (the event was delivered again): ``1``.
 REDELIVERY_HEADER = "streamproc-redelivery"
+#: On prompt records a one-GPU worker forwarded to the large-clip lane: ``topic/partition/offset``
+#: of the record it forwarded.
+FORWARDED_HEADER = "streamproc-forwarded-from"
 
 Headers = list[tuple[str, bytes]]
 

@@ -28,10 +28,11 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownTopicOrPartitionError
 
-from streamproc.bus.base import Sink
+from streamproc.bus.base import Record, Sink
 from streamproc.bus.kafka import (
     CONTENT_TYPE_HEADER,
     EVENT_ID_HEADER,
+    FORWARDED_HEADER,
     REDELIVERY_HEADER,
     REPLAY_HEADER,
     SCHEMA_HEADER,
@@ -167,6 +168,14 @@ class KafkaSink(AsyncResource, Sink):
         await self._send(
             self._settings.dead_letter_topic, key, letter.model_dump_json().encode(), headers
         )
+
+    async def forward(self, record: Record, topic: str) -> None:
+        origin = f"{record.partition.topic}/{record.partition.partition}/{record.offset}"
+        headers: Headers = [
+            *((k, v) for k, v in record.headers if k != FORWARDED_HEADER),
+            (FORWARDED_HEADER, origin.encode()),
+        ]
+        await self._send(topic, record.key, record.value, headers)
 
     async def _send(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> None:
         producer = self._producer

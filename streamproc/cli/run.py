@@ -176,6 +176,8 @@ def summary_line(summary: RunSummary) -> str:
     if summary.outcomes[Outcome.FAILED]:
         dead += f" ({summary.outcomes[Outcome.FAILED]} failed generation)"
     parts.append(dead)
+    if summary.forwarded:
+        parts.append(f"{summary.forwarded} forwarded to the large-clip lane")
     if summary.abandoned:
         handed = f", {summary.handed_over} of them in rebalances" if summary.handed_over else ""
         parts.append(f"{summary.abandoned} abandoned (not committed: delivered again{handed})")

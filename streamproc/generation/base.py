@@ -67,6 +67,10 @@ class StepControl:
         self._last = -float("inf")
         #: Steps finished so far (read by tests and progress).
         self.steps_done = 0
+        #: Whether a fully cancelled batch may stop before its last step. A context-parallel
+        #: generator turns it off: every rank must run the same steps (a rank that stopped
+        #: alone would leave the others waiting in a collective); its decode is still skipped.
+        self.can_stop = True
 
     def cancel(self, row: int) -> None:
         """Withdraw row ``row``: it is not decoded; the call stops once all rows are."""
@@ -80,7 +84,7 @@ class StepControl:
     def step(self, done: int, total: int) -> None:
         """Called by the sampler after each step (GPU thread)."""
         self.steps_done = done
-        if self.all_cancelled and done < total:
+        if self.can_stop and self.all_cancelled and done < total:
             raise BatchCancelled
         if self._on_step is None:
             return
@@ -152,6 +156,17 @@ class ReportsStartup(Protocol):
     @property
     def startup_detail(self) -> str:
         """One line, read once the generator has started."""
+        ...
+
+
+@runtime_checkable
+class Supervised(Protocol):
+    """A generator with parts that can die on their own (the ranks of a context-parallel
+    worker); the processor watches them as one of its supervised tasks."""
+
+    async def watch(self) -> None:
+        """Returns never while the generator is whole; raises
+        :class:`~streamproc.errors.GeneratorLost` saying what died."""
         ...
 
 

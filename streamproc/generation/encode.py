@@ -253,11 +253,11 @@ class EncoderPool(AsyncResource):
         # Blocked around the spawns, the children start with SIGINT/SIGTERM blocked (the mask
         # survives fork and exec), so no signal reaches them before their initializer ignores
         # it; the parent receives any that arrived once they are unblocked.
-        with _terminal_signals_blocked():
+        with terminal_signals_blocked():
             pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=_SpawnContext(),
-                initializer=_child_init,
+                initializer=init_child,
                 initargs=(os.getpid(),),
             )
             # Each submission spawns one worker while none is idle.
@@ -279,7 +279,9 @@ class _SpawnContext(multiprocessing.context.SpawnContext):
 
 
 @contextlib.contextmanager
-def _terminal_signals_blocked() -> Iterator[None]:
+def terminal_signals_blocked() -> Iterator[None]:
+    """SIGINT and SIGTERM blocked in the main thread while children are spawned: they start
+    with them blocked until :func:`init_child` ignores them (the mask survives fork and exec)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -294,9 +296,10 @@ _TERMINAL_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _PR_SET_PDEATHSIG = 1
 
 
-def _child_init(parent_pid: int) -> None:
-    """Runs first in every encoder process: never act on terminal signals, die with the
-    parent."""
+def init_child(parent_pid: int) -> None:
+    """Runs first in every child process (encoders, context-parallel ranks): never act on
+    terminal signals, die with the parent (spawn children from the main thread: the parent-
+    death signal follows the spawning thread)."""
     for sig in _TERMINAL_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _TERMINAL_SIGNALS)  # ignored now: drop pending

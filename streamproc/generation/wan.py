@@ -15,8 +15,8 @@ import contextlib
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 import structlog
@@ -143,16 +143,20 @@ class WanGenerator:
         loaded: tuple[WanPipeline, str] | None = None,
         max_batch_size: int = 4,
         batch: BatchSettings | None = None,
+        on_loaded: Callable[[WanPipeline], None] | None = None,
     ) -> None:
         """``loaded`` is an already loaded ``(pipeline, model_id)`` to use instead of loading;
         ``max_batch_size`` is the largest batch warm-up prepares (compiled graphs are static
-        per batch size); ``batch`` brings the batch-size policy (default: 'largest')."""
+        per batch size); ``batch`` brings the batch-size policy (default: 'largest');
+        ``on_loaded`` runs on the GPU thread once the pipeline is on its device, before the
+        speed switches (context parallelism hooks the transformer there)."""
         self._settings = settings
         self._max_batch = max_batch_size
         self._batch = batch or BatchSettings(max_batch_size=max_batch_size)
         #: Chosen batch sizes per warm-up shape (size_policy 'throughput'), after start().
         self.throughput: ThroughputProfile | None = None
         self._loaded = loaded
+        self._on_loaded = on_loaded
         self._pipe: WanPipeline | None = None
         self._runner: StagedRunner | None = None
         self._profile = settings.model_profile
@@ -164,7 +168,7 @@ class WanGenerator:
         )
         self.device = resolve_device(settings.device)
         self._step_caches = StepCaches(settings.step_cache_classes)
-        self._gpu: ThreadPoolExecutor | None = None
+        self._gpu: Executor | None = None
         self._decoder: ThreadPoolExecutor | None = None
         self._decode_stream: Any = None
         self.budget: MemoryBudget | None = None
@@ -242,7 +246,7 @@ class WanGenerator:
     async def start(self) -> None:
         if self._pipe is not None:
             return
-        self._gpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamproc-gpu")
+        self._gpu = self._gpu_executor()
         if self._settings.overlap_decode:
             self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamproc-vae")
         loop = asyncio.get_running_loop()
@@ -254,6 +258,8 @@ class WanGenerator:
             self._pipe, self._model_id = await loop.run_in_executor(
                 self._gpu, load_pipeline, self._settings
             )
+        if self._on_loaded is not None:
+            await loop.run_in_executor(self._gpu, self._on_loaded, self.pipeline)
         self.startup_seconds["load"] = time.perf_counter() - started
         log.info(
             "model_loaded", model_id=self._model_id, load_s=round(self.startup_seconds["load"], 3)
@@ -304,6 +310,17 @@ class WanGenerator:
             graphs_compiled=sum(c["graphs"] for c in self.warmup_calls),
             **{f"{k}_s": round(v, 3) for k, v in self.startup_seconds.items()},
         )
+
+    def _gpu_executor(self) -> Executor:
+        """The one thread that loads the model, encodes text and denoises."""
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamproc-gpu")
+
+    def run_latents(self, shape: ShapeKey, requests: Sequence[GenerationRequest]) -> None:
+        """Denoise one call on the GPU thread and wait for it, discarding the latents (what a
+        context-parallel rank other than 0 does with each call rank 0 sends it)."""
+        runner = self._require_runner()
+        assert self._gpu is not None
+        self._gpu.submit(self._latents, runner, shape, requests, {}).result()
 
     def _open_compile_cache(self) -> CompileCache | None:
         """This configuration's entry of the persistent compile cache (None: not compiling,
@@ -428,7 +445,7 @@ class WanGenerator:
         for n in (1, 2):
             cuda.reset_peak_memory_stats(self.device)
             requests = [GenerationRequest(f"m-{i}", "warm-up", None, i) for i in range(n)]
-            latents = runner.latents_for(shape, requests, {})
+            latents = self._latents(runner, shape, requests, {})  # every rank runs it
             peaks.append(cuda.max_memory_allocated(self.device))
         assert latents is not None
         cuda.reset_peak_memory_stats(self.device)

@@ -6,8 +6,10 @@ is split and each event retried alone, ``generation.retries`` more times, so one
 prompt cannot fail its neighbours; then the event fails with
 :class:`~streamproc.errors.GenerationError` (it dead-letters). An event whose deadline passed
 before its batch ran fails with :class:`~streamproc.errors.DeadlineExceeded`. Jobs taken away
-(partition revoked, a cancelled batch, a dead GPU loop) end with
-:class:`~streamproc.stages.base.Abandoned`: their records stay uncommitted. The GPU loop
+(partition revoked, a cancelled batch, a dead GPU loop, a lost generator —
+:class:`~streamproc.errors.GeneratorLost`, e.g. a dead context-parallel rank) end with
+:class:`~streamproc.stages.base.Abandoned`: their records stay uncommitted; a lost generator
+also crashes the batch runner, which stops the worker. The GPU loop
 itself is supervised by the processor.
 
 Control plane (docs/control.md): jobs queue in their priority lane with their tenant's weight
@@ -34,7 +36,13 @@ from streamproc.batching import MicroBatcher, ShapeKey
 from streamproc.bus.base import Partition
 from streamproc.control.cancels import Cancel
 from streamproc.control.plane import ControlPlane
-from streamproc.errors import DeadlineExceeded, EventCancelled, EventRefused, GenerationError
+from streamproc.errors import (
+    DeadlineExceeded,
+    EventCancelled,
+    EventRefused,
+    GenerationError,
+    GeneratorLost,
+)
 from streamproc.events import StatusState, utcnow
 from streamproc.generation.base import BatchCancelled, GenerationRequest, Generator, StepControl
 from streamproc.metrics import Metrics
@@ -268,7 +276,9 @@ class Generate:
         try:
             await self._generate_batch(shape, jobs, batch_id)
         except BaseException as exc:
-            error: BaseException = Abandoned() if isinstance(exc, asyncio.CancelledError) else exc
+            # Cancelled, or a lost generator (no fault of these records): they stay unfinished.
+            lost = isinstance(exc, asyncio.CancelledError | GeneratorLost)
+            error: BaseException = Abandoned() if lost else exc
             for job in jobs:
                 if not job.future.done():
                     job.future.set_exception(error)
@@ -291,6 +301,8 @@ class Generate:
         except BatchCancelled:
             log.info("batch_cancelled", shape=str(shape), size=len(jobs), step=control.steps_done)
             return  # every job of it already ended as cancelled
+        except GeneratorLost:
+            raise  # the worker stops; splitting and retrying cannot help
         except Exception as exc:
             log.warning("batch_failed", shape=str(shape), size=len(jobs), error=repr(exc)[:300])
             await self._split_and_retry(shape, jobs, batch_id, exc)

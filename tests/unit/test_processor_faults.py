@@ -19,7 +19,7 @@ from streamproc.batching import ShapeKey
 from streamproc.bus.base import Partition
 from streamproc.bus.local import JsonlSink
 from streamproc.cache.null import NullCache
-from streamproc.errors import RecordRejected, ServiceRefused
+from streamproc.errors import GeneratorLost, RecordRejected, ServiceRefused
 from streamproc.events import DeadLetter, VideoResult
 from streamproc.generation.base import GeneratedBatch, GenerationRequest
 from streamproc.generation.encode import EncoderPool
@@ -490,3 +490,33 @@ async def test_a_video_that_keeps_killing_the_encoder_dead_letters_instead_of_lo
 
 def _die(*args: Any, **kwargs: Any) -> bytes:
     os._exit(9)
+
+
+class LosingGenerator(SpyGenerator):
+    """A generator whose parts died (a context-parallel rank): every call raises GeneratorLost,
+    and its watch() raises once the first call has."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.lost = asyncio.Event()
+
+    async def generate(self, shape: ShapeKey, requests: Any) -> GeneratedBatch:
+        self.calls.append([r.event_id for r in requests])
+        self.lost.set()
+        raise GeneratorLost("rank 1 of 2 (pid 1) was killed by SIGKILL")
+
+    async def watch(self) -> None:
+        await self.lost.wait()
+        raise GeneratorLost("rank 1 of 2 (pid 1) was killed by SIGKILL")
+
+
+async def test_a_lost_generator_abandons_its_events_instead_of_dead_lettering_them(
+    rig: Rig,
+) -> None:
+    rig.generator = LosingGenerator(rig.generator.inner)
+    summary = await asyncio.wait_for(rig.run([event(f"e{i}", f"prompt {i}") for i in range(4)]), 60)
+    assert summary.crashed is not None and "GeneratorLost: rank 1 of 2" in summary.crashed
+    assert summary.exit_status == ExitStatus.CRASHED
+    assert len(rig.generator.calls) == 1  # no split, no retry: nothing can run any more
+    assert rig.dead == [] and summary.abandoned == 4  # delivered again, not failed
+    adds_up(summary, rig)
