@@ -364,6 +364,12 @@ class _Reading:
         verb = self._lemmas.verb(form) or token.lemma_.lower()
         return verb in NEUTRAL_PARTICIPLES or verb in NEUTRAL_VERBS
 
+    def _passive_adjective(self, token: Token) -> str | None:
+        # An adjective with an agent ("by strong winds") is a past participle: its verb.
+        if token.pos_ != "ADJ" or not any(c.dep_ == "agent" for c in token.children):
+            return None
+        return self._lemmas.verb(token.lower_)
+
     def _is_content(self, token: Token) -> bool:
         if token.i in self.used or token.i in self.particles:
             return False
@@ -449,6 +455,11 @@ class _Reading:
                 # The lemmatiser reads "cookies" as "cooky": every regular singular counts.
                 forms |= _forms(*singulars(token.lower_))
             kind = "verb" if token.pos_ == "AUX" else _KINDS.get(token.pos_, "noun")
+            verb = self._passive_adjective(token)
+            if verb is not None:
+                # "the trees are bent by the wind": a passive the tagger read as an adjective
+                # is the verb ("the wind bends the trees").
+                forms, kind, lemma = forms | _forms(verb), "verb", verb
             self._add([token.i], token.lower_, forms, kind, token, lemma)
         for token in doc:
             # "a car passing a truck" / "a truck passing a car": a neutral verb adds no

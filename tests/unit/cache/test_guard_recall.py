@@ -1,0 +1,63 @@
+"""The guard's recall on paraphrases, each with hard negatives next to what it accepts.
+
+Sentences written for these tests (none is taken from a labelled pair file). Every class of
+acceptance added for recall has refusals beside it that differ by one detail, so a rule that
+accepts too much fails here.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from streamproc.cache.guard import AttributeGuard
+
+GUARD = AttributeGuard()
+
+
+def accepts(request: str, candidate: str) -> bool:
+    return GUARD.check(request, candidate).accepted
+
+
+# --- a passive participle the tagger reads as an adjective is its verb -------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        # "bent" tagged an adjective with an agent (the parse this reading exists for)
+        (
+            "strong winds bend the pine trees along the ridge",
+            "the pine trees along the ridge are bent by strong winds",
+        ),
+        ("a storm shakes the old windmill", "the old windmill is shaken by a storm"),
+    ],
+)
+def test_a_passive_read_as_an_adjective_is_its_active(request_text: str, candidate: str) -> None:
+    assert accepts(request_text, candidate)
+    assert accepts(candidate, request_text)
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        # another action
+        (
+            "the pine trees along the ridge are bent by strong winds",
+            "strong winds break the pine trees along the ridge",
+        ),
+        # the same action done to something else, or by something else
+        (
+            "the pine trees along the ridge are bent by strong winds",
+            "strong winds bend the pine poles along the ridge",
+        ),
+        (
+            "the pine trees along the ridge are bent by strong winds",
+            "heavy snow bends the pine trees along the ridge",
+        ),
+        # a bent thing, with no one bending it, is no action of the wind
+        ("a bent spoon on a table", "a spoon bending on a table"),
+    ],
+)
+def test_a_passive_adjective_keeps_its_details(request_text: str, candidate: str) -> None:
+    assert not accepts(request_text, candidate)
+    assert not accepts(candidate, request_text)
