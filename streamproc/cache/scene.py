@@ -345,9 +345,10 @@ class _Reading:
     @staticmethod
     def _states_an_object(verb: Token, last: Token) -> bool:
         # A verb with a state particle and an object ("turn on a lamp", "take off a coat")
-        # keeps the particle to compare.
+        # keeps the particle to compare; a passive's subject is its object ("the candles are
+        # blown out" keeps "out" as "blows out the candles" does).
         state = PARTICLES.get(last.lower_) in STATES and last.head.i == verb.i
-        return state and any(c.dep_ == "dobj" for c in verb.children)
+        return state and any(c.dep_ in ("dobj", "nsubjpass") for c in verb.children)
 
     @staticmethod
     def _phrase_lemma(token: Token, *, first: bool) -> bool:
