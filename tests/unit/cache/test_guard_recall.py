@@ -102,3 +102,39 @@ def test_a_particle_kept_beside_its_verb_in_a_passive_is_accepted(
 ) -> None:
     assert accepts(request_text, candidate)
     assert accepts(candidate, request_text)
+
+
+# --- a phrase WordNet names by its last word: "french fries" is "fries" ------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        ("a basket of french fries on a diner counter", "a basket of fries on a diner counter"),
+        # and so the other region's word for "fries"
+        ("grilled sausages and chips on a tray", "grilled sausages and French fries on a tray"),
+    ],
+)
+def test_a_phrase_with_its_heads_first_sense_is_its_head(request_text: str, candidate: str) -> None:
+    assert accepts(request_text, candidate)
+    assert accepts(candidate, request_text)
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        # another first sense than the head's: a kind of the thing, not the thing
+        ("a boy kicking a soccer ball in a yard", "a boy kicking a ball in a yard"),
+        ("a red sports car on a bridge", "a red car on a bridge"),
+        ("a golden retriever on a lawn", "a retriever on a lawn"),
+        ("a police car parked by a shop", "a car parked by a shop"),
+        # the head is not the whole phrase
+        (
+            "a basket of french fries on a diner counter",
+            "a basket of french toast on a diner counter",
+        ),
+    ],
+)
+def test_a_phrase_that_names_a_kind_is_not_its_head(request_text: str, candidate: str) -> None:
+    assert not accepts(request_text, candidate)
+    assert not accepts(candidate, request_text)
