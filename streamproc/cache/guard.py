@@ -11,7 +11,8 @@ cached candidate only when the two describe the same scene:
    the same synonym group, the other region's word ("lorry" / "truck"), or, between two words
    no group lists, a WordNet synonym of the same part of speech ("purchasing" / "buying":
    :mod:`~streamproc.cache.wordnet`), or an adjective WordNet makes from the noun that shares
-   its stem ("woolly" / "wool"). A word without a counterpart is a changed or added
+   its stem ("woolly" / "wool"), or a phrase WordNet gives the same first sense as its last
+   word, matched through that word ("french fries" / "fries" / "chips"). A word without a counterpart is a changed or added
    detail: objects, actions, colours, time of day, weather, places, styles — no list of them
    is needed;
 2. **negation** — a word negated on one side only ("with" / "without cheese");
@@ -137,6 +138,21 @@ def _shares_stem(adjective: str, noun: str) -> bool:
     return stem >= 3 and stem >= len(noun) - 1
 
 
+def _phrase_heads(wordnet: WordNet, word: Word) -> set[str]:
+    # The last words of a noun phrase's forms that name the same first sense as the phrase.
+    if word.kind != "noun":
+        return set()
+    phrases = {form for form in word.forms if " " in form}
+    heads = {form.rsplit(" ", 1)[1] for form in phrases}
+    return {head for head in heads if wordnet.synonyms(phrases, {head}, "noun")}
+
+
+def _head_matches(heads: set[str], other: Word) -> bool:
+    if heads & other.keys:
+        return True
+    return any(regional_pair(head, form) for head in heads for form in other.forms)
+
+
 @dataclass
 class _Alignment:
     forward: dict[int, int]
@@ -184,6 +200,19 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                     continue
                 for j, other in enumerate(others):
                     if j not in theirs and _derived(wordnet, word, other):
+                        mine[i], theirs[j] = j, i
+                        break
+        # A phrase WordNet gives the same first sense as its last word stands for that word:
+        # "french fries" is "fries", and so the other region's "chips" ("soccer ball" is no
+        # plain "ball": another first sense).
+        for words, others, mine, theirs in (
+            (left.words, right.words, forward, backward),
+            (right.words, left.words, backward, forward),
+        ):
+            for i, word in enumerate(words):
+                heads = _phrase_heads(wordnet, word) if i not in mine else set()
+                for j, other in enumerate(others):
+                    if heads and j not in theirs and _head_matches(heads, other):
                         mine[i], theirs[j] = j, i
                         break
         # Last, for words still without a counterpart: a synonym the lexical database knows.

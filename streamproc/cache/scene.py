@@ -345,9 +345,10 @@ class _Reading:
     @staticmethod
     def _states_an_object(verb: Token, last: Token) -> bool:
         # A verb with a state particle and an object ("turn on a lamp", "take off a coat")
-        # keeps the particle to compare.
+        # keeps the particle to compare; a passive's subject is its object ("the candles are
+        # blown out" keeps "out" as "blows out the candles" does).
         state = PARTICLES.get(last.lower_) in STATES and last.head.i == verb.i
-        return state and any(c.dep_ == "dobj" for c in verb.children)
+        return state and any(c.dep_ in ("dobj", "nsubjpass") for c in verb.children)
 
     @staticmethod
     def _phrase_lemma(token: Token, *, first: bool) -> bool:
@@ -363,6 +364,12 @@ class _Reading:
             return False
         verb = self._lemmas.verb(form) or token.lemma_.lower()
         return verb in NEUTRAL_PARTICIPLES or verb in NEUTRAL_VERBS
+
+    def _passive_adjective(self, token: Token) -> str | None:
+        # An adjective with an agent ("by strong winds") is a past participle: its verb.
+        if token.pos_ != "ADJ" or not any(c.dep_ == "agent" for c in token.children):
+            return None
+        return self._lemmas.verb(token.lower_)
 
     def _is_content(self, token: Token) -> bool:
         if token.i in self.used or token.i in self.particles:
@@ -449,6 +456,11 @@ class _Reading:
                 # The lemmatiser reads "cookies" as "cooky": every regular singular counts.
                 forms |= _forms(*singulars(token.lower_))
             kind = "verb" if token.pos_ == "AUX" else _KINDS.get(token.pos_, "noun")
+            verb = self._passive_adjective(token)
+            if verb is not None:
+                # "the trees are bent by the wind": a passive the tagger read as an adjective
+                # is the verb ("the wind bends the trees").
+                forms, kind, lemma = forms | _forms(verb), "verb", verb
             self._add([token.i], token.lower_, forms, kind, token, lemma)
         for token in doc:
             # "a car passing a truck" / "a truck passing a car": a neutral verb adds no
