@@ -500,7 +500,7 @@ class LosingGenerator(SpyGenerator):
         super().__init__(inner)
         self.lost = asyncio.Event()
 
-    async def generate(self, shape: ShapeKey, requests: Any) -> GeneratedBatch:
+    async def generate(self, shape: ShapeKey, requests: Any, control: Any = None) -> GeneratedBatch:
         self.calls.append([r.event_id for r in requests])
         self.lost.set()
         raise GeneratorLost("rank 1 of 2 (pid 1) was killed by SIGKILL")
