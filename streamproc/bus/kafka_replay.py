@@ -155,7 +155,7 @@ class KafkaReplaySource(AsyncResource, Source):
         except KafkaError as exc:
             await consumer.stop()
             raise self._error("replay set-up", exc) from None
-        except BaseException:
+        except BaseException:  # outcome: re-raised once the consumer is closed
             await consumer.stop()
             raise
         self._consumer = consumer

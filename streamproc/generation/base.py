@@ -93,7 +93,7 @@ class StepControl:
             self._last = now
             try:
                 self._on_step(done, total)
-            except Exception:  # progress is best effort; the batch goes on
+            except Exception:  # outcome: none needed; progress is best effort, the batch goes on
                 self._on_step = None
 
     def skip(self, row: int) -> bool:

@@ -266,7 +266,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException:  # outcome: re-raised once the temporary file is gone
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise

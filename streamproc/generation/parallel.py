@@ -261,7 +261,7 @@ class ContextParallelGenerator(WanGenerator):
         self._monitor = asyncio.create_task(self._watch_ranks(), name="streamproc-rank-watch")
         try:
             await self._unless_lost(super().start())
-        except BaseException:
+        except BaseException:  # outcome: re-raised after the ranks are stopped (start fails)
             await self.stop()
             raise
         log.info(
@@ -360,8 +360,9 @@ class ContextParallelGenerator(WanGenerator):
             self._lose(f"a rank stopped listening: {exc}")
         try:
             latents = super()._latents(runner, shape, requests, stages, control)
-        except Exception as exc:
+        except Exception as exc:  # outcome: GeneratorLost -> batch abandoned, worker exits 5
             # A collective that failed because a peer died: name the dead rank, not rank 0.
+            # Ranks out of step after a failed call cannot be trusted with the next one.
             self._lose(
                 self._dead_rank(wait_s=1.0)
                 or f"rank 0 failed in a parallel call: {type(exc).__name__}: {str(exc)[:300]}"
