@@ -87,6 +87,7 @@ def build_cache(settings: Settings, metrics: Metrics | None = None) -> Cache:
             config.redis_url.get_secret_value(),
             namespace=namespace_for(config.key_prefix, encoder.name, encoder.dimension),
             op_timeout_s=config.redis_timeout_ms / 1000.0,
+            start_timeout_s=config.redis_start_timeout_ms / 1000.0,
             stream_max_len=config.redis_stream_max_len,
             max_pending=config.redis_max_pending,
             degrade_at_start=config.degrade_at_start,
@@ -111,14 +112,14 @@ def build_cache(settings: Settings, metrics: Metrics | None = None) -> Cache:
 
 async def check_cache(settings: Settings) -> None:
     """Fail fast when the shared cache must answer at start and does not (one PING, within
-    ``cache.redis_timeout_ms`` per step); nothing to do for other caches or when degrading."""
+    ``cache.redis_start_timeout_ms`` per step); nothing to do for other caches or when degrading."""
     config = settings.cache
     if config.backend != "redis" or config.degrade_at_start:
         return
     from streamproc.cache.redis_store import check_reachable
 
     await check_reachable(
-        config.redis_url.get_secret_value(), timeout_s=config.redis_timeout_ms / 1000.0
+        config.redis_url.get_secret_value(), timeout_s=config.redis_start_timeout_ms / 1000.0
     )
 
 

@@ -67,6 +67,7 @@ DEFAULT_OUT = Path("streamproc-out")
 #: Defaults that components also take as constructor defaults: defined here, once.
 MAX_RECORD_BYTES = 1 << 20
 REDIS_TIMEOUT_MS = 250.0
+REDIS_START_TIMEOUT_MS = 5000.0
 REDIS_STREAM_MAX_LEN = 100_000
 REDIS_MAX_PENDING = 10_000
 #: A tenant's name, as the event contract allows it.
@@ -658,6 +659,11 @@ class CacheSettings(_Section):
     )
     redis_timeout_ms: float = Field(
         REDIS_TIMEOUT_MS, gt=0, description="Per Redis command (never awaited by an event)."
+    )
+    redis_start_timeout_ms: float = Field(
+        REDIS_START_TIMEOUT_MS,
+        gt=0,
+        description="Per step of the PING at start: a busy host may answer slower than a command.",
     )
     redis_stream_max_len: int = Field(
         REDIS_STREAM_MAX_LEN, ge=100, description="Length of the change stream workers follow."

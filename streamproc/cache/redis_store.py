@@ -64,7 +64,12 @@ from streamproc.errors import ConfigError, ServiceRefused, StreamprocError, Tran
 from streamproc.events import GenerationParameters
 from streamproc.metrics import Metrics
 from streamproc.retry import RetryPolicy, redis_no_retry
-from streamproc.settings import REDIS_MAX_PENDING, REDIS_STREAM_MAX_LEN, REDIS_TIMEOUT_MS
+from streamproc.settings import (
+    REDIS_MAX_PENDING,
+    REDIS_START_TIMEOUT_MS,
+    REDIS_STREAM_MAX_LEN,
+    REDIS_TIMEOUT_MS,
+)
 from streamproc.urls import redis_address
 
 if TYPE_CHECKING:
@@ -154,6 +159,7 @@ class RedisStore:
         *,
         namespace: str,
         op_timeout_s: float = REDIS_TIMEOUT_MS / 1000.0,
+        start_timeout_s: float = REDIS_START_TIMEOUT_MS / 1000.0,
         block_s: float = 1.0,
         stream_max_len: int = REDIS_STREAM_MAX_LEN,
         max_pending: int = REDIS_MAX_PENDING,
@@ -164,6 +170,8 @@ class RedisStore:
     ) -> None:
         self._metrics = metrics if metrics is not None else Metrics()
         self._address = redis_address(url)
+        self._url = url
+        self._start_timeout_s = start_timeout_s
         self._client = _client(url, op_timeout_s)
         # XREAD BLOCK holds its connection for block_s: it gets its own client.
         self._follower = _client(url, op_timeout_s, read_timeout_s=block_s + op_timeout_s)
@@ -211,8 +219,8 @@ class RedisStore:
         if self._tasks:
             return
         if not self._degrade_at_start:
-            try:
-                await _check(self._client, self._address, self._op_timeout_s)
+            try:  # with its own, longer timeout: nothing waits on it but this start
+                await check_reachable(self._url, timeout_s=self._start_timeout_s)
             except StreamprocError:
                 await self._client.aclose()
                 await self._follower.aclose()
