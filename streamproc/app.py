@@ -153,6 +153,7 @@ def build_ledger(settings: Settings) -> ResultLedger | None:
             prefix=settings.ledger.key_prefix,
             ttl_s=settings.ledger.ttl_s,
             timeout_s=max(settings.cache.redis_timeout_ms / 1000.0, 1.0),
+            start_timeout_s=settings.cache.redis_start_timeout_ms / 1000.0,
         )
     from streamproc.ledger.sqlite import SqliteLedger
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import shutil
@@ -374,3 +375,38 @@ class GatedSource(JsonlSource):
                 await self._more.wait()
             handed += 1
             yield record
+
+
+async def _relay(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay_s: float
+) -> None:
+    try:
+        while data := await reader.read(65536):
+            await asyncio.sleep(delay_s)
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+@contextlib.asynccontextmanager
+async def slow_redis(delay_s: float, port: int = 6379) -> AsyncIterator[str]:
+    """A relay to the local Redis that holds every answer ``delay_s``: the URL of a Redis on a
+    busy host. Requests pass at once."""
+    relays: list[asyncio.Task[None]] = []
+
+    async def accept(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        redis_r, redis_w = await asyncio.open_connection("127.0.0.1", port)
+        relays.append(asyncio.create_task(_relay(client_r, redis_w, 0.0)))
+        relays.append(asyncio.create_task(_relay(redis_r, client_w, delay_s)))
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    try:
+        yield f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0"
+    finally:
+        server.close()
+        for relay in relays:
+            relay.cancel()
+        await asyncio.gather(*relays, return_exceptions=True)

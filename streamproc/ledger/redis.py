@@ -29,8 +29,17 @@ T = TypeVar("T")
 class RedisLedger(AsyncResource):
     """Answers under ``{prefix}:answer:{key}``, kept ``ttl_s`` seconds."""
 
-    def __init__(self, url: str, *, prefix: str, ttl_s: float, timeout_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str,
+        ttl_s: float,
+        timeout_s: float = 2.0,
+        start_timeout_s: float = 5.0,
+    ) -> None:
         self._url = url
+        self._start_timeout_s = max(start_timeout_s, timeout_s)
         self._address = redis_address(url)
         self._prefix = prefix
         self._ttl_ms = max(1, int(ttl_s * 1000))
@@ -47,19 +56,27 @@ class RedisLedger(AsyncResource):
         return self._address
 
     async def start(self) -> None:
+        """PING within ``start_timeout_s`` (a busy host may answer its first call slower
+        than a command's ``timeout_s``, and nothing waits on it but the start)."""
         if self._client is not None:
             return
+        first = self._connect(self._start_timeout_s)
         try:
-            client = Redis.from_url(
+            await self._call(first.ping())
+        finally:
+            await first.aclose()
+        self._client = self._connect(self._timeout_s)
+
+    def _connect(self, timeout_s: float) -> Redis:
+        try:
+            return Redis.from_url(
                 self._url,
-                socket_connect_timeout=self._timeout_s,
-                socket_timeout=self._timeout_s,
+                socket_connect_timeout=timeout_s,
+                socket_timeout=timeout_s,
                 retry=redis_no_retry(),  # the processor stages retry ledger calls
             )
         except ValueError as exc:
             raise ConfigError(f"invalid ledger Redis URL ({self._address}): {exc}") from None
-        self._client = client
-        await self._call(client.ping())
 
     async def stop(self) -> None:
         client, self._client = self._client, None

@@ -3,7 +3,6 @@ unless ``cache.degrade_at_start``; then the run goes on and what Redis never got
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import time
@@ -15,7 +14,7 @@ import pytest
 from streamproc.cache.memory import MemoryStore
 from streamproc.cache.redis_store import RedisStore, check_reachable
 from streamproc.errors import ServiceRefused, TransientError
-from tests.helpers import RedisServer, event, free_port, read_jsonl, write_jsonl
+from tests.helpers import RedisServer, event, free_port, read_jsonl, slow_redis, write_jsonl
 from tests.integration.test_cli import streamproc
 
 HINT = "or set cache.degrade_at_start=true to run without it until it answers"
@@ -129,46 +128,14 @@ async def test_a_database_redis_does_not_have_is_refused(redis_url: str) -> None
         await check_reachable("redis://127.0.0.1:6379/100000", timeout_s=1.0)
 
 
-async def _slow_pipe(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay_s: float
-) -> None:
-    try:
-        while data := await reader.read(65536):
-            await asyncio.sleep(delay_s)
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, asyncio.CancelledError):
-        pass
-    finally:
-        writer.close()
-
-
 async def test_a_busy_redis_that_answers_slower_than_a_command_may_still_start_the_store(
     redis_prefix: str,
 ) -> None:
     """The PING at start waits ``start_timeout_s``, not a command's ``op_timeout_s``: on a
     busy host the first answer may be slow, and nothing but the start waits on it."""
-    pipes: list[asyncio.Task[None]] = []
-
-    async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        redis_r, redis_w = await asyncio.open_connection("127.0.0.1", 6379)
-        pipes.append(asyncio.create_task(_slow_pipe(client_r, redis_w, 0.0)))
-        pipes.append(asyncio.create_task(_slow_pipe(redis_r, client_w, 0.3)))
-
-    server = await asyncio.start_server(relay, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
+    async with slow_redis(delay_s=0.3) as url:
         with pytest.raises(TransientError, match=r"\(timed out after 100 ms\)"):
             await check_reachable(url, timeout_s=0.1)  # a command's budget: too short here
-        store = RedisStore(
-            url, namespace=redis_prefix, op_timeout_s=0.1, start_timeout_s=3.0,
-            degrade_at_start=False,
-        )  # fmt: skip
+        store = RedisStore(url, namespace=redis_prefix, op_timeout_s=0.1, start_timeout_s=3.0)
         await store.start(MemoryStore(8))  # the start check itself must not time out
         await store.stop()
-    finally:
-        server.close()
-        for pipe in pipes:
-            pipe.cancel()
-        await asyncio.gather(*pipes, return_exceptions=True)

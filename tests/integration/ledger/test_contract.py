@@ -13,7 +13,7 @@ from streamproc.errors import ServiceRefused, TransientError
 from streamproc.ledger.base import LedgerEntry, ResultLedger, event_key, record_key
 from streamproc.ledger.redis import RedisLedger
 from streamproc.ledger.sqlite import SqliteLedger
-from tests.helpers import free_port
+from tests.helpers import free_port, slow_redis
 
 
 def entry(key: str, body: str = '{"a": 1}', *, payload_hash: str = "h1") -> LedgerEntry:
@@ -140,6 +140,21 @@ async def test_an_unreachable_redis_is_transient() -> None:
     with pytest.raises(TransientError, match=r"redis://127\.0\.0\.1:\d+/0"):
         await ledger.start()
     await ledger.stop()
+
+
+async def test_a_busy_redis_that_answers_slower_than_a_command_still_starts_the_ledger(
+    redis_prefix: str,
+) -> None:
+    async with slow_redis(delay_s=0.3) as url:
+        hasty = RedisLedger(url, prefix=redis_prefix, ttl_s=60, timeout_s=0.1, start_timeout_s=0.1)
+        with pytest.raises(TransientError, match="the result ledger at"):
+            await hasty.start()  # a start check within a command's budget fails here
+        await hasty.stop()
+        ledger = RedisLedger(url, prefix=redis_prefix, ttl_s=60, timeout_s=0.1, start_timeout_s=3)
+        await ledger.start()
+        with pytest.raises(TransientError, match="the result ledger at"):
+            await ledger.get("event:never")  # commands keep their own, short budget
+        await ledger.stop()
 
 
 async def test_a_sqlite_path_that_cannot_be_created_is_refused(tmp_path: Path) -> None:
