@@ -152,7 +152,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         s = r["stage_s"]
         lines.append(
             f"| {r['shape']} | {r['tokens']} | {r['s_per_video']} | {s.get('denoise', '')} "
-            f"| {s.get('decode', '')} | {r['mfu']} | {r['decode_share']} | {r['peak_gpu_gib']} |"
+            f"| {s.get('vae_decode', '')} | {r['mfu']} | {r['decode_share']} | {r['peak_gpu_gib']} |"
         )
     return "\n".join(lines)
 

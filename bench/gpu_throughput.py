@@ -174,6 +174,16 @@ VARIANTS["compiled-cudnn-cdecode"] = {
     "decode_cuda_graphs": True,
 }
 VARIANTS["compiled-cudnn-tiny"] = {**VARIANTS["compiled-cudnn"], "decode": "tiny"}
+# The control plane's cost on the GPU (issue 18): status events off, and one per step.
+VARIANTS["compiled-cudnn-cdecode-nostatus"] = {
+    **VARIANTS["compiled-cudnn-cdecode"],
+    "status": {"enabled": False},
+    "control": {"enabled": False},
+}
+VARIANTS["compiled-cudnn-cdecode-everystep"] = {
+    **VARIANTS["compiled-cudnn-cdecode"],
+    "status": {"enabled": True, "step_interval_s": 0.0},
+}
 
 # Opt-in request class: events carry attributes.quality = "draft", served with diffusers'
 # FirstBlockCache at the threshold in the name (random weights: speed only, not quality).
@@ -298,6 +308,9 @@ def variant_settings(
         precision = "fp8" if spec.get("fp8") else "fp16"
         spec["compile_cache_dir"] = str(compile_cache).replace("{precision}", precision)
     batch = spec.pop("batch")
+    # Status events and control (on by default, as in a worker) are their own sections.
+    status = spec.pop("status", {})
+    control = spec.pop("control", {})
     # Only the variant's own request class is configured (and warmed up).
     step_cache = spec.pop("step_cache", None)
     spec["step_cache_classes"] = {DRAFT: step_cache} if step_cache else {}
@@ -321,6 +334,8 @@ def variant_settings(
         local={"results": str(out / "results.jsonl"), "dead_letters": str(out / "dead.jsonl")},
         storage={"local_dir": str(out / "store")},
         log={"level": "warning"},
+        status=status,
+        control=control,
     )
 
 
@@ -389,6 +404,13 @@ async def run_variant(
             # From the first event read to the last result published: the worker's start-up
             # (encoder processes, warm-up) is not event time.
             results_all = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+            if not results_all:
+                dead = out / "dead.jsonl"
+                lines = dead.read_text().splitlines() if dead.exists() else []
+                sys.exit(
+                    f"{name}: no event got a result ({len(lines)} dead letters; first: "
+                    f"{lines[0][:300] if lines else 'none'})"
+                )
             wall = (
                 max(datetime.fromisoformat(r["timings"]["completed_at"]) for r in results_all)
                 - min(datetime.fromisoformat(r["timings"]["received_at"]) for r in results_all)
