@@ -2,8 +2,10 @@
 
 :func:`normalize_prompt` folds case, Unicode and spacing and drops the words that describe
 the request or the medium rather than the scene: a request clause at the start ("can you
-make me a 5 second video of", "text to video:") and a trailing list of quality tags
-(", 4k, highly detailed, trending on artstation"). The guard parses this text
+make me a 5 second video of", "text to video:", "ad video:") and a trailing list of quality
+or mood tags (", 4k, highly detailed, trending on artstation", ", epic, moody"), with
+trailing hashtags that only repeat a word of the prompt or are quality tags ("#heron" after
+"a heron", "#4k"); a hashtag that names something new ("#sunset") stays. The guard parses this text
 (:mod:`streamproc.cache.scene`); the cache keys and embeds it after
 :func:`~streamproc.cache.words.canonical_text` has put every word in one canonical form
 (:func:`streamproc.cache.base.match_text`).
@@ -75,7 +77,7 @@ _FRAMING: Final = """
     generate create make render produce animate give show please pls kindly video clip
     footage movie film gif reel sequence request prompt prompts tag tags keywords keyword
     description caption idea concept brief product promo promotional commercial stock short
-    quick text txt t2v
+    quick text txt t2v ad ads advert advertisement advertising
 """
 #: Words that may stand in a framing part but do not make one on their own.
 _FRAMING_GLUE: Final = "to 2 me us a an the for my our new"
@@ -98,7 +100,8 @@ _TAGS: Final = """
     definition masterpiece masterful detailed detail details intricate ultra-detailed
     hyperdetailed focus clarity cinematic cinematography trending artstation award
     award-winning professional stunning beautiful gorgeous amazing breathtaking please
-    realistic photorealistic photoreal hyperrealistic hyper-realistic lifelike
+    realistic photorealistic photoreal hyperrealistic hyper-realistic lifelike epic
+    atmospheric aesthetic moody clean sleek polished crisp
 """
 _TAG_WORDS: Final = frozenset(_TAGS.split())
 #: Words that are tags only beside another tag ("high quality", "sharp focus", "cinematic
@@ -150,7 +153,12 @@ def _is_tag_list(part: str) -> bool:
 def _is_framing(part: str) -> bool:
     words = [w for w in re.split(r"[\s/-]+", part) if w]
     framing = [
-        w for w in words if w in _FRAMING_WORDS or w in _TAG_WORDS or _TAG_PATTERN.fullmatch(w)
+        w
+        for w in words
+        if w in _FRAMING_WORDS
+        or w in _TAG_WORDS
+        or w in _TAG_MODIFIERS
+        or _TAG_PATTERN.fullmatch(w)
     ]
     anchored = any(w in _FRAMING_ANCHORS or w in _TAG_WORDS for w in words)
     return anchored and len(framing) == len(words) and len(words) <= 5
@@ -180,7 +188,44 @@ def _drop_leading(text: str) -> str:
     return text
 
 
+def _stem(word: str) -> str:
+    return word[:-1] if word.endswith("s") and len(word) > 3 else word
+
+
+def _repeats(tag: str, words: list[str]) -> bool:
+    """Whether hashtag ``tag`` (without its #) says again a word of the prompt ("#cars" after
+    "a car", "#drift" after "drifting") or is a quality tag ("#4k")."""
+    if tag in _TAG_WORDS or _TAG_PATTERN.fullmatch(tag):
+        return True
+    tag = _stem(tag)
+    return any(
+        _stem(w) == tag or (len(tag) >= 4 and w.startswith(tag) and w[len(tag) :] in _INFLECTIONS)
+        for w in words
+    )
+
+
+#: What may follow a hashtag's word in the prompt's word ("#drift" / "drifting"), not
+#: another word that starts alike ("#rain" / "rainbow").
+_INFLECTIONS: Final = frozenset({"s", "es", "ing", "ed", "er", "ers"})
+
+
+def _drop_hashtags(text: str) -> str:
+    # Trailing hashtags that only repeat the prompt ("a sports car drifting #cars #drift"):
+    # one that names something new ("#sunset") stays, for the guard to compare.
+    words = text.split()
+    end = len(words)
+    while end > 1 and words[end - 1].startswith("#"):
+        end -= 1
+    if end == len(words):
+        return text
+    body = [w.strip(",.;:!") for w in words[:end]]
+    body = [w for part in body for w in re.split(r"[\s/-]+", part) if w]
+    kept = [w for w in words[end:] if not _repeats(w.strip("#,.;:!"), body)]
+    return _strip_edges(" ".join(words[:end] + kept))
+
+
 def _drop_trailing(text: str) -> str:
+    text = _drop_hashtags(text)
     head, comma, tail = text.rpartition(",")
     if comma and head and _is_tag_list(tail):
         return _strip_edges(head)

@@ -16,7 +16,11 @@ and the lemmatiser's own tables, before :mod:`~streamproc.cache.scene` reads it:
 * **-ing words tagged as nouns** that modify a noun ("a sailboat gliding") are verbs;
 * **"can" tagged as a modal** without a verb to help ("a soda can") is a noun;
 * **nouns tagged as adjectives** with a determiner of their own ("a kitten sleeping" with
-  "kitten" an adjective) are nouns when the lemmatiser knows the word as a noun only.
+  "kitten" an adjective) are nouns when the lemmatiser knows the word as a noun only;
+* **subjects of "as"/"while"/"when" clauses read as prepositional objects** ("waves crashing
+  as a surfer rides the swell" with "surfer" the object of "as" and "waves" the subject of
+  "rides"): a noun right after such a word and right before a finite verb is that verb's
+  subject, and a subject the verb had from before the conjunction is detached.
 """
 
 from __future__ import annotations
@@ -123,6 +127,8 @@ def correct(doc: Doc, lemmas: Lemmas) -> Doc:
     for token in doc:
         _retag(token, lemmas)
     for token in doc:
+        _subordinate_subject(token)
+    for token in doc:
         if token.pos_ == "VERB" and token.lower_.endswith(("ing", "ed")):
             lemma = lemmas.verb(token.lower_)
             if lemma is not None:
@@ -163,6 +169,30 @@ def _retag(token: Token, lemmas: Lemmas) -> None:
         helps = token.head.pos_ in ("VERB", "AUX") and token.head.i != token.i
         if not helps and not any(c.pos_ == "VERB" for c in token.children):
             token.pos_, token.tag_ = "NOUN", "NN"
+
+
+def _subordinate_subject(token: Token) -> None:
+    # "sparks flying as a welder joins two pipes" read with "as" a preposition, "welder" its
+    # object and "sparks" the subject of "joins": a noun right after a conjunction that
+    # opens a clause, followed by a finite verb, is that verb's subject.
+    following = token.doc[token.i + 1] if token.i + 1 < len(token.doc) else None
+    if (
+        token.dep_ == "pobj"
+        and token.pos_ in ("NOUN", "PROPN")
+        and token.head.lower_ in _SUBORDINATORS
+        and following is not None
+        and following.tag_ in _FINITE
+        and not any(c.dep_ == "nsubj" and c.i > token.i for c in following.children)
+    ):
+        for other in following.children:
+            if other.dep_ == "nsubj" and other.i < token.head.i:
+                other.dep_ = "dep"
+        token.head, token.dep_ = following, "nsubj"
+
+
+#: Words that open a clause but that the parser also reads as prepositions.
+_SUBORDINATORS: Final = frozenset({"as", "while", "whilst", "when", "because", "until", "till"})
+_FINITE: Final = frozenset({"VBZ", "VBP", "VBD"})
 
 
 def _determined(token: Token) -> bool:

@@ -917,3 +917,17 @@ def test_embedding_matches_the_measured_background_cosines(pair_cosines: np.ndar
 def test_a_number_differs_even_when_it_counts_no_noun(request_text: str, candidate: str) -> None:
     verdict = AttributeGuard().check(request_text, candidate)
     assert not verdict.accepted and verdict.reason is not None and "mismatch" in verdict.reason
+
+
+def test_who_acts_in_an_as_clause_is_compared() -> None:
+    # "as a surfer rides the swell": the surfer, not the waves, does the riding, so the same
+    # clause in another order is the same scene and another rider is not.
+    guard = AttributeGuard()
+    assert guard.check(
+        "waves crashing as a surfer rides the swell",
+        "as a surfer rides the swell, waves crashing",
+    ).accepted
+    assert not guard.check(
+        "waves crashing as a surfer rides the swell",
+        "waves crashing as a dolphin rides the swell",
+    ).accepted

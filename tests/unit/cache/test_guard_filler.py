@@ -58,3 +58,41 @@ def test_what_the_filler_dropped_is_not_compared_but_the_scene_still_is() -> Non
         "Render request: a heron wading through a marsh", "a stork wading through a marsh"
     )
     assert verdict.reason == "word_mismatch: heron vs stork"
+
+
+@pytest.mark.parametrize(
+    "framed",
+    [
+        # an advert's framing words and trailing mood/quality tags
+        "ad video: a heron wading through a marsh at dawn",
+        "a heron wading through a marsh at dawn, epic, moody",
+        "a heron wading through a marsh at dawn, clean and crisp",
+        # trailing hashtags that say the scene again, or are quality tags
+        "a heron wading through a marsh at dawn #heron #marsh",
+        "a heron wading through a marsh at dawn #herons #wading #4k",
+    ],
+)
+def test_advert_framing_mood_tags_and_repeating_hashtags_go(framed: str) -> None:
+    assert normalize_prompt(framed) == "a heron wading through a marsh at dawn"
+    assert GUARD.check(framed, "a heron wading through a marsh at dawn").accepted
+
+
+@pytest.mark.parametrize(
+    ("tagged", "kept"),
+    [
+        # a hashtag that names something the prompt does not is part of the scene
+        ("a heron wading through a marsh #sunset", "a heron wading through a marsh #sunset"),
+        # a word that only starts like the hashtag is not a repeat of it
+        ("a rainbow over a marsh #rain", "a rainbow over a marsh #rain"),
+        # a repeat goes, the new one stays
+        ("a heron wading through a marsh #heron #fog", "a heron wading through a marsh #fog"),
+    ],
+)
+def test_a_hashtag_that_adds_to_the_scene_stays(tagged: str, kept: str) -> None:
+    assert normalize_prompt(tagged) == kept
+
+
+def test_a_new_hashtag_is_compared_by_the_guard() -> None:
+    assert not GUARD.check(
+        "a heron wading through a marsh #sunset", "a heron wading through a marsh"
+    ).accepted

@@ -123,3 +123,29 @@ def test_a_plural_noun_after_a_determined_noun_is_its_verb(
     assert doc[2].pos_ == "VERB"
     assert doc[subject].dep_ == "nsubj"
     assert doc[subject].pos_ == "NOUN"
+
+
+def _subjects(text: str) -> dict[str, str]:
+    doc = correct(PARSER(text), LEMMAS)
+    return {t.head.lower_: t.lower_ for t in doc if t.dep_ == "nsubj"}
+
+
+@pytest.mark.parametrize(
+    ("text", "verb", "subject"),
+    [
+        # The small parser reads "as" as a preposition with the noun its object and makes
+        # the first noun of the sentence the later verb's subject.
+        ("waves crashing as a surfer rides the swell", "rides", "surfer"),
+        ("embers glowing as a smith shapes a horseshoe", "shapes", "smith"),
+        ("petals drifting as a bride walks down the aisle", "walks", "bride"),
+    ],
+)
+def test_the_noun_after_a_clause_opening_conjunction_is_the_subject_of_its_verb(
+    text: str, verb: str, subject: str
+) -> None:
+    assert _subjects(text).get(verb) == subject
+
+
+def test_a_preposition_before_a_noun_without_a_verb_after_it_is_left_alone() -> None:
+    doc = correct(PARSER("a boat drifting as a shadow on the lake"), LEMMAS)
+    assert next(t for t in doc if t.lower_ == "shadow").dep_ != "nsubj"
