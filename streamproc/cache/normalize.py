@@ -150,8 +150,13 @@ def _is_tag_list(part: str) -> bool:
     return bool(tags) and all(w in _TAG_MODIFIERS for w in words if w not in tags)
 
 
+def _split_words(part: str) -> list[str]:
+    """The words of ``part``, hyphenated and slashed ones apart ("ultra-detailed" -> 2)."""
+    return [w for w in re.split(r"[\s/-]+", part) if w]
+
+
 def _is_framing(part: str) -> bool:
-    words = [w for w in re.split(r"[\s/-]+", part) if w]
+    words = _split_words(part)
     framing = [
         w
         for w in words
@@ -218,8 +223,7 @@ def _drop_hashtags(text: str) -> str:
         end -= 1
     if end == len(words):
         return text
-    body = [w.strip(",.;:!") for w in words[:end]]
-    body = [w for part in body for w in re.split(r"[\s/-]+", part) if w]
+    body = [w for part in words[:end] for w in _split_words(part.strip(",.;:!"))]
     kept = [w for w in words[end:] if not _repeats(w.strip("#,.;:!"), body)]
     return _strip_edges(" ".join(words[:end] + kept))
 

@@ -172,8 +172,8 @@ def _retag(token: Token, lemmas: Lemmas) -> None:
 
 
 def _subordinate_subject(token: Token) -> None:
-    # "sparks flying as a welder joins two pipes" read with "as" a preposition, "welder" its
-    # object and "sparks" the subject of "joins": a noun right after a conjunction that
+    # "waves crashing as a surfer rides the swell" read with "as" a preposition, "surfer" its
+    # object and "waves" the subject of "rides": a noun right after a conjunction that
     # opens a clause, followed by a finite verb, is that verb's subject.
     following = token.doc[token.i + 1] if token.i + 1 < len(token.doc) else None
     if (
