@@ -437,7 +437,8 @@ class Processor:
         Any exception from any stage becomes a dead letter, unless the answer was already
         durable (then it is logged and the record is finished as answered). Cancellation,
         :class:`_Abandoned` and :class:`ServiceRefused` (the worker faults) leave the record
-        unfinished instead: it is uncommitted and delivered again.
+        unfinished instead: it is uncommitted and delivered again — unless its answer was
+        already durable when the work was taken away, then it is finished as answered.
         """
         record = flight.record
         started = time.monotonic()
@@ -456,7 +457,11 @@ class Processor:
             # What was published decides (another worker's earlier answer may have won).
             flight.outcome = self._publish.published.get((record.partition, record.offset), outcome)
         except (Abandoned, Held):
+            self._finish_if_answered(flight, trace, started)
             return
+        except asyncio.CancelledError:
+            self._finish_if_answered(flight, trace, started)
+            raise
         except ServiceRefused as exc:
             self._fault(exc)
             return
@@ -474,6 +479,18 @@ class Processor:
         if flight.outcome is not None:
             self._final_status(flight, flight.outcome)
             self._finish(record, flight.outcome, trace, started)
+
+    def _finish_if_answered(self, flight: Flight, trace: Trace, started: float) -> None:
+        """A record whose work is taken away after its answer became durable (a forced stop
+        while the bookkeeping after the publish still ran) is finished as what was published,
+        not abandoned: its result or dead letter is out, so counting it abandoned would make
+        the summary disagree with the output and deliver it again for nothing."""
+        record = flight.record
+        answered = self._publish.published.get((record.partition, record.offset))
+        if answered is not None and flight.outcome is None:
+            flight.outcome = answered
+            self._final_status(flight, answered)
+            self._finish(record, answered, trace, started)
 
     def _final_status(self, flight: Flight, outcome: Outcome) -> None:
         """The event's last status event: answered, dead_lettered or cancelled."""

@@ -478,3 +478,46 @@ async def test_records_handed_over_in_a_rebalance_do_not_fail_the_run(
     assert source.position() in (None, 0)  # nothing committed: all delivered again
     # Abandoned at a stop (not handed over) still fails the run.
     assert RunSummary(abandoned=2, handed_over=1).exit_status == ExitStatus.ABANDONED
+
+
+class _StuckMarkLedger:
+    """A real SQLite ledger whose "answer is out" note never completes."""
+
+    def __init__(self, path: Path) -> None:
+        from streamproc.ledger.sqlite import SqliteLedger
+
+        self.inner = SqliteLedger(path, ttl_s=3600)
+        self.marking = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def mark_published(self, key: str) -> None:
+        self.marking.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_forced_stop_after_the_result_is_out_counts_it_as_a_result(
+    make_settings: MakeSettings, tmp_path: Path, tiny_pipeline: Any
+) -> None:
+    """Ctrl-C twice while the bookkeeping after a durable publish still runs: the record is
+    finished as answered, not abandoned, so the summary agrees with the lines written and the
+    offset may be committed (its answer is out)."""
+    settings = make_settings(batch={"window_ms": 10, "max_batch_size": 1})
+    harness = Harness(settings, tmp_path, tiny_pipeline)
+    ledger = _StuckMarkLedger(tmp_path / "ledger.sqlite")
+    source = harness.source([event("e0", "zero")])
+    processor = harness.processor(source, ledger=ledger)
+    await harness.spy.start()
+    await ledger.inner.start()
+    try:
+        async with harness.sink, source:
+            task = asyncio.create_task(processor.run())
+            await asyncio.wait_for(ledger.marking.wait(), 60)
+            processor.request_stop(force=True)
+            summary = await asyncio.wait_for(task, 30)
+    finally:
+        await ledger.inner.stop()
+    assert len(harness.results) == 1
+    assert (summary.results, summary.abandoned) == (1, 0)
+    assert summary.received == summary.results + summary.dead_letters + summary.abandoned
