@@ -174,6 +174,11 @@ VARIANTS["compiled-cudnn-cdecode"] = {
     "decode_cuda_graphs": True,
 }
 VARIANTS["compiled-cudnn-tiny"] = {**VARIANTS["compiled-cudnn"], "decode": "tiny"}
+# The text encoder launched op by op (as before CUDA graphs were the default).
+VARIANTS["compiled-cudnn-tiny-eagertext"] = {
+    **VARIANTS["compiled-cudnn-tiny"],
+    "text_encoder_cuda_graphs": False,
+}
 # The control plane's cost on the GPU (issue 18): status events off, and one per step.
 VARIANTS["compiled-cudnn-cdecode-nostatus"] = {
     **VARIANTS["compiled-cudnn-cdecode"],
@@ -419,7 +424,10 @@ async def run_variant(
             results = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
             latencies = sorted(_latency(r) for r in results)
             done = sorted(datetime.fromisoformat(r["timings"]["completed_at"]) for r in results)
-            first_batch = min(n, int(VARIANTS[name]["batch"]))
+            # The first batch's results land together: steady time counts from its last one.
+            # A batch-size policy may have chosen a smaller batch than the variant's maximum.
+            chosen = generator.chosen_batch_sizes or {}
+            first_batch = min([n, int(VARIANTS[name]["batch"]), *map(int, chosen.values())])
             steady = (
                 (done[-1] - done[0]).total_seconds() / (len(done) - first_batch)
                 if len(done) > first_batch

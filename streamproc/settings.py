@@ -219,6 +219,12 @@ class GenerationSettings(_Section):
         None, gt=0, description="Overrides the profile's flow-matching sigma shift."
     )
     max_sequence_length: int = Field(512, ge=8, le=512, description="Text tokens per prompt.")
+    text_encoder_cuda_graphs: bool = Field(
+        True,
+        description="On CUDA, replay the text encoder as CUDA graphs recorded per padded "
+        "(texts, tokens) size: the same embeddings without launching its ~1,500 kernels one "
+        "by one (falls back to eager, with a warning, where recording fails).",
+    )
     fps: int = Field(16, ge=1, le=120, description="Frame rate of the MP4s.")
     retries: int = Field(
         2, ge=0, le=10, description="Extra attempts for an event whose generation raised."
@@ -448,6 +454,12 @@ class EncodingSettings(_Section):
         "process",
         description="Encode in worker processes (keeps the GIL free for the GPU "
         "thread) or threads.",
+    )
+    shared_memory: bool = Field(
+        True,
+        description="process executor: hand frames to the encoder processes through POSIX "
+        "shared memory (/dev/shm) instead of pickling them, which holds the GIL the GPU "
+        "thread needs; falls back to pickling when /dev/shm has too little room.",
     )
 
     @field_validator("workers")

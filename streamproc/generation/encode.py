@@ -18,7 +18,8 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from fractions import Fraction
-from typing import TYPE_CHECKING, cast
+from multiprocessing import shared_memory
+from typing import TYPE_CHECKING, Any, cast
 
 import av
 import numpy as np
@@ -92,6 +93,36 @@ def encode_mp4(
         for packet in stream.encode():
             container.mux(packet)
     return buffer.getvalue()
+
+
+#: Where POSIX shared memory lives (a tmpfs; 64 MiB by default in a Docker container).
+SHM_DIR = "/dev/shm"
+
+
+def shm_room(path: str = SHM_DIR) -> int:
+    """Bytes free in the shared-memory file system (0 where there is none)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
+
+
+def encode_shared(name: str, shape: tuple[int, ...], fps: int, **options: Any) -> bytes:
+    """In an encoder process: :func:`encode_mp4` of the uint8 frames the parent left in the
+    shared-memory block ``name`` (the parent owns and unlinks it)."""
+    # Python 3.13+: the parent alone tracks the block (earlier versions register it again
+    # here, in the same tracker process, which the parent's unlink then clears).
+    track: dict[str, Any] = {"track": False} if sys.version_info >= (3, 13) else {}
+    block = shared_memory.SharedMemory(name=name, **track)
+    try:
+        frames: Frames = np.ndarray(shape, dtype=np.uint8, buffer=block.buf)
+        try:
+            return encode_mp4(frames, fps, **options)
+        finally:
+            del frames  # no view may outlive the mapping
+    finally:
+        block.close()
 
 
 def nvenc_unavailable() -> str | None:
@@ -175,6 +206,8 @@ class EncoderPool(AsyncResource):
         self._attempts = max(1, attempts)
         self._pool: Executor | None = None
         self._lock = asyncio.Lock()
+        self._share_lock = asyncio.Lock()
+        self._shm_warned = False
         self.rebuilds = 0
         self.workers = auto_workers() if settings.workers == "auto" else settings.workers
         #: The codec in use, decided at start (``encoding.codec`` may be 'auto').
@@ -214,21 +247,67 @@ class EncoderPool(AsyncResource):
         s = self._settings
         if self.codec is None:  # encode() before start(): decide now
             self.codec = await choose_codec(s.codec)
-        job = functools.partial(
-            encode_mp4, frames, fps, crf=s.crf, preset=s.preset, threads=s.threads, codec=self.codec
-        )
-        loop = asyncio.get_running_loop()
-        for attempt in range(1, self._attempts + 1):
-            pool = self._pool or await self._replace(None)
-            try:
-                return await loop.run_in_executor(pool, job)
-            except BrokenExecutor as exc:
-                log.warning("encoder_pool_broken", attempt=attempt, error=repr(exc)[:200])
-                await self._replace(pool)
+        options: dict[str, Any] = {
+            "crf": s.crf,
+            "preset": s.preset,
+            "threads": s.threads,
+            "codec": self.codec,
+        }
+        block = await self._share(frames)
+        try:
+            if block is None:
+                job = functools.partial(encode_mp4, frames, fps, **options)
+            else:
+                job = functools.partial(encode_shared, block.name, frames.shape, fps, **options)
+            loop = asyncio.get_running_loop()
+            for attempt in range(1, self._attempts + 1):
+                pool = self._pool or await self._replace(None)
+                try:
+                    return await loop.run_in_executor(pool, job)
+                except BrokenExecutor as exc:
+                    log.warning("encoder_pool_broken", attempt=attempt, error=repr(exc)[:200])
+                    await self._replace(pool)
+        finally:
+            if block is not None:
+                block.close()
+                block.unlink()
         raise RecordRejected(
             f"the MP4 encoder process died {self._attempts} times encoding this video",
             component="encoder",
         )
+
+    async def _share(self, frames: Frames) -> shared_memory.SharedMemory | None:
+        """The frames copied into a new shared-memory block for an encoder process, or None
+        to send them pickled (threads need neither; a too small /dev/shm gets the pickle).
+
+        Pickling a 121-frame 832x480 clip (145 MB) to a child holds the GIL for about 0.2 s
+        in all, in bursts of up to 0.1 s, which the thread launching GPU kernels waits out;
+        a copy into shared memory runs without the GIL and the child maps it. The room check
+        and the copy are serialised, so concurrent videos never overfill the file system (a
+        write beyond a full tmpfs would kill the process with SIGBUS)."""
+        if self._settings.executor == "thread" or not self._settings.shared_memory:
+            return None
+        async with self._share_lock:
+            if shm_room() < frames.nbytes + _SHM_HEADROOM:
+                if not self._shm_warned:
+                    self._shm_warned = True
+                    log.warning(
+                        "encoder_shared_memory_small",
+                        path=SHM_DIR,
+                        free_bytes=shm_room(),
+                        video_bytes=frames.nbytes,
+                        action="frames are pickled to the encoder processes instead",
+                    )
+                return None
+            copy = asyncio.ensure_future(asyncio.to_thread(_copy_to_shared, frames))
+            try:
+                return await asyncio.shield(copy)
+            except asyncio.CancelledError:
+                copy.add_done_callback(_release_copy)  # the block the thread still makes
+                raise
+            except OSError as exc:  # no block could be made: the pickle still works
+                log.warning("encoder_shared_memory_failed", error=repr(exc)[:200])
+                return None
 
     async def _replace(self, broken: Executor | None) -> Executor:
         """A working pool: ``broken`` is shut down and a new one started, unless another
@@ -264,6 +343,28 @@ class EncoderPool(AsyncResource):
             waits = [loop.run_in_executor(pool, _ready) for _ in range(self.workers)]
         await asyncio.gather(*waits)
         return pool
+
+
+#: Shared memory left free for everything else on the host.
+_SHM_HEADROOM = 16 * 2**20
+
+
+def _release_copy(copy: asyncio.Future[shared_memory.SharedMemory]) -> None:
+    if not copy.cancelled() and copy.exception() is None:
+        block = copy.result()
+        block.close()
+        block.unlink()
+
+
+def _copy_to_shared(frames: Frames) -> shared_memory.SharedMemory:
+    block = shared_memory.SharedMemory(create=True, size=max(1, frames.nbytes))
+    try:
+        np.copyto(np.ndarray(frames.shape, dtype=np.uint8, buffer=block.buf), frames)
+    except BaseException:
+        block.close()
+        block.unlink()
+        raise
+    return block
 
 
 class _SpawnProcess(multiprocessing.context.SpawnProcess):

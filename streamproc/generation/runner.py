@@ -30,6 +30,7 @@ from streamproc.batching import ShapeKey
 from streamproc.generation.base import Frames, GenerationRequest, StepControl
 from streamproc.generation.decode import DecodeOptions, VideoDecoder, build_decoder
 from streamproc.generation.profiles import ModelProfile
+from streamproc.generation.textgraph import GraphedTextEncoder
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class RunnerOptions:
     text_cache_size: int = 256
     vae_channels_last: bool = False
     uniform_timestep: bool = True
+    #: On CUDA, replay the text encoder as CUDA graphs (textgraph.GraphedTextEncoder).
+    text_encoder_graphs: bool = False
     #: How to sample (scheduler, shift, explicit timesteps); None: a fresh copy of the
     #: pipeline's own scheduler.
     profile: ModelProfile | None = None
@@ -70,6 +73,11 @@ class StagedRunner:
         )
         # Only the denoising thread encodes text, so this needs no lock.
         self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.text_encoder = (
+            GraphedTextEncoder(pipe.text_encoder, max_tokens=options.max_sequence_length)
+            if options.text_encoder_graphs
+            else None
+        )
 
     @property
     def device(self) -> torch.device:
@@ -130,7 +138,10 @@ class StagedRunner:
             )
             encoder = self.pipe.text_encoder
             mask = tokens.attention_mask.to(encoder.device)
-            hidden = encoder(tokens.input_ids.to(encoder.device), mask).last_hidden_state
+            if self.text_encoder is not None:
+                hidden = self.text_encoder(tokens.input_ids, mask)
+            else:
+                hidden = encoder(tokens.input_ids.to(encoder.device), mask).last_hidden_state
             for text, row, length in zip(missing, hidden, mask.sum(dim=1).tolist(), strict=True):
                 self._text_cache[text] = row[:length].to(self.device)
         out = []

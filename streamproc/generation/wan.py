@@ -282,6 +282,7 @@ class WanGenerator:
                 max_sequence_length=self._settings.max_sequence_length,
                 vae_channels_last=self._settings.vae_channels_last,
                 profile=self._profile,
+                text_encoder_graphs=self._settings.text_encoder_cuda_graphs,
             ),
             decoder=build_decoder(pipe.vae, options_from_settings(self._settings, pipe.vae.dtype)),
         )

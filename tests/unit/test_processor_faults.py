@@ -481,11 +481,29 @@ async def test_a_video_that_keeps_killing_the_encoder_dead_letters_instead_of_lo
 
     from streamproc.generation import encode
 
+    blocks: list[str] = []
+    real_copy = encode._copy_to_shared
+
+    def recorded_copy(frames: Any) -> Any:
+        block = real_copy(frames)
+        blocks.append(block.name)
+        return block
+
+    # Frames reach the processes through shared memory (encode_shared) or pickled
+    # (encode_mp4): both die.
     monkeypatch.setattr(encode, "encode_mp4", _die)
+    monkeypatch.setattr(encode, "encode_shared", _die)
+    monkeypatch.setattr(encode, "_copy_to_shared", recorded_copy)
     async with pool:
         with pytest.raises(RecordRejected, match="died 2 times"):
             await pool.encode(np.zeros((1, 32, 32, 3), np.uint8), 16)
     assert pool.rebuilds == 2
+    assert len(blocks) == 1  # one block for all attempts, removed after the last
+    assert not _shm_exists(blocks[0])
+
+
+def _shm_exists(name: str) -> bool:
+    return os.path.exists(os.path.join("/dev/shm", name.lstrip("/")))
 
 
 def _die(*args: Any, **kwargs: Any) -> bytes:

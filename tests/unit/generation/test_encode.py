@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
+import threading
+from typing import Any
 
 import av
 import numpy as np
 import pytest
+from structlog.testing import capture_logs
 
 from streamproc.errors import ConfigError
+from streamproc.generation import encode
 from streamproc.generation.encode import (
     EncoderPool,
     auto_workers,
@@ -98,3 +104,102 @@ def test_workers_auto_is_the_default_and_sizes_the_pool() -> None:
     assert EncodingSettings().workers == "auto"
     assert EncoderPool(EncodingSettings()).workers == auto_workers()
     assert EncoderPool(EncodingSettings(workers=3)).workers == 3
+
+
+class _RecordedBlocks:
+    """Wraps encode._copy_to_shared: the names of the shared-memory blocks it made."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.names: list[str] = []
+        self.made = threading.Event()
+        self._real = encode._copy_to_shared
+        monkeypatch.setattr(encode, "_copy_to_shared", self)
+
+    def __call__(self, video: np.ndarray) -> Any:
+        block = self._real(video)
+        self.names.append(block.name)
+        self.made.set()
+        return block
+
+    def left(self) -> list[str]:
+        return [n for n in self.names if os.path.exists(os.path.join("/dev/shm", n.lstrip("/")))]
+
+
+def _direct(video: np.ndarray, settings: EncodingSettings) -> bytes:
+    return encode_mp4(video, 16, crf=settings.crf, preset=settings.preset, threads=1)
+
+
+async def test_encoder_processes_read_the_frames_from_shared_memory_and_no_block_is_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    blocks = _RecordedBlocks(monkeypatch)
+    settings = EncodingSettings(workers=2, threads=1)
+    videos = [frames(12, 48, 64, seed=s) for s in range(3)]
+    async with EncoderPool(settings) as pool:
+        got = await asyncio.gather(*(pool.encode(v, 16) for v in videos))
+    assert got == [_direct(v, settings) for v in videos]
+    assert len(blocks.names) == 3
+    assert blocks.left() == []
+
+
+async def test_without_room_in_dev_shm_the_frames_are_pickled_and_it_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    blocks = _RecordedBlocks(monkeypatch)
+    monkeypatch.setattr(encode, "shm_room", lambda *a: 1024)
+    settings = EncodingSettings(workers=1, threads=1)
+    video = frames(5, 32, 32, seed=9)
+    with capture_logs() as logs:
+        async with EncoderPool(settings) as pool:
+            first = await pool.encode(video, 16)
+            second = await pool.encode(video, 16)
+    assert first == second == _direct(video, settings)
+    assert blocks.names == []
+    warnings = [e for e in logs if e["event"] == "encoder_shared_memory_small"]
+    assert len(warnings) == 1 and warnings[0]["video_bytes"] == video.nbytes
+
+
+async def test_a_cancelled_encode_removes_its_shared_memory_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    blocks = _RecordedBlocks(monkeypatch)
+    settings = EncodingSettings(workers=1, threads=1, preset="slow")
+    async with EncoderPool(settings) as pool:
+        task = asyncio.create_task(pool.encode(frames(60, 240, 320, seed=4), 16))
+        # The frames are in shared memory, the encode under way.
+        assert await asyncio.to_thread(blocks.made.wait, 30)
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert blocks.left() == []
+        # The pool still encodes afterwards.
+        assert await pool.encode(frames(3, 32, 32), 16) == _direct(frames(3, 32, 32), settings)
+
+
+async def test_the_thread_executor_encodes_without_shared_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    blocks = _RecordedBlocks(monkeypatch)
+    settings = EncodingSettings(executor="thread", workers=1, threads=1)
+    video = frames(4, 32, 32, seed=2)
+    async with EncoderPool(settings) as pool:
+        assert await pool.encode(video, 16) == _direct(video, settings)
+    assert blocks.names == []
+
+
+async def test_a_shared_memory_block_that_cannot_be_made_falls_back_to_the_pickle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(video: np.ndarray) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(encode, "_copy_to_shared", refuse)
+    settings = EncodingSettings(workers=1, threads=1)
+    video = frames(4, 32, 32, seed=5)
+    with capture_logs() as logs:
+        async with EncoderPool(settings) as pool:
+            assert await pool.encode(video, 16) == _direct(video, settings)
+    assert [e["event"] for e in logs if "shared_memory" in e["event"]] == [
+        "encoder_shared_memory_failed"
+    ]

@@ -1,0 +1,92 @@
+"""The text encoder's CUDA-graph wrapper: padding that changes no real token's embedding, and
+the eager path wherever graphs cannot run (the recording itself is exercised on the GPU by
+bench/gpu_throughput.py, whose numerics compare against eager runs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from streamproc.generation.base import GenerationRequest
+from streamproc.generation.runner import RunnerOptions, StagedRunner
+from streamproc.generation.textgraph import (
+    GraphedTextEncoder,
+    fill_padded,
+    padded_size,
+    rows_bucket,
+)
+
+
+@pytest.mark.parametrize(
+    ("n", "step", "limit", "expected"),
+    [
+        (1, 64, 512, 64),
+        (64, 64, 512, 64),
+        (65, 64, 512, 128),
+        (500, 64, 512, 512),
+        (30, 64, 20, 30),
+    ],
+)
+def test_token_padding_rounds_up_within_the_limit(
+    n: int, step: int, limit: int, expected: int
+) -> None:
+    assert padded_size(n, step, limit) == expected
+
+
+def test_rows_round_up_to_a_power_of_two() -> None:
+    assert [rows_bucket(n) for n in (1, 2, 3, 4, 5, 8, 9)] == [1, 2, 4, 4, 8, 8, 16]
+
+
+def _tokens(pipe: Any, texts: list[str]) -> Any:
+    return pipe.tokenizer(texts, padding="longest", return_attention_mask=True, return_tensors="pt")
+
+
+def test_padding_rows_and_tokens_leaves_every_real_embedding_as_it_was(
+    tiny_pipeline: tuple[Any, str],
+) -> None:
+    """The claim the graphs rest on: masked padding is invisible to the real tokens."""
+    pipe, _ = tiny_pipeline
+    encoder = pipe.text_encoder
+    tok = _tokens(pipe, ["a fox in snow", "a lighthouse at dusk, waves breaking on rocks"])
+    n, length = tok.input_ids.shape
+    with torch.inference_mode():
+        plain = encoder(tok.input_ids, tok.attention_mask).last_hidden_state
+        ids = torch.full((4, length + 37), 7, dtype=torch.long)  # junk the fill must clear
+        mask = torch.ones_like(ids)
+        fill_padded(ids, mask, tok.input_ids, tok.attention_mask)
+        padded = encoder(ids, mask).last_hidden_state
+    assert mask[n:, 0].tolist() == [1, 1] and mask[n:, 1:].sum() == 0
+    assert ids[:, length:].sum() == 0
+    for row in range(n):
+        real = int(tok.attention_mask[row].sum())
+        torch.testing.assert_close(padded[row, :real], plain[row, :real], rtol=1e-5, atol=1e-5)
+
+
+def test_off_cuda_the_wrapper_runs_the_encoder_as_it_is(tiny_pipeline: tuple[Any, str]) -> None:
+    pipe, _ = tiny_pipeline
+    graphed = GraphedTextEncoder(pipe.text_encoder, max_tokens=512)
+    assert not graphed.enabled
+    tok = _tokens(pipe, ["a red kite over a beach"])
+    with torch.inference_mode():
+        out = graphed(tok.input_ids, tok.attention_mask)
+        ref = pipe.text_encoder(tok.input_ids, tok.attention_mask).last_hidden_state
+    assert torch.equal(out, ref)
+    assert graphed.recorded == []
+
+
+def test_a_runner_with_graphs_asked_for_encodes_as_without_them_on_the_cpu(
+    tiny_pipeline: tuple[Any, str],
+) -> None:
+    pipe, _ = tiny_pipeline
+    requests = [GenerationRequest("e1", "a fox in snow", None, 1)]
+    with_graphs = StagedRunner(pipe, RunnerOptions(text_encoder_graphs=True))
+    without = StagedRunner(pipe, RunnerOptions())
+    assert with_graphs.text_encoder is not None and without.text_encoder is None
+    with torch.inference_mode():
+        a = with_graphs.encode(requests, 5.0)
+        b = without.encode(requests, 5.0)
+    assert torch.equal(a.cond, b.cond)
+    assert a.uncond is not None and b.uncond is not None
+    assert torch.equal(a.uncond, b.uncond)
