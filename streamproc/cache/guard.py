@@ -43,12 +43,12 @@ must then match exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from streamproc.cache.lexicon.relations import OPPOSITE, STATES, SYMMETRIC
-from streamproc.cache.scene import Relation, Scene, SceneReader, Word
+from streamproc.cache.scene import Relation, Role, Scene, SceneReader, Word
 from streamproc.cache.wordnet import WordNet, load_wordnet
 from streamproc.cache.words import SYNONYM_HEADS, regional_pair, us_spelling
 from streamproc.settings import CacheSettings
@@ -138,6 +138,20 @@ def _shares_stem(adjective: str, noun: str) -> bool:
     return stem >= 3 and stem >= len(noun) - 1
 
 
+def _young_ones(scene: Scene, animals: frozenset[str], taken: Mapping[int, int]) -> list[Role]:
+    # "young" said of one of ``animals``, both words still without a counterpart.
+    return [
+        role
+        for role in scene.roles
+        if role.role == "property"
+        and scene.words[role.verb].lemma == "young"
+        and scene.words[role.participant].kind == "noun"
+        and animals & scene.words[role.participant].keys
+        and role.verb not in taken
+        and role.participant not in taken
+    ]
+
+
 def _phrase_heads(wordnet: WordNet, word: Word) -> set[str]:
     # The last words of a noun phrase's forms that name the same first sense as the phrase.
     if word.kind != "noun":
@@ -202,6 +216,23 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                     if j not in theirs and _derived(wordnet, word, other):
                         mine[i], theirs[j] = j, i
                         break
+        # A noun WordNet defines as the young of an animal, and that animal called young:
+        # "a puppy" / "a young dog", "a kitten" / "a young cat".
+        for words, scene, mine, theirs in (
+            (left.words, right, forward, backward),
+            (right.words, left, backward, forward),
+        ):
+            for i, word in enumerate(words):
+                animals = wordnet.young_of(word.lemma) if i not in mine else frozenset()
+                if not animals:  # ("a kitten sleeping" may leave "kitten" an adjective)
+                    continue
+                for young in _young_ones(scene, animals, theirs):
+                    mine[i], theirs[young.participant], theirs[young.verb] = (
+                        young.participant,
+                        i,
+                        i,
+                    )
+                    break
         # A phrase WordNet gives the same first sense as its last word stands for that word:
         # "french fries" is "fries", and so the other region's "chips" ("soccer ball" is no
         # plain "ball": another first sense).

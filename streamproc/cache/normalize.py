@@ -203,10 +203,19 @@ def _repeats(tag: str, words: list[str]) -> bool:
     if tag in _TAG_WORDS or _TAG_PATTERN.fullmatch(tag):
         return True
     tag = _stem(tag)
-    return any(
+    if any(
         _stem(w) == tag or (len(tag) >= 4 and w.startswith(tag) and w[len(tag) :] in _INFLECTIONS)
         for w in words
-    )
+    ):
+        return True
+    # Neighbouring words run together ("#mantaray" after "manta ray") or their initials
+    # ("#nyc" after "new york city").
+    for size in (2, 3, 4):
+        for i in range(len(words) - size + 1):
+            run = words[i : i + size]
+            if _stem("".join(run)) == tag or (len(tag) >= 3 and "".join(w[0] for w in run) == tag):
+                return True
+    return False
 
 
 #: What may follow a hashtag's word in the prompt's word ("#drift" / "drifting"), not
@@ -228,11 +237,26 @@ def _drop_hashtags(text: str) -> str:
     return _strip_edges(" ".join(words[:end] + kept))
 
 
+def _only_modifiers(part: str) -> bool:
+    words = [w for w in part.split() if w not in _TAG_JOINERS]
+    return bool(words) and all(w in _TAG_MODIFIERS for w in words)
+
+
 def _drop_trailing(text: str) -> str:
+    # The last part after a comma, semicolon or sentence end that is only tags goes; then
+    # the one before it, and there a part of tag modifiers alone goes too (", sharp, 4k":
+    # "sharp" only describes the picture next to other tags).
     text = _drop_hashtags(text)
-    head, comma, tail = text.rpartition(",")
-    if comma and head and _is_tag_list(tail):
-        return _strip_edges(head)
+    dropped = False
+    while True:
+        cut = max(text.rfind(","), text.rfind(";"), text.rfind(". "))
+        head, tail = text[:cut], text[cut + 1 :].strip()
+        if cut > 0 and head.strip() and (_is_tag_list(tail) or (dropped and _only_modifiers(tail))):
+            text, dropped = _strip_edges(head), True
+            continue
+        break
+    if dropped:
+        return text
     words = text.split()
     if len(words) > 1 and words[-1] in _RESOLUTION_TAGS:
         cut = -2 if len(words) > 2 and words[-2] == "in" else -1

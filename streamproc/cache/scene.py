@@ -638,6 +638,10 @@ class _Reading:
             # after the noun it describes. Both are read as candidates.
             heads = [verb.head, *self._described(verb.head)]
             for head in heads:
+                # "a red kite and a blue kite flying": the clause hangs on the last of the
+                # conjuncts and is said of all of them.
+                while head.dep_ == "conj" and head.head.pos_ in ("NOUN", "PROPN"):
+                    head = head.head
                 (patients if passive else agents).extend(self._expand(head))
         elif verb.dep_ == "conj" and not agents and verb.head.pos_ == "VERB":
             # "a fox sniffs and digs": the first verb's agent. But in a list of clauses
@@ -778,9 +782,11 @@ class _Reading:
         if head.pos_ in ("NOUN", "PROPN"):
             return self.word(head)
         if head.pos_ in ("VERB", "AUX"):
+            # With an object, the phrase places what is acted on, in the active as in the
+            # passive: "a cat knocks a glass off the table" / "a glass is knocked off the
+            # table by a cat" both move the glass.
             agents, patients = self._participants(head)
-            passive = _passive(head)
-            for token in (patients + agents) if passive else (agents + patients):
+            for token in patients + agents:
                 found = self.word(token)
                 if found is not None:
                     return found
@@ -835,6 +841,8 @@ class _Reading:
             while head.dep_ == "prep" and head.pos_ == "ADP" and head.head.i != head.i:
                 head = head.head  # "waving from inside a bus", "out from under a rug"
             subject, anchor = self._locatum(head), self.word(target)
+            if anchor is None and target.lower_ in _PLACE_PRONOUNS and subject is not None:
+                anchor = self._antecedent(head, subject)
             if subject is None or anchor is None or subject == anchor:
                 continue
             for kind in sorted(kinds):
@@ -843,6 +851,19 @@ class _Reading:
                 else:
                     relations.append(Relation(subject, kind, anchor, surface))
         return relations
+
+    def _antecedent(self, head: Token, subject: int) -> int | None:
+        # "a desk with a mug on top of it", "a tree with a swing beside it": the pronoun is
+        # the noun the phrase hangs on ("with a mug" on "desk"), else the nearest noun before.
+        for token in (head, *head.ancestors):
+            found = self.word(token) if token.pos_ in ("NOUN", "PROPN") else None
+            if found is not None and found != subject:
+                return found
+        for token in reversed(self.doc[: head.i]):
+            found = self.word(token) if token.pos_ in ("NOUN", "PROPN") else None
+            if found is not None and found != subject:
+                return found
+        return None
 
     def read_paths(self) -> frozenset[tuple[str, str]]:
         # Read from the words, not the parse: "moving left to right" parses as a verb "left".
@@ -872,6 +893,10 @@ class _Reading:
                 found.add(PARTICLES[lemma])
         # Only directions that can clash are compared.
         return frozenset(found & (STATES | OPPOSITE.keys()))
+
+
+#: Pronouns a relation may be anchored on ("a mug beside it"), read as their antecedent.
+_PLACE_PRONOUNS: Final = frozenset({"it", "them"})
 
 
 class SceneReader:

@@ -20,7 +20,19 @@ and the lemmatiser's own tables, before :mod:`~streamproc.cache.scene` reads it:
 * **subjects of "as"/"while"/"when" clauses read as prepositional objects** ("waves crashing
   as a surfer rides the swell" with "surfer" the object of "as" and "waves" the subject of
   "rides"): a noun right after such a word and right before a finite verb is that verb's
-  subject, and a subject the verb had from before the conjunction is detached.
+  subject, and a subject the verb had from before the conjunction is detached;
+* **the sentence's verb read inside a prepositional phrase** ("a knight on horseback chases
+  a dragon" with "horseback chases" a noun, "a dog with a bone chases a cat" with "bone" the
+  subject): with no other verb in the sentence, a verb form right before a determined noun
+  takes the noun its phrase hangs on as subject and the noun after it as object;
+* **subjects after the verb** ("into a puddle jumps a girl" with "girl" the object): a verb
+  without a subject, preceded only by place phrases, has the noun after it as subject;
+* **passive phrases** ("a rock is pushed up a hill by a man" with "up" a particle and
+  "hill" its object, "torn off a farmhouse by a tornado" with the "by" phrase on
+  "farmhouse"): in the passive a particle before an object is a preposition, and a "by"
+  phrase further in is the agent when the verb has none;
+* **objects read as appositives** ("a dragon chases a knight" with "knight" an appositive
+  of "chases"): a noun after a finite verb without an object is its object.
 """
 
 from __future__ import annotations
@@ -129,6 +141,14 @@ def correct(doc: Doc, lemmas: Lemmas) -> Doc:
     for token in doc:
         _subordinate_subject(token)
     for token in doc:
+        _verb_inside_a_phrase(token, lemmas)
+    for token in doc:
+        _appositive_object(token)
+    for token in doc:
+        _inverted_subject(token)
+    for token in doc:
+        _passive_phrases(token)
+    for token in doc:
         if token.pos_ == "VERB" and token.lower_.endswith(("ing", "ed")):
             lemma = lemmas.verb(token.lower_)
             if lemma is not None:
@@ -188,6 +208,120 @@ def _subordinate_subject(token: Token) -> None:
             if other.dep_ == "nsubj" and other.i < token.head.i:
                 other.dep_ = "dep"
         token.head, token.dep_ = following, "nsubj"
+
+
+def _verb_inside_a_phrase(token: Token, lemmas: Lemmas) -> None:
+    # "a knight on horseback chases a dragon", "a girl with pigtails hugs a puppy", "a dog
+    # with a bone chases a cat": the verb read as the object of the preposition ("horseback
+    # chases" a plural noun, or "a bone chases" a clause inside "with") and the sentence
+    # left without one. A verb form right before a determined noun, in a phrase on the
+    # first noun, in a sentence with no other verb, is the sentence's verb: the noun the
+    # phrase hangs on its subject, the noun after it its object, the noun before it the
+    # preposition's object. An intransitive one ("a boy on a bicycle rolls down the hill")
+    # counts where the tagger already read a verb.
+    doc = token.doc
+    prep = token.head
+    following = doc[token.i + 1] if token.i + 1 < len(doc) else None
+    if (
+        token.dep_ != "pobj"
+        or token.tag_ not in ("NNS", "VBZ")
+        or not lemmas.is_verb(token.lemma_.lower())
+        or prep.dep_ != "prep"
+        or prep.lower_ in _SUBORDINATORS  # "watching as an apprentice repairs a tyre"
+        or following is None
+    ):
+        return
+    obj: Token | None
+    if following.tag_ == "DT" and following.head.i > token.i:
+        obj = following.head  # "... chases a dragon"
+        if following.head.pos_ not in ("NOUN", "PROPN"):
+            return
+    elif following.dep_ == "prep" and following.head.i == token.i and token.tag_ == "VBZ":
+        obj = None  # "a boy on a bicycle rolls down the hill"
+    else:
+        return
+    subject = prep.head
+    if subject.pos_ not in ("NOUN", "PROPN") or subject.i > prep.i:
+        return
+    if any(t.pos_ in ("VERB", "AUX") and t.i != token.i for t in doc):
+        return
+    inner = [c for c in token.children if prep.i < c.i < token.i and c.pos_ in ("NOUN", "PROPN")]
+    if not inner:
+        return
+    phrase_object = max(inner, key=lambda c: c.i)
+    token.head, token.dep_ = token, "ROOT"
+    if obj is not None:
+        obj.head, obj.dep_ = token, "dobj"
+    subject.head, subject.dep_ = token, "nsubj"
+    phrase_object.head, phrase_object.dep_ = prep, "pobj"
+    for child in list(token.children):
+        if prep.i < child.i < token.i and child.i != phrase_object.i:
+            child.head = phrase_object
+    _make_verb(token, token.lemma_, "VBZ")
+
+
+def _appositive_object(token: Token) -> None:
+    # "a dragon chases a knight" read with "knight" an appositive of "chases": a noun after
+    # a finite verb that has no object is its object.
+    head = token.head
+    if (
+        token.dep_ == "appos"
+        and token.pos_ in ("NOUN", "PROPN")
+        and head.pos_ == "VERB"
+        and head.tag_ in _FINITE
+        and token.i > head.i
+        and not any(c.dep_ in ("dobj", "obj") for c in head.children)
+    ):
+        token.dep_ = "dobj"
+
+
+def _inverted_subject(token: Token) -> None:
+    # "into a puddle jumps a girl", "through the forest walk a wizard and his owl": a place
+    # written first and the subject after the verb (locative inversion), read as the verb's
+    # object. A verb without a subject whose words before it all belong to place phrases
+    # has its subject after it.
+    if token.pos_ != "VERB" or any(
+        c.dep_ in ("nsubj", "nsubjpass", "expl") for c in token.children
+    ):
+        return
+    fronted = [c for c in token.children if c.dep_ == "prep" and c.i < token.i]
+    objects = [c for c in token.children if c.dep_ == "dobj" and c.i > token.i]
+    if not fronted or len(objects) != 1:
+        return
+    last = fronted[-1]
+    stranded = [c for c in token.children if c.dep_ == "compound" and last.i < c.i < token.i]
+    if stranded and not any(c.dep_ == "pobj" for c in last.children):
+        # "through an enchanted forest walk ..." read as the compound "forest walk".
+        stranded[-1].head, stranded[-1].dep_ = last, "pobj"
+    placed = {t.i for p in fronted for t in p.subtree}
+    if any(t.i not in placed and not t.is_punct for t in token.doc[: token.i]):
+        return
+    objects[0].dep_ = "nsubj"
+
+
+def _passive_phrases(token: Token) -> None:
+    # "a rock is pushed up a hill by a man" read with "up" a particle and "hill" the object,
+    # "the roof is torn off a farmhouse by a tornado" with "by a tornado" on "farmhouse": in
+    # the passive the subject is what is acted on, so a particle followed by an object is a
+    # preposition with its object, and a "by" phrase further in is the verb's agent.
+    if token.pos_ != "VERB" or not any(c.dep_ == "auxpass" for c in token.children):
+        return
+    for particle in [c for c in token.children if c.dep_ == "prt"]:
+        obj = next((c for c in token.children if c.dep_ == "dobj" and c.i > particle.i), None)
+        if obj is not None:
+            particle.dep_, particle.pos_, particle.tag_ = "prep", "ADP", "IN"
+            obj.head, obj.dep_ = particle, "pobj"
+    if any(c.dep_ == "agent" for c in token.children):
+        return
+    for by in token.subtree:
+        if (
+            by.lower_ == "by"
+            and by.dep_ == "prep"
+            and by.i > token.i
+            and any(c.dep_ == "pobj" and c.pos_ in ("NOUN", "PROPN") for c in by.children)
+        ):
+            by.head, by.dep_ = token, "agent"
+            return
 
 
 #: Words that open a clause but that the parser also reads as prepositions.

@@ -53,6 +53,16 @@ class WordNet:
     """Noun lemma -> the adjectives WordNet relates to one of its senses ("wool" -> woolly,
     woollen; "mud" -> muddy): derivationally related forms and pertainyms."""
 
+    young: Mapping[int, frozenset[str]] = field(default_factory=dict)
+    """Noun synset -> the noun its gloss calls it the young of ("a young dog": puppy)."""
+
+    def young_of(self, lemma: str) -> frozenset[str]:
+        """The nouns whose young ``lemma`` names in its first senses ("kitten" -> cat)."""
+        found: set[str] = set()
+        for synset in self.synsets(lemma, "noun"):
+            found |= self.young.get(synset, frozenset())
+        return frozenset(found)
+
     def synsets(self, lemma: str, kind: str) -> tuple[int, ...]:
         """The first :data:`SENSES` synsets of ``lemma`` as a ``kind``; () when unlisted."""
         table = self.senses.get(kind, {})
@@ -123,6 +133,32 @@ def _read_derivations(path: Path) -> dict[int, set[str]]:
     return found
 
 
+#: "a young dog", "young domestic cat", "a young female horse under the age of four": the
+#: words up to the first qualification, whose last word is the animal.
+_YOUNG: Final = re.compile(
+    r"^(?:an? )?young ((?:[a-z-]+ ){0,2}?[a-z-]+)(?:$|[;,]| (?:especially|usually|not|under|having|that|or|with|in|of|e\.g\.)\b)"
+)
+
+
+def _read_young(path: Path, nouns: Mapping[str, tuple[int, ...]]) -> dict[int, frozenset[str]]:
+    # data.noun glosses of the form "a young dog" (puppy): the synset names the young of the
+    # gloss's last noun. "young of X" glosses (calf: "young of domestic cattle") are groups
+    # of animals, not one, and are left out.
+    found: dict[int, frozenset[str]] = {}
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            if "| a young " not in line and "| young " not in line:
+                continue
+            head, _, gloss = line.partition("| ")
+            match = _YOUNG.match(gloss.strip())
+            if match is None:
+                continue
+            animal = match.group(1).rsplit(" ", 1)[-1]
+            if animal in nouns and animal != "of":
+                found[int(head.split()[0])] = frozenset({animal})
+    return found
+
+
 def _made_from(
     nouns: Mapping[str, tuple[int, ...]], derivations: Mapping[int, set[str]]
 ) -> dict[str, frozenset[str]]:
@@ -155,5 +191,6 @@ def load_wordnet() -> WordNet:
                 for kind, name in _FILES.items()
             }
             made_from = _made_from(nouns, _read_derivations(directory / "data.adj"))
-            _LOADED.append(WordNet(senses, made_from))
+            young = _read_young(directory / "data.noun", nouns)
+            _LOADED.append(WordNet(senses, made_from, young))
         return _LOADED[0]

@@ -931,3 +931,102 @@ def test_who_acts_in_an_as_clause_is_compared() -> None:
         "waves crashing as a surfer rides the swell",
         "waves crashing as a dolphin rides the swell",
     ).accepted
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        # The agent carries a prepositional phrase the parser read the verb into.
+        ("a knight on horseback chases a dragon", "a dragon chases a knight on horseback"),
+        ("a girl with pigtails hugs a puppy", "a puppy hugs a girl with pigtails"),
+        ("a dog with a bone chases a cat", "a cat chases a dog with a bone"),
+    ],
+)
+def test_a_role_swap_around_an_agent_with_a_phrase_is_refused(
+    request_text: str, candidate: str
+) -> None:
+    verdict = GUARD.check(request_text, candidate)
+    assert not verdict.accepted
+    assert verdict.reason is not None and verdict.reason.startswith("role_mismatch")
+
+
+def test_the_same_roles_in_the_passive_are_still_the_same_scene() -> None:
+    assert GUARD.check(
+        "a knight on horseback chases a dragon", "a dragon is chased by a knight on horseback"
+    ).accepted
+
+
+def test_a_relation_to_a_pronoun_is_compared_through_its_antecedent() -> None:
+    refused = GUARD.check(
+        "a bookshelf in a study with a lamp on top of it",
+        "a bookshelf in a study with a lamp beside it",
+    )
+    assert not refused.accepted
+    assert refused.reason is not None and refused.reason.startswith("relation_mismatch")
+    assert GUARD.check(
+        "a bench under an oak with a bicycle beside it",
+        "a bench under an oak with a bicycle next to it",
+    ).accepted
+
+
+@pytest.mark.parametrize(
+    ("young", "animal"),
+    [
+        ("a puppy napping on a rug", "a young dog napping on a rug"),
+        ("a foal grazing in a meadow", "a young horse grazing in a meadow"),
+        ("a piglet rolling in mud", "a young pig rolling in mud"),
+    ],
+)
+def test_a_young_animal_named_by_its_own_word_is_the_same_scene(young: str, animal: str) -> None:
+    assert GUARD.check(young, animal).accepted
+    assert GUARD.check(animal, young).accepted
+
+
+def test_young_must_be_said_of_that_animal() -> None:
+    # The lexical database makes a puppy a young dog; here the young one is the cat.
+    assert not GUARD.check("a puppy and an old cat", "an old dog and a young cat").accepted
+    assert not GUARD.check("a puppy napping on a rug", "a dog napping on a rug").accepted
+    assert not GUARD.check("a puppy napping on a rug", "a young cat napping on a rug").accepted
+
+
+@pytest.mark.parametrize(
+    ("plain", "inverted"),
+    [
+        ("a boy on a bicycle rolls down the hill", "down the hill rolls a boy on a bicycle"),
+        ("a fox and her cubs trot across the meadow", "across the meadow trot a fox and her cubs"),
+    ],
+)
+def test_a_subject_written_after_its_verb_keeps_its_role(plain: str, inverted: str) -> None:
+    assert GUARD.check(plain, inverted).accepted
+
+
+@pytest.mark.parametrize(
+    ("active", "passive"),
+    [
+        ("a crane lifts a container onto a ship", "a container is lifted onto a ship by a crane"),
+        ("a girl pulls a sled up a snowy slope", "a sled is pulled up a snowy slope by a girl"),
+        ("the wind blows the leaves off a tree", "the leaves are blown off a tree by the wind"),
+    ],
+)
+def test_a_passive_with_a_place_phrase_keeps_the_active_roles(active: str, passive: str) -> None:
+    assert GUARD.check(active, passive).accepted
+    swapped = GUARD.check(
+        "a girl pulls a sled up a snowy slope", "a girl is pulled up a snowy slope by a sled"
+    )
+    assert not swapped.accepted
+
+
+def test_colours_moved_between_coordinated_things_are_refused() -> None:
+    moved = GUARD.check(
+        "a green boat and a yellow canoe drifting on a lake",
+        "a yellow boat and a green canoe drifting on a lake",
+    )
+    assert not moved.accepted
+
+
+def test_a_place_phrase_after_an_object_places_the_object_in_both_voices() -> None:
+    refused = GUARD.check(
+        "a crane lifts a container onto a ship", "a container is lifted off a ship by a crane"
+    )
+    assert not refused.accepted
+    assert refused.reason == "relation_mismatch: container onto ship vs container off ship"

@@ -96,3 +96,40 @@ def test_a_new_hashtag_is_compared_by_the_guard() -> None:
     assert not GUARD.check(
         "a heron wading through a marsh #sunset", "a heron wading through a marsh"
     ).accepted
+
+
+@pytest.mark.parametrize(
+    "framed",
+    [
+        # a tag list over several commas, with a picture modifier alone in its part
+        "an otter floating on its back in a kelp forest, detailed, crisp, 8k, stunning",
+        "an otter floating on its back in a kelp forest, sharp, 4k",
+        # quality tags after the sentence's full stop
+        "An otter floating on its back in a kelp forest. High quality.",
+        # hashtags running the prompt's words together or giving their initials
+        "an otter floating on its back in a kelp forest #kelpforest",
+        "an otter floating on its back in a kelp forest #otters #kelp #kelpforest",
+    ],
+)
+def test_tag_lists_after_commas_and_full_stops_and_joined_hashtags_go(framed: str) -> None:
+    assert normalize_prompt(framed) == "an otter floating on its back in a kelp forest"
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        "a knife on a board, sharp",  # a modifier with no tag after it describes the scene
+        "a fox in the snow. very still",
+        "a sign that reads 4.5 miles",
+        "a harbour at dusk #fog",  # two letters are no initials
+    ],
+)
+def test_what_is_no_tag_list_stays(kept: str) -> None:
+    assert normalize_prompt(kept) == kept
+
+
+def test_a_hashtag_of_initials_repeats_the_words_it_abbreviates() -> None:
+    assert normalize_prompt("los angeles freeway at night #la #freeways") == (
+        "los angeles freeway at night #la"  # two letters could be anything
+    )
+    assert normalize_prompt("a new york city taxi at night #nyc") == "a new york city taxi at night"

@@ -149,3 +149,37 @@ def test_the_noun_after_a_clause_opening_conjunction_is_the_subject_of_its_verb(
 def test_a_preposition_before_a_noun_without_a_verb_after_it_is_left_alone() -> None:
     doc = correct(PARSER("a boat drifting as a shadow on the lake"), LEMMAS)
     assert next(t for t in doc if t.lower_ == "shadow").dep_ != "nsubj"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "verb", "subject", "obj", "phrase_object"),
+    [
+        ("a knight on horseback chases a dragon", "chases", "knight", "dragon", "horseback"),
+        ("a girl with pigtails hugs a puppy", "hugs", "girl", "puppy", "pigtails"),
+        ("a dog with a bone chases a cat", "chases", "dog", "cat", "bone"),
+    ],
+)
+def test_the_verb_read_inside_a_phrase_becomes_the_sentence_verb(
+    prompt: str, verb: str, subject: str, obj: str, phrase_object: str
+) -> None:
+    doc = correct(PARSER(prompt), LEMMAS)
+    by_text = {t.text: t for t in doc}
+    v = by_text[verb]
+    assert v.pos_ == "VERB" and v.dep_ == "ROOT" and v.head.i == v.i
+    assert (by_text[subject].dep_, by_text[subject].head.i) == ("nsubj", v.i)
+    assert (by_text[obj].dep_, by_text[obj].head.i) == ("dobj", v.i)
+    assert by_text[phrase_object].dep_ == "pobj"
+    assert by_text[phrase_object].head.dep_ == "prep"
+
+
+def test_a_sentence_with_its_own_verb_keeps_the_phrase_as_parsed() -> None:
+    # "boots" is a verb form too, but "kicks" is the verb here.
+    doc = correct(PARSER("a man in rain boots kicks a ball"), LEMMAS)
+    by_text = {t.text: t for t in doc}
+    assert by_text["kicks"].dep_ == "ROOT" and by_text["boots"].pos_ == "NOUN"
+
+
+def test_a_noun_after_a_verb_without_an_object_is_its_object_not_an_appositive() -> None:
+    doc = correct(PARSER("A dragon chases a knight on horseback over snowy mountains."), LEMMAS)
+    knight = next(t for t in doc if t.text == "knight")
+    assert (knight.dep_, knight.head.text) == ("dobj", "chases")
