@@ -4,8 +4,10 @@
 the request or the medium rather than the scene: a request clause at the start ("can you
 make me a 5 second video of", "text to video:", "ad video:") and a trailing list of quality
 or mood tags (", 4k, highly detailed, trending on artstation", ", epic, moody"), with
-trailing hashtags that only repeat a word of the prompt or are quality tags ("#heron" after
-"a heron", "#4k"); a hashtag that names something new ("#sunset") stays. The guard parses this text
+trailing hashtags, which label a post rather than describe the scene ("#wildlife", "#heron"
+after "a heron", "#4k"); one that names a detail a viewer sees — a colour, time of day,
+weather, season, style, era or playback speed ("#sunset", "#rain") — or holds a number
+("#2cats") stays, unless it repeats the prompt. The guard parses this text
 (:mod:`streamproc.cache.scene`); the cache keys and embeds it after
 :func:`~streamproc.cache.words.canonical_text` has put every word in one canonical form
 (:func:`streamproc.cache.base.match_text`).
@@ -16,6 +18,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from typing import Final
+
+from streamproc.cache.lexicon.synonyms import DETAIL_GROUPS
 
 # -- the request clause at the start -----------------------------------------------------------
 #
@@ -224,8 +228,9 @@ _INFLECTIONS: Final = frozenset({"s", "es", "ing", "ed", "er", "ers"})
 
 
 def _drop_hashtags(text: str) -> str:
-    # Trailing hashtags that only repeat the prompt ("a sports car drifting #cars #drift"):
-    # one that names something new ("#sunset") stays, for the guard to compare.
+    # Trailing hashtags label the post ("a sports car drifting #cars #drift #automotive"): a
+    # detail the viewer would see ("#sunset") or a number stays for the guard to compare,
+    # unless the prompt already says it.
     words = text.split()
     end = len(words)
     while end > 1 and words[end - 1].startswith("#"):
@@ -233,8 +238,27 @@ def _drop_hashtags(text: str) -> str:
     if end == len(words):
         return text
     body = [w for part in words[:end] for w in _split_words(part.strip(",.;:!"))]
-    kept = [w for w in words[end:] if not _repeats(w.strip("#,.;:!"), body)]
+    kept = [
+        w
+        for w in words[end:]
+        if (_names_a_detail(w.strip("#,.;:!")) or _TAG_NUMBER.search(w))
+        and not _repeats(w.strip("#,.;:!"), body)
+    ]
     return _strip_edges(" ".join(words[:end] + kept))
+
+
+def _names_a_detail(tag: str) -> bool:
+    return tag in _DETAILS or _stem(tag) in _DETAILS
+
+
+def _detail_words() -> frozenset[str]:
+    # Every member of the detail groups, a phrase also run together ("#slowmotion").
+    members = (m.lstrip("~") for group in DETAIL_GROUPS for m in group.split("|"))
+    return frozenset(form for m in members for form in (m, m.replace(" ", "")))
+
+
+_DETAILS: Final = _detail_words()
+_TAG_NUMBER: Final = re.compile(r"\d")
 
 
 def _only_modifiers(part: str) -> bool:

@@ -21,6 +21,67 @@ from __future__ import annotations
 
 from typing import Final
 
+#: The key groups of details a viewer notices besides what is shown: colours, times of day,
+#: weather, seasons, playback, styles, eras. A trailing hashtag naming one of them is part of
+#: the scene (``#sunset``); other trailing hashtags are labels (:mod:`~streamproc.cache.normalize`).
+DETAIL_GROUPS: Final[tuple[str, ...]] = (
+    # colour
+    "red|crimson|scarlet",
+    "green|emerald",
+    "blue|azure|~navy|cobalt",
+    "turquoise|teal|cyan|aqua",
+    "purple|~violet|~lavender|magenta",
+    "grey|gray",
+    "gold|golden",
+    "colourful|colorful|multicoloured|multicolored|rainbow coloured|rainbow colored",
+    # time_of_day
+    "sunrise|dawn|daybreak|first light|break of day|at daybreak",
+    "sunset|dusk|sundown|twilight|nightfall",
+    "morning|in the morning|early morning",
+    "noon|midday|high noon|middle of the day",
+    "evening|in the evening",
+    "night|nighttime|night time|at night|after dark|nocturnal|midnight|by night|"
+    "moonlit|moonlight|nightlife",
+    "daytime|day time|during the day|in daylight|broad daylight|by day|daylight",
+    # weather
+    "rain|rainy|raining|rains|rained|downpour|drizzle|drizzling|raindrop|raindrops|"
+    "rainstorm|rainfall",
+    "snow|snowy|snowing|snows|snowfall|snowflake|snowflakes|snow covered|"
+    "covered in snow|covered with snow|snowstorm|blizzard|snow capped|snowcapped",
+    "fog|foggy|mist|misty|haze|hazy",
+    "storm|stormy|thunderstorm|thunder|storm clouds",
+    "cloud|clouds|cloudy|overcast|storm clouds",
+    "wind|windy|breeze|breezy|gust|gusty|windswept",
+    "sunny|clear sky|clear skies|cloudless|sunny day",
+    "ice|icy|frozen|frost|frosty|ice floe|ice floes|sea ice",
+    # season
+    "spring|springtime|spring day",
+    "summer|summertime|summery|summer day",
+    "autumn|autumnal|in the fall|in fall|fall foliage|fall colors|fall colours|"
+    "fall leaves|autumn day",
+    "winter|wintertime|wintry|wintery|winter day",
+    # playback
+    "slow motion|slow mo|slowmo|in slow motion|super slow motion",
+    "timelapse|time lapse|sped up|hyperlapse",
+    "real time|normal speed|realtime",
+    # style
+    "monochrome|black and white|grayscale|greyscale|noir|film noir",
+    "in colour|in color|full colour|full color",
+    "anime|manga",
+    "cartoon|animated|animation|2d animation",
+    "pixel art|8 bit|pixelated",
+    "watercolour|watercolor",
+    "sketch|pencil drawing|charcoal drawing",
+    "stop motion|claymation",
+    "3d render|3d|cgi|3d animation",
+    "photorealistic|photo realistic|hyperrealistic|realistic",
+    "film grain|8mm|16mm|super 8|vhs",
+    # era
+    "vintage|retro|classic|antique|old fashioned|old",
+    "modern|contemporary",
+    "futuristic|sci fi|scifi|science fiction",
+)
+
 KEY_GROUPS: Final[tuple[str, ...]] = (
     # people, animals and vehicles
     "person|someone|somebody|human|individual|pedestrian|passerby|shopper|commuter|"
@@ -280,61 +341,7 @@ KEY_GROUPS: Final[tuple[str, ...]] = (
     "new york|nyc|new york city",
     "mars|red planet",
     "golden gate bridge|golden gate",
-    # colour
-    "red|crimson|scarlet",
-    "green|emerald",
-    "blue|azure|~navy|cobalt",
-    "turquoise|teal|cyan|aqua",
-    "purple|~violet|~lavender|magenta",
-    "grey|gray",
-    "gold|golden",
-    "colourful|colorful|multicoloured|multicolored|rainbow coloured|rainbow colored",
-    # time_of_day
-    "sunrise|dawn|daybreak|first light|break of day|at daybreak",
-    "sunset|dusk|sundown|twilight|nightfall",
-    "morning|in the morning|early morning",
-    "noon|midday|high noon|middle of the day",
-    "evening|in the evening",
-    "night|nighttime|night time|at night|after dark|nocturnal|midnight|by night|"
-    "moonlit|moonlight|nightlife",
-    "daytime|day time|during the day|in daylight|broad daylight|by day|daylight",
-    # weather
-    "rain|rainy|raining|rains|rained|downpour|drizzle|drizzling|raindrop|raindrops|"
-    "rainstorm|rainfall",
-    "snow|snowy|snowing|snows|snowfall|snowflake|snowflakes|snow covered|"
-    "covered in snow|covered with snow|snowstorm|blizzard|snow capped|snowcapped",
-    "fog|foggy|mist|misty|haze|hazy",
-    "storm|stormy|thunderstorm|thunder|storm clouds",
-    "cloud|clouds|cloudy|overcast|storm clouds",
-    "wind|windy|breeze|breezy|gust|gusty|windswept",
-    "sunny|clear sky|clear skies|cloudless|sunny day",
-    "ice|icy|frozen|frost|frosty|ice floe|ice floes|sea ice",
-    # season
-    "spring|springtime|spring day",
-    "summer|summertime|summery|summer day",
-    "autumn|autumnal|in the fall|in fall|fall foliage|fall colors|fall colours|"
-    "fall leaves|autumn day",
-    "winter|wintertime|wintry|wintery|winter day",
-    # playback
-    "slow motion|slow mo|slowmo|in slow motion|super slow motion",
-    "timelapse|time lapse|sped up|hyperlapse",
-    "real time|normal speed|realtime",
-    # style
-    "monochrome|black and white|grayscale|greyscale|noir|film noir",
-    "in colour|in color|full colour|full color",
-    "anime|manga",
-    "cartoon|animated|animation|2d animation",
-    "pixel art|8 bit|pixelated",
-    "watercolour|watercolor",
-    "sketch|pencil drawing|charcoal drawing",
-    "stop motion|claymation",
-    "3d render|3d|cgi|3d animation",
-    "photorealistic|photo realistic|hyperrealistic|realistic",
-    "film grain|8mm|16mm|super 8|vhs",
-    # era
-    "vintage|retro|classic|antique|old fashioned|old",
-    "modern|contemporary",
-    "futuristic|sci fi|scifi|science fiction",
+    *DETAIL_GROUPS,
     # British words with the American one first (spellings come from breame)
     "trash|rubbish|garbage",
     "trash can|garbage can|dustbin|rubbish bin|wastebasket|~bin",

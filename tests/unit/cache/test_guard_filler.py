@@ -128,8 +128,41 @@ def test_what_is_no_tag_list_stays(kept: str) -> None:
     assert normalize_prompt(kept) == kept
 
 
-def test_a_hashtag_of_initials_repeats_the_words_it_abbreviates() -> None:
-    assert normalize_prompt("los angeles freeway at night #la #freeways") == (
-        "los angeles freeway at night #la"  # two letters could be anything
+def test_a_detail_hashtag_that_repeats_the_prompt_goes_and_initials_repeat() -> None:
+    # "#night" repeats the prompt (a detail that stays only when it is new).
+    assert normalize_prompt("a quiet freeway #night #freeways") == "a quiet freeway #night"
+    assert normalize_prompt("a quiet freeway at night #night #freeways") == (
+        "a quiet freeway at night"
     )
     assert normalize_prompt("a new york city taxi at night #nyc") == "a new york city taxi at night"
+
+
+@pytest.mark.parametrize(
+    ("tagged", "kept"),
+    [
+        # labels of the post go: topics, moods, the subject's category
+        (
+            "a lynx stalking through deep snow #wildlife #nature",
+            "a lynx stalking through deep snow",
+        ),
+        (
+            "a lynx stalking through deep snow #cute #viral #fyp",
+            "a lynx stalking through deep snow",
+        ),
+        # a detail a viewer sees stays, as does a number
+        ("a lynx stalking through deep snow #dusk", "a lynx stalking through deep snow #dusk"),
+        ("a lynx in deep snow #wildlife #blackandwhite", "a lynx in deep snow #blackandwhite"),
+        ("a lynx in deep snow #3lynxes", "a lynx in deep snow #3lynxes"),
+    ],
+)
+def test_hashtags_that_label_the_post_go_and_visible_details_stay(tagged: str, kept: str) -> None:
+    assert normalize_prompt(tagged) == kept
+
+
+def test_a_hashtag_with_another_detail_is_still_refused() -> None:
+    assert not GUARD.check(
+        "a lynx stalking through deep snow #dusk", "a lynx stalking through deep snow #dawn"
+    ).accepted
+    assert GUARD.check(
+        "a lynx stalking through deep snow #wildlife", "a lynx stalking through deep snow"
+    ).accepted
