@@ -58,7 +58,7 @@ _CONNECTOR: Final = r"(?:of|showing|depicting|featuring|about|where|in\s+which|t
 #: Request, medium and connector with only neutral modifiers between: all of it goes.
 _CLAUSE: Final = re.compile(
     rf"(?P<request>{_REQUEST})(?:{_DETERMINER}\s+)?(?:{_NEUTRAL_MODIFIER}\s+)*"
-    rf"(?P<medium>{_MEDIUM})\s*(?:(?P<connector>{_CONNECTOR})\s+|:\s*)(?=\w)"
+    rf"(?P<medium>{_MEDIUM})\s*(?:(?P<connector>{_CONNECTOR}),?\s+|:\s*)(?=\w)"
 )
 # Without a request, a few media words are scenes ("a shot of espresso", "a film of dust",
 # "a clip with pearls"): they count as framing only after a request verb.

@@ -166,3 +166,13 @@ def test_a_hashtag_with_another_detail_is_still_refused() -> None:
     assert GUARD.check(
         "a lynx stalking through deep snow #wildlife", "a lynx stalking through deep snow"
     ).accepted
+
+
+def test_a_request_clause_ended_by_a_comma_goes() -> None:
+    assert normalize_prompt("a video depicting, under a streetlamp, a man waiting in the rain") == (
+        "under a streetlamp, a man waiting in the rain"
+    )
+    assert GUARD.check(
+        "a clip showing, under a streetlamp, a man waiting in the rain",
+        "a man waiting in the rain under a streetlamp",
+    ).accepted
