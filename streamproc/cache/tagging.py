@@ -311,6 +311,9 @@ def _passive_phrases(token: Token) -> None:
         if obj is not None:
             particle.dep_, particle.pos_, particle.tag_ = "prep", "ADP", "IN"
             obj.head, obj.dep_ = particle, "pobj"
+        elif any(c.dep_ == "pobj" for c in particle.children):
+            # "knocked off the table" with the table already the particle's object
+            particle.dep_, particle.pos_, particle.tag_ = "prep", "ADP", "IN"
     if any(c.dep_ == "agent" for c in token.children):
         return
     for by in token.subtree:

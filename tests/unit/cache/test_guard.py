@@ -1030,3 +1030,12 @@ def test_a_place_phrase_after_an_object_places_the_object_in_both_voices() -> No
     )
     assert not refused.accepted
     assert refused.reason == "relation_mismatch: container onto ship vs container off ship"
+
+
+def test_a_passive_particle_with_its_own_object_is_a_preposition() -> None:
+    assert GUARD.check(
+        "a dog pushes a ball off the garden wall", "a ball is pushed off the garden wall by a dog"
+    ).accepted
+    assert not GUARD.check(
+        "a dog pushes a ball off the garden wall", "a ball is pushed onto the garden wall by a dog"
+    ).accepted
