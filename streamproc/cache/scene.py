@@ -33,6 +33,7 @@ The parser loads once per process, on first use (about 1.5 s); parses are memois
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 import unicodedata
@@ -855,11 +856,7 @@ class _Reading:
     def _antecedent(self, head: Token, subject: int) -> int | None:
         # "a desk with a mug on top of it", "a tree with a swing beside it": the pronoun is
         # the noun the phrase hangs on ("with a mug" on "desk"), else the nearest noun before.
-        for token in (head, *head.ancestors):
-            found = self.word(token) if token.pos_ in ("NOUN", "PROPN") else None
-            if found is not None and found != subject:
-                return found
-        for token in reversed(self.doc[: head.i]):
+        for token in itertools.chain((head, *head.ancestors), reversed(self.doc[: head.i])):
             found = self.word(token) if token.pos_ in ("NOUN", "PROPN") else None
             if found is not None and found != subject:
                 return found

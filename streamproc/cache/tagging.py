@@ -309,10 +309,9 @@ def _passive_phrases(token: Token) -> None:
     for particle in [c for c in token.children if c.dep_ == "prt"]:
         obj = next((c for c in token.children if c.dep_ == "dobj" and c.i > particle.i), None)
         if obj is not None:
-            particle.dep_, particle.pos_, particle.tag_ = "prep", "ADP", "IN"
             obj.head, obj.dep_ = particle, "pobj"
-        elif any(c.dep_ == "pobj" for c in particle.children):
-            # "knocked off the table" with the table already the particle's object
+        # ... or "knocked off the table" with the table already the particle's object
+        if any(c.dep_ == "pobj" for c in particle.children):
             particle.dep_, particle.pos_, particle.tag_ = "prep", "ADP", "IN"
     if any(c.dep_ == "agent" for c in token.children):
         return

@@ -154,7 +154,7 @@ def _read_young(path: Path, nouns: Mapping[str, tuple[int, ...]]) -> dict[int, f
             if match is None:
                 continue
             animal = match.group(1).rsplit(" ", 1)[-1]
-            if animal in nouns and animal != "of":
+            if animal in nouns:
                 found[int(head.split()[0])] = frozenset({animal})
     return found
 

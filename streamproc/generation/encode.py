@@ -360,7 +360,7 @@ def _copy_to_shared(frames: Frames) -> shared_memory.SharedMemory:
     block = shared_memory.SharedMemory(create=True, size=max(1, frames.nbytes))
     try:
         np.copyto(np.ndarray(frames.shape, dtype=np.uint8, buffer=block.buf), frames)
-    except BaseException:
+    except BaseException:  # outcome: the block is removed and the error raised to encode()
         block.close()
         block.unlink()
         raise

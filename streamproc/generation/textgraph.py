@@ -120,7 +120,7 @@ class GraphedTextEncoder:
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=self._pool):
                 out = self.encoder(ids, mask).last_hidden_state
-        except Exception as exc:  # any failure: run eagerly, say why
+        except Exception as exc:  # outcome: the encoder runs eagerly from now on, logged
             self.enabled = False
             self._graphs.clear()
             log.warning("text_encoder_graphs_off", reason=f"{type(exc).__name__}: {exc}"[:300])
