@@ -174,10 +174,21 @@ VARIANTS["compiled-cudnn-cdecode"] = {
     "decode_cuda_graphs": True,
 }
 VARIANTS["compiled-cudnn-tiny"] = {**VARIANTS["compiled-cudnn"], "decode": "tiny"}
+# The decode of one batch on its own thread and CUDA stream while the next batch denoises.
+VARIANTS["compiled-cudnn-cdecode-overlap"] = {
+    **VARIANTS["compiled-cudnn-cdecode"],
+    "overlap_decode": True,
+}
 # The text encoder launched op by op (as before CUDA graphs were the default).
 VARIANTS["compiled-cudnn-tiny-eagertext"] = {
     **VARIANTS["compiled-cudnn-tiny"],
     "text_encoder_cuda_graphs": False,
+}
+# The interpreter's thread switch interval at 0.5 ms instead of 5 (diagnostic: does the GPU
+# thread wait for the GIL held by the event loop?).
+VARIANTS["compiled-cudnn-tiny-switch"] = {
+    **VARIANTS["compiled-cudnn-tiny"],
+    "switch_interval_ms": 0.5,
 }
 # The control plane's cost on the GPU (issue 18): status events off, and one per step.
 VARIANTS["compiled-cudnn-cdecode-nostatus"] = {
@@ -313,6 +324,7 @@ def variant_settings(
         precision = "fp8" if spec.get("fp8") else "fp16"
         spec["compile_cache_dir"] = str(compile_cache).replace("{precision}", precision)
     batch = spec.pop("batch")
+    spec.pop("switch_interval_ms", None)  # the bench's, not a setting
     # Status events and control (on by default, as in a worker) are their own sections.
     status = spec.pop("status", {})
     control = spec.pop("control", {})
@@ -355,8 +367,10 @@ async def run_variant(
     compile_cache: Path | None = None,
     probe: list[GenerationRequest] | None = None,
     policy: dict[str, Any] | None = None,
+    trace_text: bool = False,
 ) -> dict[str, Any]:
     pipe = loaded[0]
+    switch_interval_ms = VARIANTS[name].get("switch_interval_ms")
     device = pipe.transformer.device
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         out = Path(tmp)
@@ -397,15 +411,26 @@ async def run_variant(
             quality = DRAFT if VARIANTS[name].get("step_cache") else None
             batch_events = events(n, shape, name, quality)
             path.write_text("".join(e.model_dump_json() + "\n" for e in batch_events))
+            trace = _TextTrace(generator._require_runner()) if trace_text else None
+            probe_gil = _GilProbe() if trace_text else None
+            previous_interval = sys.getswitchinterval()
+            if switch_interval_ms is not None:
+                sys.setswitchinterval(switch_interval_ms / 1000)
             started = time.perf_counter()
-            summary = await run_worker(
-                settings,
-                source=JsonlSource(str(path)),
-                generator=generator,
-                cache=NullCache(),
-                store=store,
-                handle_signals=False,
-            )
+            try:
+                summary = await run_worker(
+                    settings,
+                    source=JsonlSource(str(path)),
+                    generator=generator,
+                    cache=NullCache(),
+                    store=store,
+                    handle_signals=False,
+                )
+            finally:
+                sys.setswitchinterval(previous_interval)
+                if trace is not None and probe_gil is not None:
+                    report["text_trace"] = trace.close()
+                    report["gil_probe"] = probe_gil.close()
             # From the first event read to the last result published: the worker's start-up
             # (encoder processes, warm-up) is not event time.
             results_all = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
@@ -504,15 +529,101 @@ def _isolated_denoise(
     generator: WanGenerator, shape: dict[str, Any], model_id: str, n: int
 ) -> dict[str, Any]:
     """Denoise and decode of ``n`` videos (a batch size the variant warmed up) with nothing
-    else running: the GPU's own pace."""
+    else running: the GPU's own pace. Each round has prompts of its own, so the text encode
+    is timed for texts the runner has not seen (as in the run), not as a text-cache hit."""
     runner = generator._require_runner()
     key = _shape_key(shape, model_id)
-    requests = [GenerationRequest(f"iso-{i}", f"isolated prompt {i}", None, i) for i in range(n)]
     stages: dict[str, float] = {}
-    for _ in range(2):
+    for round_ in range(3):
         stages = {}
+        requests = [
+            GenerationRequest(f"iso-{round_}-{i}", f"isolated prompt {round_} {i}", None, i)
+            for i in range(n)
+        ]
         runner.frames_for(runner.latents_for(key, requests, stages), stages)
     return {"videos": n, **{k: round(v / n, 4) for k, v in stages.items()}}
+
+
+class _TextTrace:
+    """Where the worker's ``text_encode`` stage goes: per call, wall and this thread's CPU
+    time, the tokenizer's and the encoder's (launch) share. Attached to a runner for one
+    variant's run; diagnostic only."""
+
+    def __init__(self, runner: StagedRunner) -> None:
+        self.calls: list[dict[str, float]] = []
+        self._runner = runner
+        self._encode = runner.encode
+        self._tokenizer = runner.pipe.tokenizer
+        self._current: dict[str, float] = {}
+        trace = self
+
+        class _Tokenizer:
+            def __call__(self, *args: Any, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return trace._tokenizer(*args, **kwargs)
+                finally:
+                    trace._add("tokenize", time.perf_counter() - started)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(trace._tokenizer, name)
+
+        def encode(requests: Any, guidance: float) -> Any:
+            self._current = {}
+            wall, cpu = time.perf_counter(), time.thread_time()
+            out = self._encode(requests, guidance)
+            runner._sync()
+            self._current["wall"] = time.perf_counter() - wall
+            self._current["cpu"] = time.thread_time() - cpu
+            self.calls.append(self._current)
+            return out
+
+        runner.encode = encode  # type: ignore[method-assign]
+        runner.pipe.tokenizer = _Tokenizer()
+
+    def _add(self, key: str, seconds: float) -> None:
+        self._current[key] = self._current.get(key, 0.0) + seconds
+
+    def close(self) -> dict[str, Any]:
+        del self._runner.encode
+        self._runner.pipe.tokenizer = self._tokenizer
+        keys = ("wall", "cpu", "tokenize")
+        return {
+            "calls": len(self.calls),
+            **{f"{k}_ms": [round(c.get(k, 0.0) * 1000, 1) for c in self.calls] for k in keys},
+        }
+
+
+class _GilProbe:
+    """A thread that asks for the interpreter every millisecond and records how late it got
+    it: lateness well over the sleep is another thread holding the GIL (the event loop, or
+    the GPU thread between launches). Diagnostic only."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.late: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            time.sleep(0.001)
+            self.late.append(time.perf_counter() - started - 0.001)
+
+    def close(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join()
+        late = sorted(self.late)
+        return {
+            "wakes": len(late),
+            "late_over_5ms": sum(x > 0.005 for x in late),
+            "late_over_20ms": sum(x > 0.020 for x in late),
+            "late_max_ms": round(late[-1] * 1000, 1) if late else None,
+            "late_total_s": round(sum(x for x in late if x > 0.002), 3),
+        }
 
 
 def probe_requests(n: int) -> list[GenerationRequest]:
@@ -704,6 +815,12 @@ def main() -> None:
         help="generation.compile_cache_dir of the variants; '{precision}' in it becomes fp8 "
         "or fp16 (default: none)",
     )
+    parser.add_argument(
+        "--trace-text",
+        action="store_true",
+        help="diagnostics: time each text encode in the run (wall, CPU, tokenizer) and how "
+        "late a 1 ms sleeper thread gets the GIL",
+    )
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     args = parser.parse_args()
 
@@ -805,6 +922,7 @@ def main() -> None:
                 compile_cache=args.compile_cache,
                 probe=probe,
                 policy=policy,
+                trace_text=args.trace_text,
             )
         )
         outputs = result.pop("probe", None)

@@ -225,6 +225,15 @@ class GenerationSettings(_Section):
         "(texts, tokens) size: the same embeddings without launching its ~1,500 kernels one "
         "by one (falls back to eager, with a warning, where recording fails).",
     )
+    text_encoder_graph_tokens: int = Field(
+        128,
+        ge=0,
+        le=512,
+        description="With text_encoder_cuda_graphs: record at warm-up the graphs for prompts "
+        "of up to this many tokens (each batch size's texts, in 32-token steps; about 0.15 s "
+        "each), so the first events do not pay for recording them; longer prompts record "
+        "theirs on first use. 0: record every size on first use.",
+    )
     fps: int = Field(16, ge=1, le=120, description="Frame rate of the MP4s.")
     retries: int = Field(
         2, ge=0, le=10, description="Extra attempts for an event whose generation raised."

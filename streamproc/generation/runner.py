@@ -98,6 +98,13 @@ class StagedRunner:
         stages[name] = stages.get(name, 0.0) + time.perf_counter() - started
         return out
 
+    def prepare_text_graphs(self, texts: int, tokens: int) -> int:
+        """Record the text encoder's CUDA graphs for calls of up to ``texts`` texts and
+        ``tokens`` tokens now (warm-up) rather than on first use; how many were recorded."""
+        if self.text_encoder is None:
+            return 0
+        return self.text_encoder.prepare(texts, tokens)
+
     # -- stages ----------------------------------------------------------------------------
 
     def encode(self, requests: Sequence[GenerationRequest], guidance: float) -> Encoded:

@@ -13,7 +13,10 @@ the eager call's, within the float rounding of other matmul shapes. Padded rows 
 single unmasked pad token and are dropped.
 
 Graphs are recorded on first use of each (rows, tokens) pair, with a mask that has padding
-(so the masked attention path is the one recorded), and share one memory pool; each result
+(so the masked attention path is the one recorded), and share one memory pool; recording
+one costs about 0.15 s, so the worker records the sizes its batches will use at warm-up
+(:meth:`GraphedTextEncoder.prepare`: every row bucket up to twice the batch size, tokens up
+to ``generation.text_encoder_graph_tokens``) instead of during the first events; each result
 is copied out before the next replay. Only one thread (the denoising one) may call it. If a
 recording fails (a library that synchronises inside the forward), the wrapper logs why and
 runs the encoder eagerly from then on.
@@ -52,6 +55,15 @@ def fill_padded(
     mask[:n, :length].copy_(input_mask)
 
 
+def prepared_sizes(rows: int, tokens: int, step: int) -> list[tuple[int, int]]:
+    """The (rows, tokens) graphs that serve every call of at most ``rows`` texts and
+    ``tokens`` tokens: each power of two up to ``rows``' bucket, each multiple of ``step``
+    up to ``tokens`` rounded up."""
+    buckets = [1 << i for i in range(rows_bucket(rows).bit_length())]
+    lengths = range(step, -(-tokens // step) * step + 1, step)
+    return [(r, t) for r in buckets for t in lengths]
+
+
 class GraphedTextEncoder:
     """Calls ``encoder(input_ids, attention_mask).last_hidden_state`` through CUDA graphs.
 
@@ -75,6 +87,19 @@ class GraphedTextEncoder:
     def recorded(self) -> list[tuple[int, int]]:
         """The (rows, tokens) shapes recorded so far."""
         return sorted(self._graphs)
+
+    def prepare(self, rows: int, tokens: int) -> int:
+        """Record now every graph that calls of up to ``rows`` texts and ``tokens`` tokens
+        need (within the wrapper's own limits); returns how many were recorded. Nothing off
+        CUDA or once recording has failed."""
+        rows, tokens = min(rows, self.max_rows), min(tokens, self.max_tokens)
+        recorded = 0
+        for key in prepared_sizes(rows, tokens, self.token_step):
+            if not self.enabled:
+                break
+            if key not in self._graphs and self._record(key) is not None:
+                recorded += 1
+        return recorded
 
     def eager(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         hidden: torch.Tensor = self.encoder(

@@ -390,6 +390,19 @@ class WanGenerator:
             if self.throughput is not None:
                 full = ShapeKey(self._model_id, width, height, frames, steps, guidance)
                 self._choose_batch_size(runner, full)
+        self._prepare_text_graphs()
+
+    def _prepare_text_graphs(self) -> None:
+        """Record the text encoder's graphs for the calls a batch makes: up to the largest
+        batch's prompts plus, with guidance, their negative prompts."""
+        tokens = self._settings.text_encoder_graph_tokens
+        if not tokens:
+            return
+        started = time.perf_counter()
+        recorded = self._require_runner().prepare_text_graphs(2 * self._max_batch, tokens)
+        if recorded:
+            seconds = round(time.perf_counter() - started, 3)
+            log.info("text_encoder_graphs_ready", graphs=recorded, seconds=seconds)
 
     def _choose_batch_size(self, runner: StagedRunner, shape: ShapeKey) -> None:
         """Time one whole call (denoise and decode) per batch size of ``shape`` up to what

@@ -15,6 +15,7 @@ from streamproc.generation.textgraph import (
     GraphedTextEncoder,
     fill_padded,
     padded_size,
+    prepared_sizes,
     rows_bucket,
 )
 
@@ -90,3 +91,60 @@ def test_a_runner_with_graphs_asked_for_encodes_as_without_them_on_the_cpu(
     assert torch.equal(a.cond, b.cond)
     assert a.uncond is not None and b.uncond is not None
     assert torch.equal(a.uncond, b.uncond)
+
+
+def test_the_prepared_sizes_serve_every_call_up_to_the_limits() -> None:
+    sizes = prepared_sizes(8, 128, 32)
+    assert sizes == [(r, t) for r in (1, 2, 4, 8) for t in (32, 64, 96, 128)]
+    # Every call of up to 8 texts and 128 tokens lands on a prepared graph.
+    for n in range(1, 9):
+        for length in range(1, 129):
+            assert (rows_bucket(n), padded_size(length, 32, 512)) in sizes
+    assert prepared_sizes(3, 40, 32) == [(r, t) for r in (1, 2, 4) for t in (32, 64)]
+
+
+class _Recorder(GraphedTextEncoder):
+    """Records keys instead of CUDA graphs (none can be captured on this machine), failing
+    at ``fail_at`` as a library that synchronises inside the forward would."""
+
+    def __init__(self, encoder: Any, fail_at: tuple[int, int] | None = None) -> None:
+        super().__init__(encoder, max_tokens=96, max_rows=4)
+        self.enabled = True
+        self.fail_at = fail_at
+        self.asked: list[tuple[int, int]] = []
+
+    def _record(self, key: tuple[int, int]) -> Any:
+        self.asked.append(key)
+        if key == self.fail_at:
+            self.enabled = False
+            self._graphs.clear()
+            return None
+        self._graphs[key] = (None, None, None, None)
+        return self._graphs[key]
+
+
+def test_prepare_records_each_missing_size_within_the_wrappers_limits(
+    tiny_pipeline: tuple[Any, str],
+) -> None:
+    pipe, _ = tiny_pipeline
+    graphed = _Recorder(pipe.text_encoder)
+    graphed._graphs[(1, 32)] = (None, None, None, None)  # recorded by an earlier call
+    assert graphed.prepare(8, 128) == 8  # rows capped at 4, tokens at 96; (1, 32) kept
+    assert (1, 32) not in graphed.asked
+    assert graphed.recorded == [(r, t) for r in (1, 2, 4) for t in (32, 64, 96)]
+    assert graphed.prepare(8, 128) == 0  # nothing left to record
+
+
+def test_prepare_stops_at_the_first_failed_recording(tiny_pipeline: tuple[Any, str]) -> None:
+    pipe, _ = tiny_pipeline
+    graphed = _Recorder(pipe.text_encoder, fail_at=(1, 64))
+    assert graphed.prepare(4, 96) == 1  # (1, 32), then the failure: eager from then on
+    assert graphed.asked == [(1, 32), (1, 64)]
+    assert not graphed.enabled and graphed.recorded == []
+
+
+def test_a_runner_without_graphs_prepares_nothing(tiny_pipeline: tuple[Any, str]) -> None:
+    pipe, _ = tiny_pipeline
+    assert StagedRunner(pipe, RunnerOptions()).prepare_text_graphs(8, 128) == 0
+    on_cpu = StagedRunner(pipe, RunnerOptions(text_encoder_graphs=True))
+    assert on_cpu.prepare_text_graphs(8, 128) == 0  # off CUDA the encoder runs eagerly
