@@ -138,6 +138,40 @@ def _shares_stem(adjective: str, noun: str) -> bool:
     return stem >= 3 and stem >= len(noun) - 1
 
 
+def _traits(scene: Scene) -> dict[int, set[str]]:
+    # Each noun's adjectives, by their keys.
+    traits: dict[int, set[str]] = {}
+    for role in scene.roles:
+        if role.role == "property":
+            traits.setdefault(role.participant, set()).update(scene.words[role.verb].keys)
+    return traits
+
+
+def _interchangeable(scene: Scene, words: Sequence[int]) -> bool:
+    # Whether the words do the same and are with things that do the same, apart from their
+    # adjectives.
+    return len({_signature(scene, i) for i in words}) == 1
+
+
+def _signature(scene: Scene, i: int) -> frozenset[tuple[object, ...]]:
+    def roles_of(k: int) -> frozenset[tuple[str, frozenset[str]]]:
+        return frozenset(
+            (r.role, scene.words[r.verb].keys)
+            for r in scene.roles
+            if r.participant == k and r.role != "property"
+        )
+
+    # What the word does, and what the things placed with it do: "a boxer in red gloves
+    # knocks down ..." gives the gloves the knocking boxer's role. Where a place phrase hangs
+    # is not compared (the parser puts "flying above a beach" on the last of two kites).
+    found: set[tuple[object, ...]] = {("role", *r) for r in roles_of(i)}
+    for rel in scene.relations:
+        for me, other in ((rel.subject, rel.anchor), (rel.anchor, rel.subject)):
+            if me == i:
+                found |= {("with", *r) for r in roles_of(other)}
+    return frozenset(found)
+
+
 def _young_ones(scene: Scene, animals: frozenset[str], taken: Mapping[int, int]) -> list[Role]:
     # "young" said of one of ``animals``, both words still without a counterpart.
     return [
@@ -178,16 +212,32 @@ class _Alignment:
 def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignment:
     forward: dict[int, int] = {}
     backward: dict[int, int] = {}
+    mine_traits, their_traits = _traits(left), _traits(right)
     for strict in (True, False):
         for i, word in enumerate(left.words):
             if i in forward:
                 continue
-            for j, other in enumerate(right.words):
-                if j in backward or (strict and word.kind != other.kind):
-                    continue
-                if (word.keys & other.keys) if strict else _same(word, other):
-                    forward[i], backward[j] = j, i
-                    break
+            found = [
+                j
+                for j, other in enumerate(right.words)
+                if j not in backward
+                and (
+                    (word.kind == other.kind and bool(word.keys & other.keys))
+                    if strict
+                    else _same(word, other)
+                )
+            ]
+            if found:
+                j = found[0]
+                if len(found) > 1 and _interchangeable(right, found):
+                    # The same noun twice, doing and placed alike ("a red kite and a blue kite
+                    # flying"): the one described alike. Not where they differ otherwise ("a
+                    # boxer in red gloves knocks down a boxer in blue gloves").
+                    j = max(
+                        found,
+                        key=lambda j: len(mine_traits.get(i, set()) & their_traits.get(j, set())),
+                    )
+                forward[i], backward[j] = j, i
     for side, words, others, mine, theirs in (
         ("left", left.words, right.words, forward, backward),
         ("right", right.words, left.words, backward, forward),
@@ -245,6 +295,26 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                 for j, other in enumerate(others):
                     if heads and j not in theirs and _head_matches(heads, other):
                         mine[i], theirs[j] = j, i
+                        break
+        # Two nouns that WordNet lists as one, and its synonym: "a mountain climber" / "a
+        # mountaineer", "a soccer player" / ... (only as a first sense, like single words).
+        for words, others, mine, theirs in (
+            (left.words, right.words, forward, backward),
+            (right.words, left.words, backward, forward),
+        ):
+            for i in range(len(words) - 1):
+                first, second = words[i], words[i + 1]
+                if i in mine or i + 1 in mine or first.kind != "noun" or second.kind != "noun":
+                    continue
+                compound = {f"{first.lemma} {second.lemma}", f"{first.text} {second.lemma}"}
+                for j, other in enumerate(others):
+                    if (
+                        j not in theirs
+                        and other.kind == "noun"
+                        and wordnet.synonyms(compound, other.forms, "noun")
+                    ):
+                        mine[i] = mine[i + 1] = j
+                        theirs[j] = i
                         break
         # Last, for words still without a counterpart: a synonym the lexical database knows.
         for i, word in enumerate(left.words):
@@ -366,7 +436,7 @@ def _check_roles(left: Scene, right: Scene, al: _Alignment) -> str | None:
 
 
 #: Roles a participant can swap between (an adjective's noun, "property", only swaps nouns).
-_ROLES: Final = ("agent", "patient", "recipient")
+_ROLES: Final = ("agent", "patient", "recipient", "source")
 
 
 _THINGS: Final = frozenset({"noun", "name"})

@@ -74,8 +74,8 @@ _LABEL: Final = re.compile(
     r"(?:(?:text|txt)[- ]?(?:to|2)[- ]?(?:video|vid)|t2v|prompt|video\s+prompt|"
     r"description|caption)\s*:\s*(?=\w)"
 )
-#: A leading part ended by a colon or a comma ("video request:", "generate:", "4k, cinematic:",
-#: "short video,") goes when every word of it is one of these: words about the request, the
+#: A leading part ended by a colon, a comma or a full stop ("video request:", "generate:",
+#: "4k, cinematic:", "short video,", "masterpiece.") goes when every word of it is one of these: words about the request, the
 #: medium or its quality, never about the scene.
 _FRAMING: Final = """
     generate create make render produce animate give show please pls kindly video clip
@@ -87,7 +87,7 @@ _FRAMING: Final = """
 _FRAMING_GLUE: Final = "to 2 me us a an the for my our new"
 _FRAMING_ANCHORS: Final = frozenset(_FRAMING.split())
 _FRAMING_WORDS: Final = _FRAMING_ANCHORS | frozenset(_FRAMING_GLUE.split())
-_LEADING_PART: Final = re.compile(r"(?P<part>[^,:;]{1,60})[,:;]\s*(?=\w)")
+_LEADING_PART: Final = re.compile(r"(?P<part>[^,:;.]{1,60})(?:[,:;]|\.(?=\s))\s*(?=\w)")
 #: A request verb right before the scene, with no medium: "please generate a fox in the snow".
 _BARE_REQUEST: Final = re.compile(
     rf"(?:{_POLITE}\s+)?(?:{_MODAL}\s+|{_WANT}\s+)?(?:{_POLITE}\s+)?"
@@ -118,6 +118,7 @@ _TAG_MODIFIERS: Final = frozenset(_MODIFIERS.split())
 #: A trailing request around tags ("make it look cinematic") is as much filler as the tags.
 _TAG_JOINERS: Final = frozenset({"in", "and", "on", "with", "of", "at", "make", "it", "look"})
 _TAG_PATTERN: Final = re.compile(r"\d+(?:k|p|fps)")
+_TRENDING: Final = re.compile(r"\btrending\s+(?:on|in)\s+[\w.-]+")
 _RESOLUTION_TAGS: Final = frozenset(["4k", "8k", "hd", "uhd", "1080p", "720p"])
 # NFKC and case folding can each undo the other's fixed point for a few code points, so
 # both are repeated until the text is stable; real text settles in one or two passes.
@@ -149,6 +150,8 @@ def _canonical_text(text: str) -> str:
 
 
 def _is_tag_list(part: str) -> bool:
+    # "trending on <any site>" is a tag whatever the site ("artstation", "youtube").
+    part = _TRENDING.sub("trending", part)
     words = [w for w in part.split() if w not in _TAG_JOINERS]
     tags = [w for w in words if w in _TAG_WORDS or _TAG_PATTERN.fullmatch(w)]
     return bool(tags) and all(w in _TAG_MODIFIERS for w in words if w not in tags)

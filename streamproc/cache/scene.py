@@ -12,8 +12,9 @@ tags, lemmas; no entity recogniser) and keeps what the guard compares:
   patient too ("bandaging a soldier's arm", "the arm of a soldier"), and a picture noun is an
   event of its own: "a tourist taking a photo of a monk" gives photo(agent=tourist,
   patient=monk), whatever the verb. Who receives is a *recipient* ("handing a menu to a
-  guest", "handing a guest a menu", "a guest is handed a menu"); neutral verbs ("passing")
-  are silent words that keep their roles;
+  guest", "handing a guest a menu", "a guest is handed a menu"), whom it is taken from a
+  *source* ("stealing chips from a child"); neutral verbs ("passing") are silent words that
+  keep their roles;
 * **relations** — where one thing is relative to another ("above", "in front of", "to the
   left of", "from inside"), stored in one direction ("X below Y" as "Y above X"), and ways
   ("from X to Y" as a ``route``; "left to right" as a path of two ends);
@@ -63,6 +64,7 @@ from streamproc.cache.lexicon.relations import (
 )
 from streamproc.cache.normalize import normalize_prompt
 from streamproc.cache.tagging import Lemmas, correct
+from streamproc.cache.wordnet import load_wordnet
 from streamproc.cache.words import SYNONYM_HEADS, phrases, singulars, us_spelling
 
 if TYPE_CHECKING:
@@ -121,8 +123,8 @@ class Word:
 
 @dataclass(frozen=True)
 class Role:
-    """``participant`` is the ``role`` ("agent", "patient", "recipient" or, for an
-    adjective, "property") of the action ``verb``."""
+    """``participant`` is the ``role`` ("agent", "patient", "recipient", "source" or, for
+    an adjective, "property") of the action ``verb``."""
 
     verb: int
     role: str
@@ -276,6 +278,8 @@ class _Reading:
             if w.lower_ == "without"
         }
         self._longest = max((len(p) for p in known_phrases), default=1)
+        # Hyphenated words the parser split ("x - ray"): last token -> the first's children.
+        self._hyphened: dict[int, list[Token]] = {}
 
     # -- words ---------------------------------------------------------------------------
 
@@ -441,6 +445,11 @@ class _Reading:
             if value is not None:
                 forms |= {str(value)}  # "twenty-five" is "25"
             head = span.root
+            if any(t.text == "-" for t in span) and span[-1].head.i == head.head.i:
+                # "x - ray" read as three words on one head: the last has the number, the
+                # first the determiner ("a patient's x-ray").
+                self._hyphened[span[-1].i] = list(head.children)
+                head = span[-1]
             kind = _KINDS.get(head.pos_, "noun")
             self._add(range(start, end), surface, forms, kind, head, lemmatised)
         for token in doc:
@@ -506,7 +515,8 @@ class _Reading:
         plural: bool | None = token.tag_ in ("NNS", "NNPS") or "Plur" in token.morph.get(
             "Number", []
         )
-        determined = any(c.dep_ in ("det", "nummod", "poss") for c in token.children)
+        children = [*token.children, *self._hyphened.get(token.i, ())]
+        determined = any(c.dep_ in ("det", "nummod", "poss") for c in children)
         gerund = not plural and token.lower_.endswith("ing")  # "a helicopter landing"
         head = token.head
         # "a kid playing" read as the noun "kid playing": the "a" is the kid's.
@@ -661,16 +671,28 @@ class _Reading:
         # In the passive with an object left ("a guest is handed a menu"), the subject.
         dative = ("dative", "nsubjpass") if _gives(verb) else ("dative",)
         found = [t for c in verb.children if c.dep_ in dative for t in self._expand(c)]
-        if any(c.dep_ in ("dobj", "nsubjpass") for c in verb.children) or verb.dep_ == "acl":
-            found += [
-                t
-                for c in verb.children
-                if c.dep_ == "prep" and c.lower_ in ("to", "for")
-                for target in c.children
-                if target.dep_ == "pobj"
-                for t in self._expand(target)
-            ]
-        return found
+        return found + self._acted_through(verb, ("to", "for"))
+
+    def _sources(self, verb: Token) -> list[Token]:
+        # "a seagull stealing chips from a child", "buying bread from a baker": whom the
+        # object is taken from (only with an object: "walking from the station" is a way).
+        # Nor on a clause without one: "oil pouring from a bottle" is where it flows.
+        return self._acted_through(verb, ("from",), clause=False)
+
+    def _acted_through(
+        self, verb: Token, prepositions: tuple[str, ...], *, clause: bool = True
+    ) -> list[Token]:
+        objects = any(c.dep_ in ("dobj", "nsubjpass") for c in verb.children)
+        if not (objects or (clause and verb.dep_ == "acl")):
+            return []
+        return [
+            t
+            for c in verb.children
+            if c.dep_ == "prep" and c.lower_ in prepositions
+            for target in c.children
+            if target.dep_ == "pobj"
+            for t in self._expand(target)
+        ]
 
     def _described(self, noun: Token) -> list[Token]:
         # The noun a prepositional phrase describes: "a woman in a flat" (-> woman), "a dog
@@ -743,10 +765,14 @@ class _Reading:
                         certain = not (role == "agent" and verb in unsure)
                         roles.append(Role(verb, role, index, certain))
         for token, verb in ((t, self.word(t)) for t in self.doc if t.pos_ == "VERB"):
-            for participant in self._recipients(token):
-                index = self.word(participant)
-                if verb is not None and index is not None and index != verb:
-                    roles.append(Role(verb, "recipient", index))
+            for role, found in (
+                ("recipient", self._recipients(token)),
+                ("source", self._sources(token)),
+            ):
+                for participant in found:
+                    index = self.word(participant)
+                    if verb is not None and index is not None and index != verb:
+                        roles.append(Role(verb, role, index))
         for token in self.doc:
             # "a tiny boat on a huge wave": which thing is tiny.
             adjective, noun = self.word(token), self.word(token.head)
@@ -896,6 +922,16 @@ class _Reading:
 _PLACE_PRONOUNS: Final = frozenset({"it", "them"})
 
 
+def _ing_compounds() -> frozenset[str]:
+    # Two-word nouns whose first word is an -ing form ("swimming pool"), from WordNet.
+    nouns = load_wordnet().senses.get("noun", {})
+    return frozenset(
+        lemma.replace("_", " ")
+        for lemma in nouns
+        if lemma.count("_") == 1 and lemma.split("_", 1)[0].endswith("ing")
+    )
+
+
 class SceneReader:
     """Reads prompts into :class:`Scene` objects; memoises recent ones (pure, per text)."""
 
@@ -913,7 +949,7 @@ class SceneReader:
         if self._phrases is None:
             self._phrases = phrases()
         if self._lemmas is None:
-            self._lemmas = Lemmas.of(self._parser)
+            self._lemmas = Lemmas.of(self._parser, _ing_compounds())
 
     def read(self, prompt: str) -> Scene:
         """The scene of ``prompt`` (normalised first: case, filler and quality tags go)."""

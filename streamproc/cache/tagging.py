@@ -32,7 +32,15 @@ and the lemmatiser's own tables, before :mod:`~streamproc.cache.scene` reads it:
   "farmhouse"): in the passive a particle before an object is a preposition, and a "by"
   phrase further in is the agent when the verb has none;
 * **objects read as appositives** ("a dragon chases a knight" with "knight" an appositive
-  of "chases"): a noun after a finite verb without an object is its object.
+  of "chases"): a noun after a finite verb without an object is its object;
+* **clauses read as noun phrases** ("a seagull stealing chips from a child" with "stealing
+  chips" a kind of chips): a determined noun before an -ing form that modifies the next
+  word heads the phrase, the -ing form is a clause on it and the next word its object or,
+  for an adjective, its complement ("a jellyfish glowing blue"); never where the two words
+  are one noun in WordNet ("a hotel swimming pool");
+* **subjects read as objects after a fronted clause** ("drifting in the dark ocean, a
+  jellyfish ..." with "jellyfish" the object of "drifting"): a comma does not separate a
+  verb from its object, so the noun after it is the subject.
 """
 
 from __future__ import annotations
@@ -60,15 +68,18 @@ class Lemmas:
         irregular: Mapping[str, list[str]],
         nouns: Collection[str] = (),
         adjectives: Collection[str] = (),
+        compounds: Collection[str] = (),
     ) -> None:
         self._verbs = frozenset(verbs)
         self._irregular = irregular
         self._nouns = frozenset(nouns)
         self._adjectives = frozenset(adjectives)
+        self._compounds = frozenset(compounds)
 
     @classmethod
-    def of(cls, parser: Language) -> Lemmas:
-        """The tables of ``parser``'s rule lemmatiser (empty when it has none)."""
+    def of(cls, parser: Language, compounds: Collection[str] = ()) -> Lemmas:
+        """The tables of ``parser``'s rule lemmatiser (empty when it has none), and the
+        two-word nouns ``compounds`` ("swimming pool") from a lexical database."""
         try:
             lookups = parser.get_pipe("lemmatizer").lookups  # type: ignore[attr-defined]
             index = lookups.get_table("lemma_index")
@@ -76,8 +87,8 @@ class Lemmas:
             irregular = lookups.get_table("lemma_exc")["verb"]
             nouns, adjectives = index["noun"], index["adj"]
         except (KeyError, AttributeError):
-            return cls((), {})
-        return cls(verbs, irregular, nouns, adjectives)
+            return cls((), {}, compounds=compounds)
+        return cls(verbs, irregular, nouns, adjectives, compounds)
 
     def is_noun(self, form: str) -> bool:
         """Whether ``form`` is a noun the lemmatiser knows."""
@@ -86,6 +97,14 @@ class Lemmas:
     def only_noun(self, form: str) -> bool:
         """Whether ``form`` is a noun the lemmatiser knows and no adjective it knows."""
         return form in self._nouns and form not in self._adjectives
+
+    def is_adjective(self, form: str) -> bool:
+        """Whether ``form`` is an adjective the lemmatiser knows."""
+        return form in self._adjectives
+
+    def is_compound(self, first: str, second: str) -> bool:
+        """Whether "``first`` ``second``" is one noun ("swimming pool", "sleeping bag")."""
+        return f"{first} {second}" in self._compounds
 
     def is_verb(self, lemma: str) -> bool:
         """Whether ``lemma`` is a verb the lemmatiser knows."""
@@ -137,6 +156,8 @@ def _ends_cvc(stem: str) -> bool:
 def correct(doc: Doc, lemmas: Lemmas) -> Doc:
     """Apply the corrections of the module docstring to ``doc`` (in place) and return it."""
     for token in doc:
+        _clause_read_as_compound(token, lemmas)
+    for token in doc:
         _retag(token, lemmas)
     for token in doc:
         _subordinate_subject(token)
@@ -147,6 +168,8 @@ def correct(doc: Doc, lemmas: Lemmas) -> Doc:
     for token in doc:
         _inverted_subject(token)
     for token in doc:
+        _subject_after_comma(token)
+    for token in doc:
         _passive_phrases(token)
     for token in doc:
         if token.pos_ == "VERB" and token.lower_.endswith(("ing", "ed")):
@@ -154,6 +177,59 @@ def correct(doc: Doc, lemmas: Lemmas) -> Doc:
             if lemma is not None:
                 token.lemma_ = lemma
     return doc
+
+
+def _clause_read_as_compound(token: Token, lemmas: Lemmas) -> None:
+    # "a seagull stealing chips from a child", "a waiter serving soup to a chef", "a jellyfish
+    # glowing blue": the noun, the -ing form and the word after it read as one noun phrase
+    # headed by the last word ("stealing chips" a kind of chips, "seagull" its modifier). A
+    # determined noun right before an -ing form that modifies the next word heads the phrase
+    # instead: the -ing form is a clause on it and the next word the clause's object, or its
+    # complement when that word is an adjective too ("glowing blue"). Not where the -ing
+    # form and the next word are one noun ("a hotel swimming pool", "a baby sleeping bag").
+    doc = token.doc
+    if (
+        token.tag_ != "VBG"
+        or token.dep_ not in ("amod", "compound")
+        or not 2 <= token.i < len(doc) - 1
+    ):
+        return
+    noun, word, det = doc[token.i - 1], doc[token.i + 1], doc[token.i - 2]
+    verb = lemmas.verb(token.lower_)
+    if (
+        token.head.i != word.i
+        or noun.head.i not in (token.i, word.i)
+        or det.tag_ != "DT"
+        or det.head.i not in (noun.i, word.i)
+        or verb is None
+        or lemmas.is_compound(token.lower_, word.lemma_.lower())
+        or word.pos_ not in ("NOUN", "PROPN", "ADJ")
+    ):
+        return
+    form = noun.lower_
+    if not (
+        lemmas.only_noun(form)
+        if noun.pos_ == "ADJ"
+        else noun.pos_ == "NOUN" and lemmas.is_noun(noun.lemma_.lower())
+    ):
+        return
+    moved = [c for c in word.children if c.i > word.i and c.dep_ not in ("conj", "cc")]
+    if word.dep_ == "ROOT" or word.head.i == word.i:
+        noun.head, noun.dep_ = noun, "ROOT"
+    else:
+        noun.head, noun.dep_ = word.head, word.dep_
+    if noun.pos_ == "ADJ":
+        noun.pos_, noun.tag_ = "NOUN", "NN"
+    det.head, det.dep_ = noun, "det"
+    token.head, token.dep_ = noun, "acl"
+    _make_verb(token, verb, "VBG")
+    if lemmas.is_adjective(word.lower_) and word.tag_ != "NNS":
+        word.head, word.dep_, word.pos_, word.tag_ = token, "acomp", "ADJ", "JJ"
+    else:
+        word.head, word.dep_ = token, "dobj"
+    for child in moved:
+        # Its place, source or receiver belongs to the clause; a clause of its own, to the noun.
+        child.head = token if child.dep_ in ("prep", "dative", "advmod", "npadvmod") else noun
 
 
 def _retag(token: Token, lemmas: Lemmas) -> None:
@@ -297,6 +373,24 @@ def _inverted_subject(token: Token) -> None:
     if any(t.i not in placed and not t.is_punct for t in token.doc[: token.i]):
         return
     objects[0].dep_ = "nsubj"
+
+
+def _subject_after_comma(token: Token) -> None:
+    # "drifting in the dark ocean, a jellyfish glowing blue" read with "jellyfish" the object
+    # of "drifting": an object is not set off from its verb by a comma, so a noun after a
+    # comma that closes a fronted participle clause is the one the clause describes.
+    # "carved from ice, a swan": after a past participle, the one acted on.
+    verb = token.head
+    if (
+        token.dep_ not in ("dobj", "npadvmod")
+        or token.pos_ not in ("NOUN", "PROPN")
+        or verb.tag_ not in ("VBG", "VBN")
+        or token.i < verb.i
+        or any(c.dep_ in ("nsubj", "nsubjpass") for c in verb.children)
+        or not any(c.text == "," and c.i < token.i for c in verb.children)
+    ):
+        return
+    token.dep_ = "nsubj" if verb.tag_ == "VBG" else "nsubjpass"
 
 
 def _passive_phrases(token: Token) -> None:

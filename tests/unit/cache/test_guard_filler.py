@@ -109,6 +109,10 @@ def test_a_new_hashtag_is_compared_by_the_guard() -> None:
         # hashtags running the prompt's words together or giving their initials
         "an otter floating on its back in a kelp forest #kelpforest",
         "an otter floating on its back in a kelp forest #otters #kelp #kelpforest",
+        # a tag sentence in front, and "trending on" whatever site
+        "Masterpiece. An otter floating on its back in a kelp forest. 8K.",
+        "an otter floating on its back in a kelp forest, trending on youtube, 4k",
+        "an otter floating on its back in a kelp forest, trending on tiktok",
     ],
 )
 def test_tag_lists_after_commas_and_full_stops_and_joined_hashtags_go(framed: str) -> None:
@@ -122,6 +126,8 @@ def test_tag_lists_after_commas_and_full_stops_and_joined_hashtags_go(framed: st
         "a fox in the snow. very still",
         "a sign that reads 4.5 miles",
         "a harbour at dusk #fog",  # two letters are no initials
+        "mr. smith walks a dog at dawn",  # an abbreviation's stop ends no part
+        "a dog, trending in the park",  # "trending on/in" a place is no site
     ],
 )
 def test_what_is_no_tag_list_stays(kept: str) -> None:

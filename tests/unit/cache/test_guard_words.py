@@ -27,3 +27,19 @@ def test_a_word_that_only_looks_derived_is_no_counterpart() -> None:
 def test_a_derived_word_still_faces_the_other_checks() -> None:
     verdict = GUARD.check("two smoky chimneys on a roof", "a chimney with smoke on a roof")
     assert verdict.reason == "number_mismatch: 2 chimneys vs one chimney"
+
+
+def test_two_nouns_that_wordnet_lists_as_one_match_its_synonym() -> None:
+    assert GUARD.check(
+        "a mountaineer reaching the top", "a mountain climber reaching the top"
+    ).accepted
+    refused = GUARD.check("a mountaineer on a ridge", "a mountain goat on a ridge")
+    assert not refused.accepted and refused.reason is not None
+    assert refused.reason.startswith("word_mismatch:")
+
+
+def test_a_hyphenated_noun_counts_by_its_last_part() -> None:
+    active = "a doctor examines a patient's x-ray"
+    assert GUARD.check(active, "a patient's x-ray is studied by a physician").accepted
+    refused = GUARD.check(active, "a patient's x-rays are studied by a physician")
+    assert refused.reason == "number_mismatch: one x-ray vs several x-rays"

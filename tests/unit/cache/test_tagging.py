@@ -183,3 +183,64 @@ def test_a_noun_after_a_verb_without_an_object_is_its_object_not_an_appositive()
     doc = correct(PARSER("A dragon chases a knight on horseback over snowy mountains."), LEMMAS)
     knight = next(t for t in doc if t.text == "knight")
     assert (knight.dep_, knight.head.text) == ("dobj", "chases")
+
+
+def _compound_lemmas() -> Lemmas:
+    from streamproc.cache.scene import _ing_compounds
+
+    return Lemmas.of(PARSER, _ing_compounds())
+
+
+@pytest.mark.parametrize(
+    ("prompt", "noun", "verb", "obj", "attached"),
+    [
+        ("a seagull stealing chips from a child", "seagull", "stealing", "chips", "from"),
+        ("a waiter serving soup to a chef", "waiter", "serving", "soup", "to"),
+        ("a porter carrying luggage up the stairs", "porter", "carrying", "luggage", "up"),
+    ],
+)
+def test_a_clause_read_as_a_noun_phrase_is_a_clause_on_the_first_noun(
+    prompt: str, noun: str, verb: str, obj: str, attached: str
+) -> None:
+    doc = correct(PARSER(prompt), _compound_lemmas())
+    by_text = {t.text: t for t in doc}
+    n, v, o = by_text[noun], by_text[verb], by_text[obj]
+    assert n.pos_ == "NOUN"
+    assert (v.pos_, v.dep_, v.head.i) == ("VERB", "acl", n.i)
+    assert (o.dep_, o.head.i) == ("dobj", v.i)
+    assert by_text[attached].head.i == v.i  # where, from and to whom: the clause's
+
+
+def test_a_colour_after_the_clause_is_its_complement() -> None:
+    doc = correct(
+        PARSER("a jellyfish glowing blue, drifting in the dark ocean"), _compound_lemmas()
+    )
+    by_text = {t.text: t for t in doc}
+    assert (by_text["blue"].pos_, by_text["blue"].dep_) == ("ADJ", "acomp")
+    assert by_text["drifting"].head.text == "jellyfish"
+
+
+def test_a_two_word_noun_after_a_noun_stays_one_noun() -> None:
+    doc = correct(PARSER("a hotel swimming pool at night"), _compound_lemmas())
+    pool = next(t for t in doc if t.text == "pool")
+    assert pool.dep_ == "ROOT" and next(t for t in doc if t.text == "swimming").head.i == pool.i
+
+
+@pytest.mark.parametrize(
+    ("prompt", "subject", "dep"),
+    [
+        ("drifting in the dark ocean, a jellyfish glowing blue", "jellyfish", "nsubj"),
+        ("chasing a ball across the lawn, a puppy", "puppy", "nsubj"),
+        ("carved from ice, a swan", "swan", "nsubjpass"),
+    ],
+)
+def test_the_noun_after_a_fronted_clause_and_its_comma_is_its_subject(
+    prompt: str, subject: str, dep: str
+) -> None:
+    doc = correct(PARSER(prompt), _compound_lemmas())
+    assert next(t for t in doc if t.text == subject).dep_ == dep
+
+
+def test_an_object_before_the_comma_stays_the_object() -> None:
+    doc = correct(PARSER("chasing a ball across the lawn, a puppy"), _compound_lemmas())
+    assert next(t for t in doc if t.text == "ball").dep_ == "dobj"
