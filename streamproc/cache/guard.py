@@ -324,12 +324,47 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                 if j not in backward and _synonyms(wordnet, word, other):
                     forward[i], backward[j] = j, i
                     break
+    unnamed = _unnamed_agents(left, right, forward) | {
+        ("right", j) for _, j in _unnamed_agents(right, left, backward)
+    }
     return _Alignment(
         forward,
         backward,
-        [i for i, w in enumerate(left.words) if i not in forward and not w.silent],
-        [j for j, w in enumerate(right.words) if j not in backward and not w.silent],
+        [
+            i
+            for i, w in enumerate(left.words)
+            if i not in forward and not w.silent and ("left", i) not in unnamed
+        ],
+        [
+            j
+            for j, w in enumerate(right.words)
+            if j not in backward and not w.silent and ("right", j) not in unnamed
+        ],
     )
+
+
+#: Pronouns that name no one in particular.
+_UNNAMED: Final = frozenset({"someone", "somebody"})
+
+
+def _unnamed_agents(scene: Scene, other: Scene, mapping: Mapping[int, int]) -> set[tuple[str, int]]:
+    # "someone is cutting fresh pasta" / "fresh pasta is being cut": an agent nobody is named
+    # for is what a passive without agent implies. Only where the aligned action has no
+    # agent on the other side that is left without a counterpart ("a chef cuts" names one).
+    found: set[tuple[str, int]] = set()
+    matched = set(mapping.values())
+    for role in scene.roles:
+        word = scene.words[role.participant]
+        verb = mapping.get(role.verb)
+        if role.role != "agent" or word.text not in _UNNAMED or role.participant in mapping:
+            continue
+        named = any(
+            r.verb == verb and r.role == "agent" and r.participant not in matched
+            for r in other.roles
+        )
+        if verb is not None and not named:
+            found.add(("left", role.participant))
+    return found
 
 
 # --------------------------------------------------------------------------------------

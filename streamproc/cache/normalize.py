@@ -84,7 +84,9 @@ _FRAMING: Final = """
     quick text txt t2v ad ads advert advertisement advertising
 """
 #: Words that may stand in a framing part but do not make one on their own.
-_FRAMING_GLUE: Final = "to 2 me us a an the for my our new"
+_FRAMING_GLUE: Final = (
+    "to 2 me us a an the for my our new could can would will you u this that it i we"
+)
 _FRAMING_ANCHORS: Final = frozenset(_FRAMING.split())
 _FRAMING_WORDS: Final = _FRAMING_ANCHORS | frozenset(_FRAMING_GLUE.split())
 _LEADING_PART: Final = re.compile(r"(?P<part>[^,:;.]{1,60})(?:[,:;]|\.(?=\s))\s*(?=\w)")
@@ -101,7 +103,7 @@ _BARE_REQUEST: Final = re.compile(
 # "with" may join them ("trending on artstation", "in 4k") but are not tags on their own.
 _TAGS: Final = """
     4k 8k 16k hd uhd fhd hdr qhd 1080p 720p 2160p resolution res hi-res high-res quality hq
-    definition masterpiece masterful detailed detail details intricate ultra-detailed
+    definition fidelity masterpiece masterful detailed detail details intricate ultra-detailed
     hyperdetailed focus clarity cinematic cinematography trending artstation award
     award-winning professional stunning beautiful gorgeous amazing breathtaking please
     realistic photorealistic photoreal hyperrealistic hyper-realistic lifelike epic
@@ -111,14 +113,29 @@ _TAG_WORDS: Final = frozenset(_TAGS.split())
 #: Words that are tags only beside another tag ("high quality", "sharp focus", "cinematic
 #: shot"; "full" alone may be a full moon).
 _MODIFIERS: Final = (
-    "high ultra super full best top highly hyper sharp winning very extremely"
+    "high ultra super full best top highly hyper sharp winning very extremely rated"
     " shot footage video clip"  # "cinematic shot", "4k footage"; "wide shot" stays
 )
 _TAG_MODIFIERS: Final = frozenset(_MODIFIERS.split())
 #: A trailing request around tags ("make it look cinematic") is as much filler as the tags.
 _TAG_JOINERS: Final = frozenset({"in", "and", "on", "with", "of", "at", "make", "it", "look"})
 _TAG_PATTERN: Final = re.compile(r"\d+(?:k|p|fps)")
-_TRENDING: Final = re.compile(r"\btrending\s+(?:on|in)\s+[\w.-]+")
+#: Where a trailing part starts: a comma, semicolon, sentence end, pipe or dash between spaces.
+_SEPARATOR: Final = re.compile(r"[,;]|[.?!]\s|\s*\|\s*|\s+(?:--?|\u2014|\u2013)\s+")
+#: Thanks or a "please" closing the prompt after a punctuation mark ("… ? thanks!"); "a
+#: man saying thank you" keeps its words.
+_THANKS: Final = re.compile(
+    r"\s*[,.!?;:]+\s*(?:please|pls|plz|thanks|thank\s+you|thx|ty|cheers)"
+    r"(?:\s+(?:so\s+much|a\s+lot|in\s+advance))?[\s.!?]*$"
+)
+#: A bare "please" at the end, filler only after a request at the start ("make me a clip
+#: of … please").
+_BARE_PLEASE: Final = re.compile(r"\s+(?:please|pls|plz)[\s.!?]*$")
+#: Generator parameters at the end ("--ar 16:9 --v 6").
+_PARAMETERS: Final = re.compile(r"(?:\s+--[a-z]+(?:\s+[\w:.]+)?)+$")
+#: A bracketed group ("[4k]", "(high quality)"): filler when its words are.
+_BRACKETED: Final = re.compile(r"[\[(]([^\[\]()]{1,60})[\])]")
+_TRENDING: Final = re.compile(r"^trending\s+on\s.*$")
 _RESOLUTION_TAGS: Final = frozenset(["4k", "8k", "hd", "uhd", "1080p", "720p"])
 # NFKC and case folding can each undo the other's fixed point for a few code points, so
 # both are repeated until the text is stable; real text settles in one or two passes.
@@ -150,7 +167,7 @@ def _canonical_text(text: str) -> str:
 
 
 def _is_tag_list(part: str) -> bool:
-    # "trending on <any site>" is a tag whatever the site ("artstation", "youtube").
+    # "trending on <any site>" is a tag whatever the site ("artstation", "social media").
     part = _TRENDING.sub("trending", part)
     words = [w for w in part.split() if w not in _TAG_JOINERS]
     tags = [w for w in words if w in _TAG_WORDS or _TAG_PATTERN.fullmatch(w)]
@@ -241,13 +258,13 @@ def _drop_hashtags(text: str) -> str:
     if end == len(words):
         return text
     body = [w for part in words[:end] for w in _split_words(part.strip(",.;:!"))]
-    kept = [
-        w
-        for w in words[end:]
-        if (_names_a_detail(w.strip("#,.;:!")) or _TAG_NUMBER.search(w))
-        and not _repeats(w.strip("#,.;:!"), body)
-    ]
+    kept = [w for w in words[end:] if _kept_hashtag(w, body)]
     return _strip_edges(" ".join(words[:end] + kept))
+
+
+def _kept_hashtag(tag: str, body: list[str]) -> bool:
+    bare = tag.strip("#,.;:!")
+    return bool(_names_a_detail(bare) or _TAG_NUMBER.search(tag)) and not _repeats(bare, body)
 
 
 def _names_a_detail(tag: str) -> bool:
@@ -269,16 +286,32 @@ def _only_modifiers(part: str) -> bool:
     return bool(words) and all(w in _TAG_MODIFIERS for w in words)
 
 
-def _drop_trailing(text: str) -> str:
-    # The last part after a comma, semicolon or sentence end that is only tags goes; then
-    # the one before it, and there a part of tag modifiers alone goes too (", sharp, 4k":
-    # "sharp" only describes the picture next to other tags).
+def _last_part(text: str) -> tuple[str, str] | None:
+    """``text`` split at its last part separator (comma, semicolon, sentence end, a pipe or
+    a free-standing dash), or None."""
+    last = None
+    for found in _SEPARATOR.finditer(text):
+        last = found
+    if last is None or last.start() == 0:
+        return None
+    return text[: last.start()], text[last.end() :].strip()
+
+
+def _drop_trailing(text: str, asked: bool = False) -> str:
+    # Politeness at the end ("… please", "? thanks!", ". thank you.") goes first. Then the last
+    # part after a separator that is only tags goes; then the one before it, and there a part
+    # of tag modifiers alone goes too (", sharp, 4k": "sharp" only describes the picture next
+    # to other tags).
+    text = _PARAMETERS.sub("", _THANKS.sub("", text))
+    text = _strip_edges(_BARE_PLEASE.sub("", text) if asked else text)
     text = _drop_hashtags(text)
     dropped = False
     while True:
-        cut = max(text.rfind(","), text.rfind(";"), text.rfind(". "))
-        head, tail = text[:cut], text[cut + 1 :].strip()
-        if cut > 0 and head.strip() and (_is_tag_list(tail) or (dropped and _only_modifiers(tail))):
+        split = _last_part(text)
+        if split is None:
+            break
+        head, tail = split
+        if head.strip() and (_is_tag_list(tail) or (dropped and _only_modifiers(tail))):
             text, dropped = _strip_edges(head), True
             continue
         break
@@ -291,12 +324,39 @@ def _drop_trailing(text: str) -> str:
     return text
 
 
+def _drop_brackets(text: str) -> str:
+    # "[high quality] [4k] a potter …", "… (best quality)": a bracketed tag list or request.
+    def drop(match: re.Match[str]) -> str:
+        inner = match.group(1).strip()
+        folded = inner.casefold()
+        return " " if _is_tag_list(folded) or _is_framing(folded) else match.group(0)
+
+    return _BRACKETED.sub(drop, text)
+
+
+def _drop_leading_hashtags(text: str) -> str:
+    # "#cozy #rainyday rain trickling down …": hashtags in front label the post as those at
+    # the end do (the same rule: a visible detail or a number stays).
+    words = text.split()
+    start = 0
+    while start < len(words) - 1 and words[start].startswith("#"):
+        start += 1
+    if start == 0:
+        return text
+    body = [w for part in words[start:] for w in _split_words(part.strip(",.;:!"))]
+    kept = [w for w in words[:start] if _kept_hashtag(w, body)]
+    return _strip_edges(" ".join(kept + words[start:]))
+
+
 def _drop_filler(text: str) -> str:
     # Each round removes something or ends the loop; stacked filler ("a clip of footage of",
     # ", 4k, hd, trending") goes entirely.
+    asked = False
     while True:
         before = text
-        text = _drop_trailing(_drop_leading(text))
+        leading = _drop_leading(text)
+        asked = asked or leading != text
+        text = _drop_trailing(leading, asked)
         if text == before:
             return text
 
@@ -309,5 +369,9 @@ def normalize_prompt(text: str, *, drop_filler: bool = True) -> str:
     short video of", "text to video:") and trailing quality tags (", 4k, highly detailed")
     removed. Deterministic and idempotent; inner punctuation and word order are kept.
     """
+    if drop_filler:
+        # Before the edges are stripped: they may hold a bracket or a hashtag's "#".
+        folded = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+        text = _drop_leading_hashtags(_drop_brackets(folded))
     text = _canonical_text(text)
     return _drop_filler(text) if drop_filler else text

@@ -182,3 +182,48 @@ def test_a_request_clause_ended_by_a_comma_goes() -> None:
         "a clip showing, under a streetlamp, a man waiting in the rain",
         "a man waiting in the rain under a streetlamp",
     ).accepted
+
+
+@pytest.mark.parametrize(
+    "framed",
+    [
+        # thanks and politeness closing the prompt
+        "a heron wading through reeds at dawn. thanks!",
+        "can you make a clip of a heron wading through reeds at dawn? thank you so much",
+        "make me a video of a heron wading through reeds at dawn please",
+        # tags between pipes and after a free-standing dash, bracketed tags, parameters
+        "a heron wading through reeds at dawn | ultra hd | best quality",
+        "a heron wading through reeds at dawn -- masterpiece, 8k",
+        "[4k] [high quality] a heron wading through reeds at dawn",
+        "a heron wading through reeds at dawn (best quality)",
+        "a heron wading through reeds at dawn --ar 16:9 --v 6",
+        # ratings and fidelity are quality tags; "trending on" a site of two words
+        "a heron wading through reeds at dawn, top rated, high fidelity, trending on social media",
+        # a request with a pronoun before its colon, and leading hashtags that label the post
+        "could you render this: a heron wading through reeds at dawn",
+        "#birds #nature a heron wading through reeds at dawn",
+    ],
+)
+def test_politeness_separators_brackets_and_leading_hashtags_go(framed: str) -> None:
+    assert normalize_prompt(framed) == "a heron wading through reeds at dawn"
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        "a man saying thank you",  # words a person says are the scene
+        "a girl saying please",
+        "a dog (a terrier) barking",  # a bracket with scene words stays
+        "a sign that says thanks, in neon",
+        "tom - a cat - sleeping",
+    ],
+)
+def test_politeness_and_brackets_that_are_the_scene_stay(kept: str) -> None:
+    assert normalize_prompt(kept) == kept
+
+
+def test_a_leading_hashtag_that_names_a_detail_stays_for_the_guard() -> None:
+    # (its "#" goes with the edge punctuation; the word stays)
+    assert normalize_prompt("#sunset #birds a heron wading through reeds") == (
+        "sunset a heron wading through reeds"
+    )

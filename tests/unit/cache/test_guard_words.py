@@ -43,3 +43,15 @@ def test_a_hyphenated_noun_counts_by_its_last_part() -> None:
     assert GUARD.check(active, "a patient's x-ray is studied by a physician").accepted
     refused = GUARD.check(active, "a patient's x-rays are studied by a physician")
     assert refused.reason == "number_mismatch: one x-ray vs several x-rays"
+
+
+def test_someone_doing_it_is_the_passive_without_an_agent() -> None:
+    assert GUARD.check(
+        "a wedding cake is wheeled into the hall", "someone wheels a wedding cake into the hall"
+    ).accepted
+    # a named agent is a detail "someone" does not give
+    named = GUARD.check("a chef wheels a cake into the hall", "someone wheels a cake into the hall")
+    assert not named.accepted
+    # and "someone" still needs an action to be the agent of
+    other = GUARD.check("a cake is wheeled into the hall", "someone eats a cake in the hall")
+    assert not other.accepted
