@@ -344,7 +344,7 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
 
 
 #: Pronouns that name no one in particular.
-_UNNAMED: Final = frozenset({"someone", "somebody"})
+_UNNAMED: Final = frozenset({"someone", "somebody", "people", "person"})
 
 
 def _unnamed_agents(scene: Scene, other: Scene, mapping: Mapping[int, int]) -> set[tuple[str, int]]:
@@ -547,6 +547,30 @@ def _check_relations(left: Scene, right: Scene, al: _Alignment) -> str | None:
             continue
         other = between[0]
         return f"relation_mismatch: {_relation(left, relation)} vs {_relation(right, other)}"
+    return _check_stray_places(left, right, al)
+
+
+def _check_stray_places(left: Scene, right: Scene, al: _Alignment) -> str | None:
+    # "a reporter speaks to the camera in front of the stadium" / "... inside the stadium"
+    # with the place hung on the reporter in one parse and on the camera in the other: no
+    # relation joins the same two things, yet the same anchor is placed otherwise. Where
+    # neither thing has a place of its own relative to that anchor on the other side, two
+    # kinds of place for it differ.
+    for relation in left.relations:
+        subject, anchor = al.forward.get(relation.subject), al.forward.get(relation.anchor)
+        if subject is None or anchor is None or _between(right, {subject}, {anchor}):
+            continue
+        for other in right.relations:
+            mine = al.backward.get(other.subject)
+            if (
+                other.anchor != anchor
+                or other.subject == subject
+                or mine is None
+                or other.kind == relation.kind
+                or _between(left, {mine}, {relation.anchor})
+            ):
+                continue
+            return f"relation_mismatch: {_relation(left, relation)} vs {_relation(right, other)}"
     return None
 
 

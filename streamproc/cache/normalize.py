@@ -53,7 +53,9 @@ _NEUTRAL_MODIFIER: Final = (
     r"short|brief|quick|little|cinematic|high[- ]quality|hq|hd|uhd|full[- ]hd|"
     r"\d+k|\d{3,4}p|\d+fps|stock|video)"
 )
-_MEDIUM: Final = r"(?:video|clip|footage|movie|film|cinematic\s+shot|shot|scene|sequence|reel|gif)"
+_MEDIUM: Final = (
+    r"(?:video|vid|clip|footage|movie|film|cinematic\s+shot|shot|scene|sequence|reel|gif)"
+)
 _CONNECTOR: Final = r"(?:of|showing|depicting|featuring|about|where|in\s+which|that\s+shows|with)"
 #: Request, medium and connector with only neutral modifiers between: all of it goes.
 _CLAUSE: Final = re.compile(
@@ -78,7 +80,8 @@ _LABEL: Final = re.compile(
 #: "4k, cinematic:", "short video,", "masterpiece.") goes when every word of it is one of these: words about the request, the
 #: medium or its quality, never about the scene.
 _FRAMING: Final = """
-    generate create make render produce animate give show please pls kindly video clip
+    generate create make render produce animate give show please pls kindly asap urgent
+    urgently need needed video vid clip
     footage movie film gif reel sequence request prompt prompts tag tags keywords keyword
     description caption idea concept brief product promo promotional commercial stock short
     quick text txt t2v ad ads advert advertisement advertising
@@ -89,7 +92,11 @@ _FRAMING_GLUE: Final = (
 )
 _FRAMING_ANCHORS: Final = frozenset(_FRAMING.split())
 _FRAMING_WORDS: Final = _FRAMING_ANCHORS | frozenset(_FRAMING_GLUE.split())
-_LEADING_PART: Final = re.compile(r"(?P<part>[^,:;.]{1,60})(?:[,:;]|\.(?=\s))\s*(?=\w)")
+_LEADING_PART: Final = re.compile(
+    r"(?P<part>[^,:;.!?|]{1,60}?)(?:\s*[,:;|]|[.!?]+(?=\s)|\s+(?:--?|\u2014|\u2013)(?=\s))\s*(?=\w)"
+)
+#: A leading label of what the video is for: "for our instagram reel:", "for a client:".
+_PURPOSE_LABEL: Final = re.compile(r"for\s+(?:our|my|a|an|the|this)\s+[^,:;.!?]{1,40}:\s*(?=\w)")
 #: A request verb right before the scene, with no medium: "please generate a fox in the snow".
 _BARE_REQUEST: Final = re.compile(
     rf"(?:{_POLITE}\s+)?(?:{_MODAL}\s+|{_WANT}\s+)?(?:{_POLITE}\s+)?"
@@ -122,11 +129,17 @@ _TAG_JOINERS: Final = frozenset({"in", "and", "on", "with", "of", "at", "make", 
 _TAG_PATTERN: Final = re.compile(r"\d+(?:k|p|fps)")
 #: Where a trailing part starts: a comma, semicolon, sentence end, pipe or dash between spaces.
 _SEPARATOR: Final = re.compile(r"[,;]|[.?!]\s|\s*\|\s*|\s+(?:--?|\u2014|\u2013)\s+")
+_THANKS_WORDS: Final = r"(?:please|pls|plz|thanks|thank\s+you|thx|ty|cheers)"
 #: Thanks or a "please" closing the prompt after a punctuation mark ("… ? thanks!"); "a
 #: man saying thank you" keeps its words.
 _THANKS: Final = re.compile(
-    r"\s*[,.!?;:]+\s*(?:please|pls|plz|thanks|thank\s+you|thx|ty|cheers)"
+    rf"\s*[,.!?;:]+\s*{_THANKS_WORDS}(?:\s+(?:and|&)\s+{_THANKS_WORDS})?"
     r"(?:\s+(?:so\s+much|a\s+lot|in\s+advance))?[\s.!?]*$"
+)
+#: What the video is for, said at the end: "... ? it's for a school project".
+_PURPOSE: Final = re.compile(
+    r"\s*[,.!?;:]+\s*(?:it'?s|it\s+is|this\s+is)\s+for\s+(?:a|an|my|our|the)\s+[^,.!?;:]{1,40}"
+    r"[\s.!?]*$"
 )
 #: A bare "please" at the end, filler only after a request at the start ("make me a clip
 #: of … please").
@@ -194,7 +207,7 @@ def _is_framing(part: str) -> bool:
 
 
 def _drop_leading(text: str) -> str:
-    match = _LABEL.match(text)
+    match = _LABEL.match(text) or _PURPOSE_LABEL.match(text)
     if match is not None:
         return _strip_edges(text[match.end() :])
     match = _LEADING_PART.match(text)
@@ -302,7 +315,9 @@ def _drop_trailing(text: str, asked: bool = False) -> str:
     # part after a separator that is only tags goes; then the one before it, and there a part
     # of tag modifiers alone goes too (", sharp, 4k": "sharp" only describes the picture next
     # to other tags).
-    text = _PARAMETERS.sub("", _THANKS.sub("", text))
+    for _ in range(2):  # "… ? it's for a school project, thank you so much."
+        text = _PURPOSE.sub("", _THANKS.sub("", text))
+    text = _PARAMETERS.sub("", text)
     text = _strip_edges(_BARE_PLEASE.sub("", text) if asked else text)
     text = _drop_hashtags(text)
     dropped = False
@@ -328,8 +343,9 @@ def _drop_brackets(text: str) -> str:
     # "[high quality] [4k] a potter …", "… (best quality)": a bracketed tag list or request.
     def drop(match: re.Match[str]) -> str:
         inner = match.group(1).strip()
-        folded = inner.casefold()
-        return " " if _is_tag_list(folded) or _is_framing(folded) else match.group(0)
+        parts = [p.strip() for p in re.split(r"[,;|]", inner.casefold())]
+        filler = all(p and (_is_tag_list(p) or _is_framing(p)) for p in parts)
+        return " " if filler else match.group(0)
 
     return _BRACKETED.sub(drop, text)
 

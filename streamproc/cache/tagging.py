@@ -170,6 +170,8 @@ def correct(doc: Doc, lemmas: Lemmas) -> Doc:
     for token in doc:
         _subject_after_comma(token)
     for token in doc:
+        _manner_by(token)
+    for token in doc:
         _passive_phrases(token)
     for token in doc:
         if token.pos_ == "VERB" and token.lower_.endswith(("ing", "ed")):
@@ -393,6 +395,23 @@ def _subject_after_comma(token: Token) -> None:
     token.dep_ = "nsubj" if verb.tag_ == "VBG" else "nsubjpass"
 
 
+def _manner_by(token: Token) -> None:
+    # "watered by hand", "travelling by night": a bare singular noun of these idioms after
+    # "by" says how or when, not who.
+    if token.dep_ == "agent" and _says_how(token):
+        token.dep_ = "prep"
+
+
+def _says_how(by: Token) -> bool:
+    return by.lower_ == "by" and any(
+        c.dep_ == "pobj" and c.lower_ in _MANNER_BY and not list(c.children) for c in by.children
+    )
+
+
+#: Nouns that make "by" a manner or time, not an agent, when they stand bare after it.
+_MANNER_BY: Final = frozenset({"hand", "foot", "night", "day", "accident", "mistake", "chance"})
+
+
 def _passive_phrases(token: Token) -> None:
     # "a rock is pushed up a hill by a man" read with "up" a particle and "hill" the object,
     # "the roof is torn off a farmhouse by a tornado" with "by a tornado" on "farmhouse": in
@@ -413,6 +432,7 @@ def _passive_phrases(token: Token) -> None:
         if (
             by.lower_ == "by"
             and by.dep_ == "prep"
+            and not _says_how(by)
             and by.i > token.i
             and any(c.dep_ == "pobj" and c.pos_ in ("NOUN", "PROPN") for c in by.children)
         ):

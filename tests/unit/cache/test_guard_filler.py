@@ -202,6 +202,15 @@ def test_a_request_clause_ended_by_a_comma_goes() -> None:
         # a request with a pronoun before its colon, and leading hashtags that label the post
         "could you render this: a heron wading through reeds at dawn",
         "#birds #nature a heron wading through reeds at dawn",
+        # labels before a dash, what the clip is for, urgency, several tags in one bracket
+        "Prompt - a heron wading through reeds at dawn",
+        "uhd - a heron wading through reeds at dawn",
+        "For our client deck: a heron wading through reeds at dawn",
+        "a heron wading through reeds at dawn? It's for a school project, thanks a lot.",
+        "Need this asap!! a heron wading through reeds at dawn",
+        "pls make a vid of a heron wading through reeds at dawn",
+        "a heron wading through reeds at dawn (high quality, 1080p)",
+        "a heron wading through reeds at dawn, please and thank you",
     ],
 )
 def test_politeness_separators_brackets_and_leading_hashtags_go(framed: str) -> None:
@@ -216,6 +225,8 @@ def test_politeness_separators_brackets_and_leading_hashtags_go(framed: str) -> 
         "a dog (a terrier) barking",  # a bracket with scene words stays
         "a sign that says thanks, in neon",
         "tom - a cat - sleeping",
+        "for dinner: a roast chicken",
+        "a man - tired - walks home",
     ],
 )
 def test_politeness_and_brackets_that_are_the_scene_stay(kept: str) -> None:

@@ -263,3 +263,24 @@ def test_two_alike_things_that_differ_in_what_they_do_or_where_may_not_swap(
     request_text: str, candidate: str
 ) -> None:
     assert not accepts(request_text, candidate)
+
+
+def test_a_place_hung_on_another_noun_still_places_the_anchor() -> None:
+    # the parser hangs "in front of" on the reporter and "inside" on the camera
+    why = reason(
+        "a reporter speaks to the camera in front of the stadium",
+        "a reporter speaks to the camera inside the stadium",
+    )
+    assert why is not None and why.startswith("relation_mismatch:")
+    assert accepts(
+        "a reporter speaks to the camera in front of the stadium",
+        "in front of the stadium, a reporter speaks to the camera",
+    )
+
+
+def test_by_hand_says_how_not_who() -> None:
+    assert accepts(
+        "the seedlings are being watered by hand",
+        "someone is watering the seedlings by hand",
+    )
+    assert not accepts("bread kneaded by hand", "bread kneaded by a machine")

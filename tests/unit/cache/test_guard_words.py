@@ -55,3 +55,10 @@ def test_someone_doing_it_is_the_passive_without_an_agent() -> None:
     # and "someone" still needs an action to be the agent of
     other = GUARD.check("a cake is wheeled into the hall", "someone eats a cake in the hall")
     assert not other.accepted
+
+
+def test_people_doing_it_is_the_passive_without_an_agent_too() -> None:
+    assert GUARD.check(
+        "crates of fish being unloaded from a trawler",
+        "people unloading crates of fish from a trawler",
+    ).accepted
