@@ -43,6 +43,7 @@ must then match exactly.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -547,7 +548,22 @@ def _check_relations(left: Scene, right: Scene, al: _Alignment) -> str | None:
             continue
         other = between[0]
         return f"relation_mismatch: {_relation(left, relation)} vs {_relation(right, other)}"
-    return _check_stray_places(left, right, al)
+    return _check_stray_places(left, right, al) or _check_place_phrases(left, right)
+
+
+def _check_place_phrases(left: Scene, right: Scene) -> str | None:
+    # "asleep on top of the washing machine" / "asleep next to the washing machine" with one
+    # of them attached to nothing: each prompt places something in a way the other never
+    # does. (A kind said on one side only is no difference: "a cup on a table" / "a cup on
+    # top of a table".)
+    mine = Counter(kind for kind, _ in left.places)
+    theirs = Counter(kind for kind, _ in right.places)
+    extra, missing = mine - theirs, theirs - mine
+    if extra and missing:
+        said = next(surface for kind, surface in left.places if kind in extra)
+        other = next(surface for kind, surface in right.places if kind in missing)
+        return f"relation_mismatch: {said} vs {other}"
+    return None
 
 
 def _check_stray_places(left: Scene, right: Scene, al: _Alignment) -> str | None:

@@ -37,7 +37,7 @@ _WANT: Final = (
     r"(?:\s+(?:to\s+(?:see|get|have|watch)|you\s+to))?"
 )
 _MAKE: Final = (
-    r"(?:generate|create|make|render|produce|show|give|film|shoot|animate|draw\s+up|"
+    r"(?:generate|create|make|do|render|produce|show|give|film|shoot|animate|draw\s+up|"
     r"let\s+me\s+see|let's\s+see)"
 )
 _REQUEST: Final = (
@@ -74,29 +74,35 @@ _REQUEST_ONLY: Final = re.compile(
 #: A label before a colon: "text to video:", "prompt:", "t2v:".
 _LABEL: Final = re.compile(
     r"(?:(?:text|txt)[- ]?(?:to|2)[- ]?(?:video|vid)|t2v|prompt|video\s+prompt|"
-    r"description|caption)\s*:\s*(?=\w)"
+    r"description|caption|title\s*:\s*[^.:]{1,40}\.)\s*:?\s*(?=\w)"
 )
 #: A leading part ended by a colon, a comma or a full stop ("video request:", "generate:",
 #: "4k, cinematic:", "short video,", "masterpiece.") goes when every word of it is one of these: words about the request, the
 #: medium or its quality, never about the scene.
 _FRAMING: Final = """
     generate create make render produce animate give show please pls kindly asap urgent
-    urgently need needed video vid clip
+    urgently need needed hi hey hello title slide shot video vid clip tiktok instagram youtube
+    facebook shorts
     footage movie film gif reel sequence request prompt prompts tag tags keywords keyword
     description caption idea concept brief product promo promotional commercial stock short
     quick text txt t2v ad ads advert advertisement advertising
 """
 #: Words that may stand in a framing part but do not make one on their own.
 _FRAMING_GLUE: Final = (
-    "to 2 me us a an the for my our new could can would will you u this that it i we"
+    "to 2 me us a an the for my our new could can would will you u this that it i we of"
 )
 _FRAMING_ANCHORS: Final = frozenset(_FRAMING.split())
 _FRAMING_WORDS: Final = _FRAMING_ANCHORS | frozenset(_FRAMING_GLUE.split())
 _LEADING_PART: Final = re.compile(
     r"(?P<part>[^,:;.!?|]{1,60}?)(?:\s*[,:;|]|[.!?]+(?=\s)|\s+(?:--?|\u2014|\u2013)(?=\s))\s*(?=\w)"
 )
-#: A leading label of what the video is for: "for our instagram reel:", "for a client:".
-_PURPOSE_LABEL: Final = re.compile(r"for\s+(?:our|my|a|an|the|this)\s+[^,:;.!?]{1,40}:\s*(?=\w)")
+#: A leading label of what the video is for: "for our instagram reel:", "for a client:",
+#: "instagram reel for the farm shop page -", "video request for our client -".
+_PURPOSE_LABEL: Final = re.compile(
+    r"(?:(?:[\w-]+\s+){0,2}(?:video|vid|clip|reel|ad|post|short|story|request)\s+)?"
+    r"for\s+(?:our|my|a|an|the|this)\s+[^,:;.!?\u2013\u2014-]{1,40}?"
+    r"(?:\s*[:,]|\s+(?:--?|\u2013|\u2014))\s*(?=\w)"
+)
 #: A request verb right before the scene, with no medium: "please generate a fox in the snow".
 _BARE_REQUEST: Final = re.compile(
     rf"(?:{_POLITE}\s+)?(?:{_MODAL}\s+|{_WANT}\s+)?(?:{_POLITE}\s+)?"
@@ -115,6 +121,7 @@ _TAGS: Final = """
     award-winning professional stunning beautiful gorgeous amazing breathtaking please
     realistic photorealistic photoreal hyperrealistic hyper-realistic lifelike epic
     atmospheric aesthetic moody clean sleek polished crisp
+    duration length resolution aspect ratio seed steps seconds second secs sec watermark
 """
 _TAG_WORDS: Final = frozenset(_TAGS.split())
 #: Words that are tags only beside another tag ("high quality", "sharp focus", "cinematic
@@ -125,8 +132,10 @@ _MODIFIERS: Final = (
 )
 _TAG_MODIFIERS: Final = frozenset(_MODIFIERS.split())
 #: A trailing request around tags ("make it look cinematic") is as much filler as the tags.
-_TAG_JOINERS: Final = frozenset({"in", "and", "on", "with", "of", "at", "make", "it", "look"})
-_TAG_PATTERN: Final = re.compile(r"\d+(?:k|p|fps)")
+_TAG_JOINERS: Final = frozenset(
+    {"in", "and", "on", "with", "of", "at", "make", "it", "look", "no", "approx", "about"}
+)
+_TAG_PATTERN: Final = re.compile(r"\d+(?:k|p|fps)\d*|[\d.:x]*\d")
 #: Where a trailing part starts: a comma, semicolon, sentence end, pipe or dash between spaces.
 _SEPARATOR: Final = re.compile(r"[,;]|[.?!]\s|\s*\|\s*|\s+(?:--?|\u2014|\u2013)\s+")
 _THANKS_WORDS: Final = r"(?:please|pls|plz|thanks|thank\s+you|thx|ty|cheers)"
@@ -180,9 +189,11 @@ def _canonical_text(text: str) -> str:
 
 
 def _is_tag_list(part: str) -> bool:
-    # "trending on <any site>" is a tag whatever the site ("artstation", "social media").
+    # "trending on <any site>" is a tag whatever the site ("artstation", "social media");
+    # "seed: 48213", "aspect ratio 9:16", "(approx 8 seconds)": generation settings.
     part = _TRENDING.sub("trending", part)
-    words = [w for w in part.split() if w not in _TAG_JOINERS]
+    words = [w.strip(":=()") for w in part.split()]
+    words = [w for w in words if w and w not in _TAG_JOINERS]
     tags = [w for w in words if w in _TAG_WORDS or _TAG_PATTERN.fullmatch(w)]
     return bool(tags) and all(w in _TAG_MODIFIERS for w in words if w not in tags)
 
@@ -206,12 +217,27 @@ def _is_framing(part: str) -> bool:
     return anchored and len(framing) == len(words) and len(words) <= 5
 
 
+#: What a label before a colon ends with when it names the medium ("bakery promo video:").
+_LABEL_ENDINGS: Final = frozenset(
+    {"video", "vid", "clip", "ad", "promo", "reel", "footage", "post"}
+)
+
+
+def _labels_a_medium(match: re.Match[str]) -> bool:
+    words = match.group("part").split()
+    return (
+        match.group(0).rstrip().endswith(":")
+        and 0 < len(words) <= 4
+        and (words[-1] in _LABEL_ENDINGS)
+    )
+
+
 def _drop_leading(text: str) -> str:
     match = _LABEL.match(text) or _PURPOSE_LABEL.match(text)
     if match is not None:
         return _strip_edges(text[match.end() :])
     match = _LEADING_PART.match(text)
-    if match is not None and _is_framing(match.group("part")):
+    if match is not None and (_is_framing(match.group("part")) or _labels_a_medium(match)):
         return _strip_edges(text[match.end() :])
     match = _BARE_REQUEST.match(text)
     if match is not None:

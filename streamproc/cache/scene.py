@@ -155,6 +155,10 @@ class Scene:
     relations: tuple[Relation, ...]
     particles: frozenset[str]
     paths: frozenset[tuple[str, str]] = frozenset()
+    places: tuple[tuple[str, str], ...] = ()
+    """Unambiguous place phrases in the text in order, wherever the parser hung them, as
+    (kind, surface): ("on", "on top of"), ("front-behind", "behind"). A place and its inverse
+    share a kind ("above" / "below"), since either can say the same scene."""
     """Directions written as two ends in order: ("left", "right") for "left to right"."""
     links: tuple[tuple[int, int], ...] = ()
     """Pairs of nouns that name one thing: "a field of sunflowers", "a sunflower field",
@@ -550,6 +554,13 @@ class _Reading:
     def _negated(self, token: Token) -> bool:
         if any(c.dep_ == "neg" or (c.dep_ == "det" and c.lower_ == "no") for c in token.children):
             return True
+        # "nobody stops to listen", "no one stops", "none of them wearing uniforms": an
+        # action whose doer is no one does not happen.
+        if token.pos_ == "VERB" and (
+            any(c.dep_ in ("nsubj", "nsubjpass") and _no_one(c) for c in token.children)
+            or (token.dep_ == "acl" and _no_one(token.head))
+        ):
+            return True
         if token.i in self._without:
             return True
         head = token.head
@@ -932,6 +943,44 @@ def _ing_compounds() -> frozenset[str]:
     )
 
 
+#: Place phrases that say where whatever they hang on (unlike "in", "on", "by" or "over",
+#: which also say when, what is worn, who does it or how often), by kind.
+_PLACE_PHRASES: Final = {
+    "on top of": "on",
+    "atop": "on",
+    "in front of": "front-behind",
+    "behind": "front-behind",
+    "next to": "beside",
+    "beside": "beside",
+    "alongside": "beside",
+    "under": "above-below",
+    "underneath": "above-below",
+    "beneath": "above-below",
+    "below": "above-below",
+    "above": "above-below",
+    "inside": "in",
+    "outside": "out",
+    "between": "between",
+    "to the left of": "left-right",
+    "to the right of": "left-right",
+}
+_PLACE_PATTERN: Final = re.compile(
+    r"\b(" + "|".join(sorted(map(re.escape, _PLACE_PHRASES), key=len, reverse=True)) + r")\b"
+)
+
+
+def _places(text: str) -> tuple[tuple[str, str], ...]:
+    # In order, repeats kept: "on top of the washer ... beside it" / "next to the washer ...
+    # beside it" differ by one place each.
+    return tuple((_PLACE_PHRASES[m.group(1)], m.group(1)) for m in _PLACE_PATTERN.finditer(text))
+
+
+def _no_one(token: Token) -> bool:
+    if token.lower_ in ("nobody", "none", "nothing", "noone", "no-one"):
+        return True
+    return token.lower_ == "one" and any(c.lower_ == "no" for c in token.children)
+
+
 class SceneReader:
     """Reads prompts into :class:`Scene` objects; memoises recent ones (pure, per text)."""
 
@@ -980,4 +1029,5 @@ class SceneReader:
             particles=reading.read_particles(),
             links=tuple(reading.read_links()),
             paths=reading.read_paths(),
+            places=_places(doc.text),
         )

@@ -272,6 +272,8 @@ NEUTRAL_VERBS: Final = frozenset(
         "wait",
         "make",
         "come",
+        "use",  # "using a trowel" is "with a trowel"
+        "wear",  # "wearing a silver cloak" is "in a silver cloak"
     ]
 )
 

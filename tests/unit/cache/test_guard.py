@@ -624,8 +624,10 @@ def test_normalize_prompt_drops_stacked_leading_filler() -> None:
 
 
 def test_normalize_prompt_keeps_filler_not_followed_by_a_word() -> None:
-    assert normalize_prompt("A video of: a fox") == "a video of: a fox"
     assert normalize_prompt("Footage of") == "footage of"
+    assert normalize_prompt("a video of") == "a video of"
+    # before a colon it is a label of framing words, and goes as such
+    assert normalize_prompt("A video of: a fox") == "a fox"
 
 
 def test_normalize_prompt_keeps_filler_inside_the_prompt() -> None:

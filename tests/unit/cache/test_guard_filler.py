@@ -211,6 +211,19 @@ def test_a_request_clause_ended_by_a_comma_goes() -> None:
         "pls make a vid of a heron wading through reeds at dawn",
         "a heron wading through reeds at dawn (high quality, 1080p)",
         "a heron wading through reeds at dawn, please and thank you",
+        # labels naming the medium, numbered shots, titles, platform labels
+        "TikTok ad: a heron wading through reeds at dawn",
+        "Nature promo video: a heron wading through reeds at dawn",
+        "Shot 2 of 5: a heron wading through reeds at dawn",
+        "Title: Still Water. a heron wading through reeds at dawn",
+        "Instagram reel for the wetland trust - a heron wading through reeds at dawn",
+        "hey can u do a vid of a heron wading through reeds at dawn",
+        # generation settings at the end
+        "a heron wading through reeds at dawn, seed: 1234, steps: 30",
+        "a heron wading through reeds at dawn, aspect ratio 9:16, 5 seconds",
+        "a heron wading through reeds at dawn. Duration: 8 seconds. Resolution: 1080p.",
+        "a heron wading through reeds at dawn, hd, 60fps, no watermark",
+        "a heron wading through reeds at dawn (approx 6 seconds)",
     ],
 )
 def test_politeness_separators_brackets_and_leading_hashtags_go(framed: str) -> None:
@@ -227,6 +240,9 @@ def test_politeness_separators_brackets_and_leading_hashtags_go(framed: str) -> 
         "tom - a cat - sleeping",
         "for dinner: a roast chicken",
         "a man - tired - walks home",
+        "beach scene: waves rolling in",  # "scene" is no label ending
+        "a beach, no people",
+        "a clock showing 10:30",
     ],
 )
 def test_politeness_and_brackets_that_are_the_scene_stay(kept: str) -> None:

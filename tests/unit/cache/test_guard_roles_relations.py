@@ -284,3 +284,52 @@ def test_by_hand_says_how_not_who() -> None:
         "someone is watering the seedlings by hand",
     )
     assert not accepts("bread kneaded by hand", "bread kneaded by a machine")
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        # one place phrase attached to nothing by the parser
+        (
+            "a puppy dozing on top of the dryer while it tumbles",
+            "a puppy dozing next to the dryer while it tumbles",
+        ),
+        (
+            "a vase stands between the candles and the clock",
+            "a vase stands behind the candles and the clock",
+        ),
+        ("a dog waiting inside the shop", "a dog waiting outside the shop"),
+    ],
+)
+def test_two_different_place_phrases_differ_wherever_they_hang(
+    request_text: str, candidate: str
+) -> None:
+    why = reason(request_text, candidate)
+    assert why is not None and why.startswith("relation_mismatch:")
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        ("a lantern above a doorway", "a doorway below a lantern"),  # the inverse place
+        ("a fox under the hedge", "beneath the hedge, a fox"),
+        ("a mug on a desk", "a mug on top of a desk"),  # said one way on one side only
+    ],
+)
+def test_the_same_place_said_another_way_is_no_difference(
+    request_text: str, candidate: str
+) -> None:
+    assert accepts(request_text, candidate), reason(request_text, candidate)
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        ("a juggler in the square, nobody watches", "a juggler in the square, everybody watches"),
+        ("a juggler in the square, no one watches", "a juggler in the square, everyone watches"),
+        ("pupils reading, none of them smiling", "pupils reading, all of them smiling"),
+    ],
+)
+def test_an_action_nobody_does_is_negated(request_text: str, candidate: str) -> None:
+    why = reason(request_text, candidate)
+    assert why is not None and why.startswith("negation_mismatch:")

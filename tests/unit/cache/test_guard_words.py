@@ -62,3 +62,14 @@ def test_people_doing_it_is_the_passive_without_an_agent_too() -> None:
         "crates of fish being unloaded from a trawler",
         "people unloading crates of fish from a trawler",
     ).accepted
+
+
+def test_using_and_wearing_are_with_and_in() -> None:
+    assert GUARD.check(
+        "a bricklayer spreading mortar using a trowel",
+        "a bricklayer spreading mortar with a trowel",
+    ).accepted
+    assert GUARD.check("a girl wearing a silver cloak", "a girl in a silver cloak").accepted
+    # what is worn or used is still compared
+    assert not GUARD.check("a girl wearing a silver cloak", "a girl in a golden cloak").accepted
+    assert not GUARD.check("a girl wearing a cloak", "a girl holding a cloak").accepted
