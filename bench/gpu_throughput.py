@@ -418,14 +418,7 @@ async def run_variant(
                 sys.setswitchinterval(switch_interval_ms / 1000)
             started = time.perf_counter()
             try:
-                summary = await run_worker(
-                    settings,
-                    source=JsonlSource(str(path)),
-                    generator=generator,
-                    cache=NullCache(),
-                    store=store,
-                    handle_signals=False,
-                )
+                summary = await _run_file(settings, path, generator, store)
             finally:
                 sys.setswitchinterval(previous_interval)
                 if trace is not None and probe_gil is not None:
@@ -512,6 +505,20 @@ async def run_variant(
         finally:
             await generator.stop()
         return report
+
+
+async def _run_file(
+    settings: Settings, path: Path, generator: WanGenerator, store: LocalObjectStore
+) -> Any:
+    """The events of ``path`` through the real worker (no cache, the local store)."""
+    return await run_worker(
+        settings,
+        source=JsonlSource(str(path)),
+        generator=generator,
+        cache=NullCache(),
+        store=store,
+        handle_signals=False,
+    )
 
 
 def _shape_key(shape: dict[str, Any], model_id: str) -> ShapeKey:
@@ -689,14 +696,7 @@ async def _single_event(
     results = out / "results.jsonl"
     before = len(results.read_text().splitlines())
     await generator.start()  # no-op when started; kept warm from the variant
-    await run_worker(
-        settings,
-        source=JsonlSource(str(path)),
-        generator=generator,
-        cache=NullCache(),
-        store=store,
-        handle_signals=False,
-    )
+    await _run_file(settings, path, generator, store)
     result = json.loads(results.read_text().splitlines()[before])
     t = {k: datetime.fromisoformat(v) for k, v in result["timings"].items() if v}
     return {
