@@ -987,6 +987,7 @@ class SceneReader:
     def __init__(self, parser: Language | None = None, *, memo_size: int = 16384) -> None:
         self._parser = parser
         self._memo: OrderedDict[str, Scene] = OrderedDict()
+        self._normalized: OrderedDict[str, str] = OrderedDict()  # prompt -> its text
         self._memo_size = memo_size
         self._phrases: frozenset[tuple[str, ...]] | None = None
         self._lemmas: Lemmas | None = None
@@ -1002,7 +1003,11 @@ class SceneReader:
 
     def read(self, prompt: str) -> Scene:
         """The scene of ``prompt`` (normalised first: case, filler and quality tags go)."""
-        text = normalize_prompt(prompt)
+        text = self._normalized.get(prompt)
+        if text is None:
+            text = self._normalized[prompt] = normalize_prompt(prompt)
+            if len(self._normalized) > self._memo_size:
+                self._normalized.popitem(last=False)
         found = self._memo.get(text)
         if found is not None:
             self._memo.move_to_end(text)
