@@ -116,7 +116,9 @@ def _synonyms(wordnet: WordNet, word: Word, other: Word) -> bool:
     if word.kind != other.kind or _in_groups(word) or _in_groups(other):
         return False
     left, right = ({w.lemma, us_spelling(w.lemma)} for w in (word, other))
-    return wordnet.synonyms(left, right, word.kind)
+    return wordnet.synonyms(left, right, word.kind) or wordnet.sole_sense_shared(
+        left, right, word.kind
+    )
 
 
 def _derived(wordnet: WordNet, word: Word, other: Word) -> bool:

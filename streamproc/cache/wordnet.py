@@ -7,7 +7,8 @@ same part of speech: "purchase" / "buy", "lawyer" / "attorney", "wide" / "broad"
 same synset as their first sense. WordNet orders a word's senses by how often they were
 tagged in a corpus, and only the first :data:`SENSES` count: a second sense is too often
 rare, slang or a figure of speech ("heap" / "stack" as a large amount, "mop" / "mow" as to
-grimace), and the adjective clusters ("similar to") join words a viewer tells apart
+grimace) — unless the other word has that one sense only (:meth:`WordNet.sole_sense_shared`:
+"arugula" is a sense of "rocket", and nothing else), and the adjective clusters ("similar to") join words a viewer tells apart
 ("rough" / "cracked", "dim" / "dark"); both were measured and left out
 (``docs/benchmarks.md``). Words a synonym group lists never ask (see the guard).
 
@@ -55,6 +56,22 @@ class WordNet:
 
     young: Mapping[int, frozenset[str]] = field(default_factory=dict)
     """Noun synset -> the noun its gloss calls it the young of ("a young dog": puppy)."""
+
+    every: Mapping[str, Mapping[str, tuple[int, ...]]] = field(default_factory=dict)
+    """Kind -> lemma -> all its synsets, most frequent first."""
+
+    def sole_sense_shared(self, left: Iterable[str], right: Iterable[str], kind: str) -> bool:
+        """Whether a form on one side has a single sense as a ``kind`` and it is one of the
+        other side's senses ("arugula" is one of the senses of "rocket")."""
+        table = self.every.get(kind, {})
+        mine = [table.get(lemma.replace(" ", "_"), ()) for lemma in left]
+        theirs = [table.get(lemma.replace(" ", "_"), ()) for lemma in right]
+        return any(
+            len(one) == 1 and one[0] in other
+            for ones, others in ((mine, theirs), (theirs, mine))
+            for one in ones
+            for other in others
+        )
 
     def young_of(self, lemma: str) -> frozenset[str]:
         """The nouns whose young ``lemma`` names in its first senses ("kitten" -> cat)."""
@@ -183,14 +200,16 @@ def load_wordnet() -> WordNet:
     with _LOCK:
         if not _LOADED:
             directory = _data_directory()
-            nouns = _read_index(directory / "index.noun", None)  # every sense, read once
-            senses = {
-                kind: {lemma: found[:SENSES] for lemma, found in nouns.items()}
-                if kind == "noun"
-                else _read_index(directory / f"index.{name}")
+            every = {
+                kind: _read_index(directory / f"index.{name}", None)  # every sense, read once
                 for kind, name in _FILES.items()
+            }
+            nouns = every["noun"]
+            senses = {
+                kind: {lemma: found[:SENSES] for lemma, found in table.items()}
+                for kind, table in every.items()
             }
             made_from = _made_from(nouns, _read_derivations(directory / "data.adj"))
             young = _read_young(directory / "data.noun", nouns)
-            _LOADED.append(WordNet(senses, made_from, young))
+            _LOADED.append(WordNet(senses, made_from, young, every))
         return _LOADED[0]

@@ -81,3 +81,24 @@ def test_derivations_are_read_per_word_of_the_pointer(tmp_path: Path) -> None:
         newline="",
     )
     assert _read_derivations(data) == {9416076: {"rocky"}, 9416077: {"stony"}, 9416078: {"gritty"}}
+
+
+def test_a_word_with_a_single_sense_matches_a_word_that_has_that_sense() -> None:
+    wordnet = load_wordnet()
+    # "arugula" has one sense, the third of "rocket"; the first sense of neither is the other
+    assert not wordnet.synonyms(["rocket"], ["arugula"], "noun")
+    assert wordnet.sole_sense_shared(["rocket"], ["arugula"], "noun")
+    assert wordnet.sole_sense_shared(["arugula"], ["rocket"], "noun")
+    # two words of several senses each still need their first senses to meet
+    assert not wordnet.sole_sense_shared(["boy"], ["son"], "noun")
+    assert not wordnet.sole_sense_shared(["clay"], ["mud"], "noun")
+
+
+def test_the_guard_accepts_a_sole_sense_and_refuses_another_word() -> None:
+    from streamproc.cache.guard import AttributeGuard
+
+    guard = AttributeGuard()
+    assert guard.check("a bowl of rocket and parmesan", "a bowl of arugula and parmesan").accepted
+    assert not guard.check(
+        "a bowl of rocket and parmesan", "a bowl of spinach and parmesan"
+    ).accepted
