@@ -46,10 +46,11 @@ _FILES: Final = dict(zip(KINDS, ("noun", "verb", "adj", "adv"), strict=True))
 
 @dataclass(frozen=True)
 class WordNet:
-    """The first senses of every lemma WordNet lists, per part of speech."""
+    """The senses of every lemma WordNet lists, per part of speech."""
 
     senses: Mapping[str, Mapping[str, tuple[int, ...]]]
-    """Kind -> lemma (lower case, ``_`` between words) -> synset offsets, most frequent first."""
+    """Kind -> lemma (lower case, ``_`` between words) -> all its synset offsets, most
+    frequent first (:meth:`synsets` gives the first :data:`SENSES`)."""
     made_from: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """Noun lemma -> the adjectives WordNet relates to one of its senses ("wool" -> woolly,
     woollen; "mud" -> muddy): derivationally related forms and pertainyms."""
@@ -57,13 +58,10 @@ class WordNet:
     young: Mapping[int, frozenset[str]] = field(default_factory=dict)
     """Noun synset -> the noun its gloss calls it the young of ("a young dog": puppy)."""
 
-    every: Mapping[str, Mapping[str, tuple[int, ...]]] = field(default_factory=dict)
-    """Kind -> lemma -> all its synsets, most frequent first."""
-
     def sole_sense_shared(self, left: Iterable[str], right: Iterable[str], kind: str) -> bool:
         """Whether a form on one side has a single sense as a ``kind`` and it is one of the
         other side's senses ("arugula" is one of the senses of "rocket")."""
-        table = self.every.get(kind, {})
+        table = self.senses.get(kind, {})
         mine = [table.get(lemma.replace(" ", "_"), ()) for lemma in left]
         theirs = [table.get(lemma.replace(" ", "_"), ()) for lemma in right]
         return any(
@@ -200,16 +198,12 @@ def load_wordnet() -> WordNet:
     with _LOCK:
         if not _LOADED:
             directory = _data_directory()
-            every = {
+            senses = {
                 kind: _read_index(directory / f"index.{name}", None)  # every sense, read once
                 for kind, name in _FILES.items()
             }
-            nouns = every["noun"]
-            senses = {
-                kind: {lemma: found[:SENSES] for lemma, found in table.items()}
-                for kind, table in every.items()
-            }
+            nouns = senses["noun"]
             made_from = _made_from(nouns, _read_derivations(directory / "data.adj"))
             young = _read_young(directory / "data.noun", nouns)
-            _LOADED.append(WordNet(senses, made_from, young, every))
+            _LOADED.append(WordNet(senses, made_from, young))
         return _LOADED[0]
