@@ -327,21 +327,20 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                 if j not in backward and _synonyms(wordnet, word, other):
                     forward[i], backward[j] = j, i
                     break
-    unnamed = _unnamed_agents(left, right, forward) | {
-        ("right", j) for _, j in _unnamed_agents(right, left, backward)
-    }
+    mine_unnamed = _unnamed_agents(left, right, forward)
+    their_unnamed = _unnamed_agents(right, left, backward)
     return _Alignment(
         forward,
         backward,
         [
             i
             for i, w in enumerate(left.words)
-            if i not in forward and not w.silent and ("left", i) not in unnamed
+            if i not in forward and not w.silent and i not in mine_unnamed
         ],
         [
             j
             for j, w in enumerate(right.words)
-            if j not in backward and not w.silent and ("right", j) not in unnamed
+            if j not in backward and not w.silent and j not in their_unnamed
         ],
     )
 
@@ -350,11 +349,11 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
 _UNNAMED: Final = frozenset({"someone", "somebody", "people", "person"})
 
 
-def _unnamed_agents(scene: Scene, other: Scene, mapping: Mapping[int, int]) -> set[tuple[str, int]]:
+def _unnamed_agents(scene: Scene, other: Scene, mapping: Mapping[int, int]) -> set[int]:
     # "someone is cutting fresh pasta" / "fresh pasta is being cut": an agent nobody is named
     # for is what a passive without agent implies. Only where the aligned action has no
     # agent on the other side that is left without a counterpart ("a chef cuts" names one).
-    found: set[tuple[str, int]] = set()
+    found: set[int] = set()
     matched = set(mapping.values())
     for role in scene.roles:
         word = scene.words[role.participant]
@@ -366,7 +365,7 @@ def _unnamed_agents(scene: Scene, other: Scene, mapping: Mapping[int, int]) -> s
             for r in other.roles
         )
         if verb is not None and not named:
-            found.add(("left", role.participant))
+            found.add(role.participant)
     return found
 
 

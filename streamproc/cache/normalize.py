@@ -296,14 +296,19 @@ def _drop_hashtags(text: str) -> str:
         end -= 1
     if end == len(words):
         return text
-    body = [w for part in words[:end] for w in _split_words(part.strip(",.;:!"))]
-    kept = [w for w in words[end:] if _kept_hashtag(w, body)]
-    return _strip_edges(" ".join(words[:end] + kept))
+    return _strip_edges(" ".join(words[:end] + _kept_hashtags(words[end:], words[:end])))
 
 
-def _kept_hashtag(tag: str, body: list[str]) -> bool:
-    bare = tag.strip("#,.;:!")
-    return bool(_names_a_detail(bare) or _TAG_NUMBER.search(tag)) and not _repeats(bare, body)
+def _kept_hashtags(tags: list[str], prompt: list[str]) -> list[str]:
+    """The hashtags of ``tags`` that stay beside the prompt's words: a detail or a number
+    the prompt does not already say."""
+    body = [w for part in prompt for w in _split_words(part.strip(",.;:!"))]
+    return [
+        tag
+        for tag in tags
+        if (_names_a_detail(tag.strip("#,.;:!")) or _TAG_NUMBER.search(tag))
+        and not _repeats(tag.strip("#,.;:!"), body)
+    ]
 
 
 def _names_a_detail(tag: str) -> bool:
@@ -385,9 +390,7 @@ def _drop_leading_hashtags(text: str) -> str:
         start += 1
     if start == 0:
         return text
-    body = [w for part in words[start:] for w in _split_words(part.strip(",.;:!"))]
-    kept = [w for w in words[:start] if _kept_hashtag(w, body)]
-    return _strip_edges(" ".join(kept + words[start:]))
+    return _strip_edges(" ".join(_kept_hashtags(words[:start], words[start:]) + words[start:]))
 
 
 def _drop_filler(text: str) -> str:
