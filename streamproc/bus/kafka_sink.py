@@ -98,7 +98,7 @@ class KafkaSink(AsyncResource, Sink):
         except KafkaError as exc:
             await producer.stop()
             raise self._error("metadata request", exc) from None
-        except BaseException:
+        except BaseException:  # outcome: the client is closed and the error re-raised
             await producer.stop()
             raise
         self._producer = producer

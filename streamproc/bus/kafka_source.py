@@ -132,7 +132,7 @@ class KafkaSource(AsyncResource, Source):
         except KafkaError as exc:
             await consumer.stop()
             raise self._error("metadata request", exc) from None
-        except BaseException:
+        except BaseException:  # outcome: the client is closed and the error re-raised
             await consumer.stop()
             raise
         consumer.subscribe(
@@ -331,7 +331,7 @@ class KafkaSource(AsyncResource, Source):
             # Awaited directly (not wrapped in a task), so the records land in the buffer in
             # the same step as aiokafka checked they belong to the current assignment.
             return await consumer.getmany(timeout_ms=int(_POLL_S * 1000), max_records=room)
-        except Exception as exc:
+        except Exception as exc:  # outcome: re-raised as TransportError, fatal ones end the source
             error = self._error("poll", exc)
             if isinstance(error, RecordRejected):  # no record to dead-letter in a poll
                 error = ServiceRefused(str(error), component=_COMPONENT)
@@ -392,6 +392,8 @@ class KafkaSource(AsyncResource, Source):
                     gone, grace_s=self._settings.revoke_grace_ms / 1000
                 )
             except Exception:  # aiokafka would only log it; say what it broke
+                # outcome: the revoked partitions' unfinished records stay uncommitted and
+                # their next owner answers them; logged.
                 log.exception("partitions_revoked_failed")
         for tp in revoked:
             self._unacked.pop(tp, None)
@@ -407,6 +409,8 @@ class KafkaSource(AsyncResource, Source):
             try:
                 await self._listener.partitions_assigned(got)
             except Exception:
+                # outcome: nothing was prepared for the partitions (the listener only logs);
+                # their records are read from the committed offsets as usual; logged.
                 log.exception("partitions_assigned_failed")
 
 
