@@ -55,12 +55,17 @@ def fill_padded(
     mask[:n, :length].copy_(input_mask)
 
 
-def prepared_sizes(rows: int, tokens: int, step: int) -> list[tuple[int, int]]:
+def prepared_sizes(
+    rows: int, tokens: int, step: int, limit: int | None = None
+) -> list[tuple[int, int]]:
     """The (rows, tokens) graphs that serve every call of at most ``rows`` texts and
-    ``tokens`` tokens: each power of two up to ``rows``' bucket, each multiple of ``step``
-    up to ``tokens`` rounded up."""
+    ``tokens`` tokens: each power of two up to ``rows``' bucket, and each padded length
+    :func:`padded_size` gives up to ``tokens`` (multiples of ``step``, at most ``limit``)."""
     buckets = [1 << i for i in range(rows_bucket(rows).bit_length())]
-    lengths = range(step, -(-tokens // step) * step + 1, step)
+    cap = limit if limit is not None else -(-tokens // step) * step
+    lengths = sorted(
+        {padded_size(min(n, tokens), step, cap) for n in range(step, tokens + step, step)}
+    )
     return [(r, t) for r in buckets for t in lengths]
 
 
@@ -94,7 +99,7 @@ class GraphedTextEncoder:
         CUDA or once recording has failed."""
         rows, tokens = min(rows, self.max_rows), min(tokens, self.max_tokens)
         recorded = 0
-        for key in prepared_sizes(rows, tokens, self.token_step):
+        for key in prepared_sizes(rows, tokens, self.token_step, self.max_tokens):
             if not self.enabled:
                 break
             if key not in self._graphs and self._record(key) is not None:

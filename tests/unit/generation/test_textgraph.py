@@ -101,6 +101,11 @@ def test_the_prepared_sizes_serve_every_call_up_to_the_limits() -> None:
         for length in range(1, 129):
             assert (rows_bucket(n), padded_size(length, 32, 512)) in sizes
     assert prepared_sizes(3, 40, 32) == [(r, t) for r in (1, 2, 4) for t in (32, 64)]
+    # a token limit that is no multiple of the step: the calls pad to the limit itself
+    capped = prepared_sizes(2, 100, 32, limit=100)
+    assert capped == [(r, t) for r in (1, 2) for t in (32, 64, 96, 100)]
+    for length in range(1, 101):
+        assert (1, padded_size(length, 32, 100)) in capped
 
 
 class _Recorder(GraphedTextEncoder):
