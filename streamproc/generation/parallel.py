@@ -353,11 +353,15 @@ class ContextParallelGenerator(WanGenerator):
                 "can make it"
             )
         call = ("latents", shape, list(requests))
-        try:
-            for conn in self._pipes:
+        for rank, conn in enumerate(self._pipes, start=1):
+            try:
                 conn.send(call)
-        except OSError as exc:
-            self._lose(f"a rank stopped listening: {exc}")
+            except OSError as exc:
+                # Name the dead rank, as the receiving side does (a broken pipe is its death).
+                self._lose(
+                    self._dead_rank(wait_s=1.0)
+                    or f"rank {rank} of {self._world} stopped listening: {exc}"
+                )
         try:
             latents = super()._latents(runner, shape, requests, stages, control)
         except Exception as exc:  # outcome: GeneratorLost -> batch abandoned, worker exits 5
