@@ -194,6 +194,8 @@ def run_variant(
         result["fraction_of_matmul"] = round(result["tflops_per_s"] / args.matmul_tflops, 3)
     if getattr(decoder, "label", None):
         result["label"] = decoder.label
+    if getattr(decoder, "fallback", None):
+        result["fallback"] = decoder.fallback  # compiled frames refused: these ran eagerly
     return result, out
 
 

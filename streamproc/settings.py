@@ -281,7 +281,8 @@ class GenerationSettings(_Section):
         "diffusers",
         description="How latents become frames: 'diffusers' (the VAE one latent frame per "
         "pass), 'chunked' (the same causal decode over longer time axes, same frames within "
-        "float rounding), 'compiled' (chunked under torch.compile, compiled at warm-up) or "
+        "float rounding), 'compiled' (chunked with the decoder's layers compiled one by one at warm-up, "
+        "checked against the eager decode once per shape) or "
         "'tiny' (a TAEHV-family decoder: cheaper, different frames, named in the model id).",
     )
     decode_chunk_frames: int = Field(
@@ -292,7 +293,7 @@ class GenerationSettings(_Section):
     )
     decode_cuda_graphs: bool = Field(
         False,
-        description="compiled, on CUDA: replay the compiled decode as a CUDA graph "
+        description="compiled, on CUDA: replay the compiled decoder layers as CUDA graphs "
         "(torch.compile mode 'reduce-overhead').",
     )
     decode_autotune: bool = Field(

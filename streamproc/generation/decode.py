@@ -8,9 +8,10 @@
   decoder pass (``decode_chunk_frames = 0``) or a few latent frames per pass. The causal
   caches carry exactly what diffusers' frame-by-frame loop carries, so the frames are equal
   within float rounding (tested against ``diffusers`` for several lengths and batch sizes).
-* ``compiled`` — ``chunked`` with the whole pass loop under one ``torch.compile`` graph (the
-  loop is unrolled; its caches never leave the graph), optionally replayed as a CUDA graph
-  (``decode_cuda_graphs``, CUDA only).
+* ``compiled`` — ``chunked`` with the decoder's normalisations, causal convolutions and
+  attention blocks compiled one by one by ``torch.compile`` (the cache loop stays eager),
+  optionally replayed as CUDA graphs (``decode_cuda_graphs``, CUDA only); checked against the
+  eager decode on the first call of each shape (:class:`CompiledDecode`).
 * ``tiny`` — a TAEHV-family decoder (:mod:`streamproc.generation.taehv`) instead of the VAE:
   a different, cheaper model whose frames differ from the VAE's, so it names itself in the
   model id (and with it the cache scope and object keys).
@@ -31,8 +32,10 @@ only torch and diffusers.
 from __future__ import annotations
 
 import hashlib
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +49,8 @@ if TYPE_CHECKING:
 STRATEGIES = ("diffusers", "chunked", "compiled", "tiny")
 
 _WRAPPED = "_streamproc_multi_frame_first_chunk"
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -120,18 +125,38 @@ class ChunkedDecode(VaeDecode):
         return causal_decode(self.vae, self.vae_input(latents), self.options.chunk_frames)
 
 
+#: Decoder modules (diffusers' Wan VAE classes) that ``compiled`` compiles one by one: each is a
+#: tensor function of its input (and a causal convolution's cache tensor); the causal-cache
+#: bookkeeping between them stays eager.
+COMPILED_REGIONS = ("WanRMS_norm", "WanCausalConv3d", "WanAttentionBlock")
+
+#: Relative L2 distance from the eager decode above which compiled frames are refused. Layout
+#: and rounding differences measure about 0.013 in bf16 (docs/benchmarks.md); the whole-pass
+#: graph inductor got wrong measured about 1.0.
+COMPILED_TOLERANCE = 0.05
+
+
 class CompiledDecode(VaeDecode):
-    """:class:`ChunkedDecode` compiled as one graph per input shape (first call compiles)."""
+    """``chunked`` with the decoder's normalisations, causal convolutions and attention blocks
+    each compiled on its own (the first call of each shape compiles); the loop that carries the
+    causal caches runs eagerly between them.
+
+    Why regions and not one graph of the whole pass: with the pass under a single graph,
+    inductor (torch 2.11, H200, bf16) produced frames unrelated to the VAE's (PSNR 14 dB against
+    ``diffusers``; correct in fp32 and under ``aot_eager``), while every region compiled alone
+    matches it. See docs/benchmarks.md, "Seventh GPU session".
+
+    Invariant: this decoder never returns frames that disagree with the eager decode. The first
+    call of each input shape also decodes eagerly and compares (relative L2 ≤
+    :data:`COMPILED_TOLERANCE`); on a mismatch it logs an error, returns the eager frames and
+    decodes eagerly from then on (``fallback`` says why).
+    """
 
     def __init__(self, vae: Any, options: DecodeOptions) -> None:
         super().__init__(vae, options)
         self.cuda_graphs = options.cuda_graphs and vae.device.type == "cuda"
         allow_multi_frame_first_chunk(vae.decoder)
-        chunk = options.chunk_frames
-
-        def run(z: torch.Tensor) -> torch.Tensor:
-            return causal_decode(vae, z, chunk)
-
+        _raise_recompile_limit()
         modes = {
             (False, False): None,
             (True, False): "reduce-overhead",
@@ -139,22 +164,78 @@ class CompiledDecode(VaeDecode):
             (True, True): "max-autotune",
         }
         mode = modes[self.cuda_graphs, options.autotune]
-        self._run: Callable[[torch.Tensor], torch.Tensor] = torch.compile(
-            # One graph or an error: a graph break would split the CUDA graph and the fusions.
-            run,
-            mode=mode,
-            dynamic=False,
-            fullgraph=True,
-            backend=options.compile_backend,
-        )
+        self._regions: list[tuple[torch.nn.Module, Callable[..., Any], Callable[..., Any]]] = []
+        for module in vae.decoder.modules():
+            if type(module).__name__ in COMPILED_REGIONS:
+                eager = module.forward
+                compiled = torch.compile(
+                    # One graph per region or an error: a break would split its fusions.
+                    eager,
+                    mode=mode,
+                    dynamic=False,
+                    fullgraph=True,
+                    backend=options.compile_backend,
+                )
+                self._regions.append((module, eager, compiled))
+        #: Input shapes whose compiled frames were compared with the eager decode.
+        self.checked: set[tuple[int, ...]] = set()
+        #: Why this decoder decodes eagerly now (None: it runs compiled).
+        self.fallback: str | None = None
 
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
         z = self.vae_input(latents)
-        if not self.cuda_graphs:
-            return self._run(z)
-        torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
-        # A CUDA graph's output lives in its memory pool until the next replay: keep a copy.
-        return self._run(z).clone()
+        if self.fallback is not None:
+            return self._eager(z)
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
+        with self._compiled():
+            # A CUDA graph's output lives in its memory pool until the next replay: keep a copy.
+            video = causal_decode(self.vae, z, self.options.chunk_frames).clone()
+        shape = tuple(z.shape)
+        if shape not in self.checked:
+            reference = self._eager(z)
+            distance = relative_l2(video, reference)
+            self.checked.add(shape)
+            if not distance <= COMPILED_TOLERANCE:  # NaN counts as a mismatch
+                self.fallback = (
+                    f"compiled decode of latents {list(shape)} is {distance:.3g} (relative L2) "
+                    f"from the eager decode, above {COMPILED_TOLERANCE}: decoding eagerly"
+                )
+                _log.error("decode_compiled_mismatch: %s", self.fallback)
+                return reference
+        return video
+
+    def _eager(self, z: torch.Tensor) -> torch.Tensor:
+        return causal_decode(self.vae, z, self.options.chunk_frames)
+
+    @contextmanager
+    def _compiled(self) -> Iterator[None]:
+        """The compiled regions in place for one decode (other decoders of the same VAE, and
+        the eager reference, see the modules as diffusers left them)."""
+        for module, _, compiled in self._regions:
+            module.forward = compiled
+        try:
+            yield
+        finally:
+            for module, eager, _ in self._regions:
+                module.forward = eager
+
+
+def relative_l2(a: torch.Tensor, b: torch.Tensor) -> float:
+    """‖a - b‖ / ‖b‖ in float32 (0 when both are zero)."""
+    diff = (a.float() - b.float()).norm()
+    scale = b.float().norm()
+    return float(diff / scale) if float(scale) > 0 else float(diff)
+
+
+def _raise_recompile_limit(limit: int = 256) -> None:
+    """Dynamo compiles a region once per shape; the decoder has a few dozen shapes, more than
+    the default limit after which it would silently run the rest eagerly."""
+    import torch._dynamo
+
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), limit))
 
 
 class TinyDecode(VideoDecoder):

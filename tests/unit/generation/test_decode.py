@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from streamproc.batching import ShapeKey
 from streamproc.generation.base import GenerationRequest
 from streamproc.generation.decode import (
+    COMPILED_REGIONS,
     DecodeOptions,
     allow_multi_frame_first_chunk,
     build_decoder,
@@ -134,6 +135,75 @@ def test_compiled_decode_runs_on_cpu_and_gives_diffusers_frames(vae: Any) -> Non
         again = decoder(z)
     assert (out - reference(vae, 1, 9)).abs().max() <= FP32_TOLERANCE
     assert torch.equal(out, again)
+
+
+def test_compiled_decode_compiles_regions_only_during_its_calls(vae: Any) -> None:
+    decoder = build_decoder(vae, DecodeOptions(strategy="compiled", compile_backend="eager"))
+    kinds = {type(m).__name__ for m in vae.decoder.modules()}
+    assert set(COMPILED_REGIONS) <= kinds  # diffusers still names the modules compiled
+    regions = [m for m in vae.decoder.modules() if type(m).__name__ in COMPILED_REGIONS]
+    forwards = [m.forward for m in regions]
+    seen: list[bool] = []
+    original = regions[0].forward
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(True)
+        return original(*args, **kwargs)
+
+    with torch.inference_mode():
+        decoder(latents(1, 5))
+    # Afterwards the VAE is as diffusers left it: another decoder of it runs eagerly.
+    assert [m.forward for m in regions] == forwards
+    regions[0].forward = spy  # type: ignore[method-assign]
+    try:
+        decode(vae, latents(1, 5), strategy="chunked")
+    finally:
+        regions[0].forward = original  # type: ignore[method-assign]
+    assert seen
+
+
+@torch._dynamo.register_backend(name="streamproc_test_off_by_one")  # type: ignore[misc]
+def _off_by_one(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> Any:
+    """A miscompiling backend: every floating-point output of a graph is off by one."""
+
+    def shift(t: torch.Tensor) -> torch.Tensor:
+        return t + 1.0 if t.is_floating_point() else t
+
+    def run(*args: Any) -> Any:
+        out = gm(*args)
+        return type(out)(shift(t) for t in out) if isinstance(out, (tuple, list)) else shift(out)
+
+    return run
+
+
+def test_compiled_frames_that_disagree_with_the_eager_decode_are_never_returned(
+    vae: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    decoder = build_decoder(
+        vae, DecodeOptions(strategy="compiled", compile_backend="streamproc_test_off_by_one")
+    )
+    expected = reference(vae, 1, 9)
+    with torch.inference_mode():
+        first = decoder(latents(1, 9))
+        again = decoder(latents(1, 9))
+    assert (first - expected).abs().max() <= FP32_TOLERANCE
+    assert (again - expected).abs().max() <= FP32_TOLERANCE
+    reason = decoder.fallback  # type: ignore[attr-defined]
+    assert reason is not None and "from the eager decode" in reason
+    assert "decode_compiled_mismatch" in caplog.text
+
+
+def test_compiled_decode_checks_each_shape_once(vae: Any) -> None:
+    decoder = build_decoder(vae, DecodeOptions(strategy="compiled", compile_backend="eager"))
+    with torch.inference_mode():
+        decoder(latents(1, 5))
+        decoder(latents(1, 5, seed=3))
+        decoder(latents(2, 5))
+    assert decoder.checked == {  # type: ignore[attr-defined]
+        (1, 48, 2, 2, 4),
+        (2, 48, 2, 2, 4),
+    }
+    assert decoder.fallback is None  # type: ignore[attr-defined]
 
 
 def test_unknown_strategy_is_refused(vae: Any) -> None:
