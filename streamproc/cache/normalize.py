@@ -74,7 +74,9 @@ _REQUEST_ONLY: Final = re.compile(
 #: A label before a colon: "text to video:", "prompt:", "t2v:".
 _LABEL: Final = re.compile(
     r"(?:(?:text|txt)[- ]?(?:to|2)[- ]?(?:video|vid)|t2v|prompt|video\s+prompt|"
-    r"description|caption|title\s*:\s*[^.:]{1,40}\.)\s*:?\s*(?=\w)"
+    r"description|caption|title\s*:\s*[^.:]{1,40}\.|"
+    r"(?:working\s+)?title\s*:?\s*[\"\u201c\u201d'][^\"\u201c\u201d]{1,60}[\"\u201c\u201d']"
+    r"\s*(?:[-:,.\u2013\u2014]+\s*)?)\s*:?\s*(?=\w)"
 )
 #: A leading part ended by a colon, a comma or a full stop ("video request:", "generate:",
 #: "4k, cinematic:", "short video,", "masterpiece.") goes when every word of it is one of these: words about the request, the
@@ -89,7 +91,7 @@ _FRAMING: Final = """
 """
 #: Words that may stand in a framing part but do not make one on their own.
 _FRAMING_GLUE: Final = (
-    "to 2 me us a an the for my our new could can would will you u this that it i we of"
+    "to 2 me us a an the for my our new could can would will you u this that it i we of one"
 )
 _FRAMING_ANCHORS: Final = frozenset(_FRAMING.split())
 _FRAMING_WORDS: Final = _FRAMING_ANCHORS | frozenset(_FRAMING_GLUE.split())
@@ -122,6 +124,7 @@ _TAGS: Final = """
     realistic photorealistic photoreal hyperrealistic hyper-realistic lifelike epic
     atmospheric aesthetic moody clean sleek polished crisp
     duration length resolution aspect ratio seed steps seconds second secs sec watermark
+    guidance cfg fps
 """
 _TAG_WORDS: Final = frozenset(_TAGS.split())
 #: Words that are tags only beside another tag ("high quality", "sharp focus", "cinematic
@@ -147,8 +150,8 @@ _THANKS: Final = re.compile(
 )
 #: What the video is for, said at the end: "... ? it's for a school project".
 _PURPOSE: Final = re.compile(
-    r"\s*[,.!?;:]+\s*(?:it'?s|it\s+is|this\s+is)\s+for\s+(?:a|an|my|our|the)\s+[^,.!?;:]{1,40}"
-    r"[\s.!?]*$"
+    r"\s*[,.!?;:]+\s*(?:it'?s|it\s+is|this\s+is|(?:i|we)?\s*need(?:ed)?\s+it)\s+for\s+"
+    r"(?:a|an|my|our|the)\s+[^,.!?;:]{1,60}[\s.!?]*$"
 )
 #: A bare "please" at the end, filler only after a request at the start ("make me a clip
 #: of … please").
@@ -158,6 +161,11 @@ _PARAMETERS: Final = re.compile(r"(?:\s+--[a-z]+(?:\s+[\w:.]+)?)+$")
 #: A bracketed group ("[4k]", "(high quality)"): filler when its words are.
 _BRACKETED: Final = re.compile(r"[\[(]([^\[\]()]{1,60})[\])]")
 _TRENDING: Final = re.compile(r"^trending\s+on\s.*$")
+#: A draft's number in a leading label ("concept #3", "take #2").
+_SERIAL: Final = re.compile(r"#\d+")
+#: Intensifiers that make a part of tag modifiers alone a quality tag ("ultra sharp",
+#: "super crisp"); "sharp" alone may describe a thing.
+_INTENSIFIERS: Final = frozenset({"ultra", "super", "hyper", "highly", "extremely"})
 _RESOLUTION_TAGS: Final = frozenset(["4k", "8k", "hd", "uhd", "1080p", "720p"])
 # NFKC and case folding can each undo the other's fixed point for a few code points, so
 # both are repeated until the text is stable; real text settles in one or two passes.
@@ -165,7 +173,12 @@ _MAX_PASSES: Final = 8
 
 
 def _is_edge_char(ch: str) -> bool:
-    return ch.isspace() or unicodedata.category(ch).startswith("P")
+    # Punctuation, and symbols such as emoji, decorate the ends ("… thanks a lot 🙏").
+    return ch.isspace() or unicodedata.category(ch)[0] in "PS" or ch in _EMOJI_JOINERS
+
+
+#: What joins or varies an emoji at an edge (zero-width joiner, variation selectors).
+_EMOJI_JOINERS: Final = frozenset({"\u200d", "\ufe0e", "\ufe0f"})
 
 
 def _strip_edges(text: str) -> str:
@@ -212,6 +225,7 @@ def _is_framing(part: str) -> bool:
         or w in _TAG_WORDS
         or w in _TAG_MODIFIERS
         or _TAG_PATTERN.fullmatch(w)
+        or _SERIAL.fullmatch(w)  # "ad concept #3:"
     ]
     anchored = any(w in _FRAMING_ANCHORS or w in _TAG_WORDS for w in words)
     return anchored and len(framing) == len(words) and len(words) <= 5
@@ -224,12 +238,17 @@ _LABEL_ENDINGS: Final = frozenset(
 
 
 def _labels_a_medium(match: re.Match[str]) -> bool:
-    words = match.group("part").split()
-    return (
-        match.group(0).rstrip().endswith(":")
-        and 0 < len(words) <= 4
-        and (words[-1] in _LABEL_ENDINGS)
-    )
+    return match.group(0).rstrip().endswith(":") and _names_a_medium(match.group("part").split())
+
+
+def _names_a_medium(words: list[str]) -> bool:
+    """A short label ending in the medium: "bakery promo video", "sports promo", "ad"."""
+    return 0 < len(words) <= 4 and words[-1] in _LABEL_ENDINGS
+
+
+#: A length inside a leading bracketed label beside a medium label ("10s", "15 sec", "30
+#: seconds"); "20s" to "90s" written so may be an era ("[90s, ad]") and stay.
+_DURATION: Final = re.compile(r"\d{1,3}\s?(?:sec|secs|seconds?)|(?![2-9]0s)\d{1,3}s")
 
 
 def _drop_leading(text: str) -> str:
@@ -330,6 +349,12 @@ def _only_modifiers(part: str) -> bool:
     return bool(words) and all(w in _TAG_MODIFIERS for w in words)
 
 
+def _intensified(part: str) -> bool:
+    """A quality tag of modifiers alone, one of them an intensifier: "ultra sharp"."""
+    words = part.split()
+    return len(words) >= 2 and _only_modifiers(part) and not _INTENSIFIERS.isdisjoint(words)
+
+
 def _last_part(text: str) -> tuple[str, str] | None:
     """``text`` split at its last part separator (comma, semicolon, sentence end, a pipe or
     a free-standing dash), or None."""
@@ -357,7 +382,8 @@ def _drop_trailing(text: str, asked: bool = False) -> str:
         if split is None:
             break
         head, tail = split
-        if head.strip() and (_is_tag_list(tail) or (dropped and _only_modifiers(tail))):
+        tag = _is_tag_list(tail) or _intensified(tail)
+        if head.strip() and (tag or (dropped and _only_modifiers(tail))):
             text, dropped = _strip_edges(head), True
             continue
         break
@@ -372,10 +398,18 @@ def _drop_trailing(text: str, asked: bool = False) -> str:
 
 def _drop_brackets(text: str) -> str:
     # "[high quality] [4k] a potter …", "… (best quality)": a bracketed tag list or request.
+    # At the very start a bracket may also label the medium and its length ("[sports promo,
+    # 10s]", "(ad, 15 sec)").
     def drop(match: re.Match[str]) -> str:
         inner = match.group(1).strip()
         parts = [p.strip() for p in re.split(r"[,;|]", inner.casefold())]
         filler = all(p and (_is_tag_list(p) or _is_framing(p)) for p in parts)
+        if not filler and match.start() == 0:
+            labels = [p for p in parts if _names_a_medium(p.split())]
+            filler = bool(labels) and all(
+                p in labels or _is_tag_list(p) or _is_framing(p) or _DURATION.fullmatch(p)
+                for p in parts
+            )
         return " " if filler else match.group(0)
 
     return _BRACKETED.sub(drop, text)

@@ -254,3 +254,46 @@ def test_a_leading_hashtag_that_names_a_detail_stays_for_the_guard() -> None:
     assert normalize_prompt("#sunset #birds a heron wading through reeds") == (
         "sunset a heron wading through reeds"
     )
+
+
+@pytest.mark.parametrize(
+    "framed",
+    [
+        # a leading bracket that labels the medium, with its length
+        "[Bakery promo, 15s] a baker dusting flour over fresh loaves",
+        "(tiktok ad, 20 sec) a baker dusting flour over fresh loaves",
+        # a working title in quotes, and a numbered draft label
+        'Working title "Morning Rise" - a baker dusting flour over fresh loaves',
+        "Concept #4: a baker dusting flour over fresh loaves",
+        # generator settings after a full stop, intensified quality tags, a frame rate
+        "a baker dusting flour over fresh loaves. Seed: 5521, steps: 40, guidance 6",
+        "a baker dusting flour over fresh loaves, super crisp",
+        "a baker dusting flour over fresh loaves, 24 fps",
+        # a request that says what it is for, closed by thanks and an emoji
+        "Hey, could you make this one: a baker dusting flour over fresh loaves? "
+        "Need it for a client pitch on Friday morning, thanks so much 🙏",
+    ],
+)
+def test_labels_settings_and_purposes_of_other_shapes_go(framed: str) -> None:
+    assert normalize_prompt(framed) == "a baker dusting flour over fresh loaves"
+    assert GUARD.check(framed, "A baker dusting flour over fresh loaves").accepted
+
+
+@pytest.mark.parametrize(
+    ("framed", "kept"),
+    [
+        # an era in a leading bracket is a detail, even beside a medium label
+        ("[1950s] a baker dusting flour over fresh loaves", "1950s"),
+        ("[80s, ad] a baker dusting flour over fresh loaves", "80s"),
+        # one modifier alone may describe the scene; a modifier with a scene word too
+        ("a baker dusting flour over fresh loaves, sharp", "sharp"),
+        ("a baker dusting flour over fresh loaves, ultra wide", "wide"),
+        # guidance as the scene's own word
+        ("a baker giving guidance to an apprentice", "guidance"),
+    ],
+)
+def test_details_near_the_new_filler_shapes_stay(framed: str, kept: str) -> None:
+    assert kept in normalize_prompt(framed)
+    # The prompt without that detail is another video.
+    plain = normalize_prompt(framed).replace(kept, "").replace("[", "").replace("]", "")
+    assert not GUARD.check(framed, " ".join(plain.replace(",", " ").split())).accepted
