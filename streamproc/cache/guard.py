@@ -113,11 +113,24 @@ def _synonyms(wordnet: WordNet, word: Word, other: Word) -> bool:
     # Only for words no hand-written group lists: a group fixes the sense a prompt means by
     # its word, where WordNet's most frequent sense may be another ("jog" is to ramble on,
     # "bike" a motorcycle, "draw" to pull).
-    if word.kind != other.kind or _in_groups(word) or _in_groups(other):
+    if word.kind != other.kind:
         return False
     left, right = ({w.lemma, us_spelling(w.lemma)} for w in (word, other))
+    if _in_groups(word) or _in_groups(other):
+        # Unless neither word has another sense to mean ("grandpa" / "grandad").
+        return wordnet.one_sense_each(left, right, word.kind)
     return wordnet.synonyms(left, right, word.kind) or wordnet.sole_sense_shared(
         left, right, word.kind
+    )
+
+
+def _phrasal_synonyms(wordnet: WordNet, word: Word, other: Word, particles: frozenset[str]) -> bool:
+    # "switches on" / "turns on": phrasal verbs WordNet lists, with a particle both prompts
+    # have. The phrase fixes the sense, so a hand-written group of either verb does not bar it.
+    if word.kind != "verb" or other.kind != "verb":
+        return False
+    return any(
+        wordnet.synonyms({f"{word.lemma} {p}"}, {f"{other.lemma} {p}"}, "verb") for p in particles
     )
 
 
@@ -320,11 +333,16 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                         theirs[j] = i
                         break
         # Last, for words still without a counterpart: a synonym the lexical database knows.
+        shared_particles = left.particles & right.particles
         for i, word in enumerate(left.words):
             if i in forward:
                 continue
             for j, other in enumerate(right.words):
-                if j not in backward and _synonyms(wordnet, word, other):
+                if j in backward:
+                    continue
+                if _synonyms(wordnet, word, other) or _phrasal_synonyms(
+                    wordnet, word, other, shared_particles
+                ):
                     forward[i], backward[j] = j, i
                     break
     mine_unnamed = _unnamed_agents(left, right, forward)

@@ -71,6 +71,14 @@ class WordNet:
             for other in others
         )
 
+    def one_sense_each(self, left: Iterable[str], right: Iterable[str], kind: str) -> bool:
+        """Whether a form on each side has a single sense as a ``kind``, the same synset
+        ("grandpa" / "grandad"): no sense to choose, so no group needs to fix one."""
+        table = self.senses.get(kind, {})
+        mine = {table.get(lemma.replace(" ", "_"), ()) for lemma in left}
+        theirs = {table.get(lemma.replace(" ", "_"), ()) for lemma in right}
+        return any(len(one) == 1 and one in theirs for one in mine)
+
     def young_of(self, lemma: str) -> frozenset[str]:
         """The nouns whose young ``lemma`` names in its first senses ("kitten" -> cat)."""
         found: set[str] = set()

@@ -73,3 +73,26 @@ def test_using_and_wearing_are_with_and_in() -> None:
     # what is worn or used is still compared
     assert not GUARD.check("a girl wearing a silver cloak", "a girl in a golden cloak").accepted
     assert not GUARD.check("a girl wearing a cloak", "a girl holding a cloak").accepted
+
+
+def test_phrasal_verbs_that_wordnet_lists_as_one_sense_match_with_the_same_particle() -> None:
+    assert GUARD.check(
+        "a clerk switches on the desk lamp", "a clerk turns on the desk lamp"
+    ).accepted
+    assert GUARD.check(
+        "a glider lifts off from a field", "a glider takes off from a field"
+    ).accepted
+    # The particle is compared first: on against off stays a mismatch.
+    assert not GUARD.check(
+        "a clerk switches off the desk lamp", "a clerk turns on the desk lamp"
+    ).accepted
+    # Without a shared particle the verbs are only themselves.
+    assert not GUARD.check("a clerk switches the channel", "a clerk turns the channel").accepted
+
+
+def test_a_grouped_word_meets_its_wordnet_synonym_when_neither_has_another_sense() -> None:
+    # "grandpa" is in a hand-written group; it and "grandad" each have one WordNet sense,
+    # the same one.
+    assert GUARD.check("a grandpa feeding ducks", "a grandad feeding ducks").accepted
+    # "bike" has a second sense (a motorcycle), so its group still decides.
+    assert not GUARD.check("a bike on a forest path", "a motorbike on a forest path").accepted
