@@ -13,6 +13,10 @@ and the lemmatiser's own tables, before :mod:`~streamproc.cache.scene` reads it:
 * **verbs tagged as plural nouns** after a reordered clause ("in the morning, a fox trots"
   read as the noun "fox trots"): a plural noun cannot take "a", so it is the verb and the
   noun before it its subject;
+* **a sentence read as one noun phrase** ("the little girl spoons soup into a bowl" with
+  "girl spoons soup" a compound): with no verb in the sentence, a verb form compounded onto
+  the noun right after it, with a determined noun right before it, is the verb, that noun
+  its subject and the next its object;
 * **-ing words tagged as nouns** that modify a noun ("a sailboat gliding") are verbs;
 * **"can" tagged as a modal** without a verb to help ("a soda can") is a noun;
 * **nouns tagged as adjectives** with a determiner of their own ("a kitten sleeping" with
@@ -157,6 +161,7 @@ def correct(doc: Doc, lemmas: Lemmas) -> Doc:
     """Apply the corrections of the module docstring to ``doc`` (in place) and return it."""
     for token in doc:
         _clause_read_as_compound(token, lemmas)
+    _verb_in_a_noun_chain(doc, lemmas)
     for token in doc:
         _retag(token, lemmas)
     for token in doc:
@@ -232,6 +237,48 @@ def _clause_read_as_compound(token: Token, lemmas: Lemmas) -> None:
     for child in moved:
         # Its place, source or receiver belongs to the clause; a clause of its own, to the noun.
         child.head = token if child.dep_ in ("prep", "dative", "advmod", "npadvmod") else noun
+
+
+def _verb_in_a_noun_chain(doc: Doc, lemmas: Lemmas) -> None:
+    # "the little girl spoons soup into a bowl", "a man ships boxes to his son": a sentence
+    # read as one noun phrase, the verb a compound ("girl spoons soup"). With no verb in the
+    # sentence, a plural-noun or verb form that the lemmatiser knows as a verb, compounded
+    # onto the noun after it, with a determined noun before it, is the verb: the noun before
+    # it its subject, the noun after it its object.
+    if any(t.pos_ in ("VERB", "AUX") and t.dep_ != "compound" for t in doc):
+        return
+    for token in doc:
+        obj = token.head
+        if (
+            token.dep_ != "compound"
+            or token.tag_ not in ("NNS", "VBZ")
+            or obj.i != token.i + 1
+            or obj.pos_ != "NOUN"
+            or not lemmas.is_verb(token.lemma_.lower())
+        ):
+            continue
+        subject = doc[token.i - 1] if token.i > 0 else None
+        if subject is None or subject.pos_ not in ("NOUN", "PROPN"):
+            continue
+        start = subject.i
+        while start > 0 and doc[start - 1].pos_ in ("ADJ", "NOUN", "PROPN", "NUM"):
+            start -= 1
+        determiner = doc[start - 1] if start > 0 else None
+        if determiner is None or determiner.dep_ != "det":
+            continue
+        for modifier in doc[determiner.i : subject.i]:
+            if modifier.head.i == obj.i:  # "the", "little" of "the little girl" hung on "soup"
+                modifier.head = subject
+        for before in doc[: determiner.i]:
+            if before.head.i == obj.i:  # a fronted place phrase: "in a kitchen, the girl ..."
+                before.head = token
+        token.head, token.dep_ = (obj.head if obj.head.i != obj.i else token), obj.dep_
+        if token.dep_ == "ROOT":
+            token.head = token
+        subject.head, subject.dep_ = token, "nsubj"
+        obj.head, obj.dep_ = token, "dobj"
+        _make_verb(token, token.lemma_, "VBZ")
+        return
 
 
 def _retag(token: Token, lemmas: Lemmas) -> None:
