@@ -123,7 +123,10 @@ def errors(out: torch.Tensor, ref: torch.Tensor) -> dict[str, float | None]:
     a, b = out.float(), ref.float()
     diff = a - b
     mse01 = float((diff / 2).pow(2).mean())  # in the [0, 1] range of the frames
-    grey = lambda v: ((v.clamp(-1, 1) + 1) * 127.5).round()  # noqa: E731
+
+    def grey(v: torch.Tensor) -> torch.Tensor:
+        return ((v.clamp(-1, 1) + 1) * 127.5).round()
+
     return {
         "max_abs": float(diff.abs().max()),
         "relative_l2": float(diff.norm() / b.norm().clamp_min(1e-12)),
@@ -194,8 +197,9 @@ def run_variant(
         result["fraction_of_matmul"] = round(result["tflops_per_s"] / args.matmul_tflops, 3)
     if getattr(decoder, "label", None):
         result["label"] = decoder.label
-    if getattr(decoder, "fallback", None):
-        result["fallback"] = decoder.fallback  # compiled frames refused: these ran eagerly
+    fallback = getattr(decoder, "fallback", None)
+    if fallback:
+        result["fallback"] = fallback  # compiled frames refused: these ran eagerly
     return result, out
 
 

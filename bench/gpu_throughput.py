@@ -727,8 +727,8 @@ def _pct(values: list[float], pct: float) -> float:
 
 
 def _tokens(shape: dict[str, Any]) -> int:
-    frames = (shape["num_frames"] - 1) // 4 + 1
-    return frames * (shape["height"] // 32) * (shape["width"] // 32)
+    frames = (int(shape["num_frames"]) - 1) // 4 + 1
+    return frames * (int(shape["height"]) // 32) * (int(shape["width"]) // 32)
 
 
 def weights_of(name: str, dtype: str) -> dict[str, Any]:
