@@ -12,7 +12,9 @@ and the lemmatiser's own tables, before :mod:`~streamproc.cache.scene` reads it:
   from the lemmatiser's exceptions;
 * **verbs tagged as plural nouns** after a reordered clause ("in the morning, a fox trots"
   read as the noun "fox trots"): a plural noun cannot take "a", so it is the verb and the
-  noun before it its subject;
+  noun before it its subject; its verb lemma comes from the verb tables ("buries", which
+  the noun lemmatiser makes "burie", is "bury"), and an object the tagger made plural
+  beside it ("… buries the mountain hut", "hut" plural) takes back the number its form says;
 * **a sentence read as one noun phrase** ("the little girl spoons soup into a bowl" with
   "girl spoons soup" a compound): with no verb in the sentence, a verb form compounded onto
   the noun right after it, with a determined noun right before it, is the verb, that noun
@@ -124,6 +126,16 @@ class Lemmas:
                 if found is not None:
                     return found
         return form if form in self._verbs else None
+
+    def present(self, form: str) -> str | None:
+        """The lemma of a third-person present form ("buries" -> "bury", "watches" ->
+        "watch", "lies" -> "lie"), or None."""
+        for cut, add in (("ies", "y"), ("es", ""), ("s", "")):
+            if form.endswith(cut) and len(form) > len(cut) + 1:
+                stem = form[: -len(cut)] + add
+                if stem in self._verbs:
+                    return stem
+        return None
 
     def _from_stem(self, stem: str, suffix: str) -> str | None:
         known = self._verbs
@@ -254,7 +266,7 @@ def _verb_in_a_noun_chain(doc: Doc, lemmas: Lemmas) -> None:
             or token.tag_ not in ("NNS", "VBZ")
             or obj.i != token.i + 1
             or obj.pos_ != "NOUN"
-            or not lemmas.is_verb(token.lemma_.lower())
+            or _verb_lemma(token, lemmas) is None
         ):
             continue
         subject = doc[token.i - 1] if token.i > 0 else None
@@ -277,7 +289,7 @@ def _verb_in_a_noun_chain(doc: Doc, lemmas: Lemmas) -> None:
             token.head = token
         subject.head, subject.dep_ = token, "nsubj"
         obj.head, obj.dep_ = token, "dobj"
-        _make_verb(token, token.lemma_, "VBZ")
+        _make_verb(token, _verb_lemma(token, lemmas), "VBZ")
         return
 
 
@@ -294,11 +306,16 @@ def _retag(token: Token, lemmas: Lemmas) -> None:
         subject.dep_ = "nsubj"
         if subject.pos_ == "ADJ":
             subject.pos_, subject.tag_ = "NOUN", "NN"
-        _make_verb(token, token.lemma_, "VBZ")
-    elif token.tag_ == "NNS" and _has_subject(token) and lemmas.is_verb(token.lemma_.lower()):
+        for child in token.children:
+            # "a squirrel buries an acorn" with "acorn" the noun's "subject": after the verb,
+            # it is the object.
+            if child.dep_ == "nsubj" and child.i > token.i:
+                child.dep_ = "dobj"
+        _make_verb(token, _verb_lemma(token, lemmas), "VBZ")
+    elif token.tag_ == "NNS" and _has_subject(token) and _verb_lemma(token, lemmas) is not None:
         # "an eagle strikes at a snake" read as the noun "strikes" with a subject: only a
         # verb has one.
-        _make_verb(token, token.lemma_, "VBZ")
+        _make_verb(token, _verb_lemma(token, lemmas), "VBZ")
     elif (
         token.pos_ in ("NOUN", "ADJ")
         and form.endswith("ing")
@@ -350,7 +367,7 @@ def _verb_inside_a_phrase(token: Token, lemmas: Lemmas) -> None:
     if (
         token.dep_ != "pobj"
         or token.tag_ not in ("NNS", "VBZ")
-        or not lemmas.is_verb(token.lemma_.lower())
+        or _verb_lemma(token, lemmas) is None
         or prep.dep_ != "prep"
         or prep.lower_ in _SUBORDINATORS  # "watching as an apprentice repairs a tyre"
         or following is None
@@ -382,7 +399,7 @@ def _verb_inside_a_phrase(token: Token, lemmas: Lemmas) -> None:
     for child in list(token.children):
         if prep.i < child.i < token.i and child.i != phrase_object.i:
             child.head = phrase_object
-    _make_verb(token, token.lemma_, "VBZ")
+    _make_verb(token, _verb_lemma(token, lemmas), "VBZ")
 
 
 def _appositive_object(token: Token) -> None:
@@ -398,6 +415,10 @@ def _appositive_object(token: Token) -> None:
         and not any(c.dep_ in ("dobj", "obj") for c in head.children)
     ):
         token.dep_ = "dobj"
+        if token.tag_ == "NNS" and token.lemma_.lower() == token.lower_ and token.lower_[-1] != "s":
+            # "… buries the mountain hut" with "hut" tagged plural beside the misread verb.
+            token.tag_ = "NN"
+            token.set_morph("Number=Sing")
 
 
 def _inverted_subject(token: Token) -> None:
@@ -514,7 +535,7 @@ def _finite_verb(token: Token, lemmas: Lemmas) -> bool:
         for t in (token, *before)
         for c in t.children
     )
-    return singular and bool(before) and lemmas.is_verb(token.lemma_.lower())
+    return singular and bool(before) and _verb_lemma(token, lemmas) is not None
 
 
 def _before_as_noun(child: Token, token: Token, lemmas: Lemmas) -> bool:
@@ -523,6 +544,16 @@ def _before_as_noun(child: Token, token: Token, lemmas: Lemmas) -> bool:
     if child.dep_ == "compound" and child.pos_ in ("NOUN", "PROPN"):
         return True
     return child.dep_ == "amod" and lemmas.is_noun(child.lower_)
+
+
+def _verb_lemma(token: Token, lemmas: Lemmas) -> str | None:
+    """The verb a word tagged as a plural noun would be ("buries", lemmatised as the noun
+    "burie", is "bury"), or None when it is no verb."""
+    found = lemmas.present(token.lower_)
+    if found is not None:
+        return found
+    lemma = token.lemma_.lower()
+    return lemma if lemmas.is_verb(lemma) else None
 
 
 def _make_verb(token: Token, lemma: str | None, tag: str) -> None:

@@ -358,3 +358,15 @@ def test_a_verb_read_as_a_compound_noun_meets_its_passive() -> None:
     assert accepts(request_text, "batter is spooned into a tin by the old baker"), reason(
         request_text, "batter is spooned into a tin by the old baker"
     )
+
+
+def test_an_object_tagged_plural_beside_a_misread_verb_keeps_its_number() -> None:
+    # The parser reads "buries" as a plural noun and "hut" as a plural appositive.
+    assert accepts(
+        "the mountain hut is buried by a fierce blizzard",
+        "a fierce blizzard buries the mountain hut",
+    )
+    why = reason(
+        "a fierce blizzard buries the mountain huts", "a fierce blizzard buries the mountain hut"
+    )
+    assert why is not None and why.startswith("number_mismatch:")

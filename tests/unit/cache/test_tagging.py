@@ -244,3 +244,32 @@ def test_the_noun_after_a_fronted_clause_and_its_comma_is_its_subject(
 def test_an_object_before_the_comma_stays_the_object() -> None:
     doc = correct(PARSER("chasing a ball across the lawn, a puppy"), _compound_lemmas())
     assert next(t for t in doc if t.text == "ball").dep_ == "dobj"
+
+
+@pytest.mark.parametrize(
+    ("form", "lemma"),
+    [("buries", "bury"), ("watches", "watch"), ("goes", "go"), ("lies", "lie"), ("trots", "trot")],
+)
+def test_third_person_forms_have_their_verb_lemma(form: str, lemma: str) -> None:
+    assert LEMMAS.present(form) == lemma
+    assert LEMMAS.present("xylophones") is None
+
+
+def test_a_plural_noun_verb_gets_its_own_lemma_and_its_object_keeps_its_number() -> None:
+    # Tagged: "buries" a plural noun lemmatised "burie", "hut" a plural appositive.
+    doc = correct(PARSER("a fierce blizzard buries the mountain hut"), LEMMAS)
+    buries = next(t for t in doc if t.text == "buries")
+    hut = next(t for t in doc if t.text == "hut")
+    assert (buries.pos_, buries.lemma_) == ("VERB", "bury")
+    assert hut.dep_ == "dobj" and hut.head.i == buries.i
+    assert hut.tag_ == "NN" and "Plur" not in hut.morph.get("Number")
+
+
+def test_the_noun_after_a_plural_noun_verb_is_its_object_not_a_subject() -> None:
+    # Tagged: "buries" a plural noun, "acorn" an adjective and the subject of "buries".
+    doc = correct(PARSER("under the oak, a gray squirrel buries an acorn"), LEMMAS)
+    buries = next(t for t in doc if t.text == "buries")
+    acorn = next(t for t in doc if t.text == "acorn")
+    squirrel = next(t for t in doc if t.text == "squirrel")
+    assert (buries.pos_, buries.lemma_) == ("VERB", "bury")
+    assert squirrel.dep_ == "nsubj" and acorn.dep_ == "dobj" and acorn.head.i == buries.i
