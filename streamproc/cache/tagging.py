@@ -418,7 +418,7 @@ def _appositive_object(token: Token) -> None:
         if token.tag_ == "NNS" and token.lemma_.lower() == token.lower_ and token.lower_[-1] != "s":
             # "… buries the mountain hut" with "hut" tagged plural beside the misread verb.
             token.tag_ = "NN"
-            token.set_morph("Number=Sing")
+            token.set_morph("Number=Sing")  # type: ignore[attr-defined]  # in spaCy, not its stubs
 
 
 def _inverted_subject(token: Token) -> None:
