@@ -370,6 +370,8 @@ async def _produce(
             await parts.webhooks.register(held.event_id, tenant, webhook_url)
         await parts.producer.send(held.event_id, record, tenant=tenant, trace_id=trace_id)
     except BaseException:
+        # outcome: re-raised (the request is answered as an error); a new reservation and
+        # its webhook are released first, so a retry with the same key produces again.
         if kind == "new":
             # Undone best effort: a reservation expires, a hook without an answer is given up
             # when it expires; a retry with the key produces (and registers) again.

@@ -168,6 +168,8 @@ class AccessLog:
         try:
             await self.app(scope, receive, sending)
         except Exception as exc:
+            # outcome: logged once; the client gets a 500 internal_error body unless a response
+            # had already started.
             # Starlette re-raises what its 500 handler answered; this is where it ends,
             # as one log line rather than a traceback from the server.
             log.error(

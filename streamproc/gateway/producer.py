@@ -77,6 +77,7 @@ class PromptProducer(AsyncResource):
             cluster = await asyncio.wait_for(producer.client.fetch_all_metadata(), self._timeout_s)
             require_topics(cluster.topics(), [self.topic], s.bootstrap_servers)
         except BaseException:
+            # outcome: re-raised after the producer is stopped; the gateway does not start.
             await self.stop()
             raise
 
