@@ -156,7 +156,7 @@ class CompiledDecode(VaeDecode):
         super().__init__(vae, options)
         self.cuda_graphs = options.cuda_graphs and vae.device.type == "cuda"
         allow_multi_frame_first_chunk(vae.decoder)
-        _raise_recompile_limit()
+        raise_recompile_limit()
         modes = {
             (False, False): None,
             (True, False): "reduce-overhead",
@@ -228,9 +228,10 @@ def relative_l2(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(diff / scale) if float(scale) > 0 else float(diff)
 
 
-def _raise_recompile_limit(limit: int = 256) -> None:
-    """Dynamo compiles a region once per shape; the decoder has a few dozen shapes, more than
-    the default limit after which it would silently run the rest eagerly."""
+def raise_recompile_limit(limit: int = 256) -> None:
+    """Let dynamo keep at least ``limit`` graphs per compiled function (one per shape: the
+    decoder's regions have a few dozen, the transformer's blocks one per batch size and
+    frame size), beyond its default, after which it would silently run the rest eagerly."""
     import torch._dynamo
 
     for name in ("recompile_limit", "cache_size_limit"):

@@ -16,6 +16,7 @@ import structlog
 import torch
 
 from streamproc.errors import ConfigError
+from streamproc.generation.decode import raise_recompile_limit
 from streamproc.generation.decode import set_conv3d_memory_format as set_conv3d_memory_format
 from streamproc.settings import GenerationSettings
 
@@ -124,9 +125,7 @@ def apply_compile(
     import torch._dynamo
 
     torch._dynamo.config.automatic_dynamic_shapes = False
-    for limit in ("recompile_limit", "cache_size_limit"):
-        if hasattr(torch._dynamo.config, limit):
-            setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 256))
+    raise_recompile_limit()
     # Each repeated block's own forward is compiled (rather than the module call, as diffusers'
     # compile_repeated_blocks does): one graph serves all blocks, and step-cache hooks, which
     # wrap a block's forward from outside, stay eager around the compiled block.
