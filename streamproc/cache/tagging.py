@@ -312,10 +312,10 @@ def _retag(token: Token, lemmas: Lemmas) -> None:
             if child.dep_ == "nsubj" and child.i > token.i:
                 child.dep_ = "dobj"
         _make_verb(token, _verb_lemma(token, lemmas), "VBZ")
-    elif token.tag_ == "NNS" and _has_subject(token) and _verb_lemma(token, lemmas) is not None:
+    elif token.tag_ == "NNS" and _has_subject(token) and (verb := _verb_lemma(token, lemmas)):
         # "an eagle strikes at a snake" read as the noun "strikes" with a subject: only a
         # verb has one.
-        _make_verb(token, _verb_lemma(token, lemmas), "VBZ")
+        _make_verb(token, verb, "VBZ")
     elif (
         token.pos_ in ("NOUN", "ADJ")
         and form.endswith("ing")

@@ -61,9 +61,8 @@ class WordNet:
     def sole_sense_shared(self, left: Iterable[str], right: Iterable[str], kind: str) -> bool:
         """Whether a form on one side has a single sense as a ``kind`` and it is one of the
         other side's senses ("arugula" is one of the senses of "rocket")."""
-        table = self.senses.get(kind, {})
-        mine = [table.get(lemma.replace(" ", "_"), ()) for lemma in left]
-        theirs = [table.get(lemma.replace(" ", "_"), ()) for lemma in right]
+        mine = [self.all_senses(lemma, kind) for lemma in left]
+        theirs = [self.all_senses(lemma, kind) for lemma in right]
         return any(
             len(one) == 1 and one[0] in other
             for ones, others in ((mine, theirs), (theirs, mine))
@@ -74,9 +73,8 @@ class WordNet:
     def one_sense_each(self, left: Iterable[str], right: Iterable[str], kind: str) -> bool:
         """Whether a form on each side has a single sense as a ``kind``, the same synset
         ("grandpa" / "grandad"): no sense to choose, so no group needs to fix one."""
-        table = self.senses.get(kind, {})
-        mine = {table.get(lemma.replace(" ", "_"), ()) for lemma in left}
-        theirs = {table.get(lemma.replace(" ", "_"), ()) for lemma in right}
+        mine = {self.all_senses(lemma, kind) for lemma in left}
+        theirs = {self.all_senses(lemma, kind) for lemma in right}
         return any(len(one) == 1 and one in theirs for one in mine)
 
     def young_of(self, lemma: str) -> frozenset[str]:
@@ -88,8 +86,12 @@ class WordNet:
 
     def synsets(self, lemma: str, kind: str) -> tuple[int, ...]:
         """The first :data:`SENSES` synsets of ``lemma`` as a ``kind``; () when unlisted."""
-        table = self.senses.get(kind, {})
-        return table.get(lemma.replace(" ", "_"), ())[:SENSES]
+        return self.all_senses(lemma, kind)[:SENSES]
+
+    def all_senses(self, lemma: str, kind: str) -> tuple[int, ...]:
+        """Every synset of ``lemma`` ("ice cream" or "ice_cream") as a ``kind``, most frequent
+        first; () when unlisted."""
+        return self.senses.get(kind, {}).get(lemma.replace(" ", "_"), ())
 
     def synonyms(self, left: Iterable[str], right: Iterable[str], kind: str) -> bool:
         """Whether some form of ``left`` and some of ``right`` share a first sense as a ``kind``."""
