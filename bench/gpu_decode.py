@@ -55,6 +55,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
     "diffusers-cl": ({"strategy": "diffusers"}, True),
     "chunked-cl": ({"strategy": "chunked"}, True),
     "chunked2-cl": ({"strategy": "chunked", "chunk_frames": 2}, True),
+    "compiled-nofuse-cl": ({"strategy": "compiled", "fuse_activations": False}, True),
     "compiled-cl": ({"strategy": "compiled"}, True),
     "compiled-cg-cl": ({"strategy": "compiled", "cuda_graphs": True}, True),
     "compiled-autotune-cl": ({"strategy": "compiled", "autotune": True}, True),

@@ -8,8 +8,9 @@
   decoder pass (``decode_chunk_frames = 0``) or a few latent frames per pass. The causal
   caches carry exactly what diffusers' frame-by-frame loop carries, so the frames are equal
   within float rounding (tested against ``diffusers`` for several lengths and batch sizes).
-* ``compiled`` — ``chunked`` with the decoder's normalisations, causal convolutions and
-  attention blocks compiled one by one by ``torch.compile`` (the cache loop stays eager),
+* ``compiled`` — ``chunked`` with the decoder's normalisations (each fused with the activation
+  after it), causal convolutions and attention blocks compiled one by one by
+  ``torch.compile`` (the cache loop stays eager),
   optionally replayed as CUDA graphs (``decode_cuda_graphs``, CUDA only); checked against the
   eager decode on the first call of each shape (:class:`CompiledDecode`).
 * ``tiny`` — a TAEHV-family decoder (:mod:`streamproc.generation.taehv`) instead of the VAE:
@@ -66,6 +67,10 @@ class DecodeOptions:
     chunk_frames: int = 0
     #: Replay the compiled decode as a CUDA graph (``compiled`` on CUDA only).
     cuda_graphs: bool = False
+    #: ``compiled``: compile each normalisation that feeds an activation together with it
+    #: (one fused kernel instead of two passes over the activations), see
+    #: :data:`FUSED_NORM_ACTIVATIONS`.
+    fuse_activations: bool = True
     #: Let inductor benchmark its own convolution and matmul kernels (Triton implicit GEMM)
     #: against cuDNN/cuBLAS for ``compiled`` (minutes more compile time).
     autotune: bool = False
@@ -130,6 +135,15 @@ class ChunkedDecode(VaeDecode):
 #: bookkeeping between them stays eager.
 COMPILED_REGIONS = ("WanRMS_norm", "WanCausalConv3d", "WanAttentionBlock")
 
+#: Decoder modules whose forward applies ``self.nonlinearity`` right after these normalisations
+#: and nowhere else (diffusers' Wan VAE): with ``fuse_activations`` each such norm is compiled
+#: as ``nonlinearity(norm(x))`` and the module's own ``nonlinearity`` is an identity during the
+#: compiled decode, so the activation costs no extra pass over memory.
+FUSED_NORM_ACTIVATIONS = {
+    "WanResidualBlock": ("norm1", "norm2"),
+    "WanDecoder3d": ("norm_out",),
+}
+
 #: Relative L2 distance from the eager decode above which compiled frames are refused. Layout
 #: and rounding differences measure about 0.013 in bf16 (docs/benchmarks.md); the whole-pass
 #: graph inductor got wrong measured about 1.0.
@@ -164,19 +178,32 @@ class CompiledDecode(VaeDecode):
             (True, True): "max-autotune",
         }
         mode = modes[self.cuda_graphs, options.autotune]
-        self._regions: list[tuple[torch.nn.Module, Callable[..., Any], Callable[..., Any]]] = []
+
+        def compile_region(fn: Callable[..., Any]) -> Callable[..., Any]:
+            # One graph per region or an error: a break would split its fusions.
+            return torch.compile(
+                fn, mode=mode, dynamic=False, fullgraph=True, backend=options.compile_backend
+            )
+
+        #: (module, attribute, eager value, value during the compiled decode)
+        self._swaps: list[tuple[torch.nn.Module, str, Any, Any]] = []
+        fused: set[int] = set()
+        if options.fuse_activations:
+            for module in vae.decoder.modules():
+                norms = FUSED_NORM_ACTIVATIONS.get(type(module).__name__, ())
+                activation = getattr(module, "nonlinearity", None)
+                if not norms or not isinstance(activation, torch.nn.Module):
+                    continue
+                for name in norms:
+                    norm = getattr(module, name)
+                    fn = _norm_then(norm.forward, activation)
+                    self._swaps.append((norm, "forward", norm.forward, compile_region(fn)))
+                    fused.add(id(norm))
+                self._swaps.append((module, "nonlinearity", activation, torch.nn.Identity()))
         for module in vae.decoder.modules():
-            if type(module).__name__ in COMPILED_REGIONS:
-                eager = module.forward
-                compiled = torch.compile(
-                    # One graph per region or an error: a break would split its fusions.
-                    eager,
-                    mode=mode,
-                    dynamic=False,
-                    fullgraph=True,
-                    backend=options.compile_backend,
-                )
-                self._regions.append((module, eager, compiled))
+            if type(module).__name__ in COMPILED_REGIONS and id(module) not in fused:
+                forward = module.forward
+                self._swaps.append((module, "forward", forward, compile_region(forward)))
         #: Input shapes whose compiled frames were compared with the eager decode.
         self.checked: set[tuple[int, ...]] = set()
         #: Why this decoder decodes eagerly now (None: it runs compiled).
@@ -212,13 +239,24 @@ class CompiledDecode(VaeDecode):
     def _compiled(self) -> Iterator[None]:
         """The compiled regions in place for one decode (other decoders of the same VAE, and
         the eager reference, see the modules as diffusers left them)."""
-        for module, _, compiled in self._regions:
-            module.forward = compiled
+        for module, name, _, compiled in self._swaps:
+            setattr(module, name, compiled)
         try:
             yield
         finally:
-            for module, eager, _ in self._regions:
-                module.forward = eager
+            for module, name, eager, _ in self._swaps:
+                setattr(module, name, eager)
+
+
+def _norm_then(
+    norm: Callable[[torch.Tensor], torch.Tensor], activation: Callable[[torch.Tensor], torch.Tensor]
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``activation(norm(x))`` as one function (one compiled region)."""
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return activation(norm(x))
+
+    return forward
 
 
 def relative_l2(a: torch.Tensor, b: torch.Tensor) -> float:

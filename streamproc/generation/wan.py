@@ -439,8 +439,12 @@ class WanGenerator:
         requests = [GenerationRequest(f"warmup-{i}", "warm-up", None, i) for i in range(n)]
         latents = self._latents(runner, shape, requests, {})
         if decode:
-            with self._decode_context():
-                runner.frames_for(latents[:1], {})
+            # On the thread that decodes batches: per-thread CUDA library state (handles,
+            # workspaces) is set up here, not in the first real batch (measured: seconds).
+            if self._decoder is not None:
+                self._decoder.submit(self._decode, runner, latents[:1], {}).result()
+            else:
+                self._decode(runner, latents[:1], {})
         call = {
             "shape": spec,
             "batch": n,

@@ -16,6 +16,7 @@ from streamproc.batching import ShapeKey
 from streamproc.generation.base import GenerationRequest
 from streamproc.generation.decode import (
     COMPILED_REGIONS,
+    FUSED_NORM_ACTIVATIONS,
     DecodeOptions,
     allow_multi_frame_first_chunk,
     build_decoder,
@@ -160,6 +161,43 @@ def test_compiled_decode_compiles_regions_only_during_its_calls(vae: Any) -> Non
     finally:
         regions[0].forward = original  # type: ignore[method-assign]
     assert seen
+
+
+def test_fused_norm_activation_regions_give_the_same_frames_and_leave_the_vae_as_it_was(
+    vae: Any,
+) -> None:
+    owners = [m for m in vae.decoder.modules() if type(m).__name__ in FUSED_NORM_ACTIVATIONS]
+    assert {type(m).__name__ for m in owners} == set(FUSED_NORM_ACTIVATIONS)
+    activations = [m.nonlinearity for m in owners]
+    assert all(isinstance(a, torch.nn.SiLU) for a in activations)
+    seen: list[type] = []
+    original = type(owners[0]).forward
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(type(self.nonlinearity))
+        return original(self, *args, **kwargs)
+
+    z = latents(1, 9)
+    expected = reference(vae, 1, 9)
+    for fuse in (True, False):
+        seen.clear()
+        decoder = build_decoder(
+            vae,
+            DecodeOptions(strategy="compiled", compile_backend="eager", fuse_activations=fuse),
+        )
+        owners[0].forward = spy.__get__(owners[0])  # type: ignore[method-assign]
+        try:
+            with torch.inference_mode():
+                out = decoder(z)
+        finally:
+            del owners[0].forward
+        assert (out - expected).abs().max() <= FP32_TOLERANCE
+        assert decoder.fallback is None  # type: ignore[attr-defined]
+        # Fused: the activation runs inside the norm's region, the module's own is an identity
+        # (twice: the compiled pass and the eager check, which sees diffusers' SiLU).
+        compiled_sees = torch.nn.Identity if fuse else torch.nn.SiLU
+        assert seen[0] is compiled_sees and seen[-1] is torch.nn.SiLU
+        assert [m.nonlinearity for m in owners] == activations
 
 
 @torch._dynamo.register_backend(name="streamproc_test_off_by_one")  # type: ignore[misc]
