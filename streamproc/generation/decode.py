@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch._dynamo.exc
 
 if TYPE_CHECKING:
     from streamproc.settings import GenerationSettings
@@ -160,10 +161,11 @@ class CompiledDecode(VaeDecode):
     ``diffusers``; correct in fp32 and under ``aot_eager``), while every region compiled alone
     matches it. See docs/benchmarks.md, "Seventh GPU session".
 
-    Invariant: this decoder never returns frames that disagree with the eager decode. The first
-    call of each input shape also decodes eagerly and compares (relative L2 ≤
-    :data:`COMPILED_TOLERANCE`); on a mismatch it logs an error, returns the eager frames and
-    decodes eagerly from then on (``fallback`` says why).
+    Invariant: this decoder never returns frames that disagree with the eager decode, and a
+    compiler that fails costs speed, never a batch. The first call of each input shape also
+    decodes eagerly and compares (relative L2 ≤ :data:`COMPILED_TOLERANCE`); on a mismatch,
+    or when dynamo or inductor fails to compile a region, it logs an error, returns the eager
+    frames and decodes eagerly from then on (``fallback`` says why).
     """
 
     def __init__(self, vae: Any, options: DecodeOptions) -> None:
@@ -215,9 +217,22 @@ class CompiledDecode(VaeDecode):
             return self._eager(z)
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
-        with self._compiled():
-            # A CUDA graph's output lives in its memory pool until the next replay: keep a copy.
-            video = causal_decode(self.vae, z, self.options.chunk_frames).clone()
+        try:
+            with self._compiled():
+                # A CUDA graph's output lives in its memory pool until the next replay: copy.
+                video = causal_decode(self.vae, z, self.options.chunk_frames).clone()
+        except torch._dynamo.exc.TorchDynamoException as exc:
+            # outcome: the batch still gets the eager decode's frames; only the speed is lost.
+            # (Dynamo's and inductor's compile failures; a CUDA or memory error of a
+            # compiled kernel is not one of them and fails the batch as it would eagerly.)
+            cause = getattr(exc, "inner_exception", None) or exc.__cause__ or exc
+            message = next((line for line in str(cause).splitlines() if line.strip()), "")
+            self.fallback = (
+                f"compiling the decode of latents {list(z.shape)} failed "
+                f"({type(cause).__name__}: {message}): decoding eagerly"
+            )
+            _log.error("decode_compiled_failed: %s", self.fallback)
+            return self._eager(z)
         shape = tuple(z.shape)
         if shape not in self.checked:
             reference = self._eager(z)

@@ -231,6 +231,38 @@ def test_compiled_frames_that_disagree_with_the_eager_decode_are_never_returned(
     assert "decode_compiled_mismatch" in caplog.text
 
 
+@torch._dynamo.register_backend(name="streamproc_test_broken")  # type: ignore[misc]
+def _broken(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> Any:
+    """A compiler that fails on every graph, as inductor can on a toolchain it does not know."""
+    raise RuntimeError("no C compiler for this graph")
+
+
+def test_a_compiler_that_fails_costs_speed_not_the_batch(
+    vae: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    decoder = build_decoder(
+        vae, DecodeOptions(strategy="compiled", compile_backend="streamproc_test_broken")
+    )
+    with torch.inference_mode():
+        first = decoder(latents(1, 9))
+        again = decoder(latents(1, 9))
+    expected = reference(vae, 1, 9)
+    assert (first - expected).abs().max() <= FP32_TOLERANCE
+    assert (again - expected).abs().max() <= FP32_TOLERANCE
+    reason = decoder.fallback  # type: ignore[attr-defined]
+    assert reason is not None and "no C compiler" in reason and "decoding eagerly" in reason
+    assert "decode_compiled_failed" in caplog.text
+    # The VAE is left as diffusers made it, for the eager decodes that follow.
+    assert all(
+        "forward" not in vars(m) or vars(m)["forward"] == m.forward for m in vae.decoder.modules()
+    )
+    assert all(
+        isinstance(m.nonlinearity, torch.nn.SiLU)
+        for m in vae.decoder.modules()
+        if hasattr(m, "nonlinearity")
+    )
+
+
 def test_compiled_decode_checks_each_shape_once(vae: Any) -> None:
     decoder = build_decoder(vae, DecodeOptions(strategy="compiled", compile_backend="eager"))
     with torch.inference_mode():
