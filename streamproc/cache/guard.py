@@ -105,6 +105,34 @@ def _joined(words: Sequence[Word], i: int) -> set[str]:
     return {a + b for a in _spellings(words[i]) for b in _spellings(words[i + 1])}
 
 
+def _spelled_out(
+    word: Word, others: Sequence[Word], taken: Mapping[int, int], wordnet: WordNet | None
+) -> list[int]:
+    """The neighbouring words of ``others``, none aligned yet, whose initials spell ``word``
+    (two to five letters, one word per letter); [] when there are none. An acronym WordNet
+    lists must mean that phrase there ("UFO" is an unidentified flying object, not an
+    "unusual flying owl"); one it does not list, of three letters or more, is read by its
+    initials alone ("ISS")."""
+    letters = word.text
+    if not 2 <= len(letters) <= 5 or not letters.isalpha():
+        return []
+    for start in range(len(others) - len(letters) + 1):
+        span = range(start, start + len(letters))
+        phrase = [others[j] for j in span]
+        if not all(
+            j not in taken and " " not in w.text and w.text[:1] == letters[k]
+            for k, (j, w) in enumerate(zip(span, phrase, strict=True))
+        ):
+            continue
+        if wordnet is None or not wordnet.all_senses(letters, "noun"):
+            # Two letters of an unlisted word are too easily a coincidence ("an RC plane").
+            return list(span) if len(letters) >= 3 else []
+        written = " ".join(w.text for w in phrase[:-1]) + " " + phrase[-1].lemma
+        if set(wordnet.all_senses(letters, "noun")) & set(wordnet.all_senses(written, "noun")):
+            return list(span)
+    return []
+
+
 def _in_groups(word: Word) -> bool:
     return any(form in SYNONYM_HEADS for form in word.forms)
 
@@ -268,6 +296,20 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                     mine[i] = mine[i + 1] = j
                     theirs[j] = i
                     break
+    # An acronym and the words it abbreviates, written out on the other side: "the ISS" /
+    # "the International Space Station", "a UFO" / "an unidentified flying object".
+    for words, others, mine, theirs in (
+        (left.words, right.words, forward, backward),
+        (right.words, left.words, backward, forward),
+    ):
+        for i, word in enumerate(words):
+            if i in mine:
+                continue
+            spelled = _spelled_out(word, others, theirs, wordnet)
+            if spelled:
+                mine[i] = spelled[-1]  # the phrase's head: "station", "object"
+                for j in spelled:
+                    theirs[j] = i
     if wordnet is not None:
         # An adjective WordNet makes from a noun, and the noun: "a woolly jumper" / "a wool
         # jumper", "a muddy boot" / "a boot covered in mud".

@@ -96,3 +96,24 @@ def test_a_grouped_word_meets_its_wordnet_synonym_when_neither_has_another_sense
     assert GUARD.check("a grandpa feeding ducks", "a grandad feeding ducks").accepted
     # "bike" has a second sense (a motorcycle), so its group still decides.
     assert not GUARD.check("a bike on a forest path", "a motorbike on a forest path").accepted
+
+
+def test_an_acronym_matches_the_words_it_abbreviates() -> None:
+    assert GUARD.check(
+        "a crane lifts a module onto the ISS",
+        "a crane lifts a module onto the International Space Station",
+    ).accepted
+    # WordNet lists "UFO": its phrase, in either direction
+    assert GUARD.check(
+        "an unidentified flying object over a cornfield", "a UFO over a cornfield"
+    ).accepted
+    assert GUARD.check("the ATM on a corner", "the automated teller machine on a corner").accepted
+
+
+def test_initials_that_spell_a_listed_acronym_are_not_its_phrase() -> None:
+    refused = GUARD.check("a UFO over a cornfield", "an unusual flying owl over a cornfield")
+    assert refused.reason == "word_mismatch: ufo vs flying+owl+unusual"
+    # an unlisted two-letter word is not read by its initials, and what the phrase adds stays
+    assert not GUARD.check("a red car on a track", "an RC car on a track").accepted
+    verdict = GUARD.check("the ISS at night", "the international space station and a moon")
+    assert not verdict.accepted
