@@ -105,6 +105,16 @@ def _joined(words: Sequence[Word], i: int) -> set[str]:
     return {a + b for a in _spellings(words[i]) for b in _spellings(words[i + 1])}
 
 
+def _both_ways(
+    left: Scene, right: Scene, forward: dict[int, int], backward: dict[int, int]
+) -> tuple[tuple[Sequence[Word], Sequence[Word], dict[int, int], dict[int, int]], ...]:
+    """(words, other words, their mapping, the other's) from each side in turn."""
+    return (
+        (left.words, right.words, forward, backward),
+        (right.words, left.words, backward, forward),
+    )
+
+
 def _spelled_out(
     word: Word, others: Sequence[Word], taken: Mapping[int, int], wordnet: WordNet | None
 ) -> list[int]:
@@ -165,7 +175,7 @@ def _phrasal_synonyms(wordnet: WordNet, word: Word, other: Word, particles: froz
 def _derived(wordnet: WordNet, word: Word, other: Word) -> bool:
     # "woolly" is often tagged an adverb, for its "-ly".
     modifier = word.kind == "adjective" or (word.kind == "adverb" and word.text.endswith("ly"))
-    if not modifier or other.kind != "noun":
+    if not modifier or other.kind not in ("noun", "name"):  # "Brazilian" / "Brazil"
         return False
     adjectives = {word.text, word.lemma, us_spelling(word.text)}
     nouns = {other.lemma, us_spelling(other.lemma), *other.forms}
@@ -282,11 +292,7 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                         key=lambda j: len(mine_traits.get(i, set()) & their_traits.get(j, set())),
                     )
                 forward[i], backward[j] = j, i
-    for side, words, others, mine, theirs in (
-        ("left", left.words, right.words, forward, backward),
-        ("right", right.words, left.words, backward, forward),
-    ):
-        del side
+    for words, others, mine, theirs in _both_ways(left, right, forward, backward):
         for i in range(len(words) - 1):
             if i in mine or i + 1 in mine:
                 continue
@@ -298,10 +304,7 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                     break
     # An acronym and the words it abbreviates, written out on the other side: "the ISS" /
     # "the International Space Station", "a UFO" / "an unidentified flying object".
-    for words, others, mine, theirs in (
-        (left.words, right.words, forward, backward),
-        (right.words, left.words, backward, forward),
-    ):
+    for words, others, mine, theirs in _both_ways(left, right, forward, backward):
         for i, word in enumerate(words):
             if i in mine:
                 continue
@@ -313,10 +316,7 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
     if wordnet is not None:
         # An adjective WordNet makes from a noun, and the noun: "a woolly jumper" / "a wool
         # jumper", "a muddy boot" / "a boot covered in mud".
-        for words, others, mine, theirs in (
-            (left.words, right.words, forward, backward),
-            (right.words, left.words, backward, forward),
-        ):
+        for words, others, mine, theirs in _both_ways(left, right, forward, backward):
             for i, word in enumerate(words):
                 if i in mine:
                     continue
@@ -344,10 +344,7 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
         # A phrase WordNet gives the same first sense as its last word stands for that word:
         # "french fries" is "fries", and so the other region's "chips" ("soccer ball" is no
         # plain "ball": another first sense).
-        for words, others, mine, theirs in (
-            (left.words, right.words, forward, backward),
-            (right.words, left.words, backward, forward),
-        ):
+        for words, others, mine, theirs in _both_ways(left, right, forward, backward):
             for i, word in enumerate(words):
                 heads = _phrase_heads(wordnet, word) if i not in mine else set()
                 for j, other in enumerate(others):
@@ -356,10 +353,7 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                         break
         # Two nouns that WordNet lists as one, and its synonym: "a mountain climber" / "a
         # mountaineer", "a soccer player" / ... (only as a first sense, like single words).
-        for words, others, mine, theirs in (
-            (left.words, right.words, forward, backward),
-            (right.words, left.words, backward, forward),
-        ):
+        for words, others, mine, theirs in _both_ways(left, right, forward, backward):
             for i in range(len(words) - 1):
                 first, second = words[i], words[i + 1]
                 if i in mine or i + 1 in mine or first.kind != "noun" or second.kind != "noun":

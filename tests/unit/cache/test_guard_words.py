@@ -117,3 +117,11 @@ def test_initials_that_spell_a_listed_acronym_are_not_its_phrase() -> None:
     assert not GUARD.check("a red car on a track", "an RC car on a track").accepted
     verdict = GUARD.check("the ISS at night", "the international space station and a moon")
     assert not verdict.accepted
+
+
+def test_a_place_name_and_the_adjective_made_from_it_match() -> None:
+    assert GUARD.check("a street market in Mexico", "a Mexican street market").accepted
+    assert GUARD.check("an Italian cafe at noon", "a cafe in Italy at noon").accepted
+    assert GUARD.check("a cafe in Italy at noon", "a Spanish cafe at noon").reason == (
+        "word_mismatch: italy vs spanish"
+    )
