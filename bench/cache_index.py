@@ -32,7 +32,8 @@ DIM = 384
 
 
 def unit(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+    norms: npt.NDArray[np.float32] = np.linalg.norm(rows, axis=1, keepdims=True)
+    return (rows / norms).astype(np.float32)
 
 
 def per_query_ms(index: object, queries: npt.NDArray[np.float32]) -> float:

@@ -105,7 +105,9 @@ def build(dtype: torch.dtype, device: torch.device) -> Any:
     return cast_keeping_fp32(model, dtype)
 
 
-def inputs(rows: int, shape: tuple[int, int, int], dtype: torch.dtype, device: torch.device):
+def inputs(
+    rows: int, shape: tuple[int, int, int], dtype: torch.dtype, device: torch.device
+) -> dict[str, Any]:
     width, height, frames = shape
     latent = (rows, 48, (frames - 1) // 4 + 1, height // 16, width // 16)
     gen = torch.Generator(device=device).manual_seed(rows)
@@ -168,11 +170,12 @@ def main() -> None:
     import torch._dynamo.utils
 
     handler = RecompileLog()
-    torch._logging.set_logs(recompiles=True)
+    torch._logging.set_logs(recompiles=True)  # type: ignore[attr-defined]
     logging.getLogger("torch._dynamo").addHandler(handler)
     device = torch.device("cuda")
     dtype = torch.bfloat16 if args.fp8 else getattr(torch, args.dtype)
-    shape = tuple(int(x) for x in args.shape.split("x"))
+    width, height, frames = (int(x) for x in args.shape.split("x"))
+    shape = (width, height, frames)
     report: dict[str, Any] = {
         "torch": torch.__version__,
         "device": torch.cuda.get_device_name(device),

@@ -135,11 +135,13 @@ def start_once(
         except subprocess.TimeoutExpired:
             proc.kill()
             code = proc.wait()
-        code = f"killed after {args.timeout} s (exit {code})"
+        outcome: int | str = f"killed after {args.timeout} s (exit {code})"
+    else:
+        outcome = code
     reader.join(timeout=10)
     result: dict[str, Any] = {
         "run": name,
-        "exit": code,
+        "exit": outcome,
         "events_s": events,
         "warmup_calls": warmup,
         "fields": fields,
