@@ -52,6 +52,11 @@ class Pins:
         overwrites the live ones."""
         return f"replay:{self._replay_id}:{key}" if self._replay_id else key
 
+    def as_record(self, flight: Flight) -> None:
+        """Pin ``flight``'s answer under its record (origin and content) from now on, not
+        under its event id: for a record whose event id another request holds."""
+        flight.key = self.key(record_key(flight.record))
+
     def record_key(self, flight: Flight) -> str:
         """The key of ``flight``'s record as a record (not as an event), set on it if unset."""
         if not flight.key:

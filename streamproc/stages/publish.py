@@ -188,6 +188,12 @@ class Publish:
         body = result.model_dump_json()
         held = await self._pins.claim(flight, "result", body)
         if held is not None and held.body != body:
+            if _another_request(held, flight):
+                # Two records with this event_id and different requests were in flight
+                # together and the other's answer was pinned first: the id is its. This
+                # record's answer is a conflict, pinned under the record itself.
+                self._pins.as_record(flight)
+                raise _conflict(held)
             if held.kind == "dead_letter":  # e.g. a duplicate record whose generation failed
                 log.info("event_answered_before", kind=held.kind)
                 await self._send_letter(flight.record, DeadLetter.model_validate_json(held.body))
@@ -254,6 +260,10 @@ class Publish:
         held = await self._pins.claim(
             flight, "dead_letter", body, replace=flight.claimed is not None
         )
+        if held is not None and held.body != body and _another_request(held, flight):
+            # The event id is another request's (see _publish): this letter is the record's.
+            self._pins.as_record(flight)
+            held = await self._pins.claim(flight, "dead_letter", body)
         if held is not None and held.body != body:
             if held.kind == "result":  # answered before by a worker that got further
                 await self._send_result(record, await self._recorded_result(held))
@@ -287,13 +297,7 @@ class Publish:
         """Answer a redelivered event from the ledger: no cache lookup, no generation."""
         if held.payload_hash and held.payload_hash != payload_hash:
             # Not the event that was answered: its id is taken (the record key pins this).
-            raise InvalidEventError(
-                DeadLetterReason.EVENT_ID_CONFLICT,
-                f"event_id was answered before for a different request (ledger entry of "
-                f"{_iso(held.recorded_at)}, payload sha256 {held.payload_hash[:16]}…); "
-                "use a new event_id for a new request",
-                "EventIdConflict",
-            )
+            raise _conflict(held)
         flight.key, flight.payload_hash = key, payload_hash
         record = flight.record
         if self._pins.in_output(held):
@@ -320,6 +324,23 @@ class Publish:
         if result.object_key is not None and self._keep.urls_expire:
             update["video_url"] = await self._keep.url_for(result.object_key)
         return result.model_copy(update=update)
+
+
+def _another_request(held: LedgerEntry, flight: Flight) -> bool:
+    """Whether ``held`` answers another request than ``flight``'s under the same event id."""
+    return bool(held.payload_hash and flight.payload_hash) and (
+        held.payload_hash != flight.payload_hash
+    )
+
+
+def _conflict(held: LedgerEntry) -> InvalidEventError:
+    return InvalidEventError(
+        DeadLetterReason.EVENT_ID_CONFLICT,
+        f"event_id was answered before for a different request (ledger entry of "
+        f"{_iso(held.recorded_at)}, payload sha256 {held.payload_hash[:16]}…); "
+        "use a new event_id for a new request",
+        "EventIdConflict",
+    )
 
 
 def _iso(timestamp: float) -> str:

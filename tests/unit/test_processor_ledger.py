@@ -114,6 +114,73 @@ async def test_the_same_event_id_with_another_request_is_a_conflict(harness: Har
     assert harness.spy.generated_ids == ["dup"]
 
 
+async def test_two_requests_under_one_event_id_in_flight_together_are_a_conflict(
+    harness: Harness,
+) -> None:
+    """Both records pass the ledger look-up before either is answered: the one whose answer
+    is pinned first keeps the id, the other is a conflict, never given that answer."""
+    summary = await harness.run([event("dup", "a cat on a sofa"), event("dup", "a dog on a sofa")])
+    [result] = harness.results
+    [letter] = harness.dead
+    assert result["redelivery"] is False
+    assert letter["reason"] == "event_id_conflict" and letter["event_id"] == "dup"
+    assert summary.outcomes[Outcome.GENERATED] == 1
+    assert sum(summary.outcomes.values()) == 2
+    # a redelivery of either record gets the same answer again
+    await harness.run([event("dup", "a cat on a sofa"), event("dup", "a dog on a sofa")])
+    assert len(harness.results) == 2 and len(harness.dead) == 2
+    assert harness.results[1]["object_key"] == result["object_key"]
+    assert harness.dead[1]["reason"] == "event_id_conflict"
+
+
+async def race_two_requests_under_one_id(
+    make_settings: MakeSettings, tmp_path: Path, tiny_pipeline: Any, *, failing_first: bool
+) -> Harness:
+    """ "dup"/cat and "dup"/dog in flight together, the dog's generation failing; the cat's
+    answer pinned first, or the dog's dead letter."""
+    settings = {"generation": {"device": "cpu", "retries": 0}, "batch": {"max_batch_size": 1}}
+    harness = harness_with(make_settings, tmp_path, tiny_pipeline, **settings)
+
+    def delay(requests: Any) -> float:
+        dog = requests[0].prompt.startswith("a dog")
+        return 0.0 if dog == failing_first else 0.5
+
+    harness.spy = SpyGenerator(
+        harness.spy.inner, delay_s=delay, fail=lambda r: r.prompt.startswith("a dog")
+    )
+    await harness.run([event("dup", "a cat on a sofa"), event("dup", "a dog on a sofa")])
+    return harness
+
+
+async def test_a_failed_request_never_publishes_another_requests_answer_under_its_id(
+    make_settings: MakeSettings, tmp_path: Path, tiny_pipeline: Any
+) -> None:
+    """Whichever answer is pinned first owns the event id: the cat's result here, so the dog,
+    failing later, gets its own dead letter (not the cat's result)."""
+    harness = await race_two_requests_under_one_id(
+        make_settings, tmp_path, tiny_pipeline, failing_first=False
+    )
+    [result] = harness.results
+    [letter] = harness.dead
+    assert result["redelivery"] is False
+    assert letter["reason"] == "generation_failed" and letter["event_id"] == "dup"
+
+
+async def test_a_result_never_goes_out_under_an_id_another_requests_failure_holds(
+    make_settings: MakeSettings, tmp_path: Path, tiny_pipeline: Any
+) -> None:
+    """The dog's dead letter pinned first owns the id: the cat, generated later, is the
+    conflict (not a copy of the dog's letter, and no result under the dog's id)."""
+    harness = await race_two_requests_under_one_id(
+        make_settings, tmp_path, tiny_pipeline, failing_first=True
+    )
+    assert harness.results == []
+    assert sorted(letter["reason"] for letter in harness.dead) == [
+        "event_id_conflict",
+        "generation_failed",
+    ]
+
+
 async def test_a_producer_retry_with_new_timestamps_is_the_same_event(harness: Harness) -> None:
     await harness.run([event("e", "a tram at night", created_at="2026-12-01T00:00:00Z")])
     await harness.run([event("e", "a tram at night", created_at="2026-12-01T00:05:00Z")])
