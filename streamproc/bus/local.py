@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
+import fcntl
 import io
 import sys
 import threading
@@ -204,10 +206,17 @@ class JsonlSink(AsyncResource, Sink):
         return "stdout" if path == "-" else f"file:{Path(path).resolve()}"
 
     async def start(self) -> None:
+        """Open both files for appending, each locked for this process: two runs appending
+        to one output at once would both answer the records neither had answered yet."""
         if self._results is not None:
             return
-        self._results = _open_out(self._paths[0])
-        self._dead = _open_out(self._paths[1]) if self._paths[1] != self._paths[0] else None
+        results = _open_out(self._paths[0])
+        try:
+            dead = _open_out(self._paths[1]) if self._paths[1] != self._paths[0] else None
+        except ConfigError:
+            _close(results)
+            raise
+        self._results, self._dead = results, dead
 
     async def publish(
         self,
@@ -241,17 +250,36 @@ class JsonlSink(AsyncResource, Sink):
 
     async def stop(self) -> None:
         for stream in (self._results, self._dead):
-            if stream is not None and stream is not sys.stdout:
-                stream.close()
+            if stream is not None:
+                _close(stream)
         self._results = self._dead = None
 
 
 def _open_out(path: str) -> TextIO:
+    """``path`` opened for appending and locked (released when closed); stdout for ``-``."""
     if path == "-":
         return sys.stdout
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        return open(target, "a", encoding="utf-8")
+        stream = open(target, "a", encoding="utf-8")  # noqa: SIM115  (closed by stop())
     except OSError as exc:
         raise ConfigError(f"cannot open output {path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        stream.close()
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise ConfigError(
+                f"output {path} is being written by another streamproc run; wait until it "
+                "has stopped (a stop after Ctrl-C finishes the batch in hand first), or give "
+                "this run other outputs (--results, --dead-letters)"
+            ) from None
+        # outcome: a file system without locks (some network mounts) is written unlocked.
+        return open(target, "a", encoding="utf-8")
+    return stream
+
+
+def _close(stream: TextIO) -> None:
+    if stream is not sys.stdout:
+        stream.close()

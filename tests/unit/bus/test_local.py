@@ -77,3 +77,32 @@ async def test_sink_appends_results_and_dead_letters_to_separate_files(tmp_path:
         await sink.dead_letter(sample_dead_letter(), None)
     assert [r["event_id"] for r in read_jsonl(tmp_path / "out" / "r.jsonl")] == ["e1"]
     assert read_jsonl(tmp_path / "out" / "d.jsonl")[0]["reason"] == "malformed"
+
+
+async def test_a_second_run_on_the_same_outputs_is_refused_until_the_first_stops(
+    tmp_path: Path,
+) -> None:
+    results, dead = str(tmp_path / "out" / "results.jsonl"), str(tmp_path / "out" / "dead.jsonl")
+    first = JsonlSink(results, dead)
+    await first.start()
+    for other in (
+        JsonlSink(results, str(tmp_path / "elsewhere.jsonl")),
+        JsonlSink(str(tmp_path / "other.jsonl"), dead),
+    ):
+        with pytest.raises(ConfigError, match="being written by another streamproc run"):
+            await other.start()
+    await first.publish(sample_result("e1"), None)
+    await first.stop()
+    second = JsonlSink(results, dead)
+    await second.start()  # the first has stopped: its locks are gone
+    await second.publish(sample_result("e2"), None)
+    await second.stop()
+    assert [r["event_id"] for r in read_jsonl(Path(results))] == ["e1", "e2"]
+    # a refused start leaves nothing open: the first file it had locked is free again
+    again = JsonlSink(str(tmp_path / "third.jsonl"), dead)
+    await first.start()
+    with pytest.raises(ConfigError):
+        await again.start()
+    await first.stop()
+    await again.start()
+    await again.stop()
