@@ -114,6 +114,12 @@ def run(
     except KeyboardInterrupt:
         from streamproc.processor import ExitStatus
 
+        # Ctrl-C reaches here only before the worker's own signal handling is in place.
+        click.echo(
+            "streamproc: interrupted while starting, before any event was read; "
+            "run the same command again to process the input",
+            err=True,
+        )
         sys.exit(ExitStatus.INTERRUPTED)
     sys.exit(status)
 

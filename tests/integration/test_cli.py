@@ -147,6 +147,37 @@ def sigterm_mid_run(tmp_path: Path, *, close_stdin: bool) -> tuple[subprocess.Po
     return proc, log_path.read_bytes()
 
 
+def test_ctrl_c_while_starting_says_so_in_one_line(tmp_path: Path) -> None:
+    """Interrupted before the worker handles signals itself (the model loading): exit 130
+    and a line that says nothing was read, not a traceback."""
+    events = tmp_path / "in.jsonl"
+    events.write_text(json.dumps(event("e0", "a prompt")) + "\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    log_path = tmp_path / "stderr.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            streamproc_command("run", "-i", str(events), "--log-format", "json"),
+            cwd=tmp_path,
+            stderr=log,
+            env=env,
+        )
+    try:
+        # The ops server starts before the model loads.
+        wait_on_progress(lambda: b"ops_server_started" in log_path.read_bytes(), proc, log_path)
+        proc.send_signal(signal.SIGINT)
+        wait_on_progress(lambda: proc.poll() is not None, proc, log_path)
+    finally:
+        proc.kill()
+    err = log_path.read_text()
+    # (Seconds of model and cache loading lie between the ops server and the worker.)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted while starting, before any event was read" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "streamproc-out" / "results.jsonl").exists() or not read_jsonl(
+        tmp_path / "streamproc-out" / "results.jsonl"
+    )
+
+
 def wait_on_progress(
     condition: Callable[[], bool], proc: subprocess.Popen[bytes], log_path: Path
 ) -> None:
