@@ -250,6 +250,12 @@ def replay(
     except StreamprocError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
+        # Ctrl-C reaches here only before the worker's own signal handling is in place.
+        click.echo(
+            "streamproc: interrupted while starting, before any record was replayed; "
+            "run the same command again",
+            err=True,
+        )
         sys.exit(130)
 
 

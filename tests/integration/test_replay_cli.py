@@ -165,6 +165,43 @@ async def test_a_killed_replay_resumed_from_its_checkpoint_finishes_the_range_an
     assert len(finished_offsets(final)) == len(ids)
 
 
+async def test_ctrl_c_while_the_replay_starts_says_so_in_one_line(
+    kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    await produce(kafka_bootstrap, topics.prompts, records(["c-0", "c-1"]))
+    log_path = tmp_path / "replay.log"
+    args = replay_command(kafka_bootstrap, topics, tmp_path, "--cache-backend", "none")
+    proc = spawn(
+        [*args, "--topic", topics.prompts, "--from", "0", "--to", "now"], log_path, tmp_path
+    )
+
+    def said(text: str) -> Any:
+        async def check() -> bool:
+            return text in log_path.read_text()
+
+        return check
+
+    try:
+        # The range is resolved and the checkpoint named before the model loads.
+        await eventually(
+            said("checkpoint:"),
+            90,
+            alive=lambda: _running(proc, log_path),
+            context=lambda: log_path.read_text()[-3000:],
+            progress=process_progress(proc.pid, log_path),
+        )
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = log_path.read_text()
+    assert proc.returncode == 130, log[-3000:]
+    assert "interrupted while starting, before any record was replayed" in log
+    assert "Traceback" not in log
+    assert await answers(kafka_bootstrap, topics.results) == []
+
+
 def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     result = CliRunner().invoke(main, list(args), env=env)
     return result.exit_code, result.output
