@@ -101,7 +101,7 @@ _LEADING_PART: Final = re.compile(
 #: A leading label of what the video is for: "for our instagram reel:", "for a client:",
 #: "instagram reel for the farm shop page -", "video request for our client -".
 _PURPOSE_LABEL: Final = re.compile(
-    r"(?:(?:[\w-]+\s+){0,2}(?:video|vid|clip|reel|ad|post|short|story|request)\s+)?"
+    r"(?:(?:[\w-]+\s+){0,2}(?:video|vid|clip|reel|ad|post|short|story|request|prompt)\s+)?"
     r"for\s+(?:our|my|a|an|the|this)\s+[^,:;.!?\u2013\u2014-]{1,40}?"
     r"(?:\s*[:,]|\s+(?:--?|\u2013|\u2014))\s*(?=\w)"
 )
@@ -124,7 +124,8 @@ _TAGS: Final = """
     realistic photorealistic photoreal hyperrealistic hyper-realistic lifelike epic
     atmospheric aesthetic moody clean sleek polished crisp
     duration length resolution aspect ratio seed steps seconds second secs sec watermark
-    guidance cfg fps
+    guidance cfg fps smooth
+    instagram tiktok youtube linkedin facebook snapchat pinterest vimeo
 """
 _TAG_WORDS: Final = frozenset(_TAGS.split())
 #: Words that are tags only beside another tag ("high quality", "sharp focus", "cinematic
@@ -132,11 +133,15 @@ _TAG_WORDS: Final = frozenset(_TAGS.split())
 _MODIFIERS: Final = (
     "high ultra super full best top highly hyper sharp winning very extremely rated"
     " shot footage video clip"  # "cinematic shot", "4k footage"; "wide shot" stays
+    " motion"  # "smooth motion"; "slow motion" stays
+    " reel reels shorts short post story stories feed vertical horizontal"  # "for a TikTok
+    # story", "YouTube Shorts, vertical 9:16": where the video goes, not what it shows
 )
 _TAG_MODIFIERS: Final = frozenset(_MODIFIERS.split())
 #: A trailing request around tags ("make it look cinematic") is as much filler as the tags.
 _TAG_JOINERS: Final = frozenset(
     {"in", "and", "on", "with", "of", "at", "make", "it", "look", "no", "approx", "about"}
+    | {"for", "a", "an", "our", "my", "the"}
 )
 _TAG_PATTERN: Final = re.compile(r"\d+(?:k|p|fps)\d*|[\d.:x]*\d")
 #: Where a trailing part starts: a comma, semicolon, sentence end, pipe or dash between spaces.

@@ -297,3 +297,27 @@ def test_details_near_the_new_filler_shapes_stay(framed: str, kept: str) -> None
     # The prompt without that detail is another video.
     plain = normalize_prompt(framed).replace(kept, "").replace("[", "").replace("]", "")
     assert not GUARD.check(framed, " ".join(plain.replace(",", " ").split())).accepted
+
+
+@pytest.mark.parametrize(
+    "tagged",
+    [
+        # where the video goes: a platform and its format, an orientation and aspect ratio
+        "a potter shaping a bowl on a wheel. TikTok story.",
+        "a potter shaping a bowl on a wheel - for Instagram Reels, vertical 9:16",
+        "a potter shaping a bowl on a wheel, for our Facebook feed",
+        # a motion-quality tag among the others
+        "a potter shaping a bowl on a wheel, hq, smooth motion",
+        # a label naming the prompt itself
+        "Another prompt for the campaign - a potter shaping a bowl on a wheel",
+    ],
+)
+def test_where_the_video_goes_is_filler(tagged: str) -> None:
+    assert normalize_prompt(tagged) == "a potter shaping a bowl on a wheel"
+
+
+def test_words_of_the_scene_beside_those_tags_stay() -> None:
+    # slow motion changes the video; a horizontal bar is in it; "for the kids" is no platform
+    assert not GUARD.check("a gymnast on a horizontal bar", "a gymnast on a bar").accepted
+    assert not GUARD.check("a skier, slow motion", "a skier").accepted
+    assert not GUARD.check("a puppet show, for the kids", "a puppet show").accepted
