@@ -869,7 +869,7 @@ class _Reading:
             surface = lemma
             if target.lower_ in RELATIONAL_NOUNS and target.i in self.used:
                 inner = self._relational_object(target)
-                noun = target.lower_
+                noun = us_spelling(target.lower_)  # "the centre of" is "the center of"
                 if inner is None:
                     continue
                 kinds = RELATION_CLASSES.get(noun, kinds)

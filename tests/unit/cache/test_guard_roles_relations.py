@@ -370,3 +370,13 @@ def test_an_object_tagged_plural_beside_a_misread_verb_keeps_its_number() -> Non
         "a fierce blizzard buries the mountain huts", "a fierce blizzard buries the mountain hut"
     )
     assert why is not None and why.startswith("number_mismatch:")
+
+
+def test_a_relational_noun_counts_in_either_spelling() -> None:
+    # "the centre of" and "the center of" place alike; another part of the square does not
+    assert GUARD.check(
+        "a kite hovering over the centre of a park", "a kite hovering over the center of a park"
+    ).accepted
+    assert not GUARD.check(
+        "a kite hovering over the centre of a park", "a kite hovering beside the park"
+    ).accepted
