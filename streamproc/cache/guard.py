@@ -126,6 +126,9 @@ def _spelled_out(
     letters = word.text
     if not 2 <= len(letters) <= 5 or not letters.isalpha():
         return []
+    listed = frozenset(wordnet.all_senses(letters, "noun")) if wordnet is not None else frozenset()
+    if not listed and len(letters) < 3:
+        return []  # two letters of an unlisted word are too easily a coincidence ("an RC plane")
     for start in range(len(others) - len(letters) + 1):
         span = range(start, start + len(letters))
         phrase = [others[j] for j in span]
@@ -134,11 +137,11 @@ def _spelled_out(
             for k, (j, w) in enumerate(zip(span, phrase, strict=True))
         ):
             continue
-        if wordnet is None or not wordnet.all_senses(letters, "noun"):
-            # Two letters of an unlisted word are too easily a coincidence ("an RC plane").
-            return list(span) if len(letters) >= 3 else []
+        if not listed:
+            return list(span)
+        assert wordnet is not None  # (only WordNet lists an acronym)
         written = " ".join(w.text for w in phrase[:-1]) + " " + phrase[-1].lemma
-        if set(wordnet.all_senses(letters, "noun")) & set(wordnet.all_senses(written, "noun")):
+        if not listed.isdisjoint(wordnet.all_senses(written, "noun")):
             return list(span)
     return []
 

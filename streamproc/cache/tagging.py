@@ -266,7 +266,7 @@ def _verb_in_a_noun_chain(doc: Doc, lemmas: Lemmas) -> None:
             or token.tag_ not in ("NNS", "VBZ")
             or obj.i != token.i + 1
             or obj.pos_ != "NOUN"
-            or _verb_lemma(token, lemmas) is None
+            or (verb := _verb_lemma(token, lemmas)) is None
         ):
             continue
         subject = doc[token.i - 1] if token.i > 0 else None
@@ -289,7 +289,7 @@ def _verb_in_a_noun_chain(doc: Doc, lemmas: Lemmas) -> None:
             token.head = token
         subject.head, subject.dep_ = token, "nsubj"
         obj.head, obj.dep_ = token, "dobj"
-        _make_verb(token, _verb_lemma(token, lemmas), "VBZ")
+        _make_verb(token, verb, "VBZ")
         return
 
 
@@ -367,7 +367,7 @@ def _verb_inside_a_phrase(token: Token, lemmas: Lemmas) -> None:
     if (
         token.dep_ != "pobj"
         or token.tag_ not in ("NNS", "VBZ")
-        or _verb_lemma(token, lemmas) is None
+        or (verb := _verb_lemma(token, lemmas)) is None
         or prep.dep_ != "prep"
         or prep.lower_ in _SUBORDINATORS  # "watching as an apprentice repairs a tyre"
         or following is None
@@ -399,7 +399,7 @@ def _verb_inside_a_phrase(token: Token, lemmas: Lemmas) -> None:
     for child in list(token.children):
         if prep.i < child.i < token.i and child.i != phrase_object.i:
             child.head = phrase_object
-    _make_verb(token, _verb_lemma(token, lemmas), "VBZ")
+    _make_verb(token, verb, "VBZ")
 
 
 def _appositive_object(token: Token) -> None:

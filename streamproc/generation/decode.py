@@ -219,8 +219,10 @@ class CompiledDecode(VaeDecode):
             torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
         try:
             with self._compiled():
+                video = causal_decode(self.vae, z, self.options.chunk_frames)
+            if self.cuda_graphs:
                 # A CUDA graph's output lives in its memory pool until the next replay: copy.
-                video = causal_decode(self.vae, z, self.options.chunk_frames).clone()
+                video = video.clone()
         except torch._dynamo.exc.TorchDynamoException as exc:
             # outcome: the batch still gets the eager decode's frames; only the speed is lost.
             # (Dynamo's and inductor's compile failures; a CUDA or memory error of a
