@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Token
 
 from streamproc.cache.scene import load_parser
 from streamproc.cache.tagging import Lemmas, correct
@@ -39,8 +39,8 @@ def test_a_word_that_is_no_verb_has_no_verb_lemma() -> None:
 
 def test_a_plural_noun_with_a_singular_determiner_is_the_verb() -> None:
     doc = correct(PARSER("in the morning, a fox trots through tall grass"), LEMMAS)
-    trots = next(t for t in doc if t.text == "trots")
-    fox = next(t for t in doc if t.text == "fox")
+    trots = _word(doc, "trots")
+    fox = _word(doc, "fox")
     assert (trots.pos_, trots.lemma_) == ("VERB", "trot")
     assert fox.dep_ == "nsubj" and fox.head.i == trots.i
 
@@ -52,6 +52,11 @@ def test_a_modal_without_a_verb_is_a_noun() -> None:
 
 def test_a_parser_without_lemma_tables_corrects_nothing() -> None:
     assert Lemmas.of(PARSER.__class__()).verb("riding") is None
+
+
+def _word(doc: Doc, text: str) -> Token:
+    """The token of ``doc`` written ``text`` (the first)."""
+    return next(t for t in doc if t.text == text)
 
 
 def _doc(
@@ -181,7 +186,7 @@ def test_a_sentence_with_its_own_verb_keeps_the_phrase_as_parsed() -> None:
 
 def test_a_noun_after_a_verb_without_an_object_is_its_object_not_an_appositive() -> None:
     doc = correct(PARSER("A dragon chases a knight on horseback over snowy mountains."), LEMMAS)
-    knight = next(t for t in doc if t.text == "knight")
+    knight = _word(doc, "knight")
     assert (knight.dep_, knight.head.text) == ("dobj", "chases")
 
 
@@ -222,8 +227,8 @@ def test_a_colour_after_the_clause_is_its_complement() -> None:
 
 def test_a_two_word_noun_after_a_noun_stays_one_noun() -> None:
     doc = correct(PARSER("a hotel swimming pool at night"), _compound_lemmas())
-    pool = next(t for t in doc if t.text == "pool")
-    assert pool.dep_ == "ROOT" and next(t for t in doc if t.text == "swimming").head.i == pool.i
+    pool = _word(doc, "pool")
+    assert pool.dep_ == "ROOT" and _word(doc, "swimming").head.i == pool.i
 
 
 @pytest.mark.parametrize(
@@ -238,12 +243,12 @@ def test_the_noun_after_a_fronted_clause_and_its_comma_is_its_subject(
     prompt: str, subject: str, dep: str
 ) -> None:
     doc = correct(PARSER(prompt), _compound_lemmas())
-    assert next(t for t in doc if t.text == subject).dep_ == dep
+    assert _word(doc, subject).dep_ == dep
 
 
 def test_an_object_before_the_comma_stays_the_object() -> None:
     doc = correct(PARSER("chasing a ball across the lawn, a puppy"), _compound_lemmas())
-    assert next(t for t in doc if t.text == "ball").dep_ == "dobj"
+    assert _word(doc, "ball").dep_ == "dobj"
 
 
 @pytest.mark.parametrize(
@@ -258,8 +263,8 @@ def test_third_person_forms_have_their_verb_lemma(form: str, lemma: str) -> None
 def test_a_plural_noun_verb_gets_its_own_lemma_and_its_object_keeps_its_number() -> None:
     # Tagged: "buries" a plural noun lemmatised "burie", "hut" a plural appositive.
     doc = correct(PARSER("a fierce blizzard buries the mountain hut"), LEMMAS)
-    buries = next(t for t in doc if t.text == "buries")
-    hut = next(t for t in doc if t.text == "hut")
+    buries = _word(doc, "buries")
+    hut = _word(doc, "hut")
     assert (buries.pos_, buries.lemma_) == ("VERB", "bury")
     assert hut.dep_ == "dobj" and hut.head.i == buries.i
     assert hut.tag_ == "NN" and "Plur" not in hut.morph.get("Number")
@@ -268,8 +273,8 @@ def test_a_plural_noun_verb_gets_its_own_lemma_and_its_object_keeps_its_number()
 def test_the_noun_after_a_plural_noun_verb_is_its_object_not_a_subject() -> None:
     # Tagged: "buries" a plural noun, "acorn" an adjective and the subject of "buries".
     doc = correct(PARSER("under the oak, a gray squirrel buries an acorn"), LEMMAS)
-    buries = next(t for t in doc if t.text == "buries")
-    acorn = next(t for t in doc if t.text == "acorn")
-    squirrel = next(t for t in doc if t.text == "squirrel")
+    buries = _word(doc, "buries")
+    acorn = _word(doc, "acorn")
+    squirrel = _word(doc, "squirrel")
     assert (buries.pos_, buries.lemma_) == ("VERB", "bury")
     assert squirrel.dep_ == "nsubj" and acorn.dep_ == "dobj" and acorn.head.i == buries.i
