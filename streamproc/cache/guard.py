@@ -12,9 +12,11 @@ cached candidate only when the two describe the same scene:
    no group lists, a WordNet synonym of the same part of speech ("purchasing" / "buying":
    :mod:`~streamproc.cache.wordnet`), or an adjective WordNet makes from the noun that shares
    its stem ("woolly" / "wool"), or a phrase WordNet gives the same first sense as its last
-   word, matched through that word ("french fries" / "fries" / "chips"). A word without a counterpart is a changed or added
-   detail: objects, actions, colours, time of day, weather, places, styles — no list of them
-   is needed;
+   word, matched through that word ("french fries" / "fries" / "chips"); last, for words
+   still left over on both sides, a looser WordNet tie between adjectives, adverbs or verbs
+   ("snug" / "cozy", "shivering" / "trembling"). A word without a counterpart is a changed or
+   added detail: objects, actions, colours, time of day, weather, places, styles — no list of
+   them is needed;
 2. **negation** — a word negated on one side only ("with" / "without cheese");
 3. **number** — aligned nouns with different counts ("two" / "three"; "a dog" / "dogs");
 4. **roles** — an aligned participant that is the agent, patient or recipient of an action
@@ -163,6 +165,15 @@ def _synonyms(wordnet: WordNet, word: Word, other: Word) -> bool:
     return wordnet.synonyms(left, right, word.kind) or wordnet.sole_sense_shared(
         left, right, word.kind
     )
+
+
+def _near_synonyms(wordnet: WordNet, word: Word, other: Word) -> bool:
+    # "snug" / "cozy", "discovering" / "finding", "shivering" / "trembling": only between
+    # words no group lists (a group's word is decided by its group) and of one kind.
+    if word.kind != other.kind or _in_groups(word) or _in_groups(other):
+        return False
+    left, right = ({w.lemma, us_spelling(w.lemma)} for w in (word, other))
+    return wordnet.near_synonyms(left, right, word.kind) is not None
 
 
 def _phrasal_synonyms(wordnet: WordNet, word: Word, other: Word, particles: frozenset[str]) -> bool:
@@ -382,6 +393,15 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                 if _synonyms(wordnet, word, other) or _phrasal_synonyms(
                     wordnet, word, other, shared_particles
                 ):
+                    forward[i], backward[j] = j, i
+                    break
+        # Then, for words still left over on both sides, a looser tie WordNet knows (a sense
+        # further down the list, a verb that is a way of doing the other).
+        for i, word in enumerate(left.words):
+            if i in forward:
+                continue
+            for j, other in enumerate(right.words):
+                if j not in backward and _near_synonyms(wordnet, word, other):
                     forward[i], backward[j] = j, i
                     break
     mine_unnamed = _unnamed_agents(left, right, forward)

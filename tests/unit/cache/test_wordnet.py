@@ -102,3 +102,27 @@ def test_the_guard_accepts_a_sole_sense_and_refuses_another_word() -> None:
     assert not guard.check(
         "a bowl of rocket and parmesan", "a bowl of spinach and parmesan"
     ).accepted
+
+
+def test_near_synonyms_name_the_tie_they_found() -> None:
+    wordnet = load_wordnet()
+    assert wordnet.near_synonyms(["snug"], ["cozy"], "adjective") == "one sense"
+    assert wordnet.near_synonyms(["carefully"], ["cautiously"], "adverb") == "one sense"
+    assert wordnet.near_synonyms(["discover"], ["find"], "verb") == "one sense"
+    assert wordnet.near_synonyms(["shiver"], ["tremble"], "verb") == "a way of"
+    assert wordnet.near_synonyms(["tremble"], ["shiver"], "verb") == "a way of"
+
+
+def test_near_synonyms_leave_out_nouns_clusters_and_rare_verb_senses() -> None:
+    wordnet = load_wordnet()
+    # nouns: later senses and kinds of a thing are other things to a viewer
+    assert wordnet.near_synonyms(["crib"], ["pony"], "noun") is None
+    assert wordnet.near_synonyms(["lioness"], ["lion"], "noun") is None
+    assert wordnet.near_synonyms(["peak"], ["summit"], "noun") is None
+    # adjectives of one cluster, colours among them
+    assert wordnet.near_synonyms(["striped"], ["spotted"], "adjective") is None
+    assert wordnet.near_synonyms(["pink"], ["yellow"], "adjective") is None
+    assert wordnet.near_synonyms(["thin"], ["fat"], "adjective") is None
+    # verbs sharing neither's first sense ("mop" / "mow": to grimace)
+    assert wordnet.near_synonyms(["mop"], ["mow"], "verb") is None
+    assert wordnet.near_synonyms(["blorft"], ["find"], "verb") is None
