@@ -463,10 +463,10 @@ def test_words_whose_first_senses_are_one_synset_are_counterparts(
 
 def test_a_second_sense_is_no_synonym() -> None:
     # "heap" and "stack" share WordNet's second sense (a large amount); a heap is no stack.
+    # Nouns never go through the near-synonym pass, which would tie adverbs such as
+    # "carefully" and "cautiously" (tests/unit/cache/test_guard_recall.py).
     verdict = GUARD.check("a heap of plates in a sink", "a stack of plates in a sink")
     assert verdict.reason == "word_mismatch: heap vs stack"
-    verdict = GUARD.check("a man carefully crossing a street", "a man cautiously crossing a street")
-    assert verdict.reason == "word_mismatch: carefully vs cautiously"
 
 
 def test_a_word_of_a_group_keeps_the_groups_sense() -> None:
