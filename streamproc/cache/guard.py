@@ -25,7 +25,9 @@ cached candidate only when the two describe the same scene:
    patient ("a nurse bandaging a soldier's arm" != "a soldier bandaging a nurse's arm"), who
    takes, paints or draws a picture of whom is a role too, and an action whose agents differ
    on the two sides was done by someone else ("a teacher listening as a student explains" !=
-   "a student listening as a teacher explains");
+   "a student listening as a teacher explains"); and two adjectives, or an adjective and a
+   manner adverb, that trade what they describe ("a tiny boat on a huge wave" / "a huge boat
+   on a tiny wave", "walking slowly past a fast car" / "walking fast past a slow car");
 5. **relations** — the same two things placed differently ("above" / "beside", "behind" /
    "in front of", left / right, inside / outside, on / under), the relation reversed
    ("a cat on a box" / "a box on a cat"; "X below Y" = "Y above X"), or a way run the other
@@ -226,7 +228,7 @@ def _signature(scene: Scene, i: int) -> frozenset[tuple[object, ...]]:
         return frozenset(
             (r.role, scene.words[r.verb].keys)
             for r in scene.roles
-            if r.participant == k and r.role != "property"
+            if r.participant == k and r.role not in _TRAITS
         )
 
     # What the word does, and what the things placed with it do: "a boxer in red gloves
@@ -516,23 +518,25 @@ def _check_number(left: Scene, right: Scene, al: _Alignment) -> str | None:
 
 def _check_roles(left: Scene, right: Scene, al: _Alignment) -> str | None:
     theirs = {(r.verb, r.role, r.participant) for r in right.roles if r.certain}
+    traits = {(r.verb, r.participant) for r in right.roles if r.role in _TRAITS}
     for role in left.roles:
         if not role.certain:
             continue
         verb, participant = al.forward.get(role.verb), al.forward.get(role.participant)
         if verb is None or participant is None or (verb, role.role, participant) in theirs:
             continue
-        if role.role == "property":
-            # Only a swap counts ("a tiny boat on a huge wave" / "a huge boat on a tiny wave"):
-            # the parser attaches stacked adjectives inconsistently.
-            moved = [r for r in right.roles if r.verb == verb and r.role == "property"]
+        if role.role in _TRAITS:
+            # Only a swap counts ("a tiny boat on a huge wave" / "a huge boat on a tiny wave",
+            # "walking slowly past a fast car" / "walking fast past a slow car"): the parser
+            # attaches stacked adjectives inconsistently.
+            moved = [r for r in right.roles if r.verb == verb and r.role in _TRAITS]
             for r in moved:
                 back = al.backward.get(r.participant)
                 swapped = back is not None and any(
-                    o.role == "property"
+                    o.role in _TRAITS
                     and o.participant == back
                     and al.forward.get(o.verb) is not None
-                    and (al.forward[o.verb], "property", participant) in theirs
+                    and (al.forward[o.verb], participant) in traits
                     for o in left.roles
                 )
                 if r.participant != participant and swapped:
@@ -551,6 +555,9 @@ def _check_roles(left: Scene, right: Scene, al: _Alignment) -> str | None:
 
 #: Roles a participant can swap between (an adjective's noun, "property", only swaps nouns).
 _ROLES: Final = ("agent", "patient", "recipient", "source")
+
+#: What an adjective or an adverb describes: compared only as a swap between two of them.
+_TRAITS: Final = frozenset({"property", "manner"})
 
 
 _THINGS: Final = frozenset({"noun", "name"})

@@ -122,7 +122,7 @@ _TAGS: Final = """
     hyperdetailed focus clarity cinematic cinematography trending artstation award
     award-winning professional stunning beautiful gorgeous amazing breathtaking please
     realistic photorealistic photoreal hyperrealistic hyper-realistic lifelike epic
-    atmospheric aesthetic moody clean sleek polished crisp
+    atmospheric aesthetic moody clean sleek polished crisp viral
     duration length resolution aspect ratio seed steps seconds second secs sec watermark
     guidance cfg fps smooth
     instagram tiktok youtube linkedin facebook snapchat pinterest vimeo
@@ -133,6 +133,7 @@ _TAG_WORDS: Final = frozenset(_TAGS.split())
 _MODIFIERS: Final = (
     "high ultra super full best top highly hyper sharp winning very extremely rated"
     " shot footage video clip"  # "cinematic shot", "4k footage"; "wide shot" stays
+    " camera"  # "shot on a professional camera"; "handheld camera" stays
     " motion"  # "smooth motion"; "slow motion" stays
     " reel reels shorts short post story stories feed vertical horizontal"  # "for a TikTok
     # story", "YouTube Shorts, vertical 9:16": where the video goes, not what it shows
@@ -157,6 +158,15 @@ _THANKS: Final = re.compile(
 _PURPOSE: Final = re.compile(
     r"\s*[,.!?;:]+\s*(?:it'?s|it\s+is|this\s+is|(?:i|we)?\s*need(?:ed)?\s+it)\s+for\s+"
     r"(?:a|an|my|our|the)\s+[^,.!?;:]{1,60}[\s.!?]*$"
+)
+#: What the video is for, as a trailing part of its own: ", for a product ad", ", for a
+#: healthcare explainer video", ", for our renewable energy presentation". The last word
+#: names a medium or an occasion for one, never something in the scene.
+_PURPOSE_PART: Final = re.compile(
+    r"for\s+(?:a|an|the|our|my|your|their|this)\s+(?:[\w'-]+\s+){0,3}"
+    r"(?:ad|ads|advert|advertisement|commercial|promo|video|presentation|explainer|campaign|"
+    r"reel|post|story|website|pitch|deck|slideshow|webinar|course|lesson|tutorial|vlog|"
+    r"trailer|newsletter|brochure)"
 )
 #: A bare "please" at the end, filler only after a request at the start ("make me a clip
 #: of … please").
@@ -387,7 +397,7 @@ def _drop_trailing(text: str, asked: bool = False) -> str:
         if split is None:
             break
         head, tail = split
-        tag = _is_tag_list(tail) or _intensified(tail)
+        tag = _is_tag_list(tail) or _intensified(tail) or bool(_PURPOSE_PART.fullmatch(tail))
         if head.strip() and (tag or (dropped and _only_modifiers(tail))):
             text, dropped = _strip_edges(head), True
             continue

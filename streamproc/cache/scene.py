@@ -123,8 +123,9 @@ class Word:
 
 @dataclass(frozen=True)
 class Role:
-    """``participant`` is the ``role`` ("agent", "patient", "recipient", "source" or, for
-    an adjective, "property") of the action ``verb``."""
+    """``participant`` is the ``role`` ("agent", "patient", "recipient", "source"; for an
+    adjective, "property": the noun it describes; for an adverb, "manner": the action it
+    describes) of the action ``verb``."""
 
     verb: int
     role: str
@@ -791,6 +792,14 @@ class _Reading:
                 assert adjective is not None
                 assert noun is not None
                 roles.append(Role(adjective, "property", noun))
+            elif token.dep_ == "advmod" and token.head.pos_ == "VERB":
+                # "walking slowly past a fast car": how the walking is done, compared with
+                # the things' adjectives ("walking fast past a slow car" moves both).
+                adverb, verb = self.word(token), self.word(token.head)
+                if None not in (adverb, verb) and adverb != verb:
+                    assert adverb is not None
+                    assert verb is not None
+                    roles.append(Role(adverb, "manner", verb))
         return list(dict.fromkeys(roles))
 
     def read_links(self) -> list[tuple[int, int]]:
@@ -999,7 +1008,7 @@ class SceneReader:
         if self._phrases is None:
             self._phrases = phrases()
         if self._lemmas is None:
-            self._lemmas = Lemmas.of(self._parser, _ing_compounds())
+            self._lemmas = Lemmas.of(self._parser, _ing_compounds(), load_wordnet().names_a_being)
 
     def read(self, prompt: str) -> Scene:
         """The scene of ``prompt`` (normalised first: case, filler and quality tags go)."""

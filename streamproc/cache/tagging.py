@@ -19,7 +19,11 @@ and the lemmatiser's own tables, before :mod:`~streamproc.cache.scene` reads it:
   "girl spoons soup" a compound): with no verb in the sentence, a verb form compounded onto
   the noun right after it, with a determined noun right before it, is the verb, that noun
   its subject and the next its object;
-* **-ing words tagged as nouns** that modify a noun ("a sailboat gliding") are verbs;
+* **-ing words tagged as nouns** that modify a noun ("a sailboat gliding") are verbs, and
+  so is one that heads a noun phrase after a person or an animal ("a knight kneeling before
+  a queen" read as a "knight kneeling"), or a verb the tagger gave such a noun as a
+  compound ("a puppy barking from …"): the person or animal heads the phrase and the -ing
+  form is a clause on it;
 * **"can" tagged as a modal** without a verb to help ("a soda can") is a noun;
 * **nouns tagged as adjectives** with a determiner of their own ("a kitten sleeping" with
   "kitten" an adjective) are nouns when the lemmatiser knows the word as a noun only;
@@ -51,8 +55,10 @@ and the lemmatiser's own tables, before :mod:`~streamproc.cache.scene` reads it:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Final
+
+from streamproc.cache.lexicon.relations import PICTURE_NOUNS
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -75,17 +81,25 @@ class Lemmas:
         nouns: Collection[str] = (),
         adjectives: Collection[str] = (),
         compounds: Collection[str] = (),
+        being: Callable[[str], bool] | None = None,
     ) -> None:
         self._verbs = frozenset(verbs)
         self._irregular = irregular
         self._nouns = frozenset(nouns)
         self._adjectives = frozenset(adjectives)
         self._compounds = frozenset(compounds)
+        self._being = being
 
     @classmethod
-    def of(cls, parser: Language, compounds: Collection[str] = ()) -> Lemmas:
-        """The tables of ``parser``'s rule lemmatiser (empty when it has none), and the
-        two-word nouns ``compounds`` ("swimming pool") from a lexical database."""
+    def of(
+        cls,
+        parser: Language,
+        compounds: Collection[str] = (),
+        being: Callable[[str], bool] | None = None,
+    ) -> Lemmas:
+        """The tables of ``parser``'s rule lemmatiser (empty when it has none), and from a
+        lexical database the two-word nouns ``compounds`` ("swimming pool") and ``being``,
+        whether a noun lemma names a person or an animal."""
         try:
             lookups = parser.get_pipe("lemmatizer").lookups  # type: ignore[attr-defined]
             index = lookups.get_table("lemma_index")
@@ -93,8 +107,12 @@ class Lemmas:
             irregular = lookups.get_table("lemma_exc")["verb"]
             nouns, adjectives = index["noun"], index["adj"]
         except (KeyError, AttributeError):
-            return cls((), {}, compounds=compounds)
-        return cls(verbs, irregular, nouns, adjectives, compounds)
+            return cls((), {}, compounds=compounds, being=being)
+        return cls(verbs, irregular, nouns, adjectives, compounds, being)
+
+    def is_being(self, lemma: str) -> bool:
+        """Whether the noun ``lemma`` names a person or an animal (False without a database)."""
+        return self._being is not None and self._being(lemma)
 
     def is_noun(self, form: str) -> bool:
         """Whether ``form`` is a noun the lemmatiser knows."""
@@ -173,6 +191,8 @@ def correct(doc: Doc, lemmas: Lemmas) -> Doc:
     """Apply the corrections of the module docstring to ``doc`` (in place) and return it."""
     for token in doc:
         _clause_read_as_compound(token, lemmas)
+    for token in doc:
+        _gerund_read_as_noun(token, lemmas)
     _verb_in_a_noun_chain(doc, lemmas)
     for token in doc:
         _retag(token, lemmas)
@@ -249,6 +269,40 @@ def _clause_read_as_compound(token: Token, lemmas: Lemmas) -> None:
     for child in moved:
         # Its place, source or receiver belongs to the clause; a clause of its own, to the noun.
         child.head = token if child.dep_ in ("prep", "dative", "advmod", "npadvmod") else noun
+
+
+def _gerund_read_as_noun(token: Token, lemmas: Lemmas) -> None:
+    # "a knight kneeling before a queen" read as one noun, "knight kneeling" (a kneeling of
+    # the knight's kind) before the queen: an -ing form tagged as a singular noun that heads
+    # its phrase, with a compound right before it that names a person or an animal, is a
+    # clause on that noun, which heads the phrase instead. Modifiers before the -ing form
+    # ("a", "tired") go to the noun; what follows it (place, object) stays with the verb.
+    # The same when the tagger got the verb but hung the noun on it as a compound ("a puppy
+    # barking from in front of a fence"), so both readings give one scene.
+    doc = token.doc
+    if token.tag_ not in ("NN", "VBG") or token.dep_ == "compound" or token.i == 0:
+        return
+    if token.lemma_.lower() in PICTURE_NOUNS:  # "a horse drawing": a drawing of a horse
+        return
+    noun = doc[token.i - 1]
+    verb = lemmas.verb(token.lower_) if token.lower_.endswith("ing") else None
+    if (
+        verb is None
+        or noun.dep_ != "compound"
+        or noun.head.i != token.i
+        or noun.pos_ != "NOUN"
+        or not lemmas.is_being(noun.lemma_.lower())
+    ):
+        return
+    if token.head.i == token.i:
+        noun.head, noun.dep_ = noun, "ROOT"
+    else:
+        noun.head, noun.dep_ = token.head, token.dep_
+    for child in list(token.children):
+        if child.i < noun.i:
+            child.head = noun
+    token.head, token.dep_ = noun, "acl"
+    _make_verb(token, verb, "VBG")
 
 
 def _verb_in_a_noun_chain(doc: Doc, lemmas: Lemmas) -> None:

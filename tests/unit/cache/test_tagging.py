@@ -278,3 +278,51 @@ def test_the_noun_after_a_plural_noun_verb_is_its_object_not_a_subject() -> None
     squirrel = _word(doc, "squirrel")
     assert (buries.pos_, buries.lemma_) == ("VERB", "bury")
     assert squirrel.dep_ == "nsubj" and acorn.dep_ == "dobj" and acorn.head.i == buries.i
+
+
+def _being_lemmas() -> Lemmas:
+    from streamproc.cache.scene import _ing_compounds
+    from streamproc.cache.wordnet import load_wordnet
+
+    return Lemmas.of(PARSER, _ing_compounds(), load_wordnet().names_a_being)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "noun", "verb", "place"),
+    [
+        ("a knight kneeling before a queen", "knight", "kneeling", "before"),
+        ("a deer grazing near a fence", "deer", "grazing", "near"),
+        ("a wizard dancing with a bear", "wizard", "dancing", "with"),
+        # tagged a verb, but with the noun hung on it as a compound
+        ("a puppy barking from in front of a fence", "puppy", "barking", "from"),
+    ],
+)
+def test_an_ing_noun_after_a_being_is_a_clause_on_the_being(
+    prompt: str, noun: str, verb: str, place: str
+) -> None:
+    # The tagger reads "knight kneeling" as one noun, a kneeling of the knight kind.
+    assert _word(PARSER(prompt), noun).dep_ == "compound"
+    doc = correct(PARSER(prompt), _being_lemmas())
+    n, v = _word(doc, noun), _word(doc, verb)
+    assert (n.dep_, n.head.i) == ("ROOT", n.i)
+    assert (v.pos_, v.dep_, v.head.i) == ("VERB", "acl", n.i)
+    assert _word(doc, "a").head.i == n.i
+    assert _word(doc, place).head.i == v.i
+
+
+@pytest.mark.parametrize(
+    ("prompt", "head"),
+    [
+        ("a city building in the rain", "building"),  # a city is no one
+        ("a family gathering in a garden", "gathering"),  # a group, not a person
+    ],
+)
+def test_an_ing_noun_after_a_thing_stays_a_noun(prompt: str, head: str) -> None:
+    doc = correct(PARSER(prompt), _being_lemmas())
+    word = _word(doc, head)
+    assert (word.pos_, word.dep_) == ("NOUN", "ROOT")
+
+
+def test_a_picture_of_a_being_stays_a_picture() -> None:
+    doc = correct(PARSER("a horse drawing"), _being_lemmas())
+    assert _word(doc, "drawing").pos_ == "NOUN"

@@ -126,3 +126,11 @@ def test_near_synonyms_leave_out_nouns_clusters_and_rare_verb_senses() -> None:
     # verbs sharing neither's first sense ("mop" / "mow": to grimace)
     assert wordnet.near_synonyms(["mop"], ["mow"], "verb") is None
     assert wordnet.near_synonyms(["blorft"], ["find"], "verb") is None
+
+
+def test_people_and_animals_are_beings_by_their_first_sense() -> None:
+    wordnet = load_wordnet()
+    assert all(wordnet.names_a_being(w) for w in ("knight", "queen", "fox", "deer", "pilgrim"))
+    # A city is a place, a family a group, a painting an artefact; "mole" is first a unit.
+    assert not any(wordnet.names_a_being(w) for w in ("city", "family", "painting", "mole"))
+    assert not wordnet.names_a_being("no such word")
