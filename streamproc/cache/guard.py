@@ -27,7 +27,9 @@ cached candidate only when the two describe the same scene:
    on the two sides was done by someone else ("a teacher listening as a student explains" !=
    "a student listening as a teacher explains"); and two adjectives, or an adjective and a
    manner adverb, that trade what they describe ("a tiny boat on a huge wave" / "a huge boat
-   on a tiny wave", "walking slowly past a fast car" / "walking fast past a slow car");
+   on a tiny wave", "walking slowly past a fast car" / "walking fast past a slow car"), or an
+   adjective right before its noun on both sides that describes another thing on the other
+   ("a dog wearing a tiny hat" / "a tiny dog wearing a hat");
 5. **relations** — the same two things placed differently ("above" / "beside", "behind" /
    "in front of", left / right, inside / outside, on / under), the relation reversed
    ("a cat on a box" / "a box on a cat"; "X below Y" = "Y above X"), or a way run the other
@@ -526,9 +528,11 @@ def _check_roles(left: Scene, right: Scene, al: _Alignment) -> str | None:
         if verb is None or participant is None or (verb, role.role, participant) in theirs:
             continue
         if role.role in _TRAITS:
-            # Only a swap counts ("a tiny boat on a huge wave" / "a huge boat on a tiny wave",
-            # "walking slowly past a fast car" / "walking fast past a slow car"): the parser
-            # attaches stacked adjectives inconsistently.
+            # A swap counts ("a tiny boat on a huge wave" / "a huge boat on a tiny wave",
+            # "walking slowly past a fast car" / "walking fast past a slow car"), and so does
+            # an adjective right before its noun on both sides that is before another one on
+            # the other ("a dog wearing a tiny hat" / "a tiny dog wearing a hat"). Otherwise
+            # not: the parser attaches stacked adjectives inconsistently.
             moved = [r for r in right.roles if r.verb == verb and r.role in _TRAITS]
             for r in moved:
                 back = al.backward.get(r.participant)
@@ -539,7 +543,18 @@ def _check_roles(left: Scene, right: Scene, al: _Alignment) -> str | None:
                     and (al.forward[o.verb], participant) in traits
                     for o in left.roles
                 )
-                if r.participant != participant and swapped:
+                next_to = (
+                    (role.role, r.role) == ("property", "property")
+                    and role.participant == role.verb + 1
+                    and r.participant == r.verb + 1
+                    and "noun" not in (left.words[role.verb].kind, right.words[r.verb].kind)
+                    # "a cold soda can" / "a cold can of soda": one thing, named by two nouns
+                    and back not in _linked(left, [role.participant])
+                    and participant not in _linked(right, [r.participant])
+                    # two words of one key ("steel mill" … "molten metal"): either may align
+                    and not right.words[r.participant].keys & right.words[participant].keys
+                )
+                if r.participant != participant and (swapped or (next_to and back is not None)):
                     what = left.words[role.verb].text
                     return (
                         f"role_mismatch: {what} {left.words[role.participant].text} vs "

@@ -115,6 +115,26 @@ def test_swapped_adjectives_are_rejected() -> None:
 
 
 @pytest.mark.parametrize(
+    ("request_text", "candidate", "why"),
+    [
+        ("a dog wearing a tiny hat", "a tiny dog wearing a hat", "tiny hat vs tiny dog"),
+        ("a red car next to a house", "a car next to a red house", "red car vs red house"),
+        ("an old man with a dog", "an old dog with a man", "old man vs old dog"),
+    ],
+)
+def test_an_adjective_moved_to_another_noun_is_rejected(
+    request_text: str, candidate: str, why: str
+) -> None:
+    # Right before its noun on both sides, so no parser whim: the other thing is tiny.
+    assert GUARD.check(request_text, candidate).reason == f"role_mismatch: {why}"
+
+
+def test_an_adjective_on_one_thing_named_two_ways_stays() -> None:
+    assert accepts("a dog wearing a tiny hat", "a tiny hat worn by a dog")
+    assert accepts("water droplets on a cold soda can", "a cold can of soda with water droplets")
+
+
+@pytest.mark.parametrize(
     ("request_text", "candidate"),
     [
         ("a man walking slowly past a fast car", "a man walking fast past a slow car"),
