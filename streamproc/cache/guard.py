@@ -571,7 +571,8 @@ def _check_roles(left: Scene, right: Scene, al: _Alignment) -> str | None:
 #: Roles a participant can swap between (an adjective's noun, "property", only swaps nouns).
 _ROLES: Final = ("agent", "patient", "recipient", "source")
 
-#: What an adjective or an adverb describes: compared only as a swap between two of them.
+#: What an adjective or an adverb describes: compared only as a swap between two of them,
+#: or as an adjective moved between two nouns it stands right before.
 _TRAITS: Final = frozenset({"property", "manner"})
 
 

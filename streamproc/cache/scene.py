@@ -786,20 +786,18 @@ class _Reading:
                     if verb is not None and index is not None and index != verb:
                         roles.append(Role(verb, role, index))
         for token in self.doc:
-            # "a tiny boat on a huge wave": which thing is tiny.
-            adjective, noun = self.word(token), self.word(token.head)
-            if token.dep_ == "amod" and None not in (adjective, noun) and adjective != noun:
-                assert adjective is not None
-                assert noun is not None
-                roles.append(Role(adjective, "property", noun))
+            # "a tiny boat on a huge wave": which thing is tiny; "walking slowly past a fast
+            # car": how the walking is done (compared with the things' adjectives: "walking
+            # fast past a slow car" moves both).
+            if token.dep_ == "amod":
+                trait = "property"
             elif token.dep_ == "advmod" and token.head.pos_ == "VERB":
-                # "walking slowly past a fast car": how the walking is done, compared with
-                # the things' adjectives ("walking fast past a slow car" moves both).
-                adverb, verb = self.word(token), self.word(token.head)
-                if None not in (adverb, verb) and adverb != verb:
-                    assert adverb is not None
-                    assert verb is not None
-                    roles.append(Role(adverb, "manner", verb))
+                trait = "manner"
+            else:
+                continue
+            word, described = self.word(token), self.word(token.head)
+            if word is not None and described is not None and word != described:
+                roles.append(Role(word, trait, described))
         return list(dict.fromkeys(roles))
 
     def read_links(self) -> list[tuple[int, int]]:
