@@ -2,8 +2,11 @@
 
 :func:`normalize_prompt` folds case, Unicode and spacing and drops the words that describe
 the request or the medium rather than the scene: a request clause at the start ("can you
-make me a 5 second video of", "text to video:", "ad video:") and a trailing list of quality
-or mood tags (", 4k, highly detailed, trending on artstation", ", epic, moody"), with
+make me a 5 second video of", "text to video:", "ad video:", or request, medium and quality
+words in any order: "need a short, realistic 4k clip for my blog of") and trailing parts of
+quality or mood tags (", 4k, highly detailed, trending on artstation", ", epic, moody") or of
+what the video is for, its genre, overlays or a request ("- it's for a tiktok post", ",
+nature documentary", ", no text or watermark", "- can you generate this?"), with
 trailing hashtags, which label a post rather than describe the scene ("#wildlife", "#heron"
 after "a heron", "#4k"); one that names a detail a viewer sees — a colour, time of day,
 weather, season, style, era or playback speed ("#sunset", "#rain") — or holds a number
@@ -92,6 +95,7 @@ _FRAMING: Final = """
 #: Words that may stand in a framing part but do not make one on their own.
 _FRAMING_GLUE: Final = (
     "to 2 me us a an the for my our new could can would will you u this that it i we of one"
+    " there folks team guys"
 )
 _FRAMING_ANCHORS: Final = frozenset(_FRAMING.split())
 _FRAMING_WORDS: Final = _FRAMING_ANCHORS | frozenset(_FRAMING_GLUE.split())
@@ -168,6 +172,78 @@ _PURPOSE_PART: Final = re.compile(
     r"reel|post|story|website|pitch|deck|slideshow|webinar|course|lesson|tutorial|vlog|"
     r"trailer|newsletter|brochure)"
 )
+#: The nouns that end a purpose said anywhere in a trailing part ("it's for a tiktok post",
+#: "to use in a corporate presentation") or, after a request at the start, at the very end
+#: ("… for a school project"): a medium, a place it is shown, or the work it is made for.
+_PURPOSE_NOUNS: Final = (
+    r"(?:ad|ads|advert|advertisement|commercial|promo|video|clip|presentation|explainer|"
+    r"campaign|reel|reels|post|story|website|site|pitch|deck|slideshow|webinar|course|lesson|"
+    r"tutorial|vlog|blog|intro|outro|trailer|newsletter|brochure|page|channel|feed|account|"
+    r"project|assignment|client|montage|compilation)"
+)
+_PURPOSE_IN_PART: Final = re.compile(
+    r"(?:(?:it'?s|it\s+is|this\s+is|(?:(?:i|we)\s+)?need(?:ed)?\s+it|(?:to\s+)?use(?:d)?|"
+    r"to\s+be\s+used)\s+)?(?:for|in|on|as)\s+(?:a|an|the|our|my|your|their|this)\s+"
+    rf"(?:[\w'-]+\s+){{0,3}}?{_PURPOSE_NOUNS}(?:\s+{_PURPOSE_NOUNS})?\b"
+)
+#: A purpose right at the end with no separator, filler only after a request at the start
+#: ("hey, I need a video of a butterfly on a sunflower for a school project").
+_PURPOSE_AT_END: Final = re.compile(
+    rf"\s+for\s+(?:a|an|my|our|the|this|your)\s+(?:[\w'-]+\s+){{0,2}}?{_PURPOSE_NOUNS}$"
+)
+#: A generation instruction about overlays: "no text or watermark", "without logos".
+_NO_OVERLAY: Final = re.compile(
+    r"\b(?:no|without)\s+(?:on-?screen\s+)?(?:text|watermarks?|logos?|subtitles|captions|"
+    r"overlays?|branding)(?:\s*(?:,|or|and|/|&)\s*(?:on-?screen\s+)?(?:text|watermarks?|"
+    r"logos?|subtitles|captions|overlays?|branding))*\b"
+)
+#: A request standing as a trailing part: "can you generate this", "please make this video",
+#: "make a 5 second clip".
+_TRAILING_REQUEST: Final = re.compile(
+    rf"(?:(?:please|pls)\s+)?(?:{_MODAL}\s+(?:please\s+)?)?(?:generate|make|create|render|produce)"
+    r"(?:\s+(?:this|it|that|me|us|a|an|one))*"
+    rf"(?:\s+{_NUMBER}[- ]?(?:seconds?|secs?|s)(?:[- ]long)?)?(?:\s+(?:short|quick|brief))?"
+    r"(?:\s+(?:video|clip|footage|one|version))?(?:\s+(?:please|pls))?"
+)
+#: The genre of the medium as a tag ("nature documentary", "food commercial shot", "travel
+#: vlog intro"): at most four words, none a determiner or a verb form, ending in one of these
+#: and perhaps the medium.
+_GENRE: Final = re.compile(
+    r"(?:[a-z][\w-]*\s+){0,3}?(?:documentary|commercial|promo|advert|vlog|trailer|explainer)"
+    r"(?:\s+(?:intro|outro|shot|footage|video|clip))?"
+)
+_NOT_IN_GENRE: Final = frozenset({"a", "an", "the", "of", "my", "our", "this", "that", "for"})
+
+
+def _is_genre_tag(part: str) -> bool:
+    words = [
+        w
+        for w in part.split()
+        if w not in _TAG_WORDS and w not in _TAG_MODIFIERS and not _TAG_PATTERN.fullmatch(w)
+    ]
+    return (
+        bool(_GENRE.fullmatch(" ".join(words)))
+        and len(words) <= 4
+        and not any(w in _NOT_IN_GENRE or w.endswith(("ing", "ed")) for w in words)
+    )
+
+
+def _is_filler_part(part: str, after_filler: bool) -> bool:
+    """Whether a trailing part says nothing about the scene: a list of quality tags, the
+    video's purpose, genre or overlays, or a request to make it — alone or together
+    ("realistic, no text or watermark", "to use in a corporate presentation, professional
+    quality", "can you generate this"). After another filler part, modifiers alone go too."""
+    if _is_tag_list(part) or _intensified(part) or _is_genre_tag(part):
+        return True
+    if _TRAILING_REQUEST.fullmatch(part):
+        return True
+    rest = _NO_OVERLAY.sub(" ", _PURPOSE_IN_PART.sub(" ", part))
+    rest = " ".join(rest.split())
+    if rest == part:
+        return after_filler and _only_modifiers(part)
+    return not rest or _is_tag_list(rest) or _only_modifiers(rest) or _is_genre_tag(rest)
+
+
 #: A bare "please" at the end, filler only after a request at the start ("make me a clip
 #: of … please").
 _BARE_PLEASE: Final = re.compile(r"\s+(?:please|pls|plz)[\s.!?]*$")
@@ -266,6 +342,67 @@ def _names_a_medium(words: list[str]) -> bool:
 _DURATION: Final = re.compile(r"\d{1,3}\s?(?:sec|secs|seconds?)|(?![2-9]0s)\d{1,3}s")
 
 
+#: Words a request ahead of the medium may hold in any order, besides quality tags and the
+#: framing words: who asks, how politely, what for and how long ("hey there, I need a short,
+#: high-resolution video of", "could you make a realistic clip showing").
+_REQUESTING: Final = """
+    i i'd i'm we we'd we're you u me us my our could can would will please pls kindly just
+    need needs want wants wanna like love looking see get have there hey hi hello ok okay so
+    generate create make render produce animate give show do a an one the some this that
+    short brief quick little long second seconds sec secs s minute minutes min mins
+"""
+_REQUEST_WORDS: Final = frozenset(_REQUESTING.split())
+#: The media a request prefix must name; "shot", "film" and "scene" only after a request
+#: verb ("a shot of espresso", "a film of dust").
+_PREFIX_MEDIA: Final = frozenset({"video", "vid", "clip", "footage", "movie", "reel", "gif"})
+_PREFIX_CONNECTORS: Final = frozenset({"of", "showing", "depicting", "featuring", "where"})
+_PREFIX_VERBS: Final = frozenset({"generate", "create", "make", "render", "produce", "animate"})
+_NUMBERS: Final = "one two three four five six seven eight nine ten fifteen twenty thirty"
+_NUMBER_WORDS: Final = frozenset(_NUMBERS.split())
+#: What the video is for, closing a request prefix: "for my nature blog", "for our bakery's
+#: facebook page".
+_PREFIX_PURPOSE: Final = re.compile(
+    r"\s+for\s+(?:my|our|a|an|the|this|your|their)(?:\s+[\w'-]+){1,4}$"
+)
+
+
+def _is_request_word(word: str) -> bool:
+    return (
+        word in _REQUEST_WORDS
+        or word in _FRAMING_WORDS
+        or word in _TAG_WORDS
+        or word in _TAG_MODIFIERS
+        or word in _NUMBER_WORDS
+        or bool(_TAG_PATTERN.fullmatch(word))
+    )
+
+
+def _drop_request_prefix(text: str) -> str:
+    """``text`` without a leading request made only of request, medium and quality words,
+    in any order, up to the first word that introduces the scene ("of", "showing",
+    "depicting", "featuring", "where"): "please create a high quality, photorealistic 4k
+    video of", "need a clip for my nature blog of". The prefix must name a medium; a word of
+    the scene in it ("a slow motion video of", "a black and white clip of") keeps it all."""
+    words = text.split()
+    for i, word in enumerate(words[:16]):
+        if word not in _PREFIX_CONNECTORS:
+            continue
+        prefix = re.sub(r"[,;:!?.()]", " ", " ".join(words[:i]))
+        prefix = _PREFIX_PURPOSE.sub("", " " + prefix)
+        tokens = _split_words(prefix)
+        media = [w for w in tokens if w in _PREFIX_MEDIA or w in _ASKED_ONLY or w == "scene"]
+        asked = not _PREFIX_VERBS.isdisjoint(tokens)
+        if (
+            media
+            and (asked or any(w in _PREFIX_MEDIA for w in media))
+            and all(_is_request_word(w) or w in media for w in tokens)
+            and i + 1 < len(words)
+        ):
+            return _strip_edges(" ".join(words[i + 1 :]))
+        return text
+    return text
+
+
 def _drop_leading(text: str) -> str:
     match = _LABEL.match(text) or _PURPOSE_LABEL.match(text)
     if match is not None:
@@ -287,7 +424,7 @@ def _drop_leading(text: str) -> str:
     match = _REQUEST_ONLY.match(text)
     if match is not None:
         return _strip_edges(text[match.end() :])
-    return text
+    return _drop_request_prefix(text)
 
 
 def _stem(word: str) -> str:
@@ -397,11 +534,12 @@ def _drop_trailing(text: str, asked: bool = False) -> str:
         if split is None:
             break
         head, tail = split
-        tag = _is_tag_list(tail) or _intensified(tail) or bool(_PURPOSE_PART.fullmatch(tail))
-        if head.strip() and (tag or (dropped and _only_modifiers(tail))):
+        if head.strip() and (bool(_PURPOSE_PART.fullmatch(tail)) or _is_filler_part(tail, dropped)):
             text, dropped = _strip_edges(head), True
             continue
         break
+    if asked and _PURPOSE_AT_END.search(text):
+        text, dropped = _strip_edges(_PURPOSE_AT_END.sub("", text)), True
     if dropped:
         return text
     words = text.split()

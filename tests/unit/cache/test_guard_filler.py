@@ -354,3 +354,45 @@ def test_what_the_video_is_for_and_how_it_was_shot_are_filler(tagged: str) -> No
 )
 def test_a_purpose_or_camera_that_is_part_of_the_scene_stays(framed: str, kept: str) -> None:
     assert kept in normalize_prompt(framed)
+
+
+@pytest.mark.parametrize(
+    "framed",
+    [
+        # a request of request, medium and quality words in any order, up to the connector
+        "Please produce a brief, ultra-detailed clip of a farrier shoeing a horse in a barn",
+        "need some hd footage for our stable's website showing a farrier shoeing a horse in a barn",
+        "I'd love a photorealistic 8k video where a farrier shoeing a horse in a barn",
+        # what the video is for, its genre, its overlays or a request, as trailing parts
+        "a farrier shoeing a horse in a barn - it's for an instagram post",
+        "a farrier shoeing a horse in a barn, to use in a training course, crisp",
+        "a farrier shoeing a horse in a barn. Lifelike, no logos or subtitles.",
+        "a farrier shoeing a horse in a barn, rural documentary, 8k",
+        "a farrier shoeing a horse in a barn - could you make this?",
+        "a farrier shoeing a horse in a barn, render a 10 second clip",
+        # after a request at the start, a purpose at the very end needs no separator
+        "hi, could you make a video of a farrier shoeing a horse in a barn for my history project",
+    ],
+)
+def test_requests_purposes_and_genres_of_any_order_go(framed: str) -> None:
+    assert normalize_prompt(framed) == "a farrier shoeing a horse in a barn"
+    assert GUARD.check(framed, "A farrier shoeing a horse in a barn").accepted
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        # a word of the scene in the request keeps it whole
+        "a slow motion video of a farrier shoeing a horse",
+        "a grainy black and white clip of a farrier shoeing a horse",
+        "a shot of whisky on a bar",
+        # a part with a word of the scene around a purpose, a genre or a request
+        "a film crew, shooting a documentary",
+        "a farrier at a forge, making horseshoes for a history project",
+        "a farrier shoeing a horse, make it rain",
+        # without a request at the start, a purpose at the end is the scene's
+        "a boy building a volcano for a school project",
+    ],
+)
+def test_a_request_purpose_or_genre_holding_a_scene_word_stays(kept: str) -> None:
+    assert normalize_prompt(kept) == kept

@@ -113,12 +113,25 @@ def test_near_synonyms_name_the_tie_they_found() -> None:
     assert wordnet.near_synonyms(["tremble"], ["shiver"], "verb") == "a way of"
 
 
-def test_near_synonyms_leave_out_nouns_clusters_and_rare_verb_senses() -> None:
+def test_nouns_are_near_synonyms_through_their_common_senses_only() -> None:
     wordnet = load_wordnet()
-    # nouns: later senses and kinds of a thing are other things to a viewer
+    # the first sense of one among the other's first senses that the corpus tags
+    assert wordnet.near_synonyms(["pupil"], ["student"], "noun") == "one sense"
+    assert wordnet.near_synonyms(["peak"], ["summit"], "noun") == "one sense"
+    assert wordnet.near_synonyms(["son"], ["boy"], "noun") == "one sense"
+    # a rare sense does not tie: a tower is no tugboat, a paw no hand, a washing no laundry
+    assert wordnet.common_senses("tower") == wordnet.all_senses("tower", "noun")[:2]
+    assert wordnet.near_synonyms(["tower"], ["tugboat"], "noun") is None
+    assert wordnet.near_synonyms(["paw"], ["hand"], "noun") is None
+    assert wordnet.near_synonyms(["washing"], ["laundry"], "noun") is None
+    # nor do later senses, or a kind of a thing: other things to a viewer
     assert wordnet.near_synonyms(["crib"], ["pony"], "noun") is None
     assert wordnet.near_synonyms(["lioness"], ["lion"], "noun") is None
-    assert wordnet.near_synonyms(["peak"], ["summit"], "noun") is None
+    assert wordnet.near_synonyms(["cup"], ["mug"], "noun") is None
+
+
+def test_near_synonyms_leave_out_clusters_and_rare_verb_senses() -> None:
+    wordnet = load_wordnet()
     # adjectives of one cluster, colours among them
     assert wordnet.near_synonyms(["striped"], ["spotted"], "adjective") is None
     assert wordnet.near_synonyms(["pink"], ["yellow"], "adjective") is None
