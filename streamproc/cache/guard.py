@@ -244,6 +244,36 @@ def _signature(scene: Scene, i: int) -> frozenset[tuple[object, ...]]:
     return frozenset(found)
 
 
+def _said_as_verb_and_noun(
+    wordnet: WordNet,
+    word: Word,
+    others: Sequence[Word],
+    taken: Mapping[int, int],
+    counterpart: int | None,
+) -> tuple[int, int] | None:
+    """The verb and the noun among ``others`` that WordNet's definition of the verb ``word``
+    names (the noun may be the verb's own word: "skateboard"), the verb still without a
+    counterpart and the noun too, unless it is already ``word``'s own counterpart; or None."""
+    if word.kind != "verb" or (counterpart is not None and others[counterpart].kind != "noun"):
+        return None
+    defined = wordnet.defined_by(word.lemma)
+    if not defined:
+        return None
+    free = [j for j in range(len(others)) if j not in taken]
+    verbs = [j for j in free if others[j].kind == "verb" and others[j].lemma in defined]
+    nouns = (
+        [counterpart]
+        if counterpart is not None
+        else [
+            j
+            for j in free
+            if others[j].kind == "noun"
+            and (others[j].lemma in defined or others[j].lemma == word.lemma)
+        ]
+    )
+    return (verbs[0], nouns[0]) if verbs and nouns else None
+
+
 def _young_ones(scene: Scene, animals: frozenset[str], taken: Mapping[int, int]) -> list[Role]:
     # "young" said of one of ``animals``, both words still without a counterpart.
     return [
@@ -386,6 +416,17 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                         mine[i] = mine[i + 1] = j
                         theirs[j] = i
                         break
+        # A verb said on the other side as the verb and the thing its definition names:
+        # "skateboarding" / "riding a skateboard" ("skateboard": ride on a flat board …, and
+        # the noun is the verb's own word), "surfing" / "riding a surfboard", "biking" /
+        # "riding a bicycle", "hoovering" / "cleaning with a vacuum".
+        # The noun may already be the verb's counterpart ("vacuuming" / "a vacuum").
+        for words, others, mine, theirs in _both_ways(left, right, forward, backward):
+            for i, word in enumerate(words):
+                said = _said_as_verb_and_noun(wordnet, word, others, theirs, mine.get(i))
+                if said is not None:
+                    mine[i] = said[0]
+                    theirs[said[0]] = theirs[said[1]] = i
         # Last, for words still without a counterpart: a synonym the lexical database knows.
         shared_particles = left.particles & right.particles
         for i, word in enumerate(left.words):

