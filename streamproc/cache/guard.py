@@ -111,6 +111,41 @@ def _joined(words: Sequence[Word], i: int) -> set[str]:
     return {a + b for a in _spellings(words[i]) for b in _spellings(words[i + 1])}
 
 
+def _parts(text: str) -> list[str]:
+    return [us_spelling(part) for part in text.split("-") if part]
+
+
+def _said_apart(word: Word, others: Sequence[Word], taken: Mapping[int, int]) -> list[int]:
+    """The words of ``others`` without counterparts that say the parts of the hyphenated
+    ``word``: one word with the same parts, or one word for each part; [] when none do."""
+    parts = _parts(word.text)
+    if len(parts) < 2:
+        return []
+    free = [j for j in range(len(others)) if j not in taken]
+    for j in free:
+        if "-" in others[j].text and _parts(others[j].text) == parts:
+            return [j]
+    found: list[int] = []
+    for part in parts:
+        match = next(
+            (
+                j
+                for j in free
+                if j not in found
+                and part
+                in {
+                    us_spelling(form)
+                    for form in (others[j].text, others[j].lemma, *others[j].forms)
+                }
+            ),
+            None,
+        )
+        if match is None:
+            return []
+        found.append(match)
+    return found
+
+
 def _both_ways(
     left: Scene, right: Scene, forward: dict[int, int], backward: dict[int, int]
 ) -> tuple[tuple[Sequence[Word], Sequence[Word], dict[int, int], dict[int, int]], ...]:
@@ -350,6 +385,16 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                     mine[i] = mine[i + 1] = j
                     theirs[j] = i
                     break
+    # A hyphenated word and its parts said apart on the other side, in any order ("a
+    # rain-streaked window" / "a window streaked with rain", "a sun-drenched terrace" / "a
+    # terrace drenched in sun"), or in another spelling ("colour-coded" / "color-coded").
+    for words, others, mine, theirs in _both_ways(left, right, forward, backward):
+        for i, word in enumerate(words):
+            apart = _said_apart(word, others, theirs) if i not in mine else []
+            if apart:
+                mine[i] = apart[-1]
+                for j in apart:
+                    theirs[j] = i
     # An acronym and the words it abbreviates, written out on the other side: "the ISS" /
     # "the International Space Station", "a UFO" / "an unidentified flying object".
     for words, others, mine, theirs in _both_ways(left, right, forward, backward):

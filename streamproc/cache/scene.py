@@ -86,6 +86,25 @@ _KINDS: Final = {
 }
 _SUBJECTS: Final = frozenset({"nsubj", "csubj"})
 _OBJECTS: Final = frozenset({"dobj", "nsubjpass", "dative", "attr"})
+#: The forms of "be" and "get" that make a passive ("being poured", "gets mowed"); the
+#: parser also calls other words a passive's auxiliary ("bow drawn": the bow is drawn).
+_PASSIVE_AUXILIARIES: Final = frozenset(
+    [
+        "be",
+        "being",
+        "been",
+        "is",
+        "are",
+        "was",
+        "were",
+        "am",
+        "get",
+        "gets",
+        "got",
+        "gotten",
+        "getting",
+    ]
+)
 _AUXILIARIES: Final = frozenset(
     [
         "be",
@@ -384,6 +403,8 @@ class _Reading:
     def _is_content(self, token: Token) -> bool:
         if token.i in self.used or token.i in self.particles:
             return False
+        if token.dep_ == "auxpass" and token.lower_ in _PASSIVE_AUXILIARIES:
+            return False  # "steel being poured" (tagged a noun), "the lawn gets mowed"
         if token.pos_ == "AUX" and token.lemma_.lower() not in _AUXILIARIES:
             return True  # "two kids fly kites": a verb the tagger took for an auxiliary
         if token.pos_ == "PRON":

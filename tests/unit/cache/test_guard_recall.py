@@ -190,3 +190,43 @@ def test_a_near_synonym_tie_does_not_join_what_a_viewer_tells_apart(
 ) -> None:
     assert not accepts(request_text, candidate)
     assert not accepts(candidate, request_text)
+
+
+@pytest.mark.parametrize(
+    ("hyphenated", "apart"),
+    [
+        # a hyphenated word and its parts said apart, in any order
+        ("a heron by a rain-streaked window", "a heron by a window streaked with rain"),
+        ("a cat on a sun-drenched terrace", "a cat on a terrace drenched in sun"),
+        # or the same parts in another spelling
+        ("a rack of colour-coded folders", "a rack of color-coded folders"),
+    ],
+)
+def test_a_hyphenated_word_matches_its_parts_said_apart(hyphenated: str, apart: str) -> None:
+    assert GUARD.check(hyphenated, apart).accepted
+    assert GUARD.check(apart, hyphenated).accepted
+
+
+def test_a_hyphenated_word_with_another_part_is_refused() -> None:
+    assert GUARD.check(
+        "a cat on a sun-drenched terrace", "a cat on a terrace drenched in rain"
+    ).reason == ("word_mismatch: sun-drenched vs drenched+rain")
+
+
+@pytest.mark.parametrize(
+    ("active", "passive", "swapped"),
+    [
+        ("a man mowing the lawn", "the lawn gets mowed by a man", "a man gets mowed by the lawn"),
+        (
+            "a crane lifting a truck",
+            "a truck being lifted by a crane",
+            "a crane being lifted by a truck",
+        ),
+    ],
+)
+def test_the_auxiliary_of_a_passive_is_no_word_of_the_scene(
+    active: str, passive: str, swapped: str
+) -> None:
+    assert GUARD.check(active, passive).accepted
+    # and the roles are still compared
+    assert not GUARD.check(active, swapped).accepted
