@@ -735,7 +735,46 @@ def _check_relations(left: Scene, right: Scene, al: _Alignment) -> str | None:
             continue
         other = between[0]
         return f"relation_mismatch: {_relation(left, relation)} vs {_relation(right, other)}"
-    return _check_stray_places(left, right, al) or _check_place_phrases(left, right)
+    return (
+        _check_positions(left, right, al)
+        or _check_stray_places(left, right, al)
+        or _check_place_phrases(left, right)
+    )
+
+
+#: Where in the picture a thing is: "a cat on the left", "a vase in the foreground".
+_POSITIONS: Final = frozenset(
+    {"left", "right", "top", "bottom", "front", "back", "middle", "center", "centre"}
+    | {"foreground", "background"}
+)
+
+
+def _positions(scene: Scene, thing: int) -> set[str]:
+    return {
+        scene.words[r.anchor].lemma
+        for r in scene.relations
+        if r.subject == thing and scene.words[r.anchor].lemma in _POSITIONS
+    }
+
+
+def _check_positions(left: Scene, right: Scene, al: _Alignment) -> str | None:
+    # "a cat on the left and a dog on the right" / "a cat on the right and a dog on the
+    # left": each position is placed somewhere on both sides, so no relation is missing, but
+    # the cat's position is another one.
+    for relation in left.relations:
+        where = left.words[relation.anchor].lemma
+        theirs = al.forward.get(relation.subject)
+        if where not in _POSITIONS or theirs is None:
+            continue
+        there = _positions(right, theirs)
+        if there and where not in there:
+            other = next(
+                r
+                for r in right.relations
+                if r.subject == theirs and right.words[r.anchor].lemma in there
+            )
+            return f"relation_mismatch: {_relation(left, relation)} vs {_relation(right, other)}"
+    return None
 
 
 def _check_place_phrases(left: Scene, right: Scene) -> str | None:

@@ -126,7 +126,7 @@ _TAGS: Final = """
     hyperdetailed focus clarity cinematic cinematography trending artstation award
     award-winning professional stunning beautiful gorgeous amazing breathtaking please
     realistic photorealistic photoreal hyperrealistic hyper-realistic lifelike epic
-    atmospheric aesthetic moody clean sleek polished crisp viral
+    atmospheric aesthetic moody clean sleek polished crisp viral dramatic octane unreal pls plz
     duration length resolution aspect ratio seed steps seconds second secs sec watermark
     guidance cfg fps smooth
     instagram tiktok youtube linkedin facebook snapchat pinterest vimeo
@@ -138,6 +138,8 @@ _MODIFIERS: Final = (
     "high ultra super full best top highly hyper sharp winning very extremely rated"
     " shot footage video clip"  # "cinematic shot", "4k footage"; "wide shot" stays
     " camera"  # "shot on a professional camera"; "handheld camera" stays
+    " style render rendering engine"  # "realistic style", "octane render"; "anime style" stays
+    " good nice great"  # "good quality", "nice realistic video"; "a good dog" stays
     " motion"  # "smooth motion"; "slow motion" stays
     " reel reels shorts short post story stories feed vertical horizontal"  # "for a TikTok
     # story", "YouTube Shorts, vertical 9:16": where the video goes, not what it shows
@@ -150,7 +152,7 @@ _TAG_JOINERS: Final = frozenset(
 )
 _TAG_PATTERN: Final = re.compile(r"\d+(?:k|p|fps)\d*|[\d.:x]*\d")
 #: Where a trailing part starts: a comma, semicolon, sentence end, pipe or dash between spaces.
-_SEPARATOR: Final = re.compile(r"[,;]|[.?!]\s|\s*\|\s*|\s+(?:--?|\u2014|\u2013)\s+")
+_SEPARATOR: Final = re.compile(r"[,;]|[.?!]\s|\s*\|\s*|\s*::\s*|\s+(?:--?|\u2014|\u2013)\s+")
 _THANKS_WORDS: Final = r"(?:please|pls|plz|thanks|thank\s+you|thx|ty|cheers)"
 #: Thanks or a "please" closing the prompt after a punctuation mark ("… ? thanks!"); "a
 #: man saying thank you" keeps its words.
@@ -228,12 +230,53 @@ def _is_genre_tag(part: str) -> bool:
     )
 
 
+#: What a label of the medium ends in: "nature footage", "interior shot", "cute video",
+#: "epic fantasy video", "ultra detailed sci-fi shot".
+_MEDIUM_ENDINGS: Final = frozenset(
+    {"video", "clip", "footage", "shot", "reel", "render", "rendering", "quality", "grade"}
+)
+#: Words of camera work and of the picture's look, which change it ("wide shot", "drone
+#: footage", "aerial shot", "slow motion clip", "grainy black and white footage"): a label
+#: holding one stays.
+_CAMERA: Final = """
+    wide close close-up closeup aerial drone overhead tracking macro slow motion panning pan
+    zoom zooming handheld static low angle pov first-person timelapse time-lapse long medium
+    establishing top-down bird's-eye birds-eye dolly crane fisheye tilt split-screen
+    underwater b-roll gopro vertical horizontal black white grey gray sepia grainy
+"""
+_CAMERA_WORDS: Final = frozenset(_CAMERA.split())
+
+
+def _is_medium_label(part: str) -> bool:
+    """A label of the medium: at most five words ending in a medium word or "quality",
+    the words before it saying how good or what kind ("hd sports footage", "beautiful
+    interior shot", "magazine quality"), none a determiner, a verb form, a number or era
+    ("1950s"; "4k" is a tag), camera work or the picture's look, or a detail a viewer sees
+    (a colour, time, weather, season, style or era)."""
+    words = _split_words(part)
+    if not 2 <= len(words) <= 5 or words[-1] not in _MEDIUM_ENDINGS:
+        return False
+    if not _CAMERA_WORDS.isdisjoint(part.split()):  # "top-down", "close-up" as written
+        return False
+    phrases = (" ".join(words[i : i + n]) for n in (2, 3) for i in range(len(words) - n + 1))
+    if any(_names_a_detail(phrase) for phrase in phrases):
+        return False
+    return not any(
+        w in _NOT_IN_GENRE
+        or w in _CAMERA_WORDS
+        or _names_a_detail(w)
+        or (w.endswith(("ing", "ed")) and w not in _TAG_WORDS)
+        or (any(c.isdigit() for c in w) and not _TAG_PATTERN.fullmatch(w))  # "1950s"
+        for w in words[:-1]
+    )
+
+
 def _is_filler_part(part: str, after_filler: bool) -> bool:
     """Whether a trailing part says nothing about the scene: a list of quality tags, the
     video's purpose, genre or overlays, or a request to make it — alone or together
     ("realistic, no text or watermark", "to use in a corporate presentation, professional
     quality", "can you generate this"). After another filler part, modifiers alone go too."""
-    if _is_tag_list(part) or _intensified(part) or _is_genre_tag(part):
+    if _is_tag_list(part) or _intensified(part) or _is_genre_tag(part) or _is_medium_label(part):
         return True
     if _TRAILING_REQUEST.fullmatch(part):
         return True
@@ -350,6 +393,7 @@ _REQUESTING: Final = """
     need needs want wants wanna like love looking see get have there hey hi hello ok okay so
     generate create make render produce animate give show do a an one the some this that
     short brief quick little long second seconds sec secs s minute minutes min mins
+    documentary commercial promo advert vlog trailer explainer
 """
 _REQUEST_WORDS: Final = frozenset(_REQUESTING.split())
 #: The media a request prefix must name; "shot", "film" and "scene" only after a request
@@ -408,7 +452,11 @@ def _drop_leading(text: str) -> str:
     if match is not None:
         return _strip_edges(text[match.end() :])
     match = _LEADING_PART.match(text)
-    if match is not None and (_is_framing(match.group("part")) or _labels_a_medium(match)):
+    if match is not None and (
+        _is_framing(match.group("part"))
+        or _labels_a_medium(match)
+        or _is_medium_label(match.group("part"))
+    ):
         return _strip_edges(text[match.end() :])
     match = _BARE_REQUEST.match(text)
     if match is not None:
@@ -593,6 +641,14 @@ def _drop_filler(text: str) -> str:
             return text
 
 
+#: "fall" before a word of the season's scene is the American "autumn" ("fall leaves", "a
+#: fall morning"); read so, "leaves" stays a word of its own.
+_FALL: Final = re.compile(
+    r"\bfall(?=\s+(?:leaves|leaf|foliage|colou?rs|trees?|day|days|morning|afternoon|evening|"
+    r"sunshine|light|breeze|season|festival|harvest|woods|forest|landscape|scenery|sky)\b)"
+)
+
+
 def normalize_prompt(text: str, *, drop_filler: bool = True) -> str:
     """The prompt as the guard reads it.
 
@@ -605,5 +661,5 @@ def normalize_prompt(text: str, *, drop_filler: bool = True) -> str:
         # Before the edges are stripped: they may hold a bracket or a hashtag's "#".
         folded = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
         text = _drop_leading_hashtags(_drop_brackets(folded))
-    text = _canonical_text(text)
+    text = _FALL.sub("autumn", _canonical_text(text))
     return _drop_filler(text) if drop_filler else text

@@ -396,3 +396,51 @@ def test_requests_purposes_and_genres_of_any_order_go(framed: str) -> None:
 )
 def test_a_request_purpose_or_genre_holding_a_scene_word_stays(kept: str) -> None:
     assert normalize_prompt(kept) == kept
+
+
+@pytest.mark.parametrize(
+    "framed",
+    [
+        # a label of the medium: how good or what kind, then a medium word or "quality"
+        "a beekeeper lifting a frame from a hive, hd farm footage",
+        "a beekeeper lifting a frame from a hive, lovely rural video",
+        "Cute nature clip - a beekeeper lifting a frame from a hive",
+        "a beekeeper lifting a frame from a hive, broadcast quality",
+        # quality words with a look-neutral modifier, after a double colon too
+        "a beekeeper lifting a frame from a hive :: photoreal, octane render, good quality pls",
+        "a beekeeper lifting a frame from a hive, realistic style, dramatic",
+        "A gorgeous documentary-style video of a beekeeper lifting a frame from a hive",
+    ],
+)
+def test_labels_of_the_medium_and_render_tags_go(framed: str) -> None:
+    assert normalize_prompt(framed) == "a beekeeper lifting a frame from a hive"
+    assert GUARD.check(framed, "A beekeeper lifting a frame from a hive").accepted
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        # camera work, the picture's look, an era or a style in the label keeps it
+        "a beekeeper at a hive, wide shot",
+        "a beekeeper at a hive, top-down shot",
+        "a beekeeper at a hive, grainy black and white footage",
+        "a beekeeper at a hive, 1970s footage",
+        "a beekeeper at a hive, anime style",
+        "a beekeeper at a hive, slow motion clip",
+        # a determiner or a verb form makes it a part of the scene
+        "a beekeeper at a hive, watching the footage",
+    ],
+)
+def test_a_medium_label_with_camera_work_a_look_or_the_scene_stays(kept: str) -> None:
+    assert normalize_prompt(kept) == kept
+
+
+def test_fall_before_a_word_of_the_season_is_autumn() -> None:
+    assert (
+        normalize_prompt("fall leaves drifting onto a path") == "autumn leaves drifting onto a path"
+    )
+    assert GUARD.check(
+        "fall leaves drifting onto a path", "autumn leaves drifting onto a path"
+    ).accepted
+    # a verb stays a verb
+    assert normalize_prompt("leaves fall onto a path") == "leaves fall onto a path"

@@ -390,3 +390,24 @@ def test_a_relational_noun_counts_in_either_spelling() -> None:
     assert not GUARD.check(
         "a kite hovering over the centre of a park", "a kite hovering beside the park"
     ).accepted
+
+
+@pytest.mark.parametrize(
+    ("placed", "swapped"),
+    [
+        ("a cat on the left and a dog on the right", "a cat on the right and a dog on the left"),
+        (
+            "a bowl with grapes on the left and cheese on the right",
+            "a bowl with grapes on the right and cheese on the left",
+        ),
+        (
+            "a vase in the foreground and a lamp in the background",
+            "a lamp in the foreground and a vase in the background",
+        ),
+    ],
+)
+def test_two_things_trading_positions_in_the_picture_are_refused(placed: str, swapped: str) -> None:
+    assert reason(placed, swapped).startswith("relation_mismatch")
+    # said in another order, each thing keeps its position
+    first, second = placed.split(" and ")
+    assert reason(placed, f"{second} and {first}") is None
