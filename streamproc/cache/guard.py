@@ -57,7 +57,7 @@ from typing import Final
 from streamproc.cache.lexicon.relations import OPPOSITE, STATES, SYMMETRIC
 from streamproc.cache.scene import Relation, Role, Scene, SceneReader, Word
 from streamproc.cache.wordnet import WordNet, load_wordnet
-from streamproc.cache.words import SYNONYM_HEADS, regional_pair, us_spelling
+from streamproc.cache.words import SYNONYM_HEADS, canonical_text, regional_pair, us_spelling
 from streamproc.settings import CacheSettings
 
 __all__ = [
@@ -115,9 +115,36 @@ def _parts(text: str) -> list[str]:
     return [us_spelling(part) for part in text.split("-") if part]
 
 
+def _says(part: str, other: Word) -> bool:
+    """Whether ``other`` says the word ``part``: one of its forms in US spelling, or the same
+    key-group head ("shop" / "store")."""
+    forms = (other.text, other.lemma, *other.forms)
+    return part in {us_spelling(form) for form in forms} or canonical_text(part) in {
+        canonical_text(form) for form in forms
+    }
+
+
+def _phrase_said_apart(word: Word, others: Sequence[Word], taken: Mapping[int, int]) -> list[int]:
+    """Neighbouring words of ``others`` without counterparts that say the words of the phrase
+    ``word`` in its order ("a corner shop" / "a corner store"); [] when none do. Only in
+    order and side by side: "a hot dog" is no dog on a hot plate."""
+    parts = word.text.split(" ")
+    if len(parts) < 2:
+        return []
+    for start in range(len(others) - len(parts) + 1):
+        run = range(start, start + len(parts))
+        if all(
+            j not in taken and _says(part, others[j]) for j, part in zip(run, parts, strict=True)
+        ):
+            return list(run)
+    return []
+
+
 def _said_apart(word: Word, others: Sequence[Word], taken: Mapping[int, int]) -> list[int]:
     """The words of ``others`` without counterparts that say the parts of the hyphenated
     ``word``: one word with the same parts, or one word for each part; [] when none do."""
+    if " " in word.text:
+        return _phrase_said_apart(word, others, taken)
     parts = _parts(word.text)
     if len(parts) < 2:
         return []
@@ -128,16 +155,7 @@ def _said_apart(word: Word, others: Sequence[Word], taken: Mapping[int, int]) ->
     found: list[int] = []
     for part in parts:
         match = next(
-            (
-                j
-                for j in free
-                if j not in found
-                and part
-                in {
-                    us_spelling(form)
-                    for form in (others[j].text, others[j].lemma, *others[j].forms)
-                }
-            ),
+            (j for j in free if j not in found and _says(part, others[j])),
             None,
         )
         if match is None:

@@ -230,3 +230,11 @@ def test_the_auxiliary_of_a_passive_is_no_word_of_the_scene(
     assert GUARD.check(active, passive).accepted
     # and the roles are still compared
     assert not GUARD.check(active, swapped).accepted
+
+
+def test_a_phrase_matches_its_words_side_by_side_with_a_synonym() -> None:
+    # "corner shop" is one word to the reader; "corner store" two, "shop" / "store" one key
+    assert GUARD.check("a man at a corner shop", "a man at a corner store").accepted
+    # only in order and side by side
+    assert not GUARD.check("a man at a corner shop", "a man at a store on the corner").accepted
+    assert not GUARD.check("a hot dog on a plate", "a dog on a hot plate").accepted
