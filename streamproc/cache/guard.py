@@ -283,7 +283,7 @@ def _signature(scene: Scene, i: int) -> frozenset[tuple[object, ...]]:
         return frozenset(
             (r.role, scene.words[r.verb].keys)
             for r in scene.roles
-            if r.participant == k and r.role not in _TRAITS
+            if r.participant == k and r.role not in _TRAITS and r.role != "with"
         )
 
     # What the word does, and what the things placed with it do: "a boxer in red gloves
@@ -669,7 +669,30 @@ def _check_roles(left: Scene, right: Scene, al: _Alignment) -> str | None:
             if other != role.role and (verb, other, participant) in theirs:
                 who, action = left.words[role.participant].text, left.words[role.verb].text
                 return f"role_mismatch: {who} {role.role} of {action} vs {who} {other} of {action}"
-    return _check_fillers(left, right, al)
+    return _check_holdings(left, right, al) or _check_fillers(left, right, al)
+
+
+def _check_holdings(left: Scene, right: Scene, al: _Alignment) -> str | None:
+    # "a boy with a red balloon and a girl with a blue kite" / "a boy with a blue kite and a
+    # girl with a red balloon": the balloon is with someone else. Only as such a move: a
+    # thing with one owner on one side and without any on the other is no difference (the
+    # parser hangs "with" on a verb as often as on a noun).
+    for role in (r for r in left.roles if r.role == "with"):
+        owner, held = al.forward.get(role.verb), al.forward.get(role.participant)
+        if owner is None or held is None:
+            continue
+        holders = [
+            r.verb
+            for r in right.roles
+            if r.role == "with" and r.participant in _linked(right, [held])
+        ]
+        if holders and owner not in _linked(right, holders):
+            what = left.words[role.participant].text
+            return (
+                f"role_mismatch: {what} with {left.words[role.verb].text} vs "
+                f"{what} with {right.words[holders[0]].text}"
+            )
+    return None
 
 
 #: Roles a participant can swap between (an adjective's noun, "property", only swaps nouns).

@@ -144,7 +144,8 @@ class Word:
 class Role:
     """``participant`` is the ``role`` ("agent", "patient", "recipient", "source"; for an
     adjective, "property": the noun it describes; for an adverb, "manner": the action it
-    describes) of the action ``verb``."""
+    describes; for a thing, "with": what it has with it, "a boy with a balloon") of the action
+    ``verb``."""
 
     verb: int
     role: str
@@ -819,7 +820,43 @@ class _Reading:
             word, described = self.word(token), self.word(token.head)
             if word is not None and described is not None and word != described:
                 roles.append(Role(word, trait, described))
+        roles += self._holdings()
         return list(dict.fromkeys(roles))
+
+    def _holdings(self) -> list[Role]:
+        # "a boy with a red balloon and a girl with a blue kite": what each person or animal
+        # has with it, as a role "with" of the owner (compared by the guard only as a swap).
+        # The small parser reads "a girl with a kite and a boy with a balloon" as a girl with
+        # a kite and a boy, and hangs the second "with" on the girl: a noun joined by "and"
+        # between the owner and a later "with" owns that one, and owns nothing itself.
+        owners: dict[int, Token] = {}
+        for token in self.doc:
+            if token.dep_ != "prep" or token.lower_ != "with":
+                continue
+            head = token.head
+            if head.pos_ not in ("NOUN", "PROPN"):
+                continue
+            between = [
+                t
+                for t in self.doc[head.i + 1 : token.i]
+                if t.dep_ == "conj" and t.pos_ in ("NOUN", "PROPN")
+            ]
+            owners[token.i] = between[-1] if between else head
+        owning = {owner.i for owner in owners.values()}
+        found: list[Role] = []
+        for at, owner_token in owners.items():
+            # People and animals only: "drops of dye with a pipette" is the parser hanging a
+            # tool on a noun, which it hangs on the verb as often.
+            if not self._lemmas.is_being(owner_token.lemma_.lower()):
+                continue
+            owner = self.word(owner_token)
+            for obj in (c for c in self.doc[at].children if c.dep_ == "pobj"):
+                for held in (obj, *obj.conjuncts):
+                    index = self.word(held)
+                    if held.i in owning or owner is None or index is None or index == owner:
+                        continue
+                    found.append(Role(owner, "with", index))
+        return found
 
     def read_links(self) -> list[tuple[int, int]]:
         links: list[tuple[int, int]] = []

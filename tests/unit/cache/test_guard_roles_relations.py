@@ -411,3 +411,37 @@ def test_two_things_trading_positions_in_the_picture_are_refused(placed: str, sw
     # said in another order, each thing keeps its position
     first, second = placed.split(" and ")
     assert reason(placed, f"{second} and {first}") is None
+
+
+def test_what_each_person_has_with_them_is_compared_as_a_swap() -> None:
+    assert (
+        reason(
+            "a boy with a red balloon and a girl with a blue kite",
+            "a boy with a blue kite and a girl with a red balloon",
+        )
+        == "role_mismatch: balloon with boy vs balloon with girl"
+    )
+    assert (
+        reason(
+            "a man with a dog and a woman with a cat in a park",
+            "a man with a cat and a woman with a dog in a park",
+        )
+        == "role_mismatch: dog with man vs dog with woman"
+    )
+    # the two people in the other order keep what they have, and so does a list of things
+    assert (
+        reason(
+            "a boy with a balloon and a girl with a kite",
+            "a girl with a kite and a boy with a balloon",
+        )
+        is None
+    )
+    assert reason("a woman with a hat and a scarf", "a woman with a scarf and a hat") is None
+    # a tool the parser hangs on a thing rather than a person is not compared so
+    assert (
+        reason(
+            "drops of dye are added to a beaker by a student with a pipette",
+            "a student adds drops of dye to a beaker with a pipette",
+        )
+        is None
+    )
