@@ -669,7 +669,36 @@ def _check_roles(left: Scene, right: Scene, al: _Alignment) -> str | None:
             if other != role.role and (verb, other, participant) in theirs:
                 who, action = left.words[role.participant].text, left.words[role.verb].text
                 return f"role_mismatch: {who} {role.role} of {action} vs {who} {other} of {action}"
-    return _check_holdings(left, right, al) or _check_fillers(left, right, al)
+    return (
+        _check_holdings(left, right, al)
+        or _check_patient_swaps(left, right, al)
+        or _check_fillers(left, right, al)
+    )
+
+
+def _check_patient_swaps(left: Scene, right: Scene, al: _Alignment) -> str | None:
+    # "a woman wearing a hat and holding an umbrella" / "a woman wearing an umbrella and
+    # holding a hat": each action is done to the other thing. Only as such a swap, both
+    # objects traded between the same two actions: the parser's objects alone are less
+    # reliable than its agents ("a glass of whiskey poured over ice").
+    mine = {(r.verb, r.participant) for r in left.roles if r.role == "patient" and r.certain}
+    theirs = {(r.verb, r.participant) for r in right.roles if r.role == "patient" and r.certain}
+    for verb, thing in mine:
+        other_verb, other_thing = al.forward.get(verb), al.forward.get(thing)
+        if other_verb is None or other_thing is None or (other_verb, other_thing) in theirs:
+            continue
+        for moved_to in (v for v, t in theirs if t == other_thing and v != other_verb):
+            back_verb = al.backward.get(moved_to)
+            if back_verb is None or back_verb == verb:
+                continue
+            traded = (al.backward.get(t) for v, t in theirs if v == other_verb)
+            if any(back is not None and (back_verb, back) in mine for back in traded):
+                what = left.words[thing].text
+                return (
+                    f"role_mismatch: {what} patient of {left.words[verb].text} vs "
+                    f"{what} patient of {right.words[moved_to].text}"
+                )
+    return None
 
 
 def _check_holdings(left: Scene, right: Scene, al: _Alignment) -> str | None:

@@ -445,3 +445,34 @@ def test_what_each_person_has_with_them_is_compared_as_a_swap() -> None:
         )
         is None
     )
+
+
+@pytest.mark.parametrize(
+    ("done", "traded", "said"),
+    [
+        (
+            "a woman wearing a hat holding an umbrella",
+            "a woman wearing an umbrella holding a hat",
+            "role_mismatch: umbrella patient of holding vs umbrella patient of wearing",
+        ),
+        (
+            "a nurse carrying a tray and pushing a cart",
+            "a nurse carrying a cart and pushing a tray",
+            "role_mismatch: tray patient of carrying vs tray patient of pushing",
+        ),
+    ],
+)
+def test_two_actions_trading_what_they_are_done_to_are_refused(
+    done: str, traded: str, said: str
+) -> None:
+    assert reason(done, traded) == said
+
+
+def test_two_actions_said_in_the_other_order_keep_their_objects() -> None:
+    assert (
+        reason(
+            "a nurse carrying a tray and pushing a cart",
+            "a nurse pushing a cart and carrying a tray",
+        )
+        is None
+    )
