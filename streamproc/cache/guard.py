@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from streamproc.cache.lexicon.relations import OPPOSITE, STATES, SYMMETRIC
+from streamproc.cache.normalize import request_word
 from streamproc.cache.scene import Relation, Role, Scene, SceneReader, Word
 from streamproc.cache.wordnet import WordNet, load_wordnet
 from streamproc.cache.words import SYNONYM_HEADS, canonical_text, regional_pair, us_spelling
@@ -563,8 +564,32 @@ def _names(words: Iterable[Word]) -> str:
     return "+".join(sorted(word.text for word in words)) or "none"
 
 
+def _request_words_only(scene: Scene, over: Iterable[int]) -> bool:
+    """Whether the words ``over`` of ``scene`` are all about the request, not the scene
+    (:func:`~streamproc.cache.normalize.request_word`): "… a panda eating bamboo, deadline
+    friday pls", "… a staircase 8k uhd hdr" with no comma. A word that may also be the
+    scene's ("presentation", "project") must have nothing of the scene done to it or placed
+    by it: "a man presenting a slideshow" / "a man presenting" stays refused. A tag never
+    names a thing, wherever the parser hangs it ("staircase 8k uhd hdr" makes "hdr" the
+    staircase's head)."""
+    over = set(over)
+    ends = [(r.verb, r.participant) for r in scene.roles if r.role in _ROLES[1:]]
+    ends += [(r.subject, r.anchor) for r in scene.relations]
+    tied = {a for a, b in ends if b not in over} | {b for a, b in ends if a not in over}
+    kinds = {i: request_word(scene.words[i].text) for i in over}
+    return bool(over) and all(
+        kind == "tag" or (kind == "asking" and i not in tied) for i, kind in kinds.items()
+    )
+
+
 def _check_words(left: Scene, right: Scene, al: _Alignment) -> str | None:
     if not al.left_over and not al.right_over:
+        return None
+    # Words about the request on one side only, all of them, where the other side has
+    # every word matched: what the filler rules did not cut off.
+    if not al.right_over and _request_words_only(left, al.left_over):
+        return None
+    if not al.left_over and _request_words_only(right, al.right_over):
         return None
     mine = [left.words[i] for i in al.left_over]
     theirs = [right.words[j] for j in al.right_over]

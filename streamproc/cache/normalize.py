@@ -649,6 +649,62 @@ _FALL: Final = re.compile(
 )
 
 
+#: Words of a chat around the request that never name a thing of the scene: greetings,
+#: thanks, hedges, deadlines, file formats.
+_CHATTING: Final = """
+    lol lmao idk tbh btw pls plz thx ty tysm thanks cheers heaps hey heyy heyyy yo ugh hmm
+    asap deadline mp4 mov
+"""
+#: Words about the request that may also be the scene's ("a man giving a presentation", "a
+#: kid doing a project"): taken as the request's only where nothing of the scene is done
+#: to them or placed by them (see the guard).
+_ASKING: Final = """
+    ok okay hope hoping works try trying tried again retry version previous test testing
+    idea concept request requests gen due budget rush hurry urgent help guess info know let
+    output format wallpaper banner portfolio reddit discord etsy listing podcast slideshow
+    channel intro outro app tool ai excited fancy possible highest higher res attention
+    subject want wants wanted need needs needed would like love prompt prompts please kindly
+    boss client clients deck pitch presentation project assignment blog vlog website site
+    page post story feed account server hero section launch monday tuesday wednesday
+    thursday friday video clip footage reel gif render rendering generate create produce
+    animate instagram tiktok youtube linkedin facebook snapchat pinterest vimeo viral
+"""
+_CHAT_WORDS: Final = frozenset(_CHATTING.split())
+_ASKING_WORDS: Final = frozenset(_ASKING.split())
+#: Tags that never describe a thing of the scene (unlike "sharp", "clean", "full",
+#: "horizontal" or "beautiful", which may: "a knife, sharp", "a horizontal bar").
+_PICTURE_TAGS: Final = """
+    4k 8k 16k hd uhd fhd hdr qhd 1080p 720p 2160p resolution hi-res high-res quality hq
+    definition fidelity masterpiece detailed ultra-detailed hyperdetailed hyper-detailed
+    cinematic cinematography trending artstation award-winning realistic photorealistic
+    photoreal hyperrealistic hyper-realistic octane unreal watermark fps cfg ultra super
+    highly hyper best very extremely rated
+"""
+_SAFE_TAGS: Final = frozenset(_PICTURE_TAGS.split())
+
+
+def request_word(word: str) -> str | None:
+    """What ``word`` (a word or a hyphenated one) says about the request rather than the
+    scene: ``"tag"`` for words that never name a thing of the scene — quality and format
+    tags ("8k", "hdr", "hyper-detailed", "60fps"), chat ("pls", "lol", "deadline");
+    ``"asking"`` for words about the request that may also be the scene's (media and
+    platforms, "a fox watching a video", "scrolling tiktok"; "presentation", "project",
+    "need"); None otherwise. Words
+    that may describe a thing ("sharp", "clean", "little") and detail words (colours, times
+    of day, weather, seasons, styles, eras) are None."""
+    parts = _split_words(word.strip(".,;:!?()[]<>\"'~*#/\\"))
+    if not parts or any(_names_a_detail(part) for part in parts):
+        return None
+    if all(p in _CHAT_WORDS or p in _SAFE_TAGS or _TAG_PATTERN.fullmatch(p) for p in parts):
+        return "tag"
+    if all(
+        p in _ASKING_WORDS or p in _CHAT_WORDS or p in _SAFE_TAGS or _TAG_PATTERN.fullmatch(p)
+        for p in parts
+    ):
+        return "asking"
+    return None
+
+
 def normalize_prompt(text: str, *, drop_filler: bool = True) -> str:
     """The prompt as the guard reads it.
 

@@ -444,3 +444,30 @@ def test_fall_before_a_word_of_the_season_is_autumn() -> None:
     ).accepted
     # a verb stays a verb
     assert normalize_prompt("leaves fall onto a path") == "leaves fall onto a path"
+
+
+@pytest.mark.parametrize(
+    "wrapped",
+    [
+        # request and chat words, quality tags with no comma, left over by the filler rules
+        "a lighthouse keeper climbing a spiral staircase 8k uhd hdr",
+        "a lighthouse keeper climbing a spiral staircase lol thx",
+        "a lighthouse keeper climbing a spiral staircase deadline friday pls",
+    ],
+)
+def test_request_words_on_one_side_only_are_accepted(wrapped: str) -> None:
+    assert GUARD.check("a lighthouse keeper climbing a spiral staircase", wrapped).accepted
+    assert GUARD.check(wrapped, "a lighthouse keeper climbing a spiral staircase").accepted
+
+
+def test_request_words_are_refused_beside_a_scene_word_or_as_what_is_acted_on() -> None:
+    plain = "a lighthouse keeper climbing a spiral staircase"
+    # another word of the scene beside them
+    assert not GUARD.check(plain, f"{plain} 8k uhd at night").accepted
+    # a word that may be the scene's ("sharp", "little", "clean") is not a request word
+    assert not GUARD.check("a knife on a board", "a sharp knife on a board").accepted
+    assert not GUARD.check("a boy with a kite", "a little boy with a kite").accepted
+    # what an action is done to is the scene's, whatever the word
+    assert GUARD.check("a man presenting a slideshow", "a man presenting").reason == (
+        "word_mismatch: slideshow vs none"
+    )
