@@ -194,10 +194,11 @@ _PURPOSE_AT_END: Final = re.compile(
     rf"\s+for\s+(?:a|an|my|our|the|this|your)\s+(?:[\w'-]+\s+){{0,2}}?{_PURPOSE_NOUNS}$"
 )
 #: A generation instruction about overlays: "no text or watermark", "without logos".
+_OVERLAY: Final = (
+    r"(?:on-?screen\s+)?(?:text|watermarks?|logos?|subtitles|captions|overlays?|branding)"
+)
 _NO_OVERLAY: Final = re.compile(
-    r"\b(?:no|without)\s+(?:on-?screen\s+)?(?:text|watermarks?|logos?|subtitles|captions|"
-    r"overlays?|branding)(?:\s*(?:,|or|and|/|&)\s*(?:on-?screen\s+)?(?:text|watermarks?|"
-    r"logos?|subtitles|captions|overlays?|branding))*\b"
+    rf"\b(?:no|without)\s+{_OVERLAY}(?:\s*(?:,|or|and|/|&)\s*{_OVERLAY})*\b"
 )
 #: A request standing as a trailing part: "can you generate this", "please make this video",
 #: "make a 5 second clip".
