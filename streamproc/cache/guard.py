@@ -844,14 +844,6 @@ _POSITIONS: Final = frozenset(
 )
 
 
-def _positions(scene: Scene, thing: int) -> set[str]:
-    return {
-        scene.words[r.anchor].lemma
-        for r in scene.relations
-        if r.subject == thing and scene.words[r.anchor].lemma in _POSITIONS
-    }
-
-
 def _check_positions(left: Scene, right: Scene, al: _Alignment) -> str | None:
     # "a cat on the left and a dog on the right" / "a cat on the right and a dog on the
     # left": each position is placed somewhere on both sides, so no relation is missing, but
@@ -861,14 +853,13 @@ def _check_positions(left: Scene, right: Scene, al: _Alignment) -> str | None:
         theirs = al.forward.get(relation.subject)
         if where not in _POSITIONS or theirs is None:
             continue
-        there = _positions(right, theirs)
-        if there and where not in there:
-            other = next(
-                r
-                for r in right.relations
-                if r.subject == theirs and right.words[r.anchor].lemma in there
-            )
-            return f"relation_mismatch: {_relation(left, relation)} vs {_relation(right, other)}"
+        there = [
+            r
+            for r in right.relations
+            if r.subject == theirs and right.words[r.anchor].lemma in _POSITIONS
+        ]
+        if there and all(right.words[r.anchor].lemma != where for r in there):
+            return f"relation_mismatch: {_relation(left, relation)} vs {_relation(right, there[0])}"
     return None
 
 

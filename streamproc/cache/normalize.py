@@ -411,7 +411,9 @@ _PREFIX_PURPOSE: Final = re.compile(
 )
 
 
-def _is_request_word(word: str) -> bool:
+def _in_request_prefix(word: str) -> bool:
+    # A word a request prefix may hold (see _drop_request_prefix); not the guard's
+    # request_word, which judges a word left over on its own.
     return (
         word in _REQUEST_WORDS
         or word in _FRAMING_WORDS
@@ -440,7 +442,7 @@ def _drop_request_prefix(text: str) -> str:
         if (
             media
             and (asked or any(w in _PREFIX_MEDIA for w in media))
-            and all(_is_request_word(w) or w in media for w in tokens)
+            and all(_in_request_prefix(w) or w in media for w in tokens)
             and i + 1 < len(words)
         ):
             return _strip_edges(" ".join(words[i + 1 :]))
@@ -690,9 +692,8 @@ def request_word(word: str) -> str | None:
     tags ("8k", "hdr", "hyper-detailed", "60fps"), chat ("pls", "lol", "deadline");
     ``"asking"`` for words about the request that may also be the scene's (media and
     platforms, "a fox watching a video", "scrolling tiktok"; "presentation", "project",
-    "need"); None otherwise. Words
-    that may describe a thing ("sharp", "clean", "little") and detail words (colours, times
-    of day, weather, seasons, styles, eras) are None."""
+    "need"); None otherwise. Words that may describe a thing ("sharp", "clean", "little")
+    and detail words (colours, times of day, weather, seasons, styles, eras) are None."""
     parts = _split_words(word.strip(".,;:!?()[]<>\"'~*#/\\"))
     if not parts or any(_names_a_detail(part) for part in parts):
         return None
