@@ -58,6 +58,8 @@ class Pair:
     domain: str
     kind: str
     batch: str = ""  # a block of pairs written together, to be measured on its own
+    word_a: str = ""  # the word a one-word swap changes, as A says it (word-swap sets)
+    word_b: str = ""
 
 
 def load_pairs(path: Path) -> list[Pair]:

@@ -58,7 +58,13 @@ from streamproc.cache.lexicon.relations import OPPOSITE, STATES, SYMMETRIC
 from streamproc.cache.normalize import request_word
 from streamproc.cache.scene import Relation, Role, Scene, SceneReader, Word
 from streamproc.cache.wordnet import WordNet, load_wordnet
-from streamproc.cache.words import SYNONYM_HEADS, canonical_text, regional_pair, us_spelling
+from streamproc.cache.words import (
+    GROUP_MEMBERS,
+    SYNONYM_HEADS,
+    canonical_text,
+    regional_pair,
+    us_spelling,
+)
 from streamproc.settings import CacheSettings
 
 __all__ = [
@@ -210,28 +216,82 @@ def _in_groups(word: Word) -> bool:
     return any(form in SYNONYM_HEADS for form in word.forms)
 
 
-def _synonyms(wordnet: WordNet, word: Word, other: Word) -> bool:
-    # Only for words no hand-written group lists: a group fixes the sense a prompt means by
-    # its word, where WordNet's most frequent sense may be another ("jog" is to ramble on,
-    # "bike" a motorcycle, "draw" to pull).
-    if word.kind != other.kind:
+def _group_sense(wordnet: WordNet, word: Word, kind: str) -> bool:
+    """Whether a hand-written group fixes ``word`` to another sense than WordNet's first.
+
+    A group fixes the sense a prompt means by its word, where WordNet's most frequent sense
+    may be another ("jog" is to ramble on, "bike" a motorcycle, "draw" to pull, "pool" a pond):
+    such a word is tied only by its group. Where WordNet ties the word's first sense, as the
+    prompt's kind, to another member of each of its groups, the group means that sense and
+    WordNet may tie it further ("pull" / "drag", so "tugging" / "pulling"; "small" / "little",
+    so "wee" / "small"; the verb "bike" / "bicycle", so "biking" / "cycling"). So may it where
+    WordNet lists no other member as that kind.
+    """
+    forms = {form for form in word.forms if form in SYNONYM_HEADS}
+    if not forms:
         return False
-    left, right = ({w.lemma, us_spelling(w.lemma)} for w in (word, other))
-    if _in_groups(word) or _in_groups(other):
-        # Unless neither word has another sense to mean ("grandpa" / "grandad").
-        return wordnet.one_sense_each(left, right, word.kind)
-    return wordnet.synonyms(left, right, word.kind) or wordnet.sole_sense_shared(
-        left, right, word.kind
+    for form in forms:
+        mine = {form, us_spelling(form)}
+        for head in SYNONYM_HEADS[form]:
+            # A group whose other members WordNet does not list as this kind fixes no sense
+            # of it: "boots" for the verb "booting", "gentle" for the adverb "gently".
+            others = {
+                other
+                for other in GROUP_MEMBERS.get(head, frozenset()) - mine
+                if wordnet.all_senses(other, kind)
+            }
+            if others and not any(
+                wordnet.synonyms(mine, {other}, kind)
+                or wordnet.near_synonyms(mine, {other}, kind, first_of_left=True) is not None
+                for other in others
+            ):
+                return True
+    return False
+
+
+#: The parts of speech WordNet lists.
+_WORDNET_KINDS: Final = ("noun", "verb", "adjective", "adverb")
+
+
+def _kinds(wordnet: WordNet, word: Word, other: Word) -> tuple[str, ...]:
+    """The kinds to compare two words as: their own, or where the tagger gave them two, each
+    of the two that WordNet lists both words as ("a chubby hamster" / "a plump hamster",
+    "their pal" / "their friend": the tagger took "chubby" for a name and "pal" for an
+    adjective)."""
+    if word.kind == other.kind:
+        return (word.kind,)
+    return tuple(
+        kind
+        for kind in (word.kind, other.kind)
+        if kind in _WORDNET_KINDS
+        and wordnet.all_senses(word.lemma, kind)
+        and wordnet.all_senses(other.lemma, kind)
     )
+
+
+def _synonyms(wordnet: WordNet, word: Word, other: Word) -> bool:
+    # A word whose group fixes another sense is tied by WordNet only where neither word has
+    # another sense to mean ("grandpa" / "grandad").
+    left, right = ({w.lemma, us_spelling(w.lemma)} for w in (word, other))
+    for kind in _kinds(wordnet, word, other):
+        if _group_sense(wordnet, word, kind) or _group_sense(wordnet, other, kind):
+            if wordnet.one_sense_each(left, right, kind):
+                return True
+        elif wordnet.synonyms(left, right, kind) or wordnet.sole_sense_shared(left, right, kind):
+            return True
+    return False
 
 
 def _near_synonyms(wordnet: WordNet, word: Word, other: Word) -> bool:
     # "snug" / "cozy", "discovering" / "finding", "shivering" / "trembling": only between
-    # words no group lists (a group's word is decided by its group) and of one kind.
-    if word.kind != other.kind or _in_groups(word) or _in_groups(other):
-        return False
+    # words whose groups, if any, mean WordNet's first sense.
     left, right = ({w.lemma, us_spelling(w.lemma)} for w in (word, other))
-    return wordnet.near_synonyms(left, right, word.kind) is not None
+    return any(
+        not _group_sense(wordnet, word, kind)
+        and not _group_sense(wordnet, other, kind)
+        and wordnet.near_synonyms(left, right, kind) is not None
+        for kind in _kinds(wordnet, word, other)
+    )
 
 
 def _phrasal_synonyms(wordnet: WordNet, word: Word, other: Word, particles: frozenset[str]) -> bool:

@@ -97,7 +97,9 @@ class WordNet:
         senses = self.all_senses(lemma, "noun")
         return senses[: max(1, min(NEAR_SENSES, self.tagged.get(lemma.replace(" ", "_"), 0)))]
 
-    def near_synonyms(self, left: Iterable[str], right: Iterable[str], kind: str) -> str | None:
+    def near_synonyms(
+        self, left: Iterable[str], right: Iterable[str], kind: str, *, first_of_left: bool = False
+    ) -> str | None:
         """How WordNet ties a form of ``left`` to a form of ``right`` beyond a shared first
         sense, or None. Adjectives and adverbs: ``"one sense"`` when they share any sense (an
         adjective's, among all of them; an adverb's, among the first :data:`NEAR_SENSES`):
@@ -117,27 +119,38 @@ class WordNet:
         viewer tells apart as often as degrees ("striped" / "spotted", "boiled" / "fried",
         and every colour, beside "huge" / "giant"). The guard asks this last, for words
         nothing else aligned and no hand-written group lists.
+
+        ``first_of_left``: only the first sense of each form of ``left`` counts (whether a
+        word's group means WordNet's first sense).
         """
+
+        def senses(lemma: str, depth: int | None) -> tuple[int, ...]:
+            return self.all_senses(lemma, kind)[: 1 if first_of_left else depth]
+
         if kind == "adjective" or kind == "adverb":
             depth = None if kind == "adjective" else NEAR_SENSES
-            mine = {s for lemma in left for s in self.all_senses(lemma, kind)[:depth]}
+            mine = {s for lemma in left for s in senses(lemma, depth)}
             theirs = {s for lemma in right for s in self.all_senses(lemma, kind)[:depth]}
             if mine & theirs:
                 return "one sense"
             if kind == "adjective":
-                near = {s for lemma in left for s in self.all_senses(lemma, kind)[:2]}
+                near = {s for lemma in left for s in senses(lemma, 2)}
                 far = {s for lemma in right for s in self.all_senses(lemma, kind)[:2]}
                 if any(self.similar.get(s, frozenset()) & far for s in near):
                     return "similar"
             return None
         if kind == "noun":
-            near = {s for lemma in left for s in self.common_senses(lemma)}
+            near = {
+                s
+                for lemma in left
+                for s in self.common_senses(lemma)[: 1 if first_of_left else None]
+            }
             far = {s for lemma in right for s in self.common_senses(lemma)}
             firsts = {s for lemma in (*left, *right) for s in self.synsets(lemma, kind)}
             return "one sense" if firsts & near & far else None
         if kind != "verb":
             return None
-        near = {s for lemma in left for s in self.all_senses(lemma, kind)[:NEAR_SENSES]}
+        near = {s for lemma in left for s in senses(lemma, NEAR_SENSES)}
         far = {s for lemma in right for s in self.all_senses(lemma, kind)[:NEAR_SENSES]}
         firsts = {s for lemma in (*left, *right) for s in self.synsets(lemma, kind)}
         if firsts & near & far:

@@ -43,17 +43,25 @@ def _members(group: str) -> list[tuple[str, bool]]:
     return found
 
 
-def _groups() -> dict[str, frozenset[str]]:
+def _groups() -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]]]:
     heads: dict[str, set[str]] = {}
+    members_of: dict[str, set[str]] = {}
     for group in SYNONYM_GROUPS:
         members = _members(group)
         for member, _ in members:
             heads.setdefault(member, set()).add(members[0][0])
-    return {member: frozenset(found) for member, found in heads.items()}
+            members_of.setdefault(members[0][0], set()).add(member)
+    return (
+        {member: frozenset(found) for member, found in heads.items()},
+        {head: frozenset(found) for head, found in members_of.items()},
+    )
 
 
+_HEADS_AND_MEMBERS: Final = _groups()
 #: Word or phrase -> the first member of each synonym group that holds it.
-SYNONYM_HEADS: Final[Mapping[str, frozenset[str]]] = _groups()
+SYNONYM_HEADS: Final[Mapping[str, frozenset[str]]] = _HEADS_AND_MEMBERS[0]
+#: A group's first member -> every member of the groups it heads.
+GROUP_MEMBERS: Final[Mapping[str, frozenset[str]]] = _HEADS_AND_MEMBERS[1]
 
 
 @functools.cache

@@ -395,6 +395,8 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     "fly|soar",
     "jump|leap|hop",
     "climb|scale",
+    # A prompt's "drawing" is sketching; WordNet's first sense of the verb is to pull.
+    "draw|sketch",
     "rappel|abseil",
     "dive|plunge",
     "fall|drop|tumble",

@@ -238,3 +238,63 @@ def test_a_phrase_matches_its_words_side_by_side_with_a_synonym() -> None:
     # only in order and side by side
     assert not GUARD.check("a man at a corner shop", "a man at a store on the corner").accepted
     assert not GUARD.check("a hot dog on a plate", "a dog on a hot plate").accepted
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        # "pull" / "drag": the group means WordNet's first sense, so WordNet ties further
+        ("a dachshund tugging on a rope toy", "a dachshund pulling on a rope toy"),
+        # "small" / "little" share their first sense
+        ("a wee lamb on a hillside", "a small lamb on a hillside"),
+        # the verb "bike" is first "bicycle" (the noun is first a motorcycle)
+        ("two kids biking down a dirt road", "two kids cycling down a dirt road"),
+        # the group "boot|boots" names no verb: it fixes no sense of "booting"
+        ("a striker booting the ball into the net", "a striker kicking the ball into the net"),
+    ],
+)
+def test_a_grouped_word_whose_group_means_wordnets_first_sense_is_tied_further(
+    request_text: str, candidate: str
+) -> None:
+    assert GUARD.check(request_text, candidate).accepted
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate", "reason"),
+    [
+        # a pool is a swimming pool to its group; WordNet's "pond, pool" is its second sense
+        (
+            "a man swims laps in an outdoor pool",
+            "a man swims laps in an outdoor pond",
+            "word_mismatch: pool vs pond",
+        ),
+        # "jog" is first to ramble on, which its group ("run", "sprint" ...) does not mean
+        (
+            "a woman jogging along a river",
+            "a woman rambling along a river",
+            "word_mismatch: jogging vs rambling",
+        ),
+        # "draw" is first to pull; its group means to sketch
+        (
+            "a child drawing a cart",
+            "a child pulling a cart",
+            "word_mismatch: drawing vs pulling",
+        ),
+    ],
+)
+def test_a_grouped_word_whose_group_means_another_sense_keeps_it(
+    request_text: str, candidate: str, reason: str
+) -> None:
+    assert GUARD.check(request_text, candidate).reason == reason
+
+
+def test_words_the_tagger_gave_two_kinds_are_compared_as_the_kind_both_have() -> None:
+    # the tagger reads "chubby" as a name: both are adjectives to WordNet
+    assert GUARD.check(
+        "a chubby hamster stuffs seeds into its cheeks",
+        "a plump hamster stuffs seeds into its cheeks",
+    ).accepted
+    assert not GUARD.check(
+        "a chubby hamster stuffs seeds into its cheeks",
+        "a skinny hamster stuffs seeds into its cheeks",
+    ).accepted
