@@ -85,6 +85,7 @@ _KINDS: Final = {
     "NUM": "number",
 }
 _SUBJECTS: Final = frozenset({"nsubj", "csubj"})
+_FINITE: Final = frozenset({"VBZ", "VBP", "VBD"})
 _OBJECTS: Final = frozenset({"dobj", "nsubjpass", "dative", "attr"})
 #: The forms of "be" and "get" that make a passive ("being poured", "gets mowed"); the
 #: parser also calls other words a passive's auxiliary ("bow drawn": the bow is drawn).
@@ -779,23 +780,53 @@ class _Reading:
             shown = owners  # "the bride's portrait" is a portrait of the bride
         return makers, shown
 
+    def _joined(self, verb: Token, participant: Token) -> bool:
+        """Whether a role the parse gives across a comma is one the prompt says.
+
+        A list of comma-separated parts ("welding robots, car assembly line, sparks flying",
+        "a tennis player serves the ball, slow motion") is parsed as one sentence, and the
+        parser hangs a part on a word of another as it likes: "slow motion" the object of
+        "crowd" read as a verb, "soft shadows, rotating" the shadows rotating. Across a comma
+        a role holds only where the prompt's grammar gives it: a participle clause opening the
+        prompt and the noun after it ("chased by a dog, a cat runs", "surrounded by pine
+        trees, a small cabin"), a participle clause and the noun it hangs on ("a chef,
+        wearing an apron"), or the subject of a finite verb ("an old man, tired after his
+        walk, feeds a pigeon"; "rabbits gather round, listening").
+        """
+        # An appositive or a conjunct takes part as its noun does ("the pilot, a woman").
+        while participant.dep_ in ("appos", "conj") and participant.head.pos_ in ("NOUN", "PROPN"):
+            participant = participant.head
+        first, last = sorted((verb.i, participant.i))
+        if not any(t.text in (",", ";") for t in self.doc[first:last]):
+            return True
+        opening = verb.i == 0 and verb.tag_ in ("VBG", "VBN")
+        described = verb.dep_ == "acl" and verb.head.i == participant.i
+        subject = participant.dep_ in ("nsubj", "nsubjpass") and participant.head.tag_ in _FINITE
+        return opening or described or subject
+
     def read_roles(self) -> list[Role]:
         roles: list[Role] = []
         participants = {t.i: self._participants(t) for t in self.doc if t.pos_ == "VERB"}
-        events = [(self.word(self.doc[i]), found) for i, found in participants.items()]
+        events = [
+            ((self.doc[i], self.word(self.doc[i])), found) for i, found in participants.items()
+        ]
         unsure = {self.word(t) for t in self.doc if _past_or_participle(t)}
         events += [
-            (self.word(token), self._picture_roles(token, participants))
+            ((token, self.word(token)), self._picture_roles(token, participants))
             for token in self.doc
             if token.pos_ == "NOUN" and token.lemma_.lower() in PICTURE_NOUNS
         ]
-        for verb, (agents, patients) in events:
+        for (verb_token, verb), (agents, patients) in events:
             if verb is None:
                 continue
             for role, tokens in (("agent", agents), ("patient", patients)):
                 for participant in tokens:
                     index = self.word(participant)
-                    if index is not None and index != verb:
+                    if (
+                        index is not None
+                        and index != verb
+                        and self._joined(verb_token, participant)
+                    ):
                         certain = not (role == "agent" and verb in unsure)
                         roles.append(Role(verb, role, index, certain))
         for token, verb in ((t, self.word(t)) for t in self.doc if t.pos_ == "VERB"):
@@ -805,7 +836,12 @@ class _Reading:
             ):
                 for participant in found:
                     index = self.word(participant)
-                    if verb is not None and index is not None and index != verb:
+                    if (
+                        verb is not None
+                        and index is not None
+                        and index != verb
+                        and self._joined(token, participant)
+                    ):
                         roles.append(Role(verb, role, index))
         for token in self.doc:
             # "a tiny boat on a huge wave": which thing is tiny; "walking slowly past a fast

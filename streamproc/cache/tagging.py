@@ -207,6 +207,8 @@ def correct(doc: Doc, lemmas: Lemmas) -> Doc:
     for token in doc:
         _subject_after_comma(token)
     for token in doc:
+        _fronted_clause_appositive(token)
+    for token in doc:
         _manner_by(token)
     for token in doc:
         _passive_phrases(token)
@@ -514,6 +516,28 @@ def _subject_after_comma(token: Token) -> None:
         or not any(c.text == "," and c.i < token.i for c in verb.children)
     ):
         return
+    token.dep_ = "nsubj" if verb.tag_ == "VBG" else "nsubjpass"
+
+
+def _fronted_clause_appositive(token: Token) -> None:
+    # "surrounded by pine trees, a small cabin with smoke rising" read with "cabin" an
+    # appositive of "trees": the noun after the comma that closes a participle clause opening
+    # the prompt is the one the clause describes (the one acted on, after a past participle),
+    # not another name for the noun inside the clause.
+    inner = token.head
+    verb = inner.head.head
+    if (
+        token.dep_ != "appos"
+        or token.pos_ not in ("NOUN", "PROPN")
+        or inner.dep_ != "pobj"
+        or inner.head.dep_ not in ("agent", "prep")
+        or verb.tag_ not in ("VBG", "VBN")
+        or verb.i != 0
+        or any(c.dep_ in ("nsubj", "nsubjpass") for c in verb.children)
+        or not any(t.text == "," for t in token.doc[inner.i : token.i])
+    ):
+        return
+    token.head = verb
     token.dep_ = "nsubj" if verb.tag_ == "VBG" else "nsubjpass"
 
 

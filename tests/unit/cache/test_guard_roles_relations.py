@@ -476,3 +476,67 @@ def test_two_actions_said_in_the_other_order_keep_their_objects() -> None:
         )
         is None
     )
+
+
+@pytest.mark.parametrize(
+    ("listed", "reordered"),
+    [
+        (
+            "golden light, barn in background, chickens pecking at grain",
+            "chickens pecking at grain, barn in background, golden light",
+        ),
+        (
+            "minimalist product shot, white background, wireless earbuds, soft shadows, rotating",
+            "wireless earbuds rotating, soft shadows, white background, minimalist product shot",
+        ),
+        (
+            "businessman riding the elevator up a glass office tower, city lights outside",
+            "businessman riding the lift up a glass office tower, city lights outside",
+        ),
+    ],
+)
+def test_the_parts_of_a_list_take_no_roles_in_each_other(listed: str, reordered: str) -> None:
+    assert GUARD.check(listed, reordered).accepted
+
+
+@pytest.mark.parametrize(
+    ("request_text", "swapped", "reason"),
+    [
+        # a participle clause opening the prompt and the noun after it
+        (
+            "chased by a dog, a cat runs across the yard",
+            "chased by a cat, a dog runs across the yard",
+            "role_mismatch: dog agent of chased vs cat agent of chased",
+        ),
+        # the subject of a finite verb, across a parenthesis
+        (
+            "an old man, tired after his walk, feeds a pigeon",
+            "a pigeon, tired after his walk, feeds an old man",
+            "role_mismatch: man agent of feeds vs man patient of feeds",
+        ),
+        # a participle clause and the noun it hangs on
+        (
+            "a chef, wearing an apron, chops onions",
+            "an apron, wearing a chef, chops onions",
+            "role_mismatch: chef agent of wearing vs chef patient of wearing",
+        ),
+        # a role swap inside one part of a list
+        (
+            "park, sunny, a dog chasing a cat",
+            "a cat chasing a dog, park, sunny",
+            "role_mismatch: dog agent of chasing vs dog patient of chasing",
+        ),
+    ],
+)
+def test_a_role_across_a_comma_that_the_grammar_gives_is_compared(
+    request_text: str, swapped: str, reason: str
+) -> None:
+    assert GUARD.check(request_text, swapped).reason == reason
+
+
+def test_the_noun_after_a_fronted_participle_clause_is_the_one_it_describes() -> None:
+    opening = "surrounded by pine trees, a small cabin with smoke rising from the chimney"
+    assert GUARD.check(
+        "a small cabin with smoke rising from the chimney, surrounded by pine trees", opening
+    ).accepted
+    assert not GUARD.check(opening, "pine trees surrounded by a small cabin").accepted
