@@ -5,6 +5,8 @@ Sentences written for these tests (none is taken from a labelled pair file).
 
 from __future__ import annotations
 
+import pytest
+
 from streamproc.cache.guard import AttributeGuard
 
 GUARD = AttributeGuard()
@@ -125,3 +127,33 @@ def test_a_place_name_and_the_adjective_made_from_it_match() -> None:
     assert GUARD.check("a cafe in Italy at noon", "a Spanish cafe at noon").reason == (
         "word_mismatch: italy vs spanish"
     )
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        ("a red-brick house at the end of a lane", "a red-brick home at the end of a lane"),
+        ("sheep graze on a grassy hill", "sheep graze on a grassy slope"),
+        ("an old couple rocking on the porch", "an old couple rocking on the veranda"),
+        (
+            "a knight rides his steed across a drawbridge",
+            "a knight rides his horse across a drawbridge",
+        ),
+        ("a cat silently stalks a pigeon", "a cat quietly stalks a pigeon"),
+        ("a drowsy toddler rubs her eyes", "a sleepy toddler rubs her eyes"),
+    ],
+)
+def test_everyday_words_for_one_thing_are_one_word(request_text: str, candidate: str) -> None:
+    assert GUARD.check(request_text, candidate).accepted
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        ("a red-brick house at the end of a lane", "a red-brick barn at the end of a lane"),
+        ("an aerial view of a small village", "an aerial view of a small city"),
+        ("sheep graze on a grassy hill", "sheep graze on a grassy mountain"),
+    ],
+)
+def test_their_neighbours_stay_apart(request_text: str, candidate: str) -> None:
+    assert not GUARD.check(request_text, candidate).accepted
