@@ -389,12 +389,15 @@ def _said_as_verb_and_noun(
 
 
 def _young_ones(scene: Scene, animals: frozenset[str], taken: Mapping[int, int]) -> list[Role]:
-    # "young" said of one of ``animals``, both words still without a counterpart.
+    # "young" said of one of ``animals``, both words still without a counterpart; or written
+    # straight before it, where the parser hung the adjective elsewhere ("a young dog tumbles"
+    # with "young" said of "tumbles").
+    said = [r for r in scene.roles if r.role == "property"]
+    said += [Role(i, "property", i + 1) for i in range(len(scene.words) - 1)]
     return [
         role
-        for role in scene.roles
-        if role.role == "property"
-        and scene.words[role.verb].lemma == "young"
+        for role in said
+        if scene.words[role.verb].lemma == "young"
         and scene.words[role.participant].kind == "noun"
         and animals & scene.words[role.participant].keys
         and role.verb not in taken
@@ -456,9 +459,16 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                 forward[i], backward[j] = j, i
     for words, others, mine, theirs in _both_ways(left, right, forward, backward):
         for i in range(len(words) - 1):
-            if i in mine or i + 1 in mine:
+            if i in mine:
                 continue
             joined = _joined(words, i)
+            if i + 1 in mine:
+                # The head found its counterpart through a group that holds the two words
+                # written as one: "the sea shore" / "the beach" ("beach|shore|seashore").
+                head = others[mine[i + 1]]
+                if any(SYNONYM_HEADS.get(form, frozenset()) & head.keys for form in joined):
+                    mine[i] = mine[i + 1]
+                continue
             for j, other in enumerate(others):
                 if j not in theirs and joined & _spellings(other):
                     mine[i] = mine[i + 1] = j

@@ -157,3 +157,26 @@ def test_everyday_words_for_one_thing_are_one_word(request_text: str, candidate:
 )
 def test_their_neighbours_stay_apart(request_text: str, candidate: str) -> None:
     assert not GUARD.check(request_text, candidate).accepted
+
+
+def test_young_written_before_the_animal_is_its_young_whatever_the_parse() -> None:
+    # the parser hangs "young" on "tumbles"
+    assert GUARD.check(
+        "a puppy tumbles across a living room rug chasing a squeaky toy",
+        "a young dog tumbles across a living room rug chasing a squeaky toy",
+    ).accepted
+    assert not GUARD.check(
+        "a puppy tumbles across a rug", "an old dog tumbles across a rug"
+    ).accepted
+
+
+def test_a_modifier_that_makes_one_group_word_with_its_head_is_said() -> None:
+    # "seashore" is in the group of "beach" and "shore"
+    assert GUARD.check(
+        "gentle waves wash over pebbles on the sea shore",
+        "gentle waves wash over pebbles on the beach",
+    ).accepted
+    assert not GUARD.check(
+        "gentle waves wash over pebbles on the lake shore",
+        "gentle waves wash over pebbles on the beach",
+    ).accepted
