@@ -33,15 +33,17 @@ from streamproc.cache.lexicon.synonyms import DETAIL_GROUPS
 # the connector introduces the scene ("of", "showing", "where", ":"). When a modifier that
 # changes the picture stands in the way ("a slow motion video of"), only the request goes and
 # the rest stays for the guard to compare.
-_POLITE: Final = r"(?:please|pls|kindly|(?:hey|hi|hello|ok|okay|so)\b,?)"
+_POLITE: Final = r"(?:please|pls|kindly|(?:hey|hi|hello|ok|okay|so|yo)\b,?)"
 _MODAL: Final = r"(?:can|could|would|will)\s+(?:you|u)"
 _WANT: Final = (
-    r"(?:i|we)(?:'d|\s+would|\s+want|\s+need|\s+wanna)(?:\s+(?:like|love))?"
+    r"(?:i|we)(?:'d|\s+would|\s+want|\s+need|\s+wanna)(?:\s+(?:really|just|so))?"
+    r"(?:\s+(?:like|love))?"
     r"(?:\s+(?:to\s+(?:see|get|have|watch)|you\s+to))?"
 )
 _MAKE: Final = (
     r"(?:generate|create|make|do|render|produce|show|give|film|shoot|animate|draw\s+up|"
-    r"let\s+me\s+see|let's\s+see)"
+    r"let\s+me\s+see|let's\s+see|put\s+together|whip\s+up|cook\s+up|mock\s+up|"
+    r"visuali[sz]e|bring\s+to\s+life|help\s+(?:me|us)\s+make)"
 )
 _REQUEST: Final = (
     rf"(?:{_POLITE}\s+)?(?:{_MODAL}\s+)?(?:{_POLITE}\s+)?(?:{_WANT}\s+)?(?:{_POLITE}\s+)?"
@@ -90,12 +92,13 @@ _FRAMING: Final = """
     facebook shorts
     footage movie film gif reel sequence request prompt prompts tag tags keywords keyword
     description caption idea concept brief product promo promotional commercial stock short
-    quick text txt t2v ad ads advert advertisement advertising
+    quick text txt t2v ad ads advert advertisement advertising req generation
+    visualize visualise whip put together help bring see watch
 """
 #: Words that may stand in a framing part but do not make one on their own.
 _FRAMING_GLUE: Final = (
     "to 2 me us a an the for my our new could can would will you u this that it i we of one"
-    " there folks team guys"
+    " there folks team guys really just like love see watch want wanna these up life ai scene"
 )
 _FRAMING_ANCHORS: Final = frozenset(_FRAMING.split())
 _FRAMING_WORDS: Final = _FRAMING_ANCHORS | frozenset(_FRAMING_GLUE.split())
@@ -112,7 +115,9 @@ _PURPOSE_LABEL: Final = re.compile(
 #: A request verb right before the scene, with no medium: "please generate a fox in the snow".
 _BARE_REQUEST: Final = re.compile(
     rf"(?:{_POLITE}\s+)?(?:{_MODAL}\s+|{_WANT}\s+)?(?:{_POLITE}\s+)?"
-    r"(?:generate|create|render|produce|animate)(?:\s+(?:me|us))?\s+"
+    r"(?:generate|create|render|produce|animate|visuali[sz]e|put\s+together|whip\s+up|"
+    r"bring\s+to\s+life)"
+    r"(?:\s+(?:me|us))?\s+"
     rf"(?={_DETERMINER}\s|\d|{_NUMBER}\s)"
 )
 
@@ -153,12 +158,16 @@ _TAG_JOINERS: Final = frozenset(
 _TAG_PATTERN: Final = re.compile(r"\d+(?:k|p|fps)\d*|[\d.:x]*\d")
 #: Where a trailing part starts: a comma, semicolon, sentence end, pipe or dash between spaces.
 _SEPARATOR: Final = re.compile(r"[,;]|[.?!]\s|\s*\|\s*|\s*::\s*|\s+(?:--?|\u2014|\u2013)\s+")
-_THANKS_WORDS: Final = r"(?:please|pls|plz|thanks|thank\s+you|thx|ty|cheers)"
+_THANKS_WORDS: Final = (
+    r"(?:please|pls|plz|pretty\s+please|thanks(?:\s+a\s+bunch|\s+heaps)?|many\s+thanks|"
+    r"thank\s+you(?:\s+kindly)?|thx|ty|cheers(?:\s+mate)?|ta|gracias|much\s+appreciated|"
+    r"(?:i\s+)?appreciate\s+it)"
+)
 #: Thanks or a "please" closing the prompt after a punctuation mark ("… ? thanks!"); "a
 #: man saying thank you" keeps its words.
 _THANKS: Final = re.compile(
     rf"\s*[,.!?;:]+\s*{_THANKS_WORDS}(?:\s+(?:and|&)\s+{_THANKS_WORDS})?"
-    r"(?:\s+(?:so\s+much|a\s+lot|in\s+advance))?[\s.!?]*$"
+    r"(?:\s+(?:so\s+much|a\s+lot|in\s+advance|very\s+much))?[\s.!?]*$"
 )
 #: What the video is for, said at the end: "... ? it's for a school project".
 _PURPOSE: Final = re.compile(
@@ -181,7 +190,8 @@ _PURPOSE_NOUNS: Final = (
     r"(?:ad|ads|advert|advertisement|commercial|promo|video|clip|presentation|explainer|"
     r"campaign|reel|reels|post|story|website|site|pitch|deck|slideshow|webinar|course|lesson|"
     r"tutorial|vlog|blog|intro|outro|trailer|newsletter|brochure|page|channel|feed|account|"
-    r"project|assignment|client|montage|compilation)"
+    r"project|assignment|client|montage|compilation|class|lecture|app|listing|e-card|"
+    r"segment|b-roll|podcast|demo|showcase|portfolio|banner|thumbnail|documentary)"
 )
 _PURPOSE_IN_PART: Final = re.compile(
     r"(?:(?:it'?s|it\s+is|this\s+is|(?:(?:i|we)\s+)?need(?:ed)?\s+it|(?:to\s+)?use(?:d)?|"
@@ -192,6 +202,16 @@ _PURPOSE_IN_PART: Final = re.compile(
 #: ("hey, I need a video of a butterfly on a sunflower for a school project").
 _PURPOSE_AT_END: Final = re.compile(
     rf"\s+for\s+(?:a|an|my|our|the|this|your)\s+(?:[\w'-]+\s+){{0,2}}?{_PURPOSE_NOUNS}$"
+)
+#: A purpose at the very end without a request before it: the asker's own ("… for my biology
+#: class", "… for our studio's instagram") or a medium ("… for a holiday e-card", "… for a
+#: seasonal ad"). "waiting for a bus", "a table set for six people" and "preparing for a
+#: presentation" name no medium and no asker, and stay.
+_UNASKED_PURPOSE_AT_END: Final = re.compile(
+    rf"\s+for\s+(?:(?:my|our)\s+(?:[\w'-]+\s+){{0,3}}?{_PURPOSE_NOUNS}|"
+    r"(?:a|an|the)\s+(?:[\w'-]+\s+){0,3}?(?:ad|ads|advert|advertisement|commercial|promo|reel|"
+    r"website|blog|vlog|channel|intro|outro|trailer|newsletter|brochure|slideshow|listing|"
+    r"e-card|b-roll|podcast|thumbnail|banner|instagram|tiktok|youtube))$"
 )
 #: A generation instruction about overlays: "no text or watermark", "without logos".
 _OVERLAY: Final = (
@@ -591,6 +611,8 @@ def _drop_trailing(text: str, asked: bool = False) -> str:
         break
     if asked and _PURPOSE_AT_END.search(text):
         text, dropped = _strip_edges(_PURPOSE_AT_END.sub("", text)), True
+    elif _UNASKED_PURPOSE_AT_END.search(text):
+        text, dropped = _strip_edges(_UNASKED_PURPOSE_AT_END.sub("", text)), True
     if dropped:
         return text
     words = text.split()
@@ -655,8 +677,8 @@ _FALL: Final = re.compile(
 #: Words of a chat around the request that never name a thing of the scene: greetings,
 #: thanks, hedges, deadlines, file formats.
 _CHATTING: Final = """
-    lol lmao idk tbh btw pls plz thx ty tysm thanks cheers heaps hey heyy heyyy yo ugh hmm
-    asap deadline mp4 mov
+    lol lmao idk tbh btw pls plz thx ty tysm thanks thank cheers heaps hey heyy heyyy yo ugh
+    hmm haha hahaha appreciated appreciate gracias asap deadline mp4 mov highres bitrate
 """
 #: Words about the request that may also be the scene's ("a man giving a presentation", "a
 #: kid doing a project"): taken as the request's only where nothing of the scene is done
@@ -669,6 +691,8 @@ _ASKING: Final = """
     subject want wants wanted need needs needed would like love prompt prompts please kindly
     boss client clients deck pitch presentation project assignment blog vlog website site
     page post story feed account server hero section launch monday tuesday wednesday
+    class lecture lesson course tutorial e-card brochure newsletter b-roll broll segment
+    demo showcase thumbnail campaign promo trailer visualize visualise
     thursday friday video clip footage reel gif render rendering generate create produce
     animate instagram tiktok youtube linkedin facebook snapchat pinterest vimeo viral
 """

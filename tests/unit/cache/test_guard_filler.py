@@ -471,3 +471,37 @@ def test_request_words_are_refused_beside_a_scene_word_or_as_what_is_acted_on() 
     assert GUARD.check("a man presenting a slideshow", "a man presenting").reason == (
         "word_mismatch: slideshow vs none"
     )
+
+
+@pytest.mark.parametrize(
+    "framed",
+    [
+        # more ways of asking (a development set of filler pairs a helper wrote)
+        "Could you bring to life a heron wading through a marsh at dawn? ty",
+        "could you put together a clip of a heron wading through a marsh at dawn",
+        "yo make a vid of a heron wading through a marsh at dawn plz",
+        "Hi! Could you produce a heron wading through a marsh at dawn? Much appreciated.",
+        "visualize a heron wading through a marsh at dawn, thanks a bunch!",
+        # a purpose at the very end: the asker's own, or a medium
+        "a heron wading through a marsh at dawn for my biology class",
+        "a heron wading through a marsh at dawn for a nature documentary intro",
+        "a heron wading through a marsh at dawn for a holiday e-card",
+    ],
+)
+def test_more_requests_and_purposes_go(framed: str) -> None:
+    assert normalize_prompt(framed) == "a heron wading through a marsh at dawn"
+
+
+@pytest.mark.parametrize(
+    "scene",
+    [
+        # "for" with no medium and no asker is the scene's
+        "a dog waiting for a bus",
+        "a table set for six people",
+        "a man preparing for a presentation",
+        # a numbered scene is no label of the medium
+        "scene 4: a castle",
+    ],
+)
+def test_a_purpose_of_the_scene_stays(scene: str) -> None:
+    assert normalize_prompt(scene) == scene
