@@ -92,7 +92,7 @@ _FRAMING: Final = """
     facebook shorts
     footage movie film gif reel sequence request prompt prompts tag tags keywords keyword
     description caption idea concept brief product promo promotional commercial stock short
-    quick text txt t2v ad ads advert advertisement advertising req generation
+    quick text txt t2v ad ads advert advertisement advertising req generation demo
     visualize visualise whip put together help bring see watch
 """
 #: Words that may stand in a framing part but do not make one on their own.
@@ -108,7 +108,8 @@ _LEADING_PART: Final = re.compile(
 #: A leading label of what the video is for: "for our instagram reel:", "for a client:",
 #: "instagram reel for the farm shop page -", "video request for our client -".
 _PURPOSE_LABEL: Final = re.compile(
-    r"(?:(?:[\w-]+\s+){0,2}(?:video|vid|clip|reel|ad|post|short|story|request|prompt)\s+)?"
+    r"(?:(?:[\w-]+\s+){0,2}(?:video|vid|clip|reel|ad|post|short|story|request|prompt)\s+|"
+    r"(?:i\s+|we\s+)?(?:need|want)\s+(?:this|it)\s+)?"
     r"for\s+(?:our|my|a|an|the|this)\s+[^,:;.!?\u2013\u2014-]{1,40}?"
     r"(?:\s*[:,]|\s+(?:--?|\u2013|\u2014))\s*(?=\w)"
 )
@@ -118,6 +119,13 @@ _BARE_REQUEST: Final = re.compile(
     r"(?:generate|create|render|produce|animate|visuali[sz]e|put\s+together|whip\s+up|"
     r"bring\s+to\s+life)"
     r"(?:\s+(?:me|us))?\s+"
+    rf"(?={_DETERMINER}\s|\d|{_NUMBER}\s|[a-z]+s\s)"
+)
+#: A wish to see the scene: "i'd like to see a fox …", "i would love to watch a witch …",
+#: "would really like to see this: a barn owl …".
+_WISH_TO_SEE: Final = re.compile(
+    rf"(?:{_POLITE}\s+)?(?:(?:i|we)(?:'d|\s+would|\s+want|\s+wanna)|would)"
+    r"(?:\s+(?:really|just|so))?(?:\s+(?:like|love))?\s+to\s+(?:see|watch)(?:\s+this)?\s*:?\s+"
     rf"(?={_DETERMINER}\s|\d|{_NUMBER}\s)"
 )
 
@@ -133,7 +141,8 @@ _TAGS: Final = """
     realistic photorealistic photoreal hyperrealistic hyper-realistic lifelike epic
     atmospheric aesthetic moody clean sleek polished crisp viral dramatic octane unreal pls plz
     duration length resolution aspect ratio seed steps seconds second secs sec watermark
-    guidance cfg fps smooth
+    guidance cfg fps smooth artifacts artefacts bitrate premium output maximum max worthy
+    best-in-class pristine razor-sharp ultra-real ultrareal possible
     instagram tiktok youtube linkedin facebook snapchat pinterest vimeo
 """
 _TAG_WORDS: Final = frozenset(_TAGS.split())
@@ -152,12 +161,14 @@ _MODIFIERS: Final = (
 _TAG_MODIFIERS: Final = frozenset(_MODIFIERS.split())
 #: A trailing request around tags ("make it look cinematic") is as much filler as the tags.
 _TAG_JOINERS: Final = frozenset(
-    {"in", "and", "on", "with", "of", "at", "make", "it", "look", "no", "approx", "about"}
+    {"in", "and", "on", "with", "of", "at", "make", "it", "look", "no", "approx", "about", "if"}
     | {"for", "a", "an", "our", "my", "the"}
 )
 _TAG_PATTERN: Final = re.compile(r"\d+(?:k|p|fps)\d*|[\d.:x]*\d")
 #: Where a trailing part starts: a comma, semicolon, sentence end, pipe or dash between spaces.
-_SEPARATOR: Final = re.compile(r"[,;]|[.?!]\s|\s*\|\s*|\s*::\s*|\s+(?:--?|\u2014|\u2013)\s+")
+_SEPARATOR: Final = re.compile(
+    r"[,;]|[.?!]\s|\s*\|\s*|\s*::\s*|\s+//\s+|\s+(?:--?|\u2014|\u2013)\s+"
+)
 _THANKS_WORDS: Final = (
     r"(?:please|pls|plz|pretty\s+please|thanks(?:\s+a\s+bunch|\s+heaps)?|many\s+thanks|"
     r"thank\s+you(?:\s+kindly)?|thx|ty|cheers(?:\s+mate)?|ta|gracias|much\s+appreciated|"
@@ -178,10 +189,11 @@ _PURPOSE: Final = re.compile(
 #: healthcare explainer video", ", for our renewable energy presentation". The last word
 #: names a medium or an occasion for one, never something in the scene.
 _PURPOSE_PART: Final = re.compile(
-    r"for\s+(?:a|an|the|our|my|your|their|this)\s+(?:[\w'-]+\s+){0,3}"
+    r"for\s+(?:a|an|the|our|my|your|their|this)\s+(?:[\w'&-]+\s+){0,3}"
     r"(?:ad|ads|advert|advertisement|commercial|promo|video|presentation|explainer|campaign|"
     r"reel|post|story|website|pitch|deck|slideshow|webinar|course|lesson|tutorial|vlog|"
-    r"trailer|newsletter|brochure)"
+    r"trailer|newsletter|brochure|intro|outro|blog|channel|page|app|listing|e-card|podcast|"
+    r"instagram|tiktok|youtube|class|lecture)"
 )
 #: The nouns that end a purpose said anywhere in a trailing part ("it's for a tiktok post",
 #: "to use in a corporate presentation") or, after a request at the start, at the very end
@@ -481,7 +493,7 @@ def _drop_leading(text: str) -> str:
         or _is_medium_label(match.group("part"))
     ):
         return _strip_edges(text[match.end() :])
-    match = _BARE_REQUEST.match(text)
+    match = _BARE_REQUEST.match(text) or _WISH_TO_SEE.match(text)
     if match is not None:
         return _strip_edges(text[match.end() :])
     match = _CLAUSE.match(text)
@@ -616,10 +628,20 @@ def _drop_trailing(text: str, asked: bool = False) -> str:
     if dropped:
         return text
     words = text.split()
-    if len(words) > 1 and words[-1] in _RESOLUTION_TAGS:
-        cut = -2 if len(words) > 2 and words[-2] == "in" else -1
+    # Tags at the very end with no separator, around a resolution: "… 4k", "… in 4k", "… in
+    # stunning 4k resolution".
+    cut = len(words)
+    while cut > 1 and len(words) - cut < 4 and _is_tag_word(words[cut - 1]):
+        cut -= 1
+    if cut < len(words) and any(w in _RESOLUTION_TAGS for w in words[cut:]):
+        if cut > 1 and words[cut - 1] == "in":
+            cut -= 1
         return _strip_edges(" ".join(words[:cut]))
     return text
+
+
+def _is_tag_word(word: str) -> bool:
+    return word in _TAG_WORDS or word in _RESOLUTION_TAGS or bool(_TAG_PATTERN.fullmatch(word))
 
 
 def _drop_brackets(text: str) -> str:
@@ -629,7 +651,9 @@ def _drop_brackets(text: str) -> str:
     def drop(match: re.Match[str]) -> str:
         inner = match.group(1).strip()
         parts = [p.strip() for p in re.split(r"[,;|]", inner.casefold())]
-        filler = all(p and (_is_tag_list(p) or _is_framing(p)) for p in parts)
+        filler = all(
+            p and (_is_tag_list(p) or _is_framing(p) or _PURPOSE_PART.fullmatch(p)) for p in parts
+        )
         if not filler and match.start() == 0:
             labels = [p for p in parts if _names_a_medium(p.split())]
             filler = bool(labels) and all(

@@ -505,3 +505,30 @@ def test_more_requests_and_purposes_go(framed: str) -> None:
 )
 def test_a_purpose_of_the_scene_stays(scene: str) -> None:
     assert normalize_prompt(scene) == scene
+
+
+@pytest.mark.parametrize(
+    "framed",
+    [
+        "I would love to watch a heron wading through a marsh at dawn",
+        "would really like to see this: a heron wading through a marsh at dawn",
+        "a heron wading through a marsh at dawn (for a nature documentary intro)",
+        "a heron wading through a marsh at dawn in stunning 4k resolution",
+        "need this for a product page: a heron wading through a marsh at dawn, 10 seconds",
+        "a heron wading through a marsh at dawn. For my D&D campaign intro, please!",
+        "a heron wading through a marsh at dawn // sharp, detailed, hd",
+        "a heron wading through a marsh at dawn, high quality, if possible",
+        "a heron wading through a marsh at dawn - premium quality output",
+    ],
+)
+def test_wishes_bracketed_purposes_and_more_tags_go(framed: str) -> None:
+    assert normalize_prompt(framed) == "a heron wading through a marsh at dawn"
+
+
+def test_bare_plural_after_a_request_verb_is_the_scene() -> None:
+    assert normalize_prompt("could you generate skiers riding a chairlift") == (
+        "skiers riding a chairlift"
+    )
+    # a part with a scene word and a bracket that is no purpose stay
+    assert normalize_prompt("a garden, full of life") == "a garden, full of life"
+    assert normalize_prompt("a dog (a terrier) running") == "a dog (a terrier) running"
