@@ -227,9 +227,22 @@ def _group_sense(wordnet: WordNet, word: Word, kind: str) -> bool:
     so "wee" / "small"; the verb "bike" / "bicycle", so "biking" / "cycling"). So may it where
     WordNet lists no other member as that kind.
     """
-    forms = {form for form in word.forms if form in SYNONYM_HEADS}
+    forms = frozenset(form for form in word.forms if form in SYNONYM_HEADS)
     if not forms:
         return False
+    # Bounded: only words of the groups are keys.
+    key = (id(wordnet), forms, kind)
+    found = _GROUP_SENSES.get(key)
+    if found is None:
+        found = _GROUP_SENSES[key] = _fixed_by_group(wordnet, forms, kind)
+    return found
+
+
+#: (WordNet, a word's grouped forms, kind) -> whether its groups fix another sense.
+_GROUP_SENSES: dict[tuple[int, frozenset[str], str], bool] = {}
+
+
+def _fixed_by_group(wordnet: WordNet, forms: frozenset[str], kind: str) -> bool:
     for form in forms:
         mine = {form, us_spelling(form)}
         for head in SYNONYM_HEADS[form]:
