@@ -86,6 +86,7 @@ _KINDS: Final = {
 }
 _SUBJECTS: Final = frozenset({"nsubj", "csubj"})
 _FINITE: Final = frozenset({"VBZ", "VBP", "VBD"})
+_SOMEONE: Final = frozenset({"someone", "somebody", "everyone", "everybody"})
 _OBJECTS: Final = frozenset({"dobj", "nsubjpass", "dative", "attr"})
 #: The forms of "be" and "get" that make a passive ("being poured", "gets mowed"); the
 #: parser also calls other words a passive's auxiliary ("bow drawn": the bow is drawn).
@@ -670,11 +671,8 @@ class _Reading:
         if (
             verb.dep_ in ("acl", "relcl")
             and (not subject or relative)
-            and verb.head.pos_
-            in (
-                "NOUN",
-                "PROPN",
-            )
+            # "someone brushing butter onto corn": an indefinite pronoun acts as a noun does
+            and (verb.head.pos_ in ("NOUN", "PROPN") or verb.head.lower_ in _SOMEONE)
         ):
             # "a dog chasing a cat", "a cat chased by a dog", "a dog that chases a cat"
             agents = [a for a in agents if a not in relative]

@@ -298,3 +298,11 @@ def test_words_the_tagger_gave_two_kinds_are_compared_as_the_kind_both_have() ->
         "a chubby hamster stuffs seeds into its cheeks",
         "a skinny hamster stuffs seeds into its cheeks",
     ).accepted
+
+
+def test_someone_doing_it_is_the_passive_without_an_agent() -> None:
+    # "someone" heads the participle clause as a noun would, and names no one
+    assert GUARD.check(
+        "grilled corn being brushed with butter", "someone brushing butter onto grilled corn"
+    ).accepted
+    assert not GUARD.check("a chef cutting fresh pasta", "someone cutting fresh pasta").accepted
