@@ -212,10 +212,6 @@ def _spelled_out(
     return []
 
 
-def _in_groups(word: Word) -> bool:
-    return any(form in SYNONYM_HEADS for form in word.forms)
-
-
 def _group_sense(wordnet: WordNet, word: Word, kind: str) -> bool:
     """Whether a hand-written group fixes ``word`` to another sense than WordNet's first.
 
