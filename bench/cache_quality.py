@@ -13,6 +13,7 @@ embeds (normalised, filler dropped, words in canonical form).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -63,8 +64,12 @@ class Pair:
 
 
 def load_pairs(path: Path) -> list[Pair]:
+    """Pairs of a JSONL file; keys other than Pair's fields (a writer's notes on what it
+    changed, such as "swaps" or "changed") are left out."""
+    known = {f.name for f in dataclasses.fields(Pair)}
     with path.open(encoding="utf-8") as handle:
-        return [Pair(**json.loads(line)) for line in handle if line.strip()]
+        rows = [json.loads(line) for line in handle if line.strip()]
+    return [Pair(**{k: v for k, v in row.items() if k in known}) for row in rows]
 
 
 def cosines(model: SentenceTransformer, left: Sequence[str], right: Sequence[str]) -> np.ndarray:

@@ -313,6 +313,33 @@ def _phrasal_synonyms(wordnet: WordNet, word: Word, other: Word, particles: froz
     )
 
 
+def _adverb_of(word: Word, other: Word) -> bool:
+    # "a dim kitchen" / "a dimly lit kitchen", "a gentle breeze" / "blowing gently": the
+    # adjective and the adverb English makes of it ("-ly", "-y" to "-ily", "-le" to "-ly",
+    # "-ic" to "-ically").
+    if word.kind != "adjective" or other.kind != "adverb":
+        return False
+    stem = word.lemma
+    made = {stem + "ly"}
+    if stem.endswith("y"):
+        made.add(stem[:-1] + "ily")
+    if stem.endswith("le"):
+        made.add(stem[:-1] + "y")
+    if stem.endswith("ic"):
+        made.add(stem + "ally")
+    return other.text in made
+
+
+def _lit_by(word: Word, other: Word) -> bool:
+    # "a moonlit forest" / "a forest lit by the moon", "a candlelit table" / "a table lit by
+    # candles": the light the adjective names, said as a noun.
+    text = word.text.replace("-", "")
+    if not text.endswith("lit") or len(text) < 6 or other.kind != "noun":
+        return False
+    source = text[:-3]
+    return bool({source, source + "light"} & other.forms)
+
+
 def _derived(wordnet: WordNet, word: Word, other: Word) -> bool:
     # "woolly" is often tagged an adverb, for its "-ly".
     modifier = word.kind == "adjective" or (word.kind == "adverb" and word.text.endswith("ly"))
@@ -512,7 +539,11 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                 if i in mine:
                     continue
                 for j, other in enumerate(others):
-                    if j not in theirs and _derived(wordnet, word, other):
+                    if j not in theirs and (
+                        _derived(wordnet, word, other)
+                        or _adverb_of(word, other)
+                        or _lit_by(word, other)
+                    ):
                         mine[i], theirs[j] = j, i
                         break
         # A noun WordNet defines as the young of an animal, and that animal called young:

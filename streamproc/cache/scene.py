@@ -287,6 +287,17 @@ def _passive(verb: Token) -> bool:
     return verb.tag_ == "VBN" or any(c.dep_ in ("auxpass", "agent") for c in verb.children)
 
 
+def _joined_possessive(words: tuple[str, ...]) -> tuple[str, ...]:
+    # "bird's" (one token, or "bird" and "'s"): the groups write it "birds".
+    joined: list[str] = []
+    for word in words:
+        if word == "'s" and joined:
+            joined[-1] += "s"
+        else:
+            joined.append(word[:-2] + "s" if word.endswith("'s") else word)
+    return tuple(joined)
+
+
 class _Reading:
     """Builds one :class:`Scene` from one parsed document."""
 
@@ -346,6 +357,8 @@ class _Reading:
             )
             if words in self._phrases or lemmatised in self._phrases:
                 return i + length
+            if any(w.endswith("'s") for w in words) and _joined_possessive(words) in self._phrases:
+                return i + length  # "bird's-eye view" is "birds eye view"
         return None
 
     def _hyphenated(self, i: int) -> int | None:
@@ -470,6 +483,8 @@ class _Reading:
                 if t.text != "-"
             )
             forms = _forms(surface, lemma, lemmatised, " ".join(parts), "".join(parts))
+            if any(p.endswith("'s") for p in parts):
+                forms |= _forms(" ".join(_joined_possessive(tuple(parts))))
             value = _number(surface)
             if value is not None:
                 forms |= {str(value)}  # "twenty-five" is "25"

@@ -122,6 +122,10 @@ class Lemmas:
         """Whether ``form`` is a noun the lemmatiser knows and no adjective it knows."""
         return form in self._nouns and form not in self._adjectives
 
+    def only_adjective(self, form: str) -> bool:
+        """Whether ``form`` is an adjective the lemmatiser knows and no noun it knows."""
+        return form in self._adjectives and form not in self._nouns
+
     def is_adjective(self, form: str) -> bool:
         """Whether ``form`` is an adjective the lemmatiser knows."""
         return form in self._adjectives
@@ -383,6 +387,16 @@ def _retag(token: Token, lemmas: Lemmas) -> None:
         # "a kitten sleeping" with "kitten" read as an adjective: a word that is only a noun
         # and has its own determiner is the noun.
         token.pos_, token.tag_ = "NOUN", "NN"
+    elif (
+        token.pos_ == "NOUN"
+        and token.dep_ in ("compound", "amod")
+        and token.head.i > token.i
+        and token.head.pos_ == "NOUN"
+        and lemmas.only_adjective(form)
+    ):
+        # "a powdery slope" with "powdery" a compound noun: a word the lemmatiser knows only
+        # as an adjective, before its noun, is the adjective.
+        token.pos_, token.tag_ = "ADJ", "JJ"
     elif token.pos_ == "AUX" and token.dep_ not in ("aux", "auxpass"):
         helps = token.head.pos_ in ("VERB", "AUX") and token.head.i != token.i
         if not helps and not any(c.pos_ == "VERB" for c in token.children):

@@ -284,7 +284,7 @@ NEUTRAL_INTRANSITIVE: Final = frozenset({"drive"})
 #: Participles that state what a thing is seen with rather than an action ("a street lit by
 #: lanterns" is a street with lanterns; "an alley shrouded in mist" an alley in mist).
 NEUTRAL_PARTICIPLES: Final = frozenset(
-    ["light", "illuminate", "shroud", "bathe", "blanket", "drape", "line", "dot"]
+    ["light", "illuminate", "shroud", "bathe", "blanket", "drape", "line", "dot", "strew"]
 )
 
 #: Nouns that name the medium, not the scene: "footage of X" at the head of a prompt is X.

@@ -61,7 +61,7 @@ DETAIL_GROUPS: Final[tuple[str, ...]] = (
     "fall leaves|autumn day",
     "winter|wintertime|wintry|wintery|winter day",
     # playback
-    "slow motion|slow mo|slowmo|in slow motion|super slow motion",
+    "slow motion|slow mo|slowmo|slo mo|in slow motion|in slo mo|super slow motion",
     "timelapse|time lapse|sped up|hyperlapse",
     "real time|normal speed|realtime",
     # style
@@ -481,16 +481,19 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     "appear|materialize|materialise",
     # camera
     "aerial|aerial view|aerial shot|aerial footage|drone|drone shot|drone footage|"
-    "drone view|birds eye|birds eye view|bird eye view|from above|seen from above|"
-    "overhead|overhead shot|overhead view|top down|top down view|from the air",
-    "close up|closeup|close up shot|macro|macro shot|extreme close up|up close",
-    "wide shot|wide angle|establishing shot|long shot|panoramic|panorama",
-    "low angle|from below|seen from below|worms eye|looking up at",
-    "high angle|looking down at|looking down on",
+    "drone view|birds eye|birds eye view|bird eye view|birds eye shot|from above|"
+    "seen from above|view from above|shot from above|filmed from above|overhead|"
+    "overhead shot|overhead view|top down|top down view|top down shot|from the air",
+    "close up|closeup|close up shot|close up view|close shot|macro|macro shot|"
+    "extreme close up|up close",
+    "wide shot|wide angle|wide angle shot|wide view|establishing shot|long shot|panoramic|panorama",
+    "low angle|low angle shot|low angle view|from below|seen from below|shot from below|"
+    "filmed from below|worms eye|looking up at",
+    "high angle|high angle shot|looking down at|looking down on",
     "pov|first person|point of view",
     "tracking|tracking shot|dolly shot|following shot",
     "handheld|hand held|shaky cam",
-    "pan|panning|pans|panned",
+    "pan|panning|pans|panned|panning shot|pan shot",
     "static shot|locked off|tripod shot",
     # pace
     "fast|quickly|rapidly|rapid|speedy|quick|speed|race|high speed|swift|swiftly",

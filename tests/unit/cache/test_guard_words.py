@@ -180,3 +180,57 @@ def test_a_modifier_that_makes_one_group_word_with_its_head_is_said() -> None:
         "gentle waves wash over pebbles on the lake shore",
         "gentle waves wash over pebbles on the beach",
     ).accepted
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        ("a calm lake at sunrise, wide shot", "a calm lake at sunrise, wide-angle shot"),
+        ("a drummer hitting a cymbal, close-up", "a drummer hitting a cymbal, close shot"),
+        ("slow pan across a modern kitchen", "slow panning shot across a modern kitchen"),
+        ("a glass tower at dusk, low angle shot", "a glass tower at dusk, shot from below"),
+        ("a ferry in rough seas, aerial view", "a ferry in rough seas, view from above"),
+        ("sheep on a country lane, overhead shot", "sheep on a country lane, bird's-eye view"),
+        ("cherries dropping into cream in slow motion", "cherries dropping into cream in slo-mo"),
+    ],
+)
+def test_a_camera_term_said_with_or_without_shot_or_view_is_one_term(
+    request_text: str, candidate: str
+) -> None:
+    assert GUARD.check(request_text, candidate).accepted
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        ("a glass tower at dusk, low angle shot", "a glass tower at dusk, high angle shot"),
+        ("a ferry in rough seas, aerial view", "a ferry in rough seas, close shot"),
+        ("sheep on a country lane, bird's-eye view", "sheep on a country lane, wide shot"),
+    ],
+)
+def test_different_camera_terms_stay_apart(request_text: str, candidate: str) -> None:
+    assert not GUARD.check(request_text, candidate).accepted
+
+
+def test_an_adjective_and_its_adverb_on_a_participle_are_one_word() -> None:
+    assert GUARD.check(
+        "a cat asleep in a dim hallway", "a cat asleep in a dimly lit hallway"
+    ).accepted
+    assert GUARD.check("a slow tortoise on a path", "a tortoise moving slowly on a path").accepted
+    verdict = GUARD.check("a cat asleep in a dim hallway", "a cat asleep in a brightly lit hallway")
+    assert verdict.reason == "word_mismatch: dim vs brightly"
+
+
+def test_a_light_said_in_the_adjective_is_the_light_named_by_lit_by() -> None:
+    assert GUARD.check("a candlelit dinner table", "a dinner table lit by candles").accepted
+    assert GUARD.check("a moonlit harbour", "a harbour lit by the moon").accepted
+    assert not GUARD.check("a moonlit harbour", "a harbour lit by the sun").accepted
+
+
+def test_an_adjective_the_tagger_took_for_a_compound_noun_is_made_from_its_noun() -> None:
+    # the tagger reads "powdery" as a compound noun; it is only an adjective
+    assert GUARD.check(
+        "a snowboarder on a powdery slope", "a snowboarder on a powder-covered slope"
+    ).accepted
+    assert GUARD.check("a rocky cove at low tide", "a rock-strewn cove at low tide").accepted
+    assert not GUARD.check("a rocky cove at low tide", "a shell-strewn cove at low tide").accepted
