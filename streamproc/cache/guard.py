@@ -54,7 +54,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from streamproc.cache.lexicon.relations import OPPOSITE, STATES, SYMMETRIC
+from streamproc.cache.lexicon.relations import OPPOSITE, POSTURES, STATES, SYMMETRIC
 from streamproc.cache.normalize import request_word
 from streamproc.cache.scene import Relation, Role, Scene, SceneReader, Word
 from streamproc.cache.wordnet import WordNet, load_wordnet
@@ -179,6 +179,23 @@ def _both_ways(
         (left.words, right.words, forward, backward),
         (right.words, left.words, backward, forward),
     )
+
+
+def _closed_compound(word: Word, other: Scene, taken: Mapping[int, int]) -> tuple[int, int] | None:
+    """(head, modifier) of two nouns that ``other`` links as one thing ("the river bank", "the
+    bank of the river") and ``word`` writes as one word, the modifier first ("riverbank");
+    None when there are none. "a house dog" is no "doghouse"."""
+    for head, modifier in other.links:
+        if head in taken or modifier in taken:
+            continue
+        first, second = other.words[modifier], other.words[head]
+        if first.kind != "noun" or second.kind != "noun":
+            continue
+        if len(first.lemma) < 3 or len(second.lemma) < 3:
+            continue
+        if {m + h for m in first.forms for h in second.forms} & word.forms:
+            return head, modifier
+    return None
 
 
 def _spelled_out(
@@ -531,6 +548,20 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                 mine[i] = spelled[-1]  # the phrase's head: "station", "object"
                 for j in spelled:
                     theirs[j] = i
+    # A noun written as one word and as its two nouns: "the riverbank" / "the bank of the
+    # river" or "the river bank", "raindrops" / "drops of rain".
+    for scene, other, mine, theirs in (
+        (left, right, forward, backward),
+        (right, left, backward, forward),
+    ):
+        for i, word in enumerate(scene.words):
+            if i in mine or word.kind != "noun":
+                continue
+            parts = _closed_compound(word, other, theirs)
+            if parts is not None:
+                head, modifier = parts
+                mine[i] = head
+                theirs[head] = theirs[modifier] = i
     if wordnet is not None:
         # An adjective WordNet makes from a noun, and the noun: "a woolly jumper" / "a wool
         # jumper", "a muddy boot" / "a boot covered in mud".
@@ -625,20 +656,37 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                     break
     mine_unnamed = _unnamed_agents(left, right, forward)
     their_unnamed = _unnamed_agents(right, left, backward)
+    # A thing's posture needs no counterpart ("a piano stands in the corner" / "a piano in
+    # the corner"), but two different ones are two words ("a statue standing" / "a statue
+    # sitting").
+    postures = _postures(left, forward) and _postures(right, backward)
     return _Alignment(
         forward,
         backward,
         [
             i
             for i, w in enumerate(left.words)
-            if i not in forward and not w.silent and i not in mine_unnamed
+            if i not in forward
+            and (not w.silent or (postures and _is_posture(w)))
+            and i not in mine_unnamed
         ],
         [
             j
             for j, w in enumerate(right.words)
-            if j not in backward and not w.silent and j not in their_unnamed
+            if j not in backward
+            and (not w.silent or (postures and _is_posture(w)))
+            and j not in their_unnamed
         ],
     )
+
+
+def _is_posture(word: Word) -> bool:
+    return word.kind == "verb" and word.lemma in POSTURES
+
+
+def _postures(scene: Scene, mapping: Mapping[int, int]) -> bool:
+    # Whether a posture verb of ``scene`` is left without a counterpart.
+    return any(i not in mapping and _is_posture(w) for i, w in enumerate(scene.words))
 
 
 #: Pronouns that name no one in particular.

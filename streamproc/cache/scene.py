@@ -53,6 +53,7 @@ from streamproc.cache.lexicon.relations import (
     NEUTRAL_INTRANSITIVE,
     NEUTRAL_PARTICIPLES,
     NEUTRAL_VERBS,
+    STILL_POSTURES,
     NUMBER_WORDS,
     OPPOSITE,
     PARTICLES,
@@ -458,6 +459,17 @@ class _Reading:
             return not (head.pos_ in ("NOUN", "PROPN") and self._is_content(head))
         return True
 
+    def _said_of_a_thing(self, verb: Token) -> bool:
+        # The verb's subject, or the noun its clause hangs on, is no person or animal, and
+        # the verb has no object ("a piano stands in a corner", "a cabin nestled in pines").
+        if any(c.dep_ == "dobj" for c in verb.children):
+            return False
+        agents, patients = self._participants(verb)
+        nouns = agents + patients  # "a cabin nestled in pines": the participle's noun
+        return bool(nouns) and not any(
+            self._lemmas.is_being(n.lemma_.lower()) or n.pos_ == "PRON" for n in nouns
+        )
+
     def _drives_something(self, verb: Token) -> bool:
         # An object in either voice ("driving a tractor", "a tractor driven by a farmer"), but
         # not the path of a motion ("driving down the high street").
@@ -515,7 +527,10 @@ class _Reading:
                 # "the trees are bent by the wind": a passive the tagger read as an adjective
                 # is the verb ("the wind bends the trees").
                 forms, kind, lemma = forms | _forms(verb), "verb", verb
-            self._add([token.i], token.lower_, forms, kind, token, lemma)
+            # "a lighthouse stands on a cliff" is a lighthouse on a cliff: the posture of a
+            # thing is said only to place it, and needs no counterpart.
+            still = kind == "verb" and lemma in STILL_POSTURES and self._said_of_a_thing(token)
+            self._add([token.i], token.lower_, forms, kind, token, lemma, still)
         for token in doc:
             # "a car passing a truck" / "a truck passing a car": a neutral verb adds no
             # detail, but who does it to whom still counts.
@@ -564,7 +579,12 @@ class _Reading:
         gerund = not plural and token.lower_.endswith("ing")  # "a helicopter landing"
         head = token.head
         # "a kid playing" read as the noun "kid playing": the "a" is the kid's.
-        misread = token.dep_ == "compound" and head.tag_ == "NN" and head.lower_.endswith("ing")
+        misread = (
+            token.dep_ == "compound"
+            and head.tag_ == "NN"
+            and head.lower_.endswith("ing")
+            and self._lemmas.verb(head.lower_) not in (None, head.lower_)  # "a mushroom ring"
+        )
         if misread and any(c.dep_ == "det" and c.lower_ in ("a", "an") for c in head.children):
             return None, False
         if (

@@ -277,6 +277,17 @@ NEUTRAL_VERBS: Final = frozenset(
     ]
 )
 
+#: Verbs of posture that say only where a thing is when no person or animal does them ("a
+#: piano stands in the corner", "a cabin sits on a hill", "a village nestled in a valley");
+#: said of a being they are what it does ("a man sitting" / "a man standing"). "lie" is left
+#: out: "a bicycle lying on the grass" is not "a bicycle standing on the grass".
+STILL_POSTURES: Final = frozenset({"stand", "sit", "rest", "nestle", "perch", "tower", "loom"})
+#: Verbs of posture: a still posture left over with one of these left over on the other side
+#: is a difference ("a statue standing" / "a statue kneeling").
+POSTURES: Final = STILL_POSTURES | frozenset(
+    {"lie", "kneel", "crouch", "lean", "hang", "squat", "lay"}
+)
+
 #: Verbs neutral without an object ("a car driving through a tunnel" is a car going through
 #: it) but not with one ("a woman driving a bus" is no passenger).
 NEUTRAL_INTRANSITIVE: Final = frozenset({"drive"})

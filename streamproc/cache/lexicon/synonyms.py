@@ -37,17 +37,18 @@ DETAIL_GROUPS: Final[tuple[str, ...]] = (
     # time_of_day
     "sunrise|dawn|daybreak|first light|break of day|at daybreak",
     "sunset|dusk|sundown|twilight|nightfall",
-    "morning|in the morning|early morning",
+    "morning|in the morning|early morning|early in the morning|in the early morning",
     "noon|midday|high noon|middle of the day",
-    "evening|in the evening",
-    "night|nighttime|night time|at night|after dark|nocturnal|midnight|by night|"
+    "evening|in the evening|late evening|late in the evening|in the late evening",
+    "night|nighttime|night time|at night|late at night|after dark|nocturnal|midnight|by night|"
     "moonlit|moonlight|nightlife",
     "daytime|day time|during the day|in daylight|broad daylight|by day|daylight",
     # weather
     "rain|rainy|raining|rains|rained|downpour|drizzle|drizzling|raindrop|raindrops|"
-    "rainstorm|rainfall",
+    "rainstorm|rainfall|rain falling|falling rain|rain fall",
     "snow|snowy|snowing|snows|snowfall|snowflake|snowflakes|snow covered|"
-    "covered in snow|covered with snow|snowstorm|blizzard|snow capped|snowcapped",
+    "covered in snow|covered with snow|snowstorm|blizzard|snow capped|snowcapped|"
+    "snow falling|falling snow|snow fall",
     "fog|foggy|mist|misty|haze|hazy",
     "storm|stormy|thunderstorm|thunder|storm clouds",
     "cloud|clouds|cloudy|overcast|storm clouds",

@@ -234,3 +234,56 @@ def test_an_adjective_the_tagger_took_for_a_compound_noun_is_made_from_its_noun(
     ).accepted
     assert GUARD.check("a rocky cove at low tide", "a rock-strewn cove at low tide").accepted
     assert not GUARD.check("a rocky cove at low tide", "a shell-strewn cove at low tide").accepted
+
+
+def test_the_posture_of_a_thing_needs_no_counterpart() -> None:
+    assert GUARD.check(
+        "an old piano in the corner of a dusty attic",
+        "an old piano stands in the corner of a dusty attic",
+    ).accepted
+    assert GUARD.check("a cabin in the pines", "a cabin nestled in the pines").accepted
+    # the place still counts, and so does a second posture
+    verdict = GUARD.check("a windmill on a hill", "a windmill standing below a hill")
+    assert verdict.reason == "relation_mismatch: windmill on hill vs windmill below hill"
+    assert not GUARD.check(
+        "a statue standing in a square", "a statue kneeling in a square"
+    ).accepted
+    assert not GUARD.check("a ladder leaning on a wall", "a ladder standing by a wall").accepted
+
+
+def test_the_posture_of_a_person_or_animal_is_what_it_does() -> None:
+    assert GUARD.check("a boy on a bench", "a boy sitting on a bench").reason == (
+        "word_mismatch: none vs sitting"
+    )
+    assert not GUARD.check("a crowd of fans standing", "a crowd of fans sitting").accepted
+
+
+def test_a_noun_written_as_one_word_is_its_two_nouns() -> None:
+    assert GUARD.check(
+        "a heron wading along the riverbank", "a heron wading along the bank of the river"
+    ).accepted
+    assert GUARD.check(
+        "a heron wading along the riverbank", "a heron wading along the river bank"
+    ).accepted
+    assert GUARD.check("a sandcastle at low tide", "a castle of sand at low tide").accepted
+    # the compound's order names the thing: a house dog is no doghouse
+    assert not GUARD.check("a doghouse in a garden", "a house dog in a garden").accepted
+
+
+def test_a_noun_before_a_noun_in_ing_has_no_number() -> None:
+    # "ring" ends in "-ing" but is no verb form: "a mushroom ring" counts no mushrooms
+    assert GUARD.check(
+        "elves dancing around a mushroom ring", "elves dancing around a ring of mushrooms"
+    ).accepted
+
+
+def test_falling_snow_and_times_said_with_early_or_late_are_one_detail() -> None:
+    assert GUARD.check("heavy snow falling on a street", "heavy snowfall on a street").accepted
+    assert GUARD.check(
+        "a heron at the lake early in the morning", "a heron at the lake in the early morning"
+    ).accepted
+    assert GUARD.check("a quiet diner late at night", "a quiet diner at night").accepted
+    assert not GUARD.check("snow falling on a street", "rain falling on a street").accepted
+    assert not GUARD.check(
+        "a quiet diner late at night", "a quiet diner late in the evening"
+    ).accepted
