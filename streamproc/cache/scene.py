@@ -53,7 +53,6 @@ from streamproc.cache.lexicon.relations import (
     NEUTRAL_INTRANSITIVE,
     NEUTRAL_PARTICIPLES,
     NEUTRAL_VERBS,
-    STILL_POSTURES,
     NUMBER_WORDS,
     OPPOSITE,
     PARTICLES,
@@ -61,6 +60,7 @@ from streamproc.cache.lexicon.relations import (
     RELATION_CLASSES,
     RELATIONAL_NOUNS,
     STATES,
+    STILL_POSTURES,
     SWITCHING_VERBS,
 )
 from streamproc.cache.normalize import normalize_prompt
