@@ -549,19 +549,18 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
                 for j in spelled:
                     theirs[j] = i
     # A noun written as one word and as its two nouns: "the riverbank" / "the bank of the
-    # river" or "the river bank", "raindrops" / "drops of rain".
-    for scene, other, mine, theirs in (
+    # river" or "the river bank", "a sandcastle" / "a castle of sand".
+    for scene, facing, mine, theirs in (
         (left, right, forward, backward),
         (right, left, backward, forward),
     ):
         for i, word in enumerate(scene.words):
             if i in mine or word.kind != "noun":
                 continue
-            parts = _closed_compound(word, other, theirs)
+            parts = _closed_compound(word, facing, theirs)
             if parts is not None:
-                head, modifier = parts
-                mine[i] = head
-                theirs[head] = theirs[modifier] = i
+                mine[i] = parts[0]
+                theirs[parts[0]] = theirs[parts[1]] = i
     if wordnet is not None:
         # An adjective WordNet makes from a noun, and the noun: "a woolly jumper" / "a wool
         # jumper", "a muddy boot" / "a boot covered in mud".
