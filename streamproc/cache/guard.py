@@ -1006,7 +1006,7 @@ def _check_positions(left: Scene, right: Scene, al: _Alignment) -> str | None:
     # left": each position is placed somewhere on both sides, so no relation is missing, but
     # the cat's position is another one.
     for relation in left.relations:
-        where = left.words[relation.anchor].lemma
+        where = us_spelling(left.words[relation.anchor].lemma)  # "centre" is "center"
         theirs = al.forward.get(relation.subject)
         if where not in _POSITIONS or theirs is None:
             continue
@@ -1015,7 +1015,7 @@ def _check_positions(left: Scene, right: Scene, al: _Alignment) -> str | None:
             for r in right.relations
             if r.subject == theirs and right.words[r.anchor].lemma in _POSITIONS
         ]
-        if there and all(right.words[r.anchor].lemma != where for r in there):
+        if there and all(us_spelling(right.words[r.anchor].lemma) != where for r in there):
             return f"relation_mismatch: {_relation(left, relation)} vs {_relation(right, there[0])}"
     return None
 

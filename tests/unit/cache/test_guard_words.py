@@ -287,3 +287,10 @@ def test_falling_snow_and_times_said_with_early_or_late_are_one_detail() -> None
     assert not GUARD.check(
         "a quiet diner late at night", "a quiet diner late in the evening"
     ).accepted
+
+
+def test_a_position_in_british_spelling_is_the_same_position() -> None:
+    assert GUARD.check(
+        "a fountain in a park in the city center", "a fountain in a park in the city centre"
+    ).accepted
+    assert not GUARD.check("a fountain in the centre", "a fountain on the left").accepted
