@@ -261,6 +261,8 @@ NEUTRAL_VERBS: Final = frozenset(
         "go",
         "stream",
         "cover",
+        "coat",  # "frost coating the grass" is frost covering it
+        "encircle",
         "cruise",
         "pass",
         "reveal",

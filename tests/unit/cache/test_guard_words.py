@@ -294,3 +294,36 @@ def test_a_position_in_british_spelling_is_the_same_position() -> None:
         "a fountain in a park in the city center", "a fountain in a park in the city centre"
     ).accepted
     assert not GUARD.check("a fountain in the centre", "a fountain on the left").accepted
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        ("a rushing river through a canyon", "a fast-flowing river through a canyon"),
+        ("an outdoor market at noon", "an open-air market at noon"),
+        ("a cottage by the coastal road", "a cottage by the seaside road"),
+        ("a kitten batting a ball of yarn", "a kitten batting a ball of wool"),
+        ("a stack of old books on a desk", "a pile of old books on a desk"),
+        ("a derelict warehouse at dusk", "an abandoned warehouse at dusk"),
+        ("a lush valley after rain", "a verdant valley after rain"),
+        ("a cobblestone lane in the old town", "a cobbled lane in the old town"),
+        ("soap lather on a sponge", "soap foam on a sponge"),
+        ("a haunted mansion on a hill", "a haunted manor on a hill"),
+    ],
+)
+def test_everyday_words_of_the_rewrites_set_are_one_word(request_text: str, candidate: str) -> None:
+    assert GUARD.check(request_text, candidate).accepted
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        # members of one group that a viewer tells apart get groups of their own
+        ("a man jogging along the river", "a man sprinting along the river"),
+        ("a pot of pasta boiling on a stove", "a pot of pasta simmering on a stove"),
+        ("a crow on a fence post", "a raven on a fence post"),
+        ("a rushing river through a canyon", "a still river through a canyon"),
+    ],
+)
+def test_near_neighbours_of_those_words_stay_apart(request_text: str, candidate: str) -> None:
+    assert not GUARD.check(request_text, candidate).accepted
