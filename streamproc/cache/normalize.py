@@ -143,7 +143,7 @@ _TAGS: Final = """
     duration length resolution aspect ratio seed steps seconds second secs sec watermark
     guidance cfg fps smooth artifacts artefacts bitrate premium output maximum max worthy
     best-in-class pristine razor-sharp ultra-real ultrareal possible
-    instagram tiktok youtube linkedin facebook snapchat pinterest vimeo
+    instagram tiktok youtube linkedin facebook snapchat pinterest vimeo lol haha lmao tack
 """
 _TAG_WORDS: Final = frozenset(_TAGS.split())
 #: Words that are tags only beside another tag ("high quality", "sharp focus", "cinematic
@@ -155,6 +155,7 @@ _MODIFIERS: Final = (
     " style render rendering engine"  # "realistic style", "octane render"; "anime style" stays
     " good nice great"  # "good quality", "nice realistic video"; "a good dog" stays
     " motion"  # "smooth motion"; "slow motion" stays
+    " e-commerce ecommerce"  # "e-commerce quality"
     " reel reels shorts short post story stories feed vertical horizontal"  # "for a TikTok
     # story", "YouTube Shorts, vertical 9:16": where the video goes, not what it shows
 )
@@ -164,7 +165,7 @@ _TAG_JOINERS: Final = frozenset(
     {"in", "and", "on", "with", "of", "at", "make", "it", "look", "no", "approx", "about", "if"}
     | {"for", "a", "an", "our", "my", "the"}
 )
-_TAG_PATTERN: Final = re.compile(r"\d+(?:k|p|fps)\d*|[\d.:x]*\d")
+_TAG_PATTERN: Final = re.compile(r"\d+(?:k|p|fps)\d*|[\d.:x]*\d|\ds")  # "8s": seconds
 #: Where a trailing part starts: a comma, semicolon, sentence end, pipe or dash between spaces.
 _SEPARATOR: Final = re.compile(
     r"[,;]|[.?!]\s|\s*\|\s*|\s*::\s*|\s+//\s+|\s+(?:--?|\u2014|\u2013)\s+"
@@ -244,8 +245,9 @@ _TRAILING_REQUEST: Final = re.compile(
 #: vlog intro"): at most four words, none a determiner or a verb form, ending in one of these
 #: and perhaps the medium.
 _GENRE: Final = re.compile(
-    r"(?:[a-z][\w-]*\s+){0,3}?(?:documentary|commercial|promo|advert|vlog|trailer|explainer)"
-    r"(?:\s+(?:intro|outro|shot|footage|video|clip))?"
+    r"(?:[a-z][\w-]*\s+){0,3}?(?:documentary|commercial|promo|advert|ad|vlog|trailer|explainer|"
+    r"b-roll|broll|brochure|loop|prompt|request|[a-z]*photography)"
+    r"(?:\s+(?:intro|outro|shot|footage|video|clip|request|prompt))?"
 )
 _NOT_IN_GENRE: Final = frozenset({"a", "an", "the", "of", "my", "our", "this", "that", "for"})
 
@@ -491,6 +493,7 @@ def _drop_leading(text: str) -> str:
         _is_framing(match.group("part"))
         or _labels_a_medium(match)
         or _is_medium_label(match.group("part"))
+        or _is_genre_tag(match.group("part"))  # "real estate promo:", "cooking b-roll:"
     ):
         return _strip_edges(text[match.end() :])
     match = _BARE_REQUEST.match(text) or _WISH_TO_SEE.match(text)
@@ -652,7 +655,11 @@ def _drop_brackets(text: str) -> str:
         inner = match.group(1).strip()
         parts = [p.strip() for p in re.split(r"[,;|]", inner.casefold())]
         filler = all(
-            p and (_is_tag_list(p) or _is_framing(p) or _PURPOSE_PART.fullmatch(p)) for p in parts
+            p
+            and (
+                _is_tag_list(p) or _is_framing(p) or _PURPOSE_PART.fullmatch(p) or _is_genre_tag(p)
+            )
+            for p in parts
         )
         if not filler and match.start() == 0:
             labels = [p for p in parts if _names_a_medium(p.split())]

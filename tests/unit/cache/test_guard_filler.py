@@ -532,3 +532,30 @@ def test_bare_plural_after_a_request_verb_is_the_scene() -> None:
     # a part with a scene word and a bracket that is no purpose stay
     assert normalize_prompt("a garden, full of life") == "a garden, full of life"
     assert normalize_prompt("a dog (a terrier) running") == "a dog (a terrier) running"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "scene"),
+    [
+        # a genre label at the start or end: an ad, a promo, b-roll, a kind of photography
+        ("real estate promo: a loft with tall windows", "a loft with tall windows"),
+        ("travel channel b-roll: a ferry leaving port", "a ferry leaving port"),
+        ("a ferry leaving port, fitness ad, high quality", "a ferry leaving port"),
+        ("a heron in the reeds, award-winning wildlife photography", "a heron in the reeds"),
+        ("a heron in the reeds (wildlife photography, ultra realistic)", "a heron in the reeds"),
+        ("sci-fi video prompt: a rover on a red dune", "a rover on a red dune"),
+        # generator settings and quality chatter
+        ("a ferry leaving port, seed: 7, duration 8s", "a ferry leaving port"),
+        ("a ferry leaving port | ad quality, tack sharp", "a ferry leaving port"),
+    ],
+)
+def test_genre_labels_and_settings_are_filler(prompt: str, scene: str) -> None:
+    assert normalize_prompt(prompt) == scene
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["a man reading an ad on a bus", "a black and white photography exhibition", "a 1950s diner"],
+)
+def test_those_words_inside_a_scene_stay(prompt: str) -> None:
+    assert normalize_prompt(prompt) == prompt
