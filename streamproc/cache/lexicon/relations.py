@@ -263,6 +263,8 @@ NEUTRAL_VERBS: Final = frozenset(
         "cover",
         "coat",  # "frost coating the grass" is frost covering it
         "encircle",
+        "display",  # "a watch displayed on a stand" is a watch on a stand
+        "showcase",
         "cruise",
         "pass",
         "reveal",

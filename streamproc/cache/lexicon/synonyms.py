@@ -502,7 +502,7 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     "rush|hurry",
     "slow|slowly|leisurely|sluggish",
     # size
-    "small|tiny|miniature|mini|petite|little",
+    "small|tiny|miniature|mini|petite|little|minuscule",
     "large|big|huge|giant|enormous|massive|gigantic|colossal|immense|vast",
     "tall|towering|~high",
     # age
@@ -515,7 +515,7 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     "ceramic|porcelain",
     "wool|woollen|woolen|knitted|yarn",
     # mood
-    "calm|tranquil|peaceful|serene|still|quiet|silent|hushed|quietly|silently",
+    "calm|tranquil|peaceful|serene|still|quiet|silent|hushed|quietly|silently|noiselessly",
     "busy|bustling|crowded|crowd|packed|hectic|rush hour|full of people",
     "empty|deserted|abandoned|desolate|vacant|nobody|no one|unoccupied|derelict|~bare",
     # intensity
@@ -604,6 +604,33 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     "dunk|slam dunk",
     "drop|droplet",
     "luxury|luxurious|high end|upscale",
+    # and from the synonym half of a second one-word swap set
+    # (tests/data/prompt_pairs_wordswap2_dev.jsonl), checked against its traps
+    "scarf|~muffler",
+    "sailor|seaman",
+    "rot|decay",
+    "pulse|throb",
+    "pound|~hammer",
+    "cascade|plunge",
+    "platter|serving plate",
+    "~lane|road",
+    "janitor|custodian",
+    "raincoat|rain jacket",
+    "grip|clutch|grasp",
+    "soccer player|footballer|football player",
+    "embers|cinders",
+    "cramped|poky|~tight",
+    "messy|cluttered|untidy",
+    "checkered|chequered|~checked",
+    "carpenter|woodworker",
+    "adjust|tweak",
+    "meadow|~field|pasture",
+    "busker|street musician|street performer",
+    "wireless|cordless",
+    "laptop|notebook computer",
+    "glasses|spectacles|eyeglasses",
+    "stall|booth",
+    "fish tank|~tank|aquarium",
 )
 
 #: Every group; a word in several groups is compared by the first.

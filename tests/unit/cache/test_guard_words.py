@@ -327,3 +327,37 @@ def test_everyday_words_of_the_rewrites_set_are_one_word(request_text: str, cand
 )
 def test_near_neighbours_of_those_words_stay_apart(request_text: str, candidate: str) -> None:
     assert not GUARD.check(request_text, candidate).accepted
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        ("a janitor mopping a school hallway", "a custodian mopping a school hallway"),
+        ("a messy desk covered in papers", "a cluttered desk covered in papers"),
+        (
+            "a busker playing violin under a bridge",
+            "a street musician playing violin under a bridge",
+        ),
+        ("a waterfall plunging into a gorge", "a waterfall cascading into a gorge"),
+        ("a grandmother wearing glasses knitting", "a grandmother wearing spectacles knitting"),
+        ("a footballer heading the ball", "a soccer player heading the ball"),
+    ],
+)
+def test_everyday_words_of_the_second_swap_set_are_one_word(
+    request_text: str, candidate: str
+) -> None:
+    assert GUARD.check(request_text, candidate).accepted
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        ("a footballer heading the ball", "a basketball player heading the ball"),
+        ("a messy desk covered in papers", "a tidy desk covered in papers"),
+        ("a country lane at dusk", "a country street at dusk"),
+    ],
+)
+def test_their_neighbours_of_the_second_swap_set_stay_apart(
+    request_text: str, candidate: str
+) -> None:
+    assert not GUARD.check(request_text, candidate).accepted
