@@ -198,6 +198,22 @@ def _closed_compound(word: Word, other: Scene, taken: Mapping[int, int]) -> tupl
     return None
 
 
+def _player_of(word: Word, other: Scene, taken: Mapping[int, int]) -> tuple[int, int] | None:
+    """(player, instrument) where ``word`` names who plays what ``other`` says as "an X
+    player": "a violinist" / "a violin player", "a pianist" / "a piano player", "a drummer" /
+    "a drum player" (the noun less "-ist" or "-er" and the instrument begin alike)."""
+    if not word.lemma.endswith(("ist", "er")) or len(word.lemma) < 6:
+        return None
+    stem = word.lemma[: -3 if word.lemma.endswith("ist") else -2]
+    for head, modifier in other.links:
+        if head in taken or modifier in taken or other.words[head].lemma != "player":
+            continue
+        played = other.words[modifier].lemma
+        if len(played) >= 3 and (played.startswith(stem) or stem.startswith(played)):
+            return head, modifier
+    return None
+
+
 def _spelled_out(
     word: Word, others: Sequence[Word], taken: Mapping[int, int], wordnet: WordNet | None
 ) -> list[int]:
@@ -557,7 +573,7 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
         for i, word in enumerate(scene.words):
             if i in mine or word.kind != "noun":
                 continue
-            parts = _closed_compound(word, facing, theirs)
+            parts = _closed_compound(word, facing, theirs) or _player_of(word, facing, theirs)
             if parts is not None:
                 mine[i] = parts[0]
                 theirs[parts[0]] = theirs[parts[1]] = i

@@ -33,7 +33,8 @@ DETAIL_GROUPS: Final[tuple[str, ...]] = (
     "purple|~violet|~lavender|magenta",
     "grey|gray",
     "gold|golden",
-    "colourful|colorful|multicoloured|multicolored|rainbow coloured|rainbow colored",
+    "colourful|colorful|multicoloured|multicolored|rainbow coloured|rainbow colored|"
+    "brightly coloured|brightly colored",
     # time_of_day
     "sunrise|dawn|daybreak|first light|break of day|at daybreak",
     "sunset|dusk|sundown|twilight|nightfall",
@@ -44,7 +45,7 @@ DETAIL_GROUPS: Final[tuple[str, ...]] = (
     "moonlit|moonlight|nightlife",
     "daytime|day time|during the day|in daylight|broad daylight|by day|daylight",
     # weather
-    "rain|rainy|raining|rains|rained|downpour|drizzle|drizzling|raindrop|raindrops|"
+    "rain|rainy|raining|rains|rained|downpour|drizzle|drizzling|raindrop|raindrops|light rain|"
     "rainstorm|rainfall|rain falling|falling rain|rain fall",
     "snow|snowy|snowing|snows|snowfall|snowflake|snowflakes|snow covered|"
     "covered in snow|covered with snow|snowstorm|blizzard|snow capped|snowcapped|"
@@ -194,7 +195,7 @@ KEY_GROUPS: Final[tuple[str, ...]] = (
     "perfume|fragrance",
     "cup|mug",
     "pan|frying pan|skillet",
-    "smartphone|phone|mobile phone|cellphone|cell phone",
+    "smartphone|phone|mobile phone|cellphone|cell phone|~mobile",
     "computer|desktop computer",
     "headphones|headphone|headset|earphones",
     "sneakers|sneaker|trainers|running shoes",
@@ -230,7 +231,8 @@ KEY_GROUPS: Final[tuple[str, ...]] = (
     "cherry blossom|sakura",
     "leaf|foliage",
     "grass|grassy|lawn",
-    "sunlight|sunbeam|sun ray|ray of sunlight|ray of sun|sunshine|light ray",
+    "sunlight|sunbeam|sun ray|ray of sunlight|ray of sun|sunshine|light ray|god rays|"
+    "crepuscular rays",
     "star|starry",
     "moon|full moon|lunar|lunar surface",
     "lightning|lightning bolt",
@@ -500,7 +502,7 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     # pace
     "fast|quickly|rapidly|rapid|speedy|quick|speed|race|high speed|swift|swiftly",
     "rush|hurry",
-    "slow|slowly|leisurely|sluggish",
+    "slow|slowly|leisurely|sluggish|unhurriedly|unhurried",
     # size
     "small|tiny|miniature|mini|petite|little|minuscule",
     "large|big|huge|giant|enormous|massive|gigantic|colossal|immense|vast",
@@ -546,7 +548,7 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     "peek|peep",
     "observe|watch",
     "pretty|beautiful|lovely|gorgeous|stunning",
-    "shiny|glossy|gleaming|lustrous",
+    "shiny|glossy|gleaming|lustrous|polished",
     "meander|wind|snake|twist|zigzag|curve",
     "sparkle|glitter|twinkle|shimmer|glisten",
     "cute|adorable",
@@ -631,6 +633,29 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     "glasses|spectacles|eyeglasses",
     "stall|booth",
     "fish tank|~tank|aquarium",
+    # and from the synonym half of a third one (tests/data/prompt_pairs_wordswap3_dev.jsonl)
+    "asphalt|tarmac",
+    "awaken|wake up",
+    "blanket|~throw",
+    "cake|~gateau",
+    "camera|cam",
+    "climb|ascend",
+    "rise|ascend",
+    "conservatory|sunroom",
+    "controller|gamepad",
+    "depart|leave",
+    "dreamy|dreamlike",
+    "energetic|high energy",
+    "garbage truck|trash truck|bin lorry|dustcart|refuse truck",
+    "festive|~holiday",
+    "ominous|foreboding",
+    "rehearse|practice|practise",
+    "rolling|undulating",
+    "sheer|~vertical",
+    "grab|snatch|seize",
+    "unload|offload",
+    "firefly|lightning bug",
+    "swat|~bat",
 )
 
 #: Every group; a word in several groups is compared by the first.

@@ -361,3 +361,33 @@ def test_their_neighbours_of_the_second_swap_set_stay_apart(
     request_text: str, candidate: str
 ) -> None:
     assert not GUARD.check(request_text, candidate).accepted
+
+
+def test_a_player_of_an_instrument_is_its_player_noun() -> None:
+    assert GUARD.check(
+        "a violinist on a street corner", "a violin player on a street corner"
+    ).accepted
+    assert GUARD.check("a pianist in a concert hall", "a piano player in a concert hall").accepted
+    assert GUARD.check("a drummer on a small stage", "a drum player on a small stage").accepted
+    assert not GUARD.check(
+        "a violinist on a street corner", "a guitar player on a street corner"
+    ).accepted
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        ("a sheer cliff above the sea", "a vertical cliff above the sea"),
+        ("a conductor rehearsing with an orchestra", "a conductor practising with an orchestra"),
+        (
+            "a freighter unloading containers at a port",
+            "a freighter offloading containers at a port",
+        ),
+        ("fireflies over a meadow at dusk", "lightning bugs over a meadow at dusk"),
+        ("a garbage truck on a narrow street", "a bin lorry on a narrow street"),
+    ],
+)
+def test_everyday_words_of_the_third_swap_set_are_one_word(
+    request_text: str, candidate: str
+) -> None:
+    assert GUARD.check(request_text, candidate).accepted
