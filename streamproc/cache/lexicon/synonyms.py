@@ -654,7 +654,7 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     "sheer|~vertical",
     "grab|snatch|seize",
     "unload|offload",
-    "firefly|lightning bug",
+    "firefly|fireflies|lightning bug|lightning bugs",
     "swat|~bat",
 )
 
