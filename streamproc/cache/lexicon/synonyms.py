@@ -45,8 +45,10 @@ DETAIL_GROUPS: Final[tuple[str, ...]] = (
     "moonlit|moonlight|nightlife",
     "daytime|day time|during the day|in daylight|broad daylight|by day|daylight",
     # weather
-    "rain|rainy|raining|rains|rained|downpour|drizzle|drizzling|raindrop|raindrops|light rain|"
-    "rainstorm|rainfall|rain falling|falling rain|rain fall",
+    "rain|rainy|raining|rains|rained|raindrop|raindrops|rainstorm|rainfall|rain falling|"
+    "falling rain|rain fall",
+    "drizzle|drizzling|light rain|rain|rainy|raining",  # a drizzle is no downpour
+    "downpour|heavy rain|torrential rain|pouring rain|rain|rainy|raining",
     "snow|snowy|snowing|snows|snowfall|snowflake|snowflakes|snow covered|"
     "covered in snow|covered with snow|snowstorm|blizzard|snow capped|snowcapped|"
     "snow falling|falling snow|snow fall",
@@ -54,7 +56,9 @@ DETAIL_GROUPS: Final[tuple[str, ...]] = (
     "storm|stormy|thunderstorm|thunder|storm clouds|thunderclouds|thundercloud|electrical storm|"
     "lightning storm",
     "cloud|clouds|cloudy|overcast|storm clouds|thunderclouds|thundercloud",
-    "wind|windy|breeze|breezy|gust|gusty|windswept|blustery|light wind|gentle wind",
+    "wind|windy|windswept|blustery",
+    "breeze|breezy|wind|windy",  # a breeze is no gust
+    "gust|gusty|wind|windy",
     "sunny|clear sky|clear skies|cloudless|sunny day|sunlit",
     "ice|icy|frozen|frost|frosty|ice floe|ice floes|sea ice",
     # season
@@ -339,7 +343,9 @@ KEY_GROUPS: Final[tuple[str, ...]] = (
     "carnival|fairground|funfair",
     "roller coaster|rollercoaster",
     "rice field|rice paddy|paddy field",
-    "swamp|marsh|bog",
+    "swamp|wetland",
+    "marsh|marshland|wetland",  # a swamp has trees, a marsh grass
+    "bog|wetland",
     "laboratory|lab",
     "theater|theatre|cinema|movie theater|movie theatre",
     "nightclub|~club",
@@ -422,7 +428,8 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     "drink|sip",
     "hunt|stalk",
     "chase|pursue",
-    "cut|chop|slice|dice|split",
+    "chop|dice|cut|split",
+    "slice|cut",  # a slice is no dice
     "cook|fry|saute|sear",
     "grill|barbecue|bbq",
     "boil|bubble",
@@ -443,6 +450,8 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     "laugh|giggle",
     "cry|weep|sob",
     "talk|chat|speak",
+    "whisper|murmur",  # a whisper is no plain talk
+    "hum|croon",  # nor a hum a song
     "hug|embrace",
     "wave at|wave to",
     "bloom|blossom",

@@ -391,3 +391,34 @@ def test_everyday_words_of_the_third_swap_set_are_one_word(
     request_text: str, candidate: str
 ) -> None:
     assert GUARD.check(request_text, candidate).accepted
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        # members of one old group that a fourth swap set tells apart
+        ("a gentle breeze ripples a mountain lake", "a gentle gust ripples a mountain lake"),
+        ("drizzle on the terrace of a cafe", "a downpour on the terrace of a cafe"),
+        ("morning fog over a swamp", "morning fog over a marsh"),
+        ("a chef dices onions on a board", "a chef slices onions on a board"),
+        ("a woman whispers to her friend", "a woman talks to her friend"),
+        ("a singer hums into a microphone", "a singer sings into a microphone"),
+    ],
+)
+def test_intensities_and_manners_a_viewer_tells_apart_stay_apart(
+    request_text: str, candidate: str
+) -> None:
+    assert not GUARD.check(request_text, candidate).accepted
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate"),
+    [
+        ("a gentle breeze ripples a mountain lake", "a gentle wind ripples a mountain lake"),
+        ("a rainy street at night", "a street in a downpour at night"),
+        ("a chef chops onions on a board", "a chef cuts onions on a board"),
+        ("a man chops firewood", "a man splits firewood"),
+    ],
+)
+def test_the_general_word_still_meets_each(request_text: str, candidate: str) -> None:
+    assert GUARD.check(request_text, candidate).accepted
