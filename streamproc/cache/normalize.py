@@ -59,7 +59,8 @@ _NEUTRAL_MODIFIER: Final = (
     r"\d+k|\d{3,4}p|\d+fps|stock|video)"
 )
 _MEDIUM: Final = (
-    r"(?:video|vid|clip|footage|movie|film|cinematic\s+shot|shot|scene|sequence|reel|gif)"
+    r"(?:video|vid|clip|footage|movie|film|cinematic\s+shot|shot|scene|sequence|reel|gif|"
+    r"b-?\s?roll)"
 )
 _CONNECTOR: Final = r"(?:of|showing|depicting|featuring|about|where|in\s+which|that\s+shows|with)"
 #: Request, medium and connector with only neutral modifiers between: all of it goes.
@@ -81,7 +82,7 @@ _LABEL: Final = re.compile(
     r"(?:(?:text|txt)[- ]?(?:to|2)[- ]?(?:video|vid)|t2v|prompt|video\s+prompt|"
     r"description|caption|title\s*:\s*[^.:]{1,40}\.|"
     r"(?:working\s+)?title\s*:?\s*[\"\u201c\u201d'][^\"\u201c\u201d]{1,60}[\"\u201c\u201d']"
-    r"\s*(?:[-:,.\u2013\u2014]+\s*)?)\s*:?\s*(?=\w)"
+    r"\s*(?:[-:,.\u2013\u2014]+\s*)?)\s*:?\s*(?=[\w\"\u201c])"
 )
 #: A leading part ended by a colon, a comma or a full stop ("video request:", "generate:",
 #: "4k, cinematic:", "short video,", "masterpiece.") goes when every word of it is one of these: words about the request, the
@@ -93,24 +94,28 @@ _FRAMING: Final = """
     footage movie film gif reel sequence request prompt prompts tag tags keywords keyword
     description caption idea concept brief product promo promotional commercial stock short
     quick text txt t2v ad ads advert advertisement advertising req generation demo
-    visualize visualise whip put together help bring see watch
+    visualize visualise whip put together help bring see watch this
 """
 #: Words that may stand in a framing part but do not make one on their own.
 _FRAMING_GLUE: Final = (
     "to 2 me us a an the for my our new could can would will you u this that it i we of one"
     " there folks team guys really just like love see watch want wanna these up life ai scene"
+    " following"  # "generate the following:"
 )
 _FRAMING_ANCHORS: Final = frozenset(_FRAMING.split())
 _FRAMING_WORDS: Final = _FRAMING_ANCHORS | frozenset(_FRAMING_GLUE.split())
 _LEADING_PART: Final = re.compile(
-    r"(?P<part>[^,:;.!?|]{1,60}?)(?:\s*[,:;|]|[.!?]+(?=\s)|\s+(?:--?|\u2014|\u2013)(?=\s))\s*(?=\w)"
+    r"(?P<part>[^,:;.!?|>]{1,60}?)(?:\s*[,:;|]|[.!?]+(?=\s)|\s+(?:--?|\u2014|\u2013)(?=\s)|"
+    r"\s*(?:->|=>|>>))\s*(?=[\w\"\u201c])"
 )
 #: A leading label of what the video is for: "for our instagram reel:", "for a client:",
 #: "instagram reel for the farm shop page -", "video request for our client -".
 _PURPOSE_LABEL: Final = re.compile(
-    r"(?:(?:[\w-]+\s+){0,2}(?:video|vid|clip|reel|ad|post|short|story|request|prompt)\s+|"
+    r"(?:(?:[\w-]+\s+){0,2}(?:video|vid|clip|reel|ad|spot|b-roll|post|short|story|request|"
+    r"prompt)\s+|"
     r"(?:i\s+|we\s+)?(?:need|want)\s+(?:this|it)\s+)?"
-    r"for\s+(?:our|my|a|an|the|this)\s+[^,:;.!?\u2013\u2014-]{1,40}?"
+    r"for\s+(?:(?:our|my|a|an|the|this)\s+|(?=(?:instagram|tiktok|youtube|reels|client)\b))"
+    r"[^,:;.!?\u2013\u2014-]{1,40}?"
     r"(?:\s*[:,]|\s+(?:--?|\u2013|\u2014))\s*(?=\w)"
 )
 #: A request verb right before the scene, with no medium: "please generate a fox in the snow".
@@ -120,6 +125,12 @@ _BARE_REQUEST: Final = re.compile(
     r"bring\s+to\s+life)"
     r"(?:\s+(?:me|us))?\s+"
     rf"(?={_DETERMINER}\s|\d|{_NUMBER}\s|[a-z]+s\s)"
+)
+#: "make" asked for with a modal or a wish ("can u make a penguin waddling …"); alone, "make
+#: a cake" is a scene.
+_ASKED_MAKE: Final = re.compile(
+    rf"(?:{_POLITE}\s+)?(?:{_MODAL}|{_WANT})\s+(?:{_POLITE}\s+)?make(?:\s+(?:me|us))?\s+"
+    rf"(?={_DETERMINER}\s|\d|{_NUMBER}\s)"
 )
 #: A wish to see the scene: "i'd like to see a fox …", "i would love to watch a witch …",
 #: "would really like to see this: a barn owl …".
@@ -144,6 +155,7 @@ _TAGS: Final = """
     guidance cfg fps smooth artifacts artefacts bitrate premium output maximum max worthy
     best-in-class pristine razor-sharp ultra-real ultrareal possible
     instagram tiktok youtube linkedin facebook snapchat pinterest vimeo lol haha lmao tack
+    settings setting format thx ty tysm
 """
 _TAG_WORDS: Final = frozenset(_TAGS.split())
 #: Words that are tags only beside another tag ("high quality", "sharp focus", "cinematic
@@ -156,29 +168,37 @@ _MODIFIERS: Final = (
     " good nice great"  # "good quality", "nice realistic video"; "a good dog" stays
     " motion"  # "smooth motion"; "slow motion" stays
     " e-commerce ecommerce"  # "e-commerce quality"
+    " take real more"  # "take 2", "make it look like real footage", "more detail please"
+    " s version"  # "duration: 6 s", "tiktok version"
     " reel reels shorts short post story stories feed vertical horizontal"  # "for a TikTok
     # story", "YouTube Shorts, vertical 9:16": where the video goes, not what it shows
 )
 _TAG_MODIFIERS: Final = frozenset(_MODIFIERS.split())
 #: A trailing request around tags ("make it look cinematic") is as much filler as the tags.
 _TAG_JOINERS: Final = frozenset(
-    {"in", "and", "on", "with", "of", "at", "make", "it", "look", "no", "approx", "about", "if"}
+    {"in", "and", "on", "with", "of", "at", "make", "it", "look", "like", "no", "approx"}
+    | {"about", "if"}
     | {"for", "a", "an", "our", "my", "the"}
 )
-_TAG_PATTERN: Final = re.compile(r"\d+(?:k|p|fps)\d*|[\d.:x]*\d|\ds")  # "8s": seconds
+#: "4k", "60fps", "16:9", "8s" (seconds), "v2" (a version), "--ar" (a generator flag),
+#: "seed=555".
+_TAG_PATTERN: Final = re.compile(
+    r"\d+(?:k|p|fps)\d*|[\d.:x]*\d|\ds|v\d{1,2}|--[a-z]+|(?:seed|fps|steps|cfg)=\d+"
+)
 #: Where a trailing part starts: a comma, semicolon, sentence end, pipe or dash between spaces.
 _SEPARATOR: Final = re.compile(
-    r"[,;]|[.?!]\s|\s*\|\s*|\s*::\s*|\s+//\s+|\s+(?:--?|\u2014|\u2013)\s+"
+    r"[,;]|[.?!]\s|\s*\|\s*|\s*::\s*|\s+//?\s+|\s+~\s+|\s*(?:>>|<<|->|=>)\s*|"
+    r"\s+(?:--?|\u2014|\u2013)\s+"
 )
 _THANKS_WORDS: Final = (
     r"(?:please|pls|plz|pretty\s+please|thanks(?:\s+a\s+bunch|\s+heaps)?|many\s+thanks|"
-    r"thank\s+you(?:\s+kindly)?|thx|ty|cheers(?:\s+mate)?|ta|gracias|much\s+appreciated|"
+    r"thank\s+(?:you|u)(?:\s+kindly)?|thx|ty|cheers(?:\s+mate)?|ta|gracias|much\s+appreciated|"
     r"(?:i\s+)?appreciate\s+it)"
 )
 #: Thanks or a "please" closing the prompt after a punctuation mark ("… ? thanks!"); "a
 #: man saying thank you" keeps its words.
 _THANKS: Final = re.compile(
-    rf"\s*[,.!?;:]+\s*{_THANKS_WORDS}(?:\s+(?:and|&)\s+{_THANKS_WORDS})?"
+    rf"\s*[,.!?;:|]+\s*{_THANKS_WORDS}(?:\s+(?:and|&)\s+{_THANKS_WORDS})?"
     r"(?:\s+(?:so\s+much|a\s+lot|in\s+advance|very\s+much))?[\s.!?]*$"
 )
 #: What the video is for, said at the end: "... ? it's for a school project".
@@ -190,11 +210,11 @@ _PURPOSE: Final = re.compile(
 #: healthcare explainer video", ", for our renewable energy presentation". The last word
 #: names a medium or an occasion for one, never something in the scene.
 _PURPOSE_PART: Final = re.compile(
-    r"for\s+(?:a|an|the|our|my|your|their|this)\s+(?:[\w'&-]+\s+){0,3}"
+    r"for\s+(?:a|an|the|our|my|your|their|this)\s+(?:[\w'&-]+\s+){0,4}"
     r"(?:ad|ads|advert|advertisement|commercial|promo|video|presentation|explainer|campaign|"
     r"reel|post|story|website|pitch|deck|slideshow|webinar|course|lesson|tutorial|vlog|"
     r"trailer|newsletter|brochure|intro|outro|blog|channel|page|app|listing|e-card|podcast|"
-    r"instagram|tiktok|youtube|class|lecture)"
+    r"instagram|tiktok|youtube|class|lecture|documentary)"
 )
 #: The nouns that end a purpose said anywhere in a trailing part ("it's for a tiktok post",
 #: "to use in a corporate presentation") or, after a request at the start, at the very end
@@ -204,11 +224,12 @@ _PURPOSE_NOUNS: Final = (
     r"campaign|reel|reels|post|story|website|site|pitch|deck|slideshow|webinar|course|lesson|"
     r"tutorial|vlog|blog|intro|outro|trailer|newsletter|brochure|page|channel|feed|account|"
     r"project|assignment|client|montage|compilation|class|lecture|app|listing|e-card|"
-    r"segment|b-roll|podcast|demo|showcase|portfolio|banner|thumbnail|documentary)"
+    r"segment|b-roll|podcast|demo|showcase|portfolio|banner|thumbnail|documentary|homepage|"
+    r"header|psa|recap|board|moodboard|background|instagram|tiktok|youtube|reels|facebook)"
 )
 _PURPOSE_IN_PART: Final = re.compile(
-    r"(?:(?:it'?s|it\s+is|this\s+is|(?:(?:i|we)\s+)?need(?:ed)?\s+it|(?:to\s+)?use(?:d)?|"
-    r"to\s+be\s+used)\s+)?(?:for|in|on|as)\s+(?:a|an|the|our|my|your|their|this)\s+"
+    r"(?:(?:it'?s|it\s+is|this\s+is|(?:(?:i|we)\s+)?need(?:ed)?(?:\s+it)?|(?:to\s+)?use(?:d)?|"
+    r"to\s+be\s+used)\s+)?(?:for|in|on|as)\s+(?:(?:a|an|the|our|my|your|their|this)\s+)?"
     rf"(?:[\w'-]+\s+){{0,3}}?{_PURPOSE_NOUNS}(?:\s+{_PURPOSE_NOUNS})?\b"
 )
 #: A purpose right at the end with no separator, filler only after a request at the start
@@ -246,7 +267,7 @@ _TRAILING_REQUEST: Final = re.compile(
 #: and perhaps the medium.
 _GENRE: Final = re.compile(
     r"(?:[a-z][\w-]*\s+){0,3}?(?:documentary|commercial|promo|advert|ad|vlog|trailer|explainer|"
-    r"b-roll|broll|brochure|loop|prompt|request|[a-z]*photography)"
+    r"b-roll|broll|brochure|loop|prompt|request|demo|mood\s+board|moodboard|[a-z]*photography)"
     r"(?:\s+(?:intro|outro|shot|footage|video|clip|request|prompt))?"
 )
 _NOT_IN_GENRE: Final = frozenset({"a", "an", "the", "of", "my", "our", "this", "that", "for"})
@@ -306,6 +327,17 @@ def _is_medium_label(part: str) -> bool:
     )
 
 
+#: Hopes about the result: "hope this works", "hopefully this one works!", "hope it's better
+#: this time".
+_NEED_IT: Final = re.compile(
+    r"(?:i\s+|we\s+)?need\s+(?:this|it)(?:\s+(?:asap|soon|today|urgently))?"
+)
+_HOPE: Final = re.compile(
+    r"(?:i\s+)?hop(?:e|efully)\s+(?:this|it|that)(?:\s+one)?(?:'s|\s+is|\s+works|\s+will\s+work)?"
+    r"(?:\s+(?:better|ok|okay|good|right))?(?:\s+this\s+time)?[\s!.]*"
+)
+
+
 def _is_filler_part(part: str, after_filler: bool) -> bool:
     """Whether a trailing part says nothing about the scene: a list of quality tags, the
     video's purpose, genre or overlays, or a request to make it — alone or together
@@ -313,7 +345,7 @@ def _is_filler_part(part: str, after_filler: bool) -> bool:
     quality", "can you generate this"). After another filler part, modifiers alone go too."""
     if _is_tag_list(part) or _intensified(part) or _is_genre_tag(part) or _is_medium_label(part):
         return True
-    if _TRAILING_REQUEST.fullmatch(part):
+    if _TRAILING_REQUEST.fullmatch(part) or _HOPE.fullmatch(part) or _NEED_IT.fullmatch(part):
         return True
     rest = _NO_OVERLAY.sub(" ", _PURPOSE_IN_PART.sub(" ", part))
     rest = " ".join(rest.split())
@@ -396,9 +428,12 @@ def _is_framing(part: str) -> bool:
         or _TAG_PATTERN.fullmatch(w)
         or _SERIAL.fullmatch(w)  # "ad concept #3:"
     ]
-    anchored = any(w in _FRAMING_ANCHORS or w in _TAG_WORDS for w in words)
+    anchored = any(w in _FRAMING_ANCHORS or w in _TAG_WORDS or _VERSION.fullmatch(w) for w in words)
     return anchored and len(framing) == len(words) and len(words) <= 5
 
+
+#: A draft's version: "v2 -", "v3:".
+_VERSION: Final = re.compile(r"v\d{1,2}")
 
 #: What a label before a colon ends with when it names the medium ("bakery promo video:").
 _LABEL_ENDINGS: Final = frozenset(
@@ -496,7 +531,7 @@ def _drop_leading(text: str) -> str:
         or _is_genre_tag(match.group("part"))  # "real estate promo:", "cooking b-roll:"
     ):
         return _strip_edges(text[match.end() :])
-    match = _BARE_REQUEST.match(text) or _WISH_TO_SEE.match(text)
+    match = _BARE_REQUEST.match(text) or _WISH_TO_SEE.match(text) or _ASKED_MAKE.match(text)
     if match is not None:
         return _strip_edges(text[match.end() :])
     match = _CLAUSE.match(text)
@@ -601,7 +636,7 @@ def _last_part(text: str) -> tuple[str, str] | None:
         last = found
     if last is None or last.start() == 0:
         return None
-    return text[: last.start()], text[last.end() :].strip()
+    return text[: last.start()], text[last.end() :].strip().lstrip("-\u2013\u2014 ")
 
 
 def _drop_trailing(text: str, asked: bool = False) -> str:
@@ -657,7 +692,11 @@ def _drop_brackets(text: str) -> str:
         filler = all(
             p
             and (
-                _is_tag_list(p) or _is_framing(p) or _PURPOSE_PART.fullmatch(p) or _is_genre_tag(p)
+                _is_tag_list(p)
+                or _is_framing(p)
+                or _PURPOSE_PART.fullmatch(p)
+                or _is_genre_tag(p)
+                or all(request_word(w) is not None for w in p.split())  # "(due friday)"
             )
             for p in parts
         )
@@ -762,17 +801,50 @@ def request_word(word: str) -> str | None:
     return None
 
 
+#: What a negative prompt lists is what the video must not show: it goes with its label.
+_NEGATIVE: Final = re.compile(r"(?:^|(?<=[\s|(\[,;.]))negative(?:\s+prompts?)?\s*:[^\n|]*")
+#: Markdown and markup around the scene: bold and italics, headings, closing tags.
+_MARKUP: Final = re.compile(r"\*\*|__|^\s*#{1,6}\s+|\[/\w+\]", re.MULTILINE)
+#: "w/" is "with".
+_WITH: Final = re.compile(r"\bw/(?=\s)")
+
+
+_PIPE: Final = re.compile(r"\s*\|[\s|]*")
+
+
+def _is_emoji(ch: str) -> bool:
+    # Pictographs, flags and their joiners; not "°", "©" or "™".
+    code = ord(ch)
+    if ch in _EMOJI_JOINERS or 0x1F3FB <= code <= 0x1F3FF:  # skin tones
+        return True
+    return code >= 0x1F000 or (code >= 0x2300 and unicodedata.category(ch) == "So")
+
+
+def _unmark(text: str) -> str:
+    """Line breaks and emoji become part separators ("… a dog 🐶 pls", "prompt:\\n…"),
+    markdown and a negative prompt go, "w/" is "with"."""
+    text = _NEGATIVE.sub(" ", _MARKUP.sub(" ", text))
+    text = _WITH.sub("with", text)
+    text = "".join(" | " if _is_emoji(ch) else ch for ch in text)
+    return re.sub(r"\s*\n[\s\n]*", " | ", text.strip())
+
+
 def normalize_prompt(text: str, *, drop_filler: bool = True) -> str:
     """The prompt as the guard reads it.
 
     Unicode NFKC, case-folded, whitespace collapsed to single spaces, punctuation stripped
     from both ends and (when ``drop_filler``) a leading request clause ("could you make me a
     short video of", "text to video:") and trailing quality tags (", 4k, highly detailed")
-    removed. Deterministic and idempotent; inner punctuation and word order are kept.
+    removed; with ``drop_filler`` a line break or an emoji first separates parts as "|" does
+    (one left inside the scene becomes a comma) and markdown and a negative prompt go.
+    Deterministic and idempotent; inner punctuation and word order are kept.
     """
     if drop_filler:
         # Before the edges are stripped: they may hold a bracket or a hashtag's "#".
-        folded = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+        folded = " ".join(_unmark(unicodedata.normalize("NFKC", text).casefold()).split())
         text = _drop_leading_hashtags(_drop_brackets(folded))
     text = _FALL.sub("autumn", _canonical_text(text))
-    return _drop_filler(text) if drop_filler else text
+    if not drop_filler:
+        return text
+    # A separator left inside the scene (an emoji there, a pipe between its parts) is a comma.
+    return _PIPE.sub(", ", _drop_filler(text))

@@ -559,3 +559,61 @@ def test_genre_labels_and_settings_are_filler(prompt: str, scene: str) -> None:
 )
 def test_those_words_inside_a_scene_stay(prompt: str) -> None:
     assert normalize_prompt(prompt) == prompt
+
+
+@pytest.mark.parametrize(
+    ("prompt", "scene"),
+    [
+        # line breaks and emoji separate parts; markdown, quotes and negative prompts go
+        ("**a heron in the reeds**\n**Format:** 16:9, 1080p", "a heron in the reeds"),
+        ("## Prompt\na heron in the reeds\n## Settings\n--ar 16:9, 24fps", "a heron in the reeds"),
+        ('Prompt: "a heron in the reeds" --ar 16:9', "a heron in the reeds"),
+        ("a heron in the reeds 🐦✨ ultra detailed, 4k", "a heron in the reeds"),
+        ("a heron in the reeds | negative prompt: blurry, extra limbs", "a heron in the reeds"),
+        ("a heron in the reeds\nNegative: blurry, text", "a heron in the reeds"),
+        # versions, hopes, settings, arrows and other separators
+        ("v2 - a heron in the reeds, ultra HD", "a heron in the reeds"),
+        ("a heron in the reeds. hope this works!", "a heron in the reeds"),
+        ("a heron in the reeds (duration: 6 s, fps 24)", "a heron in the reeds"),
+        ("a heron in the reeds, seed=555", "a heron in the reeds"),
+        ("generate video >> a heron in the reeds << ultra hd", "a heron in the reeds"),
+        ("prompt -> a heron in the reeds", "a heron in the reeds"),
+        ("a heron in the reeds / for kickstarter page / 16:9 / 4k", "a heron in the reeds"),
+        ("a heron in the reeds ~ 9:16 vertical for reels ~ 6s", "a heron in the reeds"),
+        # requests and purposes of other shapes
+        ("b-roll of a heron in the reeds, sharp focus", "a heron in the reeds"),
+        ("can u make a heron in the reeds 🐦 pls and thank u", "a heron in the reeds"),
+        ("ad spot for instagram: a heron in the reeds", "a heron in the reeds"),
+        ("a heron in the reeds. Needed for Amazon listing.", "a heron in the reeds"),
+        (
+            "a heron in the reeds -- for our restaurant's menu board -- 4k -- thx!",
+            "a heron in the reeds",
+        ),
+        (
+            "home office w/ a standing desk — need this for a youtube intro, thx",
+            "home office with a standing desk",
+        ),
+    ],
+)
+def test_markup_settings_and_chat_around_the_scene_go(prompt: str, scene: str) -> None:
+    assert normalize_prompt(prompt) == scene
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a man making a cake",
+        "for dinner: a roast chicken",
+        "a sign reading x -> y",
+        "a room at 20°c with a © sign",
+        "a negative of a photograph on a lightbox",
+    ],
+)
+def test_scenes_that_look_like_that_markup_stay(prompt: str) -> None:
+    assert normalize_prompt(prompt) == prompt
+
+
+def test_emoji_within_a_scene_do_not_change_its_words() -> None:
+    verdict = GUARD.check("a dog 🐶 chasing a ball in a park", "a dog chasing a ball in a park")
+    assert verdict.accepted
+    assert not GUARD.check("a dog 🐶 chasing a ball, 4k", "a cat chasing a ball, 4k").accepted
