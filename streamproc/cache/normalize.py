@@ -812,12 +812,10 @@ _WITH: Final = re.compile(r"\bw/(?=\s)")
 _PIPE: Final = re.compile(r"\s*\|[\s|]*")
 
 
-def _is_emoji(ch: str) -> bool:
-    # Pictographs, flags and their joiners; not "°", "©" or "™".
-    code = ord(ch)
-    if ch in _EMOJI_JOINERS or 0x1F3FB <= code <= 0x1F3FF:  # skin tones
-        return True
-    return code >= 0x1F000 or (code >= 0x2300 and unicodedata.category(ch) == "So")
+#: Pictographs, flags, dingbats and their joiners and skin tones; not "°", "©" or "™".
+_EMOJI: Final = re.compile(
+    "[\u2300-\u23ff\u25a0-\u27bf\u2b00-\u2bff\u200d\ufe0e\ufe0f\U0001f000-\U0010ffff]+"
+)
 
 
 def _unmark(text: str) -> str:
@@ -825,7 +823,7 @@ def _unmark(text: str) -> str:
     markdown and a negative prompt go, "w/" is "with"."""
     text = _NEGATIVE.sub(" ", _MARKUP.sub(" ", text))
     text = _WITH.sub("with", text)
-    text = "".join(" | " if _is_emoji(ch) else ch for ch in text)
+    text = _EMOJI.sub(" | ", text)
     return re.sub(r"\s*\n[\s\n]*", " | ", text.strip())
 
 
