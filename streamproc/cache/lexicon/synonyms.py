@@ -271,7 +271,7 @@ KEY_GROUPS: Final[tuple[str, ...]] = (
     "ruins|ruin",
     "sandcastle|sand castle",
     # places
-    "beach|shore|seashore|seaside|by the sea|at the seaside",
+    "beach|shore|seashore|seaside|at the seaside",
     "coast|coastline|coastal|shoreline|shore",
     "ocean|sea|open sea|open ocean",
     "stream|brook|creek",
@@ -386,10 +386,10 @@ KEY_GROUPS: Final[tuple[str, ...]] = (
     "comforter|duvet",
     "bathrobe|dressing gown",
     "license plate|number plate",
-    "apartment building|block of flats|apartment block",
+    "apartment building|block of flats|blocks of flats|apartment block",
     "row house|terraced house",
     "parking garage|multi storey car park|multistorey car park",
-    "traffic jam|tailback",
+    "traffic jam|tailback|gridlock",
     "tuxedo|dinner jacket",
     "vest|waistcoat",
     "ground beef|minced beef|~mince",
@@ -515,7 +515,7 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     # size
     "small|tiny|miniature|mini|petite|little|minuscule",
     "large|big|huge|giant|enormous|massive|gigantic|colossal|immense|vast",
-    "tall|towering|~high",
+    "tall|towering|~high|~soaring",
     # age
     "old|elderly|aged|senior|older",
     "young|youthful",
@@ -586,7 +586,7 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     "hut|shack",
     "sink|~basin|washbasin",
     "song|~track|tune",
-    "lone|solitary",
+    "lone|solitary|~single",
     "laundry room|utility room",
     "washing machine|washer",
     "mansion|manor",
@@ -614,7 +614,7 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     "ornate|elaborate",
     "dunk|slam dunk",
     "drop|droplet",
-    "luxury|luxurious|high end|upscale",
+    "luxury|luxurious|high end|upscale|opulent|lavish",
     # and from the synonym half of a second one-word swap set
     # (tests/data/prompt_pairs_wordswap2_dev.jsonl), checked against its traps
     "scarf|~muffler",
@@ -622,7 +622,7 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     "rot|decay",
     "pulse|throb",
     "pound|~hammer",
-    "cascade|plunge",
+    "cascade|plunge|~tumble",
     "platter|serving plate",
     "~lane|road",
     "janitor|custodian",
@@ -665,6 +665,16 @@ GUARD_GROUPS: Final[tuple[str, ...]] = (
     "unload|offload",
     "firefly|fireflies|lightning bug|lightning bugs",
     "swat|~bat",
+    # and from the synonym half of a fourth one (tests/data/prompt_pairs_wordswap4_dev.jsonl)
+    "teenage|adolescent|teen",
+    "choppy|~rough",
+    "linens|bedding|bed linen",
+    "~rag|cloth",
+    "rim|~edge",
+    "blazing|scorching|searing",
+    "audience|spectators|onlookers|~crowd",
+    "drum kit|drum set",
+    "clothesline|washing line|clothes line",
 )
 
 #: Every group; a word in several groups is compared by the first.

@@ -422,3 +422,25 @@ def test_intensities_and_manners_a_viewer_tells_apart_stay_apart(
 )
 def test_the_general_word_still_meets_each(request_text: str, candidate: str) -> None:
     assert GUARD.check(request_text, candidate).accepted
+
+
+@pytest.mark.parametrize(
+    ("request_text", "candidate", "same"),
+    [
+        (
+            "a teenage skateboarder lands a kickflip",
+            "an adolescent skateboarder lands a kickflip",
+            True,
+        ),
+        ("cars honk in a traffic jam at dusk", "cars honk in a gridlock at dusk", True),
+        ("a lighthouse beam over a choppy sea", "a lighthouse beam over a rough sea", True),
+        (
+            "a mermaid combing her hair beside the sea",
+            "a mermaid combing her hair by the sea",
+            True,
+        ),
+        ("a lighthouse beam over a choppy sea", "a lighthouse beam over a calm sea", False),
+    ],
+)
+def test_words_of_the_fourth_swap_set(request_text: str, candidate: str, same: bool) -> None:
+    assert GUARD.check(request_text, candidate).accepted is same
