@@ -675,23 +675,21 @@ def _align(left: Scene, right: Scene, wordnet: WordNet | None = None) -> _Alignm
     # the corner"), but two different ones are two words ("a statue standing" / "a statue
     # sitting").
     postures = _postures(left, forward) and _postures(right, backward)
+
+    def left_over(scene: Scene, mapping: Mapping[int, int], unnamed: set[int]) -> list[int]:
+        return [
+            i
+            for i, w in enumerate(scene.words)
+            if i not in mapping
+            and (not w.silent or (postures and _is_posture(w)))
+            and i not in unnamed
+        ]
+
     return _Alignment(
         forward,
         backward,
-        [
-            i
-            for i, w in enumerate(left.words)
-            if i not in forward
-            and (not w.silent or (postures and _is_posture(w)))
-            and i not in mine_unnamed
-        ],
-        [
-            j
-            for j, w in enumerate(right.words)
-            if j not in backward
-            and (not w.silent or (postures and _is_posture(w)))
-            and j not in their_unnamed
-        ],
+        left_over(left, forward, mine_unnamed),
+        left_over(right, backward, their_unnamed),
     )
 
 
